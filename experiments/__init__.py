@@ -1,0 +1,1 @@
+"""Experiment suite: the shared runner, tasks, method registry, records and tables."""
