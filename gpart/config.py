@@ -1,0 +1,90 @@
+"""GPartConfig: every choice that, with the model, determines the partition P — validated on construction."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from gpart.partition import ASSIGNMENTS
+
+BIAS_MODES = ("none", "partitioned")
+
+
+@dataclass
+class GPartConfig:
+    """Configuration of a GPart adapter.
+
+    Args:
+        d: length of the trainable vector θ (the only hyperparameter of the method).
+        target_modules: modules whose weights form the adapted space, in PEFT's convention: a list of names, each
+            matching a module whose full name equals it or ends with ``"." + name``; or one regex string that must
+            match a full module name.
+        seed: seed of the partition (any integer in [0, 2^64)); stored with θ, it determines P exactly.
+        assignment: ``"stateless"`` (g(i) = splitmix64(seed + i) mod d) or ``"balanced"`` (group sizes differ by ≤ 1).
+        isometric: scale P's non-zeros by 1/sqrt(group size) so PᵀP = I; False is the unnormalised ablation.
+        dropout: probability of dropping each element of ΔW during training (not of the activations).
+        bias: ``"none"``, or ``"partitioned"`` to append each target's bias to the adapted space after its weight.
+        trainable_modules: modules trained fully beside θ (the task head), saved with the adapter and not counted
+            in d. Matched like ``target_modules``.
+    """
+
+    d: int
+    target_modules: list[str] | str
+    seed: int = 0
+    assignment: str = "stateless"
+    isometric: bool = True
+    dropout: float = 0.0
+    bias: str = "none"
+    trainable_modules: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        if isinstance(self.target_modules, tuple):
+            self.target_modules = list(self.target_modules)
+        self.trainable_modules = list(self.trainable_modules)
+        _check_int("d", self.d, low=1)
+        _check_int("seed", self.seed, low=0, high=(1 << 64) - 1)
+        _check_names("target_modules", self.target_modules, allow_regex=True)
+        _check_names("trainable_modules", self.trainable_modules, allow_regex=False, allow_empty=True)
+        _check_choice("assignment", self.assignment, ASSIGNMENTS)
+        _check_choice("bias", self.bias, BIAS_MODES)
+        if not isinstance(self.isometric, bool):
+            raise ValueError(f"isometric must be a bool, got {self.isometric!r}")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
+        self.dropout = float(self.dropout)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "GPartConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown GPartConfig field(s) {unknown}; allowed: {sorted(known)}")
+        return cls(**values)
+
+
+def _check_int(name: str, value, *, low: int, high: int | None = None):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+    if value < low or (high is not None and value > high):
+        allowed = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ValueError(f"{name} must be {allowed}, got {value}")
+
+
+def _check_choice(name: str, value, allowed: tuple[str, ...]):
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r} is not supported; allowed: {', '.join(map(repr, allowed))}")
+
+
+def _check_names(name: str, value, *, allow_regex: bool, allow_empty: bool = False):
+    if allow_regex and isinstance(value, str):
+        if not value:
+            raise ValueError(f"{name} must not be an empty string")
+        return
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        kind = "a list of module names or a regex string" if allow_regex else "a list of module names"
+        raise ValueError(f"{name} must be {kind}, got {value!r}")
+    if not value and not allow_empty:
+        raise ValueError(f"{name} must name at least one module, got an empty list")

@@ -1,0 +1,174 @@
+"""GPart layers: the shared vector θ, and the wrapper that adds ΔW = reshape(P θ) to a frozen weight.
+
+Memory discipline: ΔW and W0 + ΔW exist only while one layer computes. Autograd saves the layer input and θ, never
+the effective weight; backward rebuilds it (a gather of d numbers, cheap next to the matmuls) and reduces the weight
+gradient into θ's gradient group by group: ∇θ = Pᵀ ∇w. Peak extra memory is O(largest adapted layer), not O(N).
+
+``nn.Linear`` and transformers' ``Conv1D`` take a fused autograd function (no matmul beyond what the layer itself
+needs). Any other module with a ``weight`` (Conv2d, Embedding, ...) takes a generic path: the module's own forward
+with W0 + ΔW substituted, under activation checkpointing so that the effective weight is not kept for backward.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from gpart.config import GPartConfig
+from gpart.partition import Partition
+
+
+class GPartAdapter(nn.Module):
+    """θ ∈ R^d (trainable, float32, zero-initialised) and P's non-zero per group. Registered once on the model."""
+
+    def __init__(self, config: GPartConfig, partition: Partition, fingerprint: dict, device=None):
+        super().__init__()
+        self.config, self.partition, self.fingerprint = config, partition, fingerprint
+        self.theta = nn.Parameter(torch.zeros(config.d, dtype=torch.float32, device=device))
+        self.register_buffer("scale", partition.scale().to(device), persistent=False)
+
+    def scaled_theta(self) -> torch.Tensor:
+        """The d distinct values of P θ: θ_j / sqrt(n_j)."""
+        return self.theta * self.scale
+
+    def extra_repr(self) -> str:
+        c = self.config
+        return f"d={c.d}, N={self.partition.size}, assignment={c.assignment}, seed={c.seed}, isometric={c.isometric}"
+
+
+def _dropout_mask(shape, p: float, seed: int, device) -> torch.Tensor:
+    """A keep-mask scaled by 1/(1-p), reproducible from ``seed`` so backward rebuilds the forward's mask."""
+    generator = torch.Generator(device=device).manual_seed(seed)
+    keep = torch.rand(shape, generator=generator, device=device) >= p
+    return keep / (1.0 - p)
+
+
+class GPartLayer(nn.Module):
+    """Wraps a module and adds ΔW (and Δb, when biases are partitioned) from the shared adapter to its weights."""
+
+    def __init__(self, base_layer: nn.Module, adapter: GPartAdapter, weight_start: int, bias_start: int | None):
+        super().__init__()
+        self.base_layer = base_layer
+        # A plain attribute, not a submodule: θ belongs to the model once, not to every layer.
+        object.__setattr__(self, "adapter", adapter)
+        self.weight_start, self.bias_start = weight_start, bias_start
+        self.merged = False
+
+    @property
+    def is_linear(self) -> bool:
+        return isinstance(self.base_layer, nn.Linear) or _is_hf_conv1d(self.base_layer)
+
+    def _adapted(self) -> list[tuple[str, int]]:
+        """(parameter name, global start index) of every adapted tensor of the base layer, in canonical order."""
+        names = [("weight", self.weight_start)]
+        return names + ([("bias", self.bias_start)] if self.bias_start is not None else [])
+
+    def delta(self, scaled_theta: torch.Tensor, name: str, dropout_seed: int | None = None) -> torch.Tensor:
+        """ΔW (or Δb) in the stored layout of ``base_layer.<name>``, with dropout when a seed is given."""
+        base = getattr(self.base_layer, name)
+        start = dict(self._adapted())[name]
+        ids = self.adapter.partition.group_ids(start, base.numel(), device=scaled_theta.device)
+        delta = scaled_theta[ids].view(base.shape)
+        if dropout_seed is not None:
+            delta = delta * _dropout_mask(base.shape, self.adapter.config.dropout, dropout_seed, base.device)
+        return delta
+
+    def theta_grad(self, grad: torch.Tensor, name: str, dropout_seed: int | None = None) -> torch.Tensor:
+        """Pᵀ restricted to this tensor's rows: group sums of ``grad`` (dropout-masked), times 1/sqrt(n_j)."""
+        base = getattr(self.base_layer, name)
+        start = dict(self._adapted())[name]
+        if dropout_seed is not None:
+            grad = grad * _dropout_mask(base.shape, self.adapter.config.dropout, dropout_seed, base.device)
+        ids = self.adapter.partition.group_ids(start, base.numel(), device=grad.device)
+        dtype = self.adapter.theta.dtype  # float32 in training; float64 under gradcheck
+        sums = torch.zeros(self.adapter.config.d, dtype=dtype, device=grad.device)
+        sums.index_add_(0, ids, grad.reshape(-1).to(dtype))
+        return sums * self.adapter.scale.to(dtype)
+
+    def effective(self, scaled_theta: torch.Tensor, dropout_seed: int | None) -> dict[str, torch.Tensor]:
+        """W0 + ΔW (and b0 + Δb) for every adapted tensor."""
+        params = {}
+        for name, _ in self._adapted():
+            base = getattr(self.base_layer, name)
+            params[name] = base + self.delta(scaled_theta, name, dropout_seed).to(base.dtype)
+        return params
+
+    def _dropout_seed(self) -> int | None:
+        if not (self.training and self.adapter.config.dropout > 0):
+            return None
+        return int(torch.randint(0, 2**62, (1,)))  # from torch's global CPU generator: seeded runs repeat
+
+    def forward(self, *args, **kwargs):
+        if self.merged:
+            return self.base_layer(*args, **kwargs)
+        dropout_seed = self._dropout_seed()
+        if self.is_linear and len(args) == 1 and not kwargs:
+            return _AdaptedLinear.apply(args[0], self.adapter.theta, self, dropout_seed)
+        return checkpoint(self._generic_forward, self.adapter.theta, dropout_seed, *args, use_reentrant=False, **kwargs)
+
+    def _generic_forward(self, theta, dropout_seed, *args, **kwargs):
+        params = self.effective(theta * self.adapter.scale, dropout_seed)
+        return torch.func.functional_call(self.base_layer, params, args, kwargs)
+
+    @torch.no_grad()
+    def merge(self):
+        if self.merged:
+            return
+        for name, value in self.effective(self.adapter.scaled_theta(), None).items():
+            getattr(self.base_layer, name).copy_(value)
+        self.merged = True
+
+    @torch.no_grad()
+    def unmerge(self):
+        if not self.merged:
+            return
+        scaled_theta = self.adapter.scaled_theta()
+        for name, _ in self._adapted():
+            base = getattr(self.base_layer, name)
+            base.sub_(self.delta(scaled_theta, name).to(base.dtype))
+        self.merged = False
+
+    def extra_repr(self) -> str:
+        return f"weight_start={self.weight_start}, bias_start={self.bias_start}, merged={self.merged}"
+
+
+def _is_hf_conv1d(module: nn.Module) -> bool:
+    """transformers' Conv1D (GPT-2 style): a linear layer whose weight is stored (in_features, out_features)."""
+    return type(module).__name__ == "Conv1D" and hasattr(module, "nf") and module.weight.dim() == 2
+
+
+class _AdaptedLinear(torch.autograd.Function):
+    """y = x (W0 + ΔW)ᵀ + b, saving only x and θ; backward recomputes W0 + ΔW and returns ∇θ = Pᵀ ∇w."""
+
+    @staticmethod
+    def forward(ctx, x, theta, layer: GPartLayer, dropout_seed):
+        params = layer.effective(theta * layer.adapter.scale, dropout_seed)
+        ctx.save_for_backward(x, theta)
+        ctx.layer, ctx.dropout_seed = layer, dropout_seed
+        bias = params.get("bias", layer.base_layer.bias)
+        return F.linear(x, _out_in(layer, params["weight"]), None if bias is None else bias.to(x.dtype))
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, theta = ctx.saved_tensors
+        layer, seed = ctx.layer, ctx.dropout_seed
+        compute_dtype = grad_out.dtype
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            weight = layer.effective(theta * layer.adapter.scale, seed)["weight"]
+            grad_x = (grad_out @ _out_in(layer, weight).to(compute_dtype)).to(x.dtype)
+        grad_out_2d = grad_out.reshape(-1, grad_out.shape[-1])
+        grad_weight = grad_out_2d.t() @ x.reshape(-1, x.shape[-1]).to(compute_dtype)  # (out, in)
+        if _is_hf_conv1d(layer.base_layer):
+            grad_weight = grad_weight.t()  # back to Conv1D's stored (in, out) layout, the order P indexes
+        grad_theta = layer.theta_grad(grad_weight, "weight", seed)
+        if layer.bias_start is not None:
+            grad_theta = grad_theta + layer.theta_grad(grad_out_2d.sum(0), "bias", seed)
+        return grad_x, grad_theta.to(theta.dtype), None, None
+
+
+def _out_in(layer: GPartLayer, weight: torch.Tensor) -> torch.Tensor:
+    """The weight as (out_features, in_features), whatever the layer's stored layout."""
+    return weight.t() if _is_hf_conv1d(layer.base_layer) else weight
