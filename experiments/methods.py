@@ -1,0 +1,144 @@
+"""The method registry: `method.kind` -> a class that turns a task model into the model to train.
+
+Every `configs/method/<name>.yaml` has `key` (the paper CSV's method name), `kind` (a key of :data:`REGISTRY`),
+`lr` / `head_lr` (defaults of `trainer.lr` / `trainer.head_lr`) and a `config` block that only its kind reads.
+The runner calls ``build_method(cfg.method, cfg.model)`` and then the three methods of :class:`Method`; it never looks
+at a method's name.
+
+What counts as "head" is architecture knowledge (`model.head_modules`); every method keeps the head fully trainable
+and the runner counts head parameters apart from the adapter's (paper convention).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+
+def is_head_parameter(name: str, head_modules) -> bool:
+    """True when a dotted parameter name passes through one of the head modules (PEFT wrappers included)."""
+    parts = name.split(".")
+    return any(part in parts for part in head_modules) or any(
+        name.startswith(f"{h}.") for h in head_modules if "." in h)
+
+
+def freeze_all_but_head(model: nn.Module, head_modules) -> None:
+    for name, param in model.named_parameters():
+        param.requires_grad = is_head_parameter(name, head_modules)
+
+
+def _require_head(model: nn.Module, head_modules) -> None:
+    if not any(is_head_parameter(n, head_modules) for n, _ in model.named_parameters()):
+        raise ValueError(f"model.head_modules={list(head_modules)} matches no parameter of "
+                         f"{type(model).__name__}; name the task head's module (e.g. 'classifier').")
+
+
+class Method:
+    """Base class. Subclasses implement :meth:`apply` and may override :meth:`adapted` and :meth:`save`."""
+
+    def __init__(self, method_cfg: DictConfig, model_cfg: DictConfig):
+        self.cfg = method_cfg
+        self.head_modules = list(model_cfg.head_modules or [])
+        self.target_modules = list(model_cfg.target_modules or [])
+
+    def apply(self, model: nn.Module) -> nn.Module:
+        """Return the model to train, with exactly the method's parameters (and the head) trainable."""
+        raise NotImplementedError
+
+    def adapted(self, model: nn.Module) -> tuple[Optional[int], int]:
+        """(adapted-space size N or None, number of adapted modules)."""
+        return None, 0
+
+    def save(self, model: nn.Module, out_dir: Path) -> None:
+        """Save what is needed to restore the trained model on top of the base checkpoint."""
+        model.save_pretrained(str(out_dir))
+
+    def config_kwargs(self) -> dict:
+        return OmegaConf.to_container(self.cfg.get("config") or {}, resolve=True)
+
+
+class FullFineTuning(Method):
+    """Every parameter trainable (paper `FT`)."""
+
+    def apply(self, model):
+        _require_head(model, self.head_modules)
+        for param in model.parameters():
+            param.requires_grad = True
+        return model
+
+
+class GPartMethod(Method):
+    """GPart through the `gpart` library; `config` holds `GPartConfig` fields except `trainable_modules`."""
+
+    def apply(self, model):
+        from gpart import GPartConfig, apply_gpart
+
+        _require_head(model, self.head_modules)
+        kwargs = self.config_kwargs()
+        kwargs.setdefault("target_modules", self.target_modules)
+        return apply_gpart(model, GPartConfig(trainable_modules=self.head_modules, **kwargs))
+
+    def adapted(self, model):
+        from gpart import gpart_summary
+
+        summary = gpart_summary(model)
+        return int(summary.adapted_space_size), len(summary.adapted_modules)
+
+    def save(self, model, out_dir):
+        from gpart import save_adapter
+
+        save_adapter(model, str(out_dir))
+
+
+class PeftMethod(Method):
+    """Any PEFT tuner, configured not re-implemented: `config._target_` names the PEFT config class (e.g.
+    `peft.LoraConfig`); the head goes into `modules_to_save` so it trains fully and is saved with the adapter."""
+
+    def apply(self, model):
+        from peft import get_peft_model
+
+        _require_head(model, self.head_modules)
+        kwargs = self.config_kwargs()
+        kwargs.setdefault("target_modules", self.target_modules)
+        kwargs.setdefault("modules_to_save", self.head_modules)
+        try:
+            peft_config = instantiate(kwargs, _convert_="all")
+        except Exception as error:  # Hydra wraps the PEFT constructor's own message; surface it plainly
+            raise ValueError(f"method.config could not build {kwargs.get('_target_')}: {error}") from error
+        return get_peft_model(model, peft_config)
+
+    def adapted(self, model):
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer)
+                  and hasattr(m, "get_base_layer") and m.get_base_layer() is not m]
+        size = sum(m.get_base_layer().weight.numel() for m in layers if hasattr(m.get_base_layer(), "weight"))
+        return (size or None), len(layers)
+
+
+def _baseline(name: str):
+    def build(method_cfg, model_cfg):
+        import baselines
+
+        return getattr(baselines, name)(method_cfg, model_cfg)
+    return build
+
+
+REGISTRY = {
+    "full": FullFineTuning,
+    "gpart": GPartMethod,
+    "peft": PeftMethod,
+    "bitfit": _baseline("BitFit"),
+    "head_only": _baseline("HeadOnly"),
+}
+
+
+def build_method(method_cfg: DictConfig, model_cfg: DictConfig) -> Method:
+    kind = method_cfg.get("kind")
+    if kind not in REGISTRY:
+        raise ValueError(f"method.kind={kind!r} is not a registered method kind; allowed: {sorted(REGISTRY)} "
+                         "(see configs/method/*.yaml)")
+    return REGISTRY[kind](method_cfg, model_cfg)

@@ -1,0 +1,196 @@
+"""Run records: one self-describing JSON file per run (`docs/record-format.md`, schema_version 1).
+
+`experiments/run.py` writes a record with `status: running` before anything else, updates it after every epoch and
+marks it `finished` (or `failed`) at the end. Every write is atomic (temp file + `os.replace`), so a killed run
+leaves a complete JSON document that says `running`, never a half-written file or one that looks finished.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import DictConfig, OmegaConf
+
+SCHEMA_VERSION = 1
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# Keys that say where things live or how they are logged, not what is computed; left out of config_hash.
+_UNHASHED_TOP = ("seed", "paths", "logger", "hydra", "run_name")
+_UNHASHED_ANYWHERE = ("data_dir", "output_dir")
+_VERSIONED = ("torch", "transformers", "peft", "accelerate", "datasets", "hydra-core", "timm", "wandb", "gpart")
+
+
+def utc_now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def resolved_config(cfg: DictConfig) -> dict:
+    return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+
+
+def _drop_keys(node: Any, names: tuple[str, ...]) -> Any:
+    if isinstance(node, dict):
+        return {k: _drop_keys(v, names) for k, v in node.items() if k not in names}
+    if isinstance(node, list):
+        return [_drop_keys(v, names) for v in node]
+    return node
+
+
+def config_hash(cfg: DictConfig) -> str:
+    """sha256 of the resolved config without seed, paths and logger. The seed is set to 0 *before* resolving, so
+    values interpolated from it (e.g. a partition seed `${seed}`) do not split runs of one setting apart."""
+    pinned = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+    if "seed" in pinned:
+        pinned.seed = 0
+    resolved = resolved_config(pinned)
+    kept = _drop_keys({k: v for k, v in resolved.items() if k not in _UNHASHED_TOP}, _UNHASHED_ANYWHERE)
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-")
+
+
+def make_run_id(cfg: DictConfig, digest: str) -> str:
+    """e.g. `glue-roberta-base-gpart-sst2-s0-1a2b3c4d`."""
+    parts = [cfg.task.table, cfg.model.key, cfg.method.key, cfg.task.key, f"s{cfg.seed}", digest[:8]]
+    return "-".join(slug(p) for p in parts)
+
+
+def write_atomic(path: Path, data: dict) -> None:
+    """Write JSON so readers see either the old file or the complete new one, never a partial one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle, indent=2, sort_keys=False, default=_json_default)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _json_default(value: Any):
+    if hasattr(value, "item"):  # numpy / torch scalars
+        return value.item()
+    return str(value)
+
+
+def read(path: Path) -> Optional[dict]:
+    path = Path(path)
+    if not path.exists():
+        return None
+    with open(path) as handle:
+        return json.load(handle)
+
+
+def package_versions() -> dict:
+    versions = {"python": platform.python_version()}
+    for name in _VERSIONED:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def git_state(repo: Path = REPO_ROOT) -> dict:
+    def git(*args: str) -> Optional[str]:
+        try:
+            out = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=20)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": None if status is None else bool(status)}
+
+
+def hardware() -> dict:
+    import torch
+
+    cuda = torch.cuda.is_available()
+    return {
+        "device_name": torch.cuda.get_device_name(0) if cuda else "cpu",
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "num_devices": torch.cuda.device_count() if cuda else 0,
+        "cuda": torch.version.cuda if cuda else None,
+        "platform": platform.platform(),
+    }
+
+
+def new_record(cfg: DictConfig, run_id: str, digest: str) -> dict:
+    """The record written at start: every key of the schema present, results still null."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": run_id,
+        "status": "running",
+        "table": cfg.task.table,
+        "model": cfg.model.key,
+        "method": cfg.method.key,
+        "task": cfg.task.key,
+        "seed": int(cfg.seed),
+        "metric": cfg.task.metric,
+        "config": resolved_config(cfg),
+        "config_hash": digest,
+        "adapted_space_size": None,
+        "adapted_modules": None,
+        "trainable_params": None,
+        "head_params": None,
+        "epochs": [],
+        "best_epoch": None,
+        "validation_metric": None,
+        "test_metric": None,
+        "test_metrics": {},
+        "timing": {"wall_s": None, "train_s": None, "median_step_s": None, "eval_s": None},
+        "memory": {"peak_bytes": None, "device": None, "kind": None},
+        "adapter_bytes": None,
+        "versions": package_versions(),
+        "git": git_state(),
+        "hardware": hardware(),
+        "command": " ".join(sys.argv),
+        "started_at": utc_now(),
+        "finished_at": None,
+        "error": None,
+    }
+
+
+def best_epoch(epochs: list[dict], metric: str) -> Optional[dict]:
+    """The epoch with the highest validation `metric` (the earliest one on ties); None without any."""
+    scored = [e for e in epochs if e.get("validation", {}).get(metric) is not None]
+    if not scored:
+        return None
+    return max(scored, key=lambda e: (e["validation"][metric], -e["epoch"]))
+
+
+def finalize(record: dict) -> dict:
+    """Fill best_epoch / validation_metric / test_metric(s) from the per-epoch entries."""
+    best = best_epoch(record["epochs"], record["metric"])
+    if best is not None:
+        record["best_epoch"] = best["epoch"]
+        record["validation_metric"] = best["validation"][record["metric"]]
+        record["test_metrics"] = dict(best.get("test", {}))
+        record["test_metric"] = record["test_metrics"].get(record["metric"])
+    return record
+
+
+def directory_bytes(path: Path) -> Optional[int]:
+    path = Path(path)
+    if not path.exists():
+        return None
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())

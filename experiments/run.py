@@ -1,0 +1,313 @@
+"""The shared runner: one Hydra entry point for every task and method.
+
+    python -m experiments.run experiment=glue/base/gpart-sst2 seed=0
+    python -m experiments.run -m experiment=glue/base/gpart-sst2 seed=0,1,2,3,4     # a sweep
+    accelerate launch -m experiments.run experiment=...                           # multi-GPU, no code of ours
+
+It composes `configs/config.yaml`, instantiates the task (`cfg.task._target_`), builds the model and applies the
+method from the registry (`experiments/methods.py`), trains with `transformers.Trainer` (two learning rates: adapter
+and head), evaluates validation and test after every epoch, and writes `results/runs/<run_id>/record.json`
+(`docs/record-format.md`). A finished record makes a rerun skip; an unfinished one resumes from its last checkpoint.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import statistics
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Optional
+
+import hydra
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+import experiments  # noqa: F401  (registers the OmegaConf resolvers)
+from experiments import records
+from experiments.methods import Method, build_method, is_head_parameter
+from experiments.tasks.base import Splits, Task
+
+log = logging.getLogger("experiments.run")
+
+
+# -- training ---------------------------------------------------------------------------------------------------------
+class RunnerTrainer(Trainer):
+    """`Trainer` with one learning rate for the adapter and another for the task head (`model.head_modules`)."""
+
+    def __init__(self, *args, head_modules=(), head_lr: float = 0.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.head_modules, self.head_lr = list(head_modules), float(head_lr)
+        self.step_losses: list[float] = []
+
+    def create_optimizer(self, model=None):
+        if self.optimizer is None:
+            model = self.model if model is None else model
+            decay = set(self.get_decay_parameter_names(model))
+            groups: dict[tuple, list] = {}
+            for name, param in model.named_parameters():
+                if param.requires_grad:
+                    lr = self.head_lr if is_head_parameter(name, self.head_modules) else self.args.learning_rate
+                    weight_decay = self.args.weight_decay if name in decay else 0.0
+                    groups.setdefault((lr, weight_decay), []).append(param)
+            param_groups = [{"params": p, "lr": lr, "weight_decay": wd} for (lr, wd), p in groups.items()]
+            optimizer_cls, kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
+            kwargs.pop("lr", None)
+            self.optimizer = optimizer_cls(param_groups, **kwargs)
+        return self.optimizer
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        self.step_losses.append(float(loss.detach()))
+        return loss
+
+
+class PeakMemory:
+    """Peak accelerator memory (CUDA max allocated) or, on CPU, peak RSS growth over the RSS at start, sampled by a
+    background thread every 20 ms (ru_maxrss is a whole-process lifetime peak, useless for one phase)."""
+
+    def __init__(self):
+        self.cuda = torch.cuda.is_available()
+        self.kind = "cuda_max_allocated" if self.cuda else "cpu_rss_growth_sampled_20ms"
+        self._stop = threading.Event()
+        self._peak = 0
+
+    def __enter__(self):
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats()
+        else:
+            import psutil
+
+            process = psutil.Process()
+            self._base = process.memory_info().rss
+
+            def sample():
+                while not self._stop.wait(0.02):
+                    self._peak = max(self._peak, process.memory_info().rss - self._base)
+
+            self._thread = threading.Thread(target=sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.cuda:
+            self._peak = torch.cuda.max_memory_allocated()
+        else:
+            self._stop.set()
+            self._thread.join()
+
+    def result(self) -> dict:
+        device = torch.cuda.get_device_name(0) if self.cuda else "cpu"
+        return {"peak_bytes": int(self._peak), "device": device, "kind": self.kind}
+
+
+class EpochRecorder(TrainerCallback):
+    """After every epoch: score validation and test with the task, append to the record, save the adapter when
+    validation improves, and rewrite the record atomically. Also times optimizer steps."""
+
+    def __init__(self, task: Task, splits: Splits, method: Method, record: dict, run_dir: Path, save_adapter: bool):
+        self.task, self.splits, self.method = task, splits, method
+        self.record, self.run_dir, self.save_adapter = record, run_dir, save_adapter
+        self.trainer: Optional[RunnerTrainer] = None
+        self.step_times: list[float] = []
+        self.eval_seconds = 0.0
+        self._step_start = None
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        self._step_start = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        if self._step_start is not None:
+            self.step_times.append(time.perf_counter() - self._step_start)
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        self.evaluate_epoch(state)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        epochs = self.record["epochs"]
+        if not epochs or epochs[-1]["step"] != state.global_step:
+            self.evaluate_epoch(state)  # max_steps stopped mid-epoch
+
+    def evaluate_epoch(self, state) -> None:
+        start = time.perf_counter()
+        scores = {split: self.task.evaluate(self.trainer, getattr(self.splits, split), split)
+                  for split in ("validation", "test")}
+        self.eval_seconds += time.perf_counter() - start
+        losses = self.trainer.step_losses
+        entry = {"epoch": max(1, round(state.epoch or 0)), "step": state.global_step,
+                 "train_loss": (sum(losses) / len(losses)) if losses else None, **scores}
+        losses.clear()
+        if not self.trainer.is_world_process_zero():
+            return
+        improved = records.best_epoch(self.record["epochs"] + [entry], self.task.metric) is entry
+        self.record["epochs"].append(entry)
+        if improved and self.save_adapter:
+            save_directory_atomically(lambda path: self.method.save(self.trainer.model, path),
+                                      self.run_dir / "adapter")
+        log.info("epoch %s: validation %s, test %s", entry["epoch"], scores["validation"], scores["test"])
+        records.write_atomic(self.run_dir / "record.json", records.finalize(self.record))
+
+
+def save_directory_atomically(save, target: Path) -> None:
+    staging = target.with_name(f".{target.name}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    save(staging)
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(staging, target)
+
+
+def training_arguments(cfg: DictConfig, run_dir: Path, run_id: str) -> TrainingArguments:
+    t = cfg.trainer
+    return TrainingArguments(
+        output_dir=str(run_dir / "checkpoints"),
+        num_train_epochs=float(t.epochs), max_steps=int(t.max_steps),
+        per_device_train_batch_size=int(t.batch_size), per_device_eval_batch_size=int(t.eval_batch_size),
+        gradient_accumulation_steps=int(t.grad_accum),
+        learning_rate=float(t.lr), weight_decay=float(t.weight_decay),
+        warmup_steps=float(t.warmup_ratio),  # transformers 5: a float < 1 is a ratio of the total steps
+        lr_scheduler_type=str(t.lr_scheduler), max_grad_norm=float(t.max_grad_norm),
+        fp16=bool(t.fp16), bf16=bool(t.bf16),
+        logging_steps=int(t.logging_steps), eval_strategy="no",
+        save_strategy="epoch" if t.save_checkpoints else "no", save_total_limit=1,
+        report_to=list(cfg.logger.report_to), run_name=run_id,
+        seed=int(cfg.seed), data_seed=int(cfg.seed),
+        dataloader_num_workers=int(t.num_workers), label_names=["labels"],
+    )
+
+
+def count_parameters(model, head_modules) -> tuple[int, int]:
+    """(trainable adapter parameters, trainable head parameters)."""
+    adapter = head = 0
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            if is_head_parameter(name, head_modules):
+                head += param.numel()
+            else:
+                adapter += param.numel()
+    return adapter, head
+
+
+def train(cfg: DictConfig, record: dict, run_dir: Path, resume_from: Optional[str]) -> None:
+    set_seed(int(cfg.seed))
+    task = instantiate(cfg.task, _convert_="all")
+    if not isinstance(task, Task):
+        raise ValueError(f"task._target_={cfg.task.get('_target_')!r} built a {type(task).__name__}, "
+                         "not an experiments.tasks.base.Task")
+    model, processor = task.build_model(cfg.model)
+    method = build_method(cfg.method, cfg.model)
+    model = method.apply(model)
+    head_modules = list(cfg.model.head_modules)
+    record["trainable_params"], record["head_params"] = count_parameters(model, head_modules)
+    record["adapted_space_size"], record["adapted_modules"] = method.adapted(model)
+    splits = task.build_splits(processor, int(cfg.seed))
+
+    recorder = EpochRecorder(task, splits, method, record, run_dir, bool(cfg.trainer.save_adapter))
+    trainer = RunnerTrainer(
+        model=model, args=training_arguments(cfg, run_dir, record["run_id"]),
+        train_dataset=splits.train, data_collator=task.data_collator(processor), processing_class=processor,
+        compute_metrics=task.compute_metrics, preprocess_logits_for_metrics=task.preprocess_logits_for_metrics,
+        callbacks=[recorder], head_modules=head_modules, head_lr=float(cfg.trainer.head_lr))
+    recorder.trainer = trainer
+    if trainer.is_world_process_zero():
+        records.write_atomic(run_dir / "record.json", record)
+
+    start = time.perf_counter()
+    with PeakMemory() as memory:
+        trainer.train(resume_from_checkpoint=resume_from)
+    train_s = time.perf_counter() - start
+    record["timing"].update(train_s=train_s - recorder.eval_seconds, eval_s=recorder.eval_seconds,
+                            median_step_s=statistics.median(recorder.step_times) if recorder.step_times else None)
+    record["memory"] = memory.result()
+    record["adapter_bytes"] = records.directory_bytes(run_dir / "adapter")
+    if not cfg.trainer.keep_checkpoints:
+        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+
+
+# -- one run, with its record -----------------------------------------------------------------------------------------
+def resume_point(run_dir: Path, previous: Optional[dict]) -> tuple[Optional[str], list]:
+    """(last checkpoint of an unfinished run, the epochs recorded up to it)."""
+    checkpoints = run_dir / "checkpoints"
+    last = get_last_checkpoint(str(checkpoints)) if previous and checkpoints.is_dir() else None
+    if last is None:
+        return None, []
+    state = records.read(Path(last) / "trainer_state.json") or {}
+    done = round(state.get("epoch") or 0)
+    return last, [e for e in previous.get("epochs", []) if e["epoch"] <= done]
+
+
+def run(cfg: DictConfig) -> dict:
+    """Run one configuration and return its record (skipping it when a finished record exists)."""
+    configure_logger(cfg)
+    digest = records.config_hash(cfg)
+    run_id = records.make_run_id(cfg, digest)
+    run_dir = Path(cfg.paths.runs_dir).resolve() / run_id
+    previous = records.read(run_dir / "record.json")
+    if previous and previous.get("config_hash") != digest:
+        raise ValueError(f"{run_dir} holds a record of a different configuration (hash "
+                         f"{previous.get('config_hash')}, this run {digest}); refusing to overwrite it")
+    if previous and previous.get("status") == "finished":
+        log.info("skip %s: finished record exists", run_id)
+        return previous
+
+    record = records.new_record(cfg, run_id, digest)
+    resume_from, record["epochs"] = resume_point(run_dir, previous)
+    if resume_from:
+        record["started_at"] = previous.get("started_at", record["started_at"])
+        log.info("resume %s from %s", run_id, resume_from)
+    records.write_atomic(run_dir / "record.json", record)
+    start = time.perf_counter()
+    try:
+        train(cfg, record, run_dir, resume_from)
+    except Exception as error:
+        record.update(status="failed", error=f"{type(error).__name__}: {error}", finished_at=records.utc_now())
+        record["timing"]["wall_s"] = time.perf_counter() - start
+        records.write_atomic(run_dir / "record.json", record)
+        log.error("run %s failed:\n%s", run_id, traceback.format_exc())
+        raise
+    record["timing"]["wall_s"] = time.perf_counter() - start
+    record.update(status="finished", finished_at=records.utc_now())
+    records.write_atomic(run_dir / "record.json", records.finalize(record))
+    log.info("finished %s: %s %s = %s (best epoch %s)", run_id, cfg.task.key, cfg.task.metric,
+             record["test_metric"], record["best_epoch"])
+    return record
+
+
+def configure_logger(cfg: DictConfig) -> None:
+    """wandb through Trainer's report_to; `mode: auto` is online with an API key configured, offline without."""
+    logger = cfg.logger
+    if logger.name != "wandb":
+        return
+    mode = logger.get("mode", "auto")
+    if mode == "auto":
+        mode = os.environ.get("WANDB_MODE") or ("online" if _wandb_key_configured() else "offline")
+    os.environ["WANDB_MODE"] = mode
+    os.environ["WANDB_PROJECT"] = str(logger.project)
+    for key, value in (("WANDB_ENTITY", logger.get("entity")), ("WANDB_RUN_GROUP", logger.get("group"))):
+        if value:
+            os.environ[key] = str(value)
+    if logger.get("tags"):
+        os.environ["WANDB_TAGS"] = ",".join(str(t) for t in logger.tags)
+
+
+def _wandb_key_configured() -> bool:
+    netrc = Path.home() / ".netrc"
+    return bool(os.environ.get("WANDB_API_KEY")) or (netrc.exists() and "api.wandb.ai" in netrc.read_text())
+
+
+@hydra.main(version_base="1.3", config_path="../configs", config_name="config")
+def main(cfg: DictConfig) -> Optional[float]:
+    record = run(cfg)
+    return record.get("test_metric")
+
+
+if __name__ == "__main__":
+    main()
