@@ -21,11 +21,20 @@ wrap identically, and right shifts are made logical by masking.
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import torch
 
+try:
+    from tqdm.auto import tqdm
+except ImportError:  # progress bars are a nicety, not a dependency
+    tqdm = None
+
 ASSIGNMENTS = ("stateless", "balanced")
-COUNT_CHUNK = 1 << 23  # coordinates hashed at once while counting group sizes (64 MiB of int64)
+COUNT_CHUNK = 1 << 22  # coordinates hashed at once per thread while counting group sizes (32 MiB of int64)
+PROGRESS_MIN_SIZE = 1 << 28  # show a progress bar when counting more coordinates than this
 
 _U64 = 1 << 64
 _GOLDEN_GAMMA = 0x9E3779B97F4A7C15
@@ -61,8 +70,27 @@ def _unsigned_mod(z: torch.Tensor, d: int) -> torch.Tensor:
 
 def stateless_group_ids(start: int, count: int, *, seed: int, d: int, device=None) -> torch.Tensor:
     """g(i) = splitmix64(seed + i) mod d for the global indices i = start, ..., start + count - 1."""
+    if torch.device(device or "cpu").type == "cpu":
+        return torch.from_numpy(_stateless_group_ids_numpy(start, count, seed, d))
+    return _stateless_group_ids_torch(start, count, seed, d, device)
+
+
+def _stateless_group_ids_torch(start: int, count: int, seed: int, d: int, device=None) -> torch.Tensor:
     index = torch.arange(count, dtype=torch.int64, device=device) + _as_int64(seed + start)
     return _unsigned_mod(splitmix64(index), d)
+
+
+def _stateless_group_ids_numpy(start: int, count: int, seed: int, d: int) -> np.ndarray:
+    """The same map with numpy's native uint64 (logical shifts, wrapping products): ~5x faster on CPU than torch."""
+    z = np.arange(count, dtype=np.uint64)
+    z += np.uint64((seed + start + _GOLDEN_GAMMA) % _U64)
+    z ^= z >> np.uint64(30)
+    z *= np.uint64(_MIX1)
+    z ^= z >> np.uint64(27)
+    z *= np.uint64(_MIX2)
+    z ^= z >> np.uint64(31)
+    z %= np.uint64(d)
+    return z.view(np.int64)  # values < d < 2^63: the bit patterns are the same numbers
 
 
 class _FeistelBijection:
@@ -132,11 +160,20 @@ class Partition:
             # Group j is π⁻¹ of [ceil(jN/d), ceil((j+1)N/d)): its size follows from N and d alone.
             bounds = (torch.arange(self.d + 1, dtype=torch.int64) * self.size + self.d - 1) // self.d
             return bounds[1:] - bounds[:-1]
-        counts = torch.zeros(self.d, dtype=torch.int64)
-        for start in range(0, self.size, COUNT_CHUNK):
-            ids = self.group_ids(start, min(COUNT_CHUNK, self.size - start))
-            counts += torch.bincount(ids, minlength=self.d)
-        return counts
+        def count_chunk(start: int) -> np.ndarray:
+            ids = _stateless_group_ids_numpy(start, min(COUNT_CHUNK, self.size - start), self.seed, self.d)
+            return np.bincount(ids, minlength=self.d)
+
+        starts = range(0, self.size, COUNT_CHUNK)
+        counts = np.zeros(self.d, dtype=np.int64)
+        # numpy releases the GIL inside its kernels, so threads hash chunks in parallel.
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            chunks = pool.map(count_chunk, starts)
+            if tqdm is not None and self.size >= PROGRESS_MIN_SIZE:
+                chunks = tqdm(chunks, total=len(starts), desc=f"GPart: counting {self.d:,} group sizes", unit="chunk")
+            for chunk in chunks:
+                counts += chunk
+        return torch.from_numpy(counts)
 
     def dense(self, dtype=torch.float64) -> torch.Tensor:
         """P as a dense N×d matrix, for tests and tiny examples only."""

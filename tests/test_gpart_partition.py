@@ -3,7 +3,21 @@
 import pytest
 import torch
 
-from gpart.partition import COUNT_CHUNK, Partition, balanced_group_ids, splitmix64, stateless_group_ids
+from gpart.partition import (
+    COUNT_CHUNK,
+    Partition,
+    _stateless_group_ids_numpy,
+    _stateless_group_ids_torch,
+    balanced_group_ids,
+    splitmix64,
+    stateless_group_ids,
+)
+
+# The CPU path hashes with numpy; accelerators use the torch one. Both must be the spec, bit for bit.
+IMPLEMENTATIONS = {
+    "numpy": lambda start, count, seed, d: torch.from_numpy(_stateless_group_ids_numpy(start, count, seed, d)),
+    "torch": _stateless_group_ids_torch,
+}
 
 MASK64 = (1 << 64) - 1
 
@@ -34,10 +48,11 @@ def test_torch_splitmix64_matches_reference_including_wraparound(start):
     assert as_unsigned(splitmix64(as_int64)) == [splitmix64_reference(x) for x in xs]
 
 
-@pytest.mark.parametrize("seed,d", [(0, 7), (42, 23_040), ((1 << 64) - 1, 524_288), (2**40 + 3, 3)])
-def test_stateless_group_ids_are_hash_mod_d(seed, d):
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+@pytest.mark.parametrize("seed,d", [(0, 7), (42, 23_040), ((1 << 64) - 1, 524_288), (2**40 + 3, 3), (5, 2**40 + 7)])
+def test_stateless_group_ids_are_hash_mod_d(implementation, seed, d):
     start = 1_000_003
-    ids = stateless_group_ids(start, 200, seed=seed, d=d)
+    ids = IMPLEMENTATIONS[implementation](start, 200, seed, d)
     expected = [splitmix64_reference((seed + start + k) & MASK64) % d for k in range(200)]
     assert ids.tolist() == expected
 
