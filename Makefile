@@ -33,5 +33,8 @@ test-all: $(STAMP) ## Run every test, the slow ones included
 params: $(STAMP) ## Print adapted-space sizes and trainable parameters for the paper's budgets (offline)
 	$(PY) -m experiments.param_counts
 
+tables: $(STAMP) ## Paper tables (ours vs published, Δ, verdict) + figures from run records [RUNS=results/runs OUT=results]
+	$(PY) -m experiments.tables --runs "$(or $(RUNS),results/runs)" --out "$(or $(OUT),results)" $(TABLES_ARGS)
+
 clean: ## Remove the environment and caches (keeps results)
 	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,152 @@
+"""Figures for `make tables`: score vs trainable parameters per table, and score vs d for GPart sweeps.
+
+Called by experiments/tables.py with the tables it built; writes PNGs (Agg backend, no display needed):
+`<table>-<model>_score_vs_params.png` and, when a table holds GPart runs at two or more d,
+`<table>-<model>_gpart_score_vs_d.png`.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+import matplotlib.ticker
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+
+from experiments.tables import TASK_NAMES, TableData, _missing, parse_param_count, row_averages  # noqa: E402
+
+SWEEP_METHOD = "GPart"
+
+
+def _points(data: TableData):
+    """(label, method, task, x_ours, median, std, x_paper, paper) per cell, with an "avg" pseudo-task."""
+    rows = data.rows.set_index("label")
+    averages = row_averages(data).set_index("label")
+    for cell in data.cells.itertuples():
+        row = rows.loc[cell.label]
+        yield _point(cell.label, row, cell.task, cell.median, cell.std, cell.paper)
+    for label, avg in averages.iterrows():
+        yield _point(label, rows.loc[label], "avg", avg["avg_median"], math.nan, avg["avg_paper"])
+
+
+def _point(label, row, task, median, std, paper):
+    paper_params = parse_param_count(row["paper_key"]) if isinstance(row["paper_key"], str) else None
+    return {"label": label, "method": row["method"], "task": task,
+            "x_ours": None if _missing(row["params"]) else float(row["params"]), "median": float(median),
+            "std": float(std), "x_paper": paper_params, "paper": float(paper) if not _missing(paper) else math.nan}
+
+
+def _usable(x, y) -> bool:
+    return x is not None and not _missing(x) and x > 0 and math.isfinite(y)
+
+
+def _method_colours(methods: list[str]) -> dict:
+    """GPart in black, the peers in tab10 without its grey (grey is kept for the marker-style legend)."""
+    palette = [plt.get_cmap("tab10")(i) for i in range(10) if i != 7]
+    peers = [m for m in methods if m != SWEEP_METHOD]
+    colours = {m: palette[i % len(palette)] for i, m in enumerate(peers)}
+    colours[SWEEP_METHOD] = "black"
+    return colours
+
+
+def _grid(count: int):
+    columns = min(4, count)
+    rows = math.ceil(count / columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.4 * rows + 0.9), squeeze=False)
+    for axis in axes.flat[count:]:
+        axis.set_visible(False)
+    return figure, list(axes.flat[:count])
+
+
+def score_vs_params(data: TableData, path: Path) -> bool:
+    """Our medians (filled, ± std) and the paper's values (hollow) against trainable parameters, log x, per task."""
+    points = list(_points(data))
+    if not any(_usable(p["x_ours"], p["median"]) or _usable(p["x_paper"], p["paper"]) for p in points):
+        return False
+    methods = list(dict.fromkeys(data.rows["method"]))
+    colours = _method_colours(methods)
+    tasks = data.tasks + ["avg"]
+    figure, axes = _grid(len(tasks))
+    hidden = set()
+    for axis, task in zip(axes, tasks):
+        for p in (p for p in points if p["task"] == task):
+            colour = colours[p["method"]]
+            if _usable(p["x_ours"], p["median"]):
+                axis.errorbar(p["x_ours"], p["median"], yerr=None if math.isnan(p["std"]) else p["std"], fmt="o",
+                              color=colour, markersize=6, capsize=3, zorder=3)
+            elif p["x_ours"] == 0 and math.isfinite(p["median"]):
+                hidden.add(p["label"])
+            if _usable(p["x_paper"], p["paper"]):
+                axis.scatter(p["x_paper"], p["paper"], s=70, facecolors="none", edgecolors=[colour], linewidths=1.5, zorder=2)
+            elif p["x_paper"] == 0 and math.isfinite(p["paper"]):
+                hidden.add(p["label"])
+        axis.set_xscale("log")
+        axis.set_title("Average over tasks" if task == "avg" else TASK_NAMES.get(task, task), fontsize=10)
+        axis.grid(True, which="major", alpha=0.3)
+        axis.set_xlabel("trainable parameters (log)", fontsize=8)
+        axis.set_ylabel(f"{data.metrics.get(task, 'score')} × 100" if task != "avg" else "score × 100", fontsize=8)
+        axis.tick_params(labelsize=8)
+    handles = [Line2D([], [], color=colours[m], marker="o", linestyle="", label=m) for m in methods]
+    handles += [Line2D([], [], color="0.45", marker="o", linestyle="", label="filled: ours, median ± std over seeds"),
+                Line2D([], [], color="0.45", marker="o", markerfacecolor="none", linestyle="", markersize=8,
+                       label="hollow: paper")]
+    figure.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=8, frameon=False)
+    suptitle = f"{data.title}: score vs trainable parameters"
+    if hidden:
+        suptitle += f"\n(not drawn on the log axis, 0 adapter parameters: {', '.join(sorted(hidden))})"
+    figure.suptitle(suptitle, fontsize=11)
+    figure.tight_layout(rect=(0, 0.07 + 0.02 * (len(handles) > 6), 1, 0.95))
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return True
+
+
+def score_vs_d(data: TableData, path: Path) -> bool:
+    """GPart's median score (± std) per task against d, when runs at two or more d exist; paper cells hollow."""
+    rows = data.rows[(data.rows["method"] == SWEEP_METHOD) & data.rows["params"].map(lambda p: not _missing(p))]
+    if rows["d"].nunique() < 2:
+        return False
+    d_of = dict(zip(rows["label"], rows["d"]))
+    cells = data.cells[data.cells["label"].isin(d_of)].copy()
+    cells["d"] = cells["label"].map(d_of)
+    figure, axis = plt.subplots(figsize=(7, 4.6))
+    for i, (task, group) in enumerate(cells.groupby("task", sort=False)):
+        group = group[group["median"].notna()].sort_values("d")
+        if group.empty:
+            continue
+        colour = plt.get_cmap("tab10")(i % 10)
+        axis.errorbar(group["d"], group["median"], yerr=group["std"].fillna(0), marker="o", capsize=3, color=colour,
+                      label=TASK_NAMES.get(task, task))
+    key_of = dict(zip(rows["label"], rows["paper_key"]))
+    for i, (task, group) in enumerate(cells.groupby("task", sort=False)):
+        for label, value in zip(group["label"], group["paper"]):
+            d = parse_param_count(key_of[label]) if isinstance(key_of[label], str) else None
+            if d and not _missing(value):
+                axis.scatter(d, float(value), s=80, facecolors="none", edgecolors=[plt.get_cmap("tab10")(i % 10)],
+                             linewidths=1.5, zorder=3)
+    axis.set_xscale("log")
+    ds = sorted(set(cells["d"].dropna()))
+    axis.set_xticks(ds, [f"{int(d):,}" for d in ds])
+    axis.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    axis.set_xlabel("d (length of θ, log scale)")
+    axis.set_ylabel("score × 100 (median ± std over seeds)")
+    axis.set_title(f"{data.title}: GPart score vs d (hollow: paper)")
+    axis.grid(True, alpha=0.3)
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return True
+
+
+def draw_all(tables: list[TableData], folder: Path) -> list[Path]:
+    written = []
+    for data in tables:
+        for suffix, draw in (("score_vs_params", score_vs_params), ("gpart_score_vs_d", score_vs_d)):
+            path = Path(folder) / f"{data.name}_{suffix}.png"
+            if draw(data, path):
+                written.append(path)
+    return written
