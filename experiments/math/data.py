@@ -1,0 +1,149 @@
+"""Math data: MetaMathQA for training; GSM8K, MATH and MATH500 for evaluation; prompt templates.
+
+Every source loads from its hub id (`datasets.load_dataset`) or from a local JSONL file, and is normalised to plain
+dicts: training rows ``{"query", "response"}``, evaluation problems ``{"id", "question", "reference"}``.
+
+Offline stand-in for MetaMathQA (not in `../shared/data`): GSM8K train rows mapped to the same fields
+(:func:`gsm8k_as_metamath`): calculator annotations ``<<...>>`` removed and the ``#### 18`` line rewritten as
+MetaMathQA's closing ``The answer is: 18``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Iterable, Optional
+
+from experiments.math.scoring import gsm8k_reference, last_boxed
+
+REPO = Path(__file__).resolve().parents[2]
+
+# Prompt templates: `prompt` is what the model sees at evaluation, `response` is appended for training (then EOS).
+# Their concatenation is the full training text. Sources: ../shared/reference/setup.md §4.
+PROMPT_TEMPLATES: dict[str, dict[str, str]] = {
+    # GPart authors: "Question: {query}\nAnswer: {response}" + EOS.
+    "gpart": {"prompt": "Question: {query}\nAnswer:", "response": " {response}"},
+    # Uni-LoRA: Alpaca-style, the response opens with "Let's think step by step." (MetaMath's prompt).
+    "unilora": {
+        "prompt": ("Below is an instruction that describes a task. Write a response that appropriately completes "
+                   "the request.\n\n### Instruction:\n{query}\n\n### Response: Let's think step by step."),
+        "response": " {response}",
+    },
+}
+
+
+def template(name: str) -> dict[str, str]:
+    """The prompt template called `name` (`gpart` or `unilora`)."""
+    if name not in PROMPT_TEMPLATES:
+        raise ValueError(f"prompt_template={name!r} is not known; allowed: {sorted(PROMPT_TEMPLATES)}")
+    return PROMPT_TEMPLATES[name]
+
+
+def format_prompt(name: str, query: str) -> str:
+    return template(name)["prompt"].format(query=query)
+
+
+def format_response(name: str, response: str) -> str:
+    return template(name)["response"].format(response=response)
+
+
+def shared_data_dir() -> Path:
+    """`$GPART_SHARED_DATA`, else `<repo>/../shared/data` (CI clones the repo with `shared/` beside it)."""
+    override = os.environ.get("GPART_SHARED_DATA")
+    return Path(override) if override else REPO.parent / "shared" / "data"
+
+
+def resolve_local(path: Optional[str]) -> Optional[Path]:
+    """A local data file: absolute, relative to the working directory, or relative to the shared data folder.
+    None when `path` is None or no such file exists."""
+    if not path:
+        return None
+    for candidate in (Path(path), shared_data_dir() / path):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def read_jsonl(path: Path, limit: Optional[int] = None) -> list[dict]:
+    rows = []
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            if limit is not None and len(rows) >= limit:
+                break
+            if line.strip():
+                rows.append(json.loads(line))
+    return rows
+
+
+def _hub_rows(hub_id: str, configs: Optional[Iterable[str]], split: str, limit: Optional[int]) -> list[dict]:
+    from datasets import load_dataset
+
+    rows: list[dict] = []
+    for config in (list(configs) if configs else [None]):
+        selection = split if limit is None else f"{split}[:{limit}]"
+        try:
+            dataset = load_dataset(hub_id, config, split=selection)
+        except Exception as error:  # the hub is unreachable offline: say which file would have worked instead
+            raise RuntimeError(f"could not load {hub_id!r} (config {config!r}, split {split!r}) from the hub: "
+                               f"{error}. Offline, point the task's local_path at a JSONL copy.") from error
+        rows.extend(dict(row) for row in dataset)
+    return rows if limit is None else rows[:limit]
+
+
+def load_rows(hub_id: Optional[str], split: str, *, local_path: Optional[str] = None,
+              hub_configs: Optional[Iterable[str]] = None, limit: Optional[int] = None) -> list[dict]:
+    """Raw rows from `local_path` when that file exists, else from the hub (`hub_id`, each of `hub_configs`)."""
+    if limit is not None and limit <= 0:
+        raise ValueError(f"limit={limit!r} must be a positive number of rows or None (all rows)")
+    local = resolve_local(local_path)
+    if local is not None:
+        return read_jsonl(local, limit)
+    if local_path and not hub_id:
+        raise FileNotFoundError(f"local_path={local_path!r} is not a file (also looked in {shared_data_dir()})")
+    if not hub_id:
+        raise ValueError("neither hub_id nor an existing local_path was given")
+    return _hub_rows(hub_id, hub_configs, split, limit)
+
+
+# -- training rows -------------------------------------------------------------------------------------------------
+_CALCULATOR = re.compile(r"<<[^>]*>>")
+
+
+def gsm8k_as_metamath(row: dict) -> dict:
+    """A GSM8K train row in MetaMathQA's fields and answer style (offline stand-in for MetaMathQA)."""
+    reasoning, final = row["answer"].rsplit("####", 1)
+    reasoning = _CALCULATOR.sub("", reasoning).strip()
+    return {"query": row["question"], "response": f"{reasoning}\nThe answer is: {final.strip()}"}
+
+
+def training_rows(rows: list[dict]) -> list[dict]:
+    """Normalise MetaMathQA rows (`query`, `response`) or GSM8K rows (`question`, `answer`) to query/response."""
+    if not rows:
+        raise ValueError("the training data is empty")
+    if {"query", "response"} <= rows[0].keys():
+        return [{"query": row["query"], "response": row["response"]} for row in rows]
+    if {"question", "answer"} <= rows[0].keys():
+        return [gsm8k_as_metamath(row) for row in rows]
+    raise ValueError(f"training rows need fields query/response (MetaMathQA) or question/answer (GSM8K); "
+                     f"got {sorted(rows[0])}")
+
+
+# -- evaluation problems -------------------------------------------------------------------------------------------
+def evaluation_problems(rows: list[dict], answer_type: str) -> list[dict]:
+    """Normalise GSM8K (`question`, `answer` with ``####``), MATH500 (`problem`, `answer`) or MATH (`problem`,
+    `solution` whose last ``\\boxed{}`` is the answer) rows to ``{"id", "question", "reference"}``."""
+    problems = []
+    for index, row in enumerate(rows):
+        if "question" in row and answer_type == "gsm8k":
+            question, reference = row["question"], gsm8k_reference(row["answer"])
+        elif "problem" in row:
+            question = row["problem"]
+            reference = row.get("answer") or last_boxed(row.get("solution", ""))
+            if reference is None:
+                raise ValueError(f"MATH row {index} has neither `answer` nor a \\boxed{{}} in its solution")
+        else:
+            raise ValueError(f"evaluation row {index} has fields {sorted(row)}; expected GSM8K (question, answer) "
+                             f"or MATH (problem, answer/solution) with answer_type {answer_type!r}")
+        problems.append({"id": str(row.get("unique_id", index)), "question": question, "reference": reference})
+    return problems
