@@ -65,23 +65,26 @@ class GPartLayer(nn.Module):
         names = [("weight", self.weight_start)]
         return names + ([("bias", self.bias_start)] if self.bias_start is not None else [])
 
-    def delta(self, scaled_theta: torch.Tensor, name: str, dropout_seed: int | None = None) -> torch.Tensor:
+    def group_ids(self, name: str, device=None) -> torch.Tensor:
+        """g(i) for every coordinate of ``base_layer.<name>``, in its stored row-major order."""
+        start = dict(self._adapted())[name]
+        return self.adapter.partition.group_ids(start, getattr(self.base_layer, name).numel(), device=device)
+
+    def delta(self, scaled_theta: torch.Tensor, name: str, dropout_seed: int | None = None, ids=None) -> torch.Tensor:
         """ΔW (or Δb) in the stored layout of ``base_layer.<name>``, with dropout when a seed is given."""
         base = getattr(self.base_layer, name)
-        start = dict(self._adapted())[name]
-        ids = self.adapter.partition.group_ids(start, base.numel(), device=scaled_theta.device)
+        ids = self.group_ids(name, scaled_theta.device) if ids is None else ids
         delta = scaled_theta[ids].view(base.shape)
         if dropout_seed is not None:
             delta = delta * _dropout_mask(base.shape, self.adapter.config.dropout, dropout_seed, base.device)
         return delta
 
-    def theta_grad(self, grad: torch.Tensor, name: str, dropout_seed: int | None = None) -> torch.Tensor:
+    def theta_grad(self, grad: torch.Tensor, name: str, dropout_seed: int | None = None, ids=None) -> torch.Tensor:
         """Pᵀ restricted to this tensor's rows: group sums of ``grad`` (dropout-masked), times 1/sqrt(n_j)."""
         base = getattr(self.base_layer, name)
-        start = dict(self._adapted())[name]
         if dropout_seed is not None:
             grad = grad * _dropout_mask(base.shape, self.adapter.config.dropout, dropout_seed, base.device)
-        ids = self.adapter.partition.group_ids(start, base.numel(), device=grad.device)
+        ids = self.group_ids(name, grad.device) if ids is None else ids
         dtype = self.adapter.theta.dtype  # float32 in training; float64 under gradcheck
         sums = torch.zeros(self.adapter.config.d, dtype=dtype, device=grad.device)
         sums.index_add_(0, ids, grad.reshape(-1).to(dtype))
@@ -155,15 +158,18 @@ class _AdaptedLinear(torch.autograd.Function):
         x, theta = ctx.saved_tensors
         layer, seed = ctx.layer, ctx.dropout_seed
         compute_dtype = grad_out.dtype
+        ids = layer.group_ids("weight", grad_out.device)  # hashed once, used to rebuild W and to reduce ∇W
         grad_x = None
         if ctx.needs_input_grad[0]:
-            weight = layer.effective(theta * layer.adapter.scale, seed)["weight"]
+            base = layer.base_layer.weight
+            weight = base + layer.delta(theta * layer.adapter.scale, "weight", seed, ids).to(base.dtype)
             grad_x = (grad_out @ _out_in(layer, weight).to(compute_dtype)).to(x.dtype)
+            del weight
         grad_out_2d = grad_out.reshape(-1, grad_out.shape[-1])
         grad_weight = grad_out_2d.t() @ x.reshape(-1, x.shape[-1]).to(compute_dtype)  # (out, in)
         if _is_hf_conv1d(layer.base_layer):
             grad_weight = grad_weight.t()  # back to Conv1D's stored (in, out) layout, the order P indexes
-        grad_theta = layer.theta_grad(grad_weight, "weight", seed)
+        grad_theta = layer.theta_grad(grad_weight, "weight", seed, ids)
         if layer.bias_start is not None:
             grad_theta = grad_theta + layer.theta_grad(grad_out_2d.sum(0), "bias", seed)
         return grad_x, grad_theta.to(theta.dtype), None, None
