@@ -68,7 +68,7 @@ def score_vs_params(data: TableData, path: Path) -> bool:
         return False
     methods = list(dict.fromkeys(data.rows["method"]))
     colours = _method_colours(methods)
-    tasks = data.tasks + ["avg"]
+    tasks = data.tasks + (["avg"] if len(data.tasks) > 1 else [])
     figure, axes = _grid(len(tasks))
     hidden = set()
     for axis, task in zip(axes, tasks):
@@ -84,6 +84,7 @@ def score_vs_params(data: TableData, path: Path) -> bool:
             elif p["x_paper"] == 0 and math.isfinite(p["paper"]):
                 hidden.add(p["label"])
         axis.set_xscale("log")
+        axis.margins(x=0.12, y=0.15)
         axis.set_title("Average over tasks" if task == "avg" else TASK_NAMES.get(task, task), fontsize=10)
         axis.grid(True, which="major", alpha=0.3)
         axis.set_xlabel("trainable parameters (log)", fontsize=8)

@@ -59,7 +59,8 @@ TASK_NAMES = {
 }
 METRIC_NAMES = {"accuracy": "acc", "matthews_correlation": "MCC", "pearson": "Pearson", "exact_match": "EM"}
 # Keys that never make two runs' configs "different" for the mixed-cell check (the hash drops them too).
-IGNORED_CONFIG_KEYS = {"seed", "output_dir", "out_dir", "run_dir", "run_id", "logger", "wandb", "hydra", "paths"}
+# experiments/records.py leaves seed, paths, logger, hydra, run_name, data_dir and output_dir out of config_hash.
+IGNORED_CONFIG_KEYS = {"seed", "paths", "logger", "hydra", "run_name", "data_dir", "output_dir", "run_id", "wandb"}
 
 
 class RecordsError(ValueError):
@@ -98,10 +99,10 @@ def format_params(count) -> str:
     if count < 1_000:
         return str(count)
     if count < 1_000_000:
-        return f"{count / 1e3:.3g}K"
+        return f"{count / 1e3:.4g}K"
     if count < 1_000_000_000:
-        return f"{count / 1e6:.3g}M"
-    return f"{count / 1e9:.3g}B"
+        return f"{count / 1e6:.4g}M"
+    return f"{count / 1e9:.4g}B"
 
 
 def load_paper(paper_dir: Path = DEFAULT_PAPER_DIR) -> pd.DataFrame:
@@ -134,14 +135,17 @@ def _record_problem(record) -> str | None:
     if record["status"] != "finished":
         return f"status={record['status']!r} (unfinished, killed or failed run)"
     metric = record["test_metric"]
-    if not isinstance(metric, (int, float)) or not math.isfinite(metric):
+    if isinstance(metric, bool) or not isinstance(metric, (int, float)) or not math.isfinite(metric):
         return f"test_metric={metric!r} is not a finite number"
+    if isinstance(record["trainable_params"], bool) or not isinstance(record["trainable_params"], int):
+        return f"trainable_params={record['trainable_params']!r} is not an integer"
+    if not isinstance(record["config"], dict):
+        return f"config is {type(record['config']).__name__}, not the resolved config dict"
     return None
 
 
 def _record_row(record: dict, path: Path) -> dict:
-    method_config = record["config"].get("method") if isinstance(record["config"], dict) else None
-    d = method_config.get("d") if isinstance(method_config, dict) else None
+    d = _config_value(record["config"], "method.d", "method.config.d")
     timing, memory = record.get("timing") or {}, record.get("memory") or {}
     return {
         "path": str(path), "run_id": record["run_id"], "table": record["table"], "model": record["model"],
@@ -149,8 +153,20 @@ def _record_row(record: dict, path: Path) -> dict:
         "score": 100.0 * float(record["test_metric"]), "trainable_params": int(record["trainable_params"]),
         "d": d, "config_hash": record["config_hash"], "config": record["config"],
         "median_step_s": timing.get("median_step_s"), "peak_bytes": memory.get("peak_bytes"),
+        "memory_device": str(memory.get("device") or "?"),
         "adapter_bytes": record.get("adapter_bytes"), "finished_at": record.get("finished_at") or "",
     }
+
+
+def _config_value(config, *dotted: str):
+    """The first of the dotted keys present in the config (`method.d` or the runner's `method.config.d`)."""
+    for key in dotted:
+        node = config
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is not None:
+            return node
+    return None
 
 
 def load_records(runs_dir: Path) -> Loaded:
@@ -368,8 +384,9 @@ def _efficiency(records: pd.DataFrame) -> dict:
     d = median("d") if len(records) else math.nan
     if not math.isfinite(d) and len(records):
         d = median("trainable_params")  # GPart's trainable parameters are d when the config does not say
+    devices = ",".join(sorted(set(records["memory_device"]))) if len(records) else ""
     return {"median_step_s": median("median_step_s"), "peak_bytes": median("peak_bytes"),
-            "adapter_bytes": median("adapter_bytes"), "d": d}
+            "adapter_bytes": median("adapter_bytes"), "d": d, "memory_device": devices}
 
 
 def _paper_cell(paper_cells: dict, method: str, key, task: str) -> dict:
@@ -507,7 +524,7 @@ def markdown_frame(data: TableData) -> pd.DataFrame:
         line["Avg"] = _average_text(averages.loc[row.label], len(data.tasks))
         line["Trainable params"] = _params_text(row)
         line["Step time"] = f"{row.median_step_s:.3g} s" if math.isfinite(row.median_step_s) else "—"
-        line["Peak memory"] = _bytes_text(row.peak_bytes)
+        line["Peak memory"] = _bytes_text(row.peak_bytes) + (f" ({row.memory_device})" if math.isfinite(row.peak_bytes) else "")
         line["Adapter size"] = _bytes_text(row.adapter_bytes)
         lines.append(line)
     return pd.DataFrame(lines)
@@ -531,7 +548,8 @@ def csv_frame(data: TableData) -> pd.DataFrame:
         avg = averages.loc[row.label]
         line.update({"avg.median": avg["avg_median"], "avg.paper": avg["avg_paper"], "avg.delta": avg["avg_delta"],
                      "avg.verdict": avg["avg_verdict"], "median_step_s": row.median_step_s,
-                     "peak_memory_bytes": row.peak_bytes, "adapter_bytes": row.adapter_bytes})
+                     "peak_memory_bytes": row.peak_bytes, "memory_device": row.memory_device,
+                     "adapter_bytes": row.adapter_bytes})
         lines.append(line)
     frame = pd.DataFrame(lines)
     frame["trainable_params"] = frame["trainable_params"].astype("Int64")
@@ -564,7 +582,8 @@ def render_markdown(data: TableData, runs_label: str, notes: list[str]) -> str:
         f"verdict uses the {ONE_POINT:g}-point rule.",
         "- **Trainable params**: adapter parameters without the task head (ours from the records; the paper's text). "
         "**Step time / Peak memory / Adapter size**: median over the row's included runs of `timing.median_step_s`, "
-        "`memory.peak_bytes` and `adapter_bytes`.",
+        "`memory.peak_bytes` (on `cpu` that is RSS growth, not comparable with accelerator memory) and "
+        "`adapter_bytes`.",
         "- † : cell merged from runs with different configs because `--merge-mixed` was given.", "",
         _markdown_table(markdown_frame(data)), "",
     ]

@@ -206,9 +206,9 @@ def test_budgets_match_the_nearest_paper_row_of_the_method(tmp_path):
         write_record(runs, make_record("GPart", seed=0, score=0.98, trainable_params=d, **vision))
     data = build(runs)[0]["vision-vit-base-patch16-224-in21k"]
     keys = dict(zip(data.rows["label"], data.rows["paper_key"]))
-    assert keys["FourierFT (240K)"] == "239K" and keys["FourierFT (72K)"] == "72K"
-    assert cell(data, "FourierFT (240K)", "cifar10")["delta"] == pytest.approx(98.6 - 98.69)
-    assert keys["GPart (72K)"] == "72K" and pd.isna(keys["GPart (46.1K)"]) and pd.isna(keys["GPart (23K)"])
+    assert keys["FourierFT (239.6K)"] == "239K" and keys["FourierFT (72K)"] == "72K"
+    assert cell(data, "FourierFT (239.6K)", "cifar10")["delta"] == pytest.approx(98.6 - 98.69)
+    assert keys["GPart (72K)"] == "72K" and pd.isna(keys["GPart (46.08K)"]) and pd.isna(keys["GPart (23.04K)"])
     assert cell(data, "GPart (72K)", "cifar10")["paper_text"] == tables.NOT_IN_SOURCES
 
 

@@ -15,7 +15,7 @@ METRIC_OF_TASK = {"cola": "matthews_correlation", "stsb": "pearson", "gsm8k": "e
 
 
 def config_hash(config: dict) -> str:
-    without_seed = {key: value for key, value in config.items() if key != "seed"}
+    without_seed = {key: value for key, value in config.items() if key != "seed"}  # as experiments/records.py
     return hashlib.sha256(json.dumps(without_seed, sort_keys=True).encode()).hexdigest()
 
 
@@ -24,7 +24,7 @@ def make_record(method="LoRA", task="sst2", seed=0, score=0.9, *, table="glue", 
                 median_step_s=0.1, peak_bytes=2**30, adapter_bytes=2**20) -> dict:
     """A finished run record; `score` is the test metric as a fraction, `config` entries override the defaults."""
     resolved = {"task": {"name": task}, "model": {"name": model},
-                "method": {"name": method, "d": trainable_params if method == "GPart" else None},
+                "method": {"key": method, "config": {"d": trainable_params} if method == "GPart" else {}},
                 "optim": {"lr": 5e-3, "epochs": 3}, "seed": seed}
     for key, value in (config or {}).items():
         section, _, leaf = key.partition(".")
