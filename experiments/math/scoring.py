@@ -184,7 +184,10 @@ def wilson_interval(correct: int, total: int, z: float = 1.959963984540054) -> t
     denominator = 1 + z * z / total
     centre = (p + z * z / (2 * total)) / denominator
     half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denominator
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    # Exact ends at 0 and n correct (the formula gives them up to rounding).
+    low = 0.0 if correct == 0 else max(0.0, centre - half)
+    high = 1.0 if correct == total else min(1.0, centre + half)
+    return (low, high)
 
 
 def accuracy_summary(verdicts: list[bool]) -> dict[str, float]:
