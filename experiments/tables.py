@@ -412,27 +412,32 @@ def build_table(table: str, model: str, records: pd.DataFrame, paper: pd.DataFra
     paper_cells = {(r["method"], r["trainable_params"], r["task"]): r for r in paper_rows.to_dict("records")}
     cells, efficiency = [], []
     for row in rows.itertuples():
-        mine = records[(records["method"] == row.method) & (records["trainable_params"] == row.params)] \
-            if not _missing(row.params) else records.iloc[0:0]
+        mine = records.iloc[0:0] if _missing(row.params) else \
+            records[(records["method"] == row.method) & (records["trainable_params"] == row.params)]
         by_task = dict(tuple(mine.groupby("task")))
         included = []
         for task in tasks:
-            cell = {"label": row.label, "method": row.method, "task": task, "metric": metrics.get(task),
-                    **_paper_cell(paper_cells, row.method, row.paper_key, task)}
-            cell_records = by_task.get(task, mine.iloc[0:0])
             where = f"{table}/{model}/{row.label}/{task}"
-            ours = aggregate_cell(cell_records, where, merge_mixed, warnings) if len(cell_records) else {"status": "no runs", "n": 0}
-            cell.update({"status": ours["status"], "n": ours["n"], "median": ours.get("median", math.nan),
-                         "std": ours.get("std", math.nan), "note": ours.get("note", "")})
-            included += ours.get("run_paths", [])
-            if ours.get("metric") and cell["paper_metric"] and ours["metric"] != cell["paper_metric"]:
-                warnings.append(f"{where}: our metric {ours['metric']!r} is not the paper's {cell['paper_metric']!r}; not compared")
-                cell.update({"paper": math.nan, "paper_text": f"n/a (paper reports {cell['paper_metric']})"})
-            cells.append(_compare(cell))
+            paper_cell = _paper_cell(paper_cells, row.method, row.paper_key, task)
+            cell, run_paths = _cell(row, task, by_task.get(task), paper_cell, where, merge_mixed, warnings)
+            cells.append(cell)
+            included += run_paths
         efficiency.append(_efficiency(mine[mine["path"].isin(included)]))
     rows = pd.concat([rows, pd.DataFrame(efficiency)], axis=1)
     sources = list(dict.fromkeys(zip(paper_rows["source"], paper_rows["note"])))
     return TableData(table, model, tasks, metrics, rows, pd.DataFrame(cells), not paper_rows.empty, sources, len(records))
+
+
+def _cell(row, task: str, records, paper_cell: dict, where: str, merge_mixed: bool, warnings: list[str]):
+    """One table cell (ours, paper, Δ, verdict) and the paths of the runs it aggregates."""
+    ours = aggregate_cell(records, where, merge_mixed, warnings) if records is not None else {"status": "no runs", "n": 0}
+    cell = {"label": row.label, "method": row.method, "task": task, **paper_cell, "status": ours["status"],
+            "n": ours["n"], "median": ours.get("median", math.nan), "std": ours.get("std", math.nan),
+            "note": ours.get("note", "")}
+    if ours.get("metric") and cell["paper_metric"] and ours["metric"] != cell["paper_metric"]:
+        warnings.append(f"{where}: our metric {ours['metric']!r} is not the paper's {cell['paper_metric']!r}; not compared")
+        cell.update({"paper": math.nan, "paper_text": f"n/a (paper reports {cell['paper_metric']})"})
+    return _compare(cell), ours.get("run_paths", [])
 
 
 def _compare(cell: dict) -> dict:
@@ -578,8 +583,9 @@ def render_markdown(data: TableData, runs_label: str, notes: list[str]) -> str:
         f"- **Paper**: {paper_line} \"{NOT_IN_SOURCES}\": a cell of the paper's table no source we could read "
         f"gives; \"{NOT_IN_PAPER}\": the paper's table has no such row or budget.",
         f"- **Δ** = ours − paper, in points. **Verdict**: {VERDICT_RULE}.",
-        f"- **Avg**: mean over this table's {len(data.tasks)} tasks, shown only when every task has a value; its "
-        f"verdict uses the {ONE_POINT:g}-point rule.",
+        f"- **Avg**: mean over this table's {len(data.tasks)} tasks of our medians and of the paper's cells (computed "
+        f"here, not copied from the paper), shown only when every task has a value; its verdict uses the "
+        f"{ONE_POINT:g}-point rule.",
         "- **Trainable params**: adapter parameters without the task head (ours from the records; the paper's text). "
         "**Step time / Peak memory / Adapter size**: median over the row's included runs of `timing.median_step_s`, "
         "`memory.peak_bytes` (on `cpu` that is RSS growth, not comparable with accelerator memory) and "
@@ -626,10 +632,6 @@ def replace_folder(staged: Path, target: Path) -> None:
         shutil.rmtree(old)
 
 
-def _write_text(path: Path, text: str) -> None:
-    path.write_text(text)
-
-
 def write_outputs(tables: list[TableData], warnings_by_table: dict[str, list[str]], skipped: list[tuple[str, str]],
                   out: Path, runs_label: str, figures: bool, force: bool) -> list[Path]:
     out = Path(out)
@@ -641,9 +643,9 @@ def write_outputs(tables: list[TableData], warnings_by_table: dict[str, list[str
     try:
         for data in tables:
             notes = warnings_by_table.get(data.name, [])
-            _write_text(staged["tables"] / f"{data.name}.md", render_markdown(data, runs_label, notes))
+            (staged["tables"] / f"{data.name}.md").write_text(render_markdown(data, runs_label, notes))
             csv_frame(data).to_csv(staged["tables"] / f"{data.name}.csv", index=False)
-        _write_text(staged["tables"] / "README.md", render_index(tables, skipped, runs_label))
+        (staged["tables"] / "README.md").write_text(render_index(tables, skipped, runs_label))
         if figures:
             from experiments.figures import draw_all
             draw_all(tables, staged["figures"])
