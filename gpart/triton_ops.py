@@ -1,0 +1,326 @@
+"""Triton kernels for GPart's two per-layer costs: building W0 + ΔW, and reducing ∇W into ∇θ = Pᵀ ∇w.
+
+The pure-torch path in ``gpart.layers`` is the reference and the CPU default. These kernels compute the same
+things without ever writing a group-id tensor: each program hashes the global indices of its block of coordinates
+in registers (splitmix64, or the keyed Feistel bijection for ``balanced``), gathers θ_j / sqrt(n_j) from the
+d-sized vector, and either adds it to W0 (forward) or atomically adds the weight gradient into a float32 θ-sized
+buffer (backward). One backward kernel does both for a layer, so the ids are hashed twice per step, not three times.
+
+* The group ids are bit-for-bit those of ``gpart.partition`` (checked in ``tests/test_triton_ops.py``, and once per
+  partition and device at first use, see ``_verify_ids``).
+* Dropout on ΔW uses Triton's Philox stream keyed by (dropout seed, coordinate index): a different stream from the
+  torch path's ``torch.Generator`` mask, but forward and backward of the Triton path rebuild the same mask.
+* ∇θ is accumulated with float32 atomics: on a GPU the order of additions varies, so ∇θ is reproducible only up
+  to float rounding (not bitwise), unlike the torch path's ``index_add_`` on CPU.
+
+Importable without Triton: ``AVAILABLE`` is False then and nothing here may be called. On CPU the kernels run only
+under ``TRITON_INTERPRET=1`` (set before this module is imported), which the equivalence tests use.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.nn.functional as F
+
+from gpart.partition import _GOLDEN_GAMMA, _MIX1, _MIX2, Partition, _as_int64
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError:  # the torch path needs nothing from here
+    triton = tl = None
+
+AVAILABLE = triton is not None
+BACKENDS = ("auto", "torch", "triton")
+BLOCK = 1024
+VERIFY_COUNT = 4096  # coordinates compared with gpart.partition at a partition's first use on a device
+
+
+def interpreting() -> bool:
+    """Whether the kernels were defined under TRITON_INTERPRET=1 (they then run on CPU tensors, slowly)."""
+    return AVAILABLE and os.environ.get("TRITON_INTERPRET", "0") == "1" and _INTERPRET_AT_IMPORT
+
+
+def selected(backend: str, device: torch.device) -> bool:
+    """Whether a layer on ``device`` takes the Triton path. ``auto`` means: Triton on CUDA when it is installed."""
+    if backend == "torch":
+        return False
+    if backend == "auto":
+        return AVAILABLE and device.type == "cuda"
+    if not AVAILABLE:
+        raise ValueError("backend='triton' needs the triton package (pip install 'gpart[gpu]'); use 'auto' or 'torch'")
+    if device.type != "cuda" and not interpreting():
+        raise ValueError(
+            f"backend='triton' got tensors on {device}; Triton runs on CUDA, or on CPU only with TRITON_INTERPRET=1 "
+            "set before gpart.triton_ops is imported"
+        )
+    return True
+
+
+# ----------------------------------------------------------------------------------------------------- kernels
+
+if AVAILABLE:
+    _INTERPRET_AT_IMPORT = os.environ.get("TRITON_INTERPRET", "0") == "1"
+    _SCALARS = ["start", "seed", "dropout_seed", "k0", "k1", "k2", "k3"]  # never specialised on their value
+
+    @triton.jit
+    def _u64(value):
+        """A scalar int argument (any width, int64 bit pattern of a uint64) as uint64."""
+        return value.to(tl.int64).to(tl.uint64, bitcast=True)
+
+    @triton.jit
+    def _splitmix64(x):
+        z = x + 0x9E3779B97F4A7C15
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EB
+        return z ^ (z >> 31)
+
+    @triton.jit
+    def _feistel(x, k0, k1, k2, k3, HALF_BITS: tl.constexpr):
+        mask = (1 << HALF_BITS) - 1
+        left = x >> HALF_BITS
+        right = x & mask
+        left, right = right, left ^ (_splitmix64(right ^ k0) & mask)
+        left, right = right, left ^ (_splitmix64(right ^ k1) & mask)
+        left, right = right, left ^ (_splitmix64(right ^ k2) & mask)
+        left, right = right, left ^ (_splitmix64(right ^ k3) & mask)
+        return (left << HALF_BITS) | right
+
+    @triton.jit
+    def _group_ids(offsets, start, seed, k0, k1, k2, k3,
+                   D: tl.constexpr, SIZE: tl.constexpr, HALF_BITS: tl.constexpr, BALANCED: tl.constexpr):
+        """g(start + offsets) as int64. D and SIZE are compile-time constants so `mod D` becomes multiply-shift."""
+        index = _u64(start) + offsets.to(tl.uint64)
+        if BALANCED:
+            key0, key1, key2, key3 = _u64(k0), _u64(k1), _u64(k2), _u64(k3)
+            index = tl.where(index < SIZE, index, 0)  # masked-off lanes past N would walk forever
+            y = _feistel(index, key0, key1, key2, key3, HALF_BITS)
+            outside = y >= SIZE
+            # Cycle walking: re-permute until inside [0, N); the domain is < 4N, so a few rounds at most.
+            while tl.max(outside.to(tl.int32), axis=0) > 0:
+                y = tl.where(outside, _feistel(y, key0, key1, key2, key3, HALF_BITS), y)
+                outside = y >= SIZE
+            ids = (y * D) // SIZE
+        else:
+            ids = _splitmix64(index + _u64(seed)) % D
+        return ids.to(tl.int64, bitcast=True)
+
+    @triton.jit
+    def _kept_scale(offsets, dropout_seed, p, HAS_DROPOUT: tl.constexpr):
+        """1/(1-p) where the coordinate is kept, 0 where dropped (Philox keyed by the seed and the local index)."""
+        if HAS_DROPOUT:
+            keep = tl.rand(dropout_seed, offsets) >= p
+            return tl.where(keep, 1.0 / (1.0 - p), 0.0)
+        return 1.0
+
+    @triton.jit(do_not_specialize=_SCALARS)
+    def _ids_kernel(out_ptr, numel, start, seed, k0, k1, k2, k3,
+                    D: tl.constexpr, SIZE: tl.constexpr, HALF_BITS: tl.constexpr, BALANCED: tl.constexpr,
+                    BLOCK_SIZE: tl.constexpr):
+        offsets = tl.program_id(0).to(tl.int64) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
+        inside = offsets < numel
+        ids = _group_ids(offsets, start, seed, k0, k1, k2, k3, D, SIZE, HALF_BITS, BALANCED)
+        tl.store(out_ptr + offsets, ids, mask=inside)
+
+    @triton.jit(do_not_specialize=_SCALARS)
+    def _build_kernel(base_ptr, scaled_theta_ptr, out_ptr, numel, start, seed, k0, k1, k2, k3, dropout_seed, p,
+                      D: tl.constexpr, SIZE: tl.constexpr, HALF_BITS: tl.constexpr, BALANCED: tl.constexpr,
+                      HAS_BASE: tl.constexpr, HAS_DROPOUT: tl.constexpr, BLOCK_SIZE: tl.constexpr):
+        """out = W0 + ΔW (or ΔW alone), in out's dtype. ΔW is rounded to that dtype before the sum, as in torch."""
+        offsets = tl.program_id(0).to(tl.int64) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
+        inside = offsets < numel
+        ids = _group_ids(offsets, start, seed, k0, k1, k2, k3, D, SIZE, HALF_BITS, BALANCED)
+        delta = tl.load(scaled_theta_ptr + ids, mask=inside, other=0.0)
+        delta = delta * _kept_scale(offsets, dropout_seed, p, HAS_DROPOUT)
+        out_type = out_ptr.dtype.element_ty
+        value = delta.to(out_type)
+        if HAS_BASE:
+            value = (tl.load(base_ptr + offsets, mask=inside).to(tl.float32) + value.to(tl.float32)).to(out_type)
+        tl.store(out_ptr + offsets, value, mask=inside)
+
+    @triton.jit(do_not_specialize=_SCALARS)
+    def _reduce_kernel(grad_ptr, sums_ptr, base_ptr, scaled_theta_ptr, weight_ptr, numel, start, seed,
+                       k0, k1, k2, k3, dropout_seed, p,
+                       D: tl.constexpr, SIZE: tl.constexpr, HALF_BITS: tl.constexpr, BALANCED: tl.constexpr,
+                       HAS_DROPOUT: tl.constexpr, WRITE_WEIGHT: tl.constexpr, BLOCK_SIZE: tl.constexpr):
+        """sums[g(i)] += mask_i · ∇w_i (float32 atomics); with WRITE_WEIGHT also weight = W0 + ΔW from the same ids."""
+        offsets = tl.program_id(0).to(tl.int64) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
+        inside = offsets < numel
+        ids = _group_ids(offsets, start, seed, k0, k1, k2, k3, D, SIZE, HALF_BITS, BALANCED)
+        kept = _kept_scale(offsets, dropout_seed, p, HAS_DROPOUT)
+        grad = tl.load(grad_ptr + offsets, mask=inside, other=0.0).to(tl.float32)
+        tl.atomic_add(sums_ptr + ids, grad * kept, mask=inside, sem="relaxed")
+        if WRITE_WEIGHT:
+            out_type = weight_ptr.dtype.element_ty
+            delta = (tl.load(scaled_theta_ptr + ids, mask=inside, other=0.0) * kept).to(out_type)
+            value = tl.load(base_ptr + offsets, mask=inside).to(tl.float32) + delta.to(tl.float32)
+            tl.store(weight_ptr + offsets, value.to(out_type), mask=inside)
+else:
+    _INTERPRET_AT_IMPORT = False
+
+
+# ----------------------------------------------------------------------------------------------------- wrappers
+
+
+def _partition_args(partition: Partition, start: int) -> dict:
+    """Kernel arguments that fix g: scalars as int64 bit patterns, D/N/half-bits as compile-time constants."""
+    if partition.assignment == "balanced":
+        from gpart.partition import _FeistelBijection
+
+        bijection = _FeistelBijection(partition.size, partition.seed)
+        keys, half_bits = bijection.round_keys, bijection.half_bits
+    else:
+        keys, half_bits = [0, 0, 0, 0], 1
+    return dict(
+        start=start, seed=_as_int64(partition.seed), k0=keys[0], k1=keys[1], k2=keys[2], k3=keys[3],
+        D=partition.d, SIZE=partition.size, HALF_BITS=half_bits, BALANCED=partition.assignment == "balanced",
+    )
+
+
+def _dropout_args(dropout_seed: int | None, p: float) -> dict:
+    if dropout_seed is None or p == 0:
+        return dict(dropout_seed=0, p=0.0, HAS_DROPOUT=False)
+    return dict(dropout_seed=dropout_seed, p=float(p), HAS_DROPOUT=True)
+
+
+def _grid(numel: int):
+    return (triton.cdiv(numel, BLOCK),)
+
+
+def group_ids(partition: Partition, start: int, count: int, device) -> torch.Tensor:
+    """g(start), ..., g(start + count - 1) computed by the kernel (tests and the first-use check only)."""
+    out = torch.empty(count, dtype=torch.int64, device=device)
+    if count:
+        _ids_kernel[_grid(count)](out, count, **_partition_args(partition, start), BLOCK_SIZE=BLOCK)
+    return out
+
+
+_VERIFIED: set = set()
+
+
+def _verify_ids(partition: Partition, device: torch.device):
+    """Compare the kernel's ids with gpart.partition's on a prefix, once per partition and device.
+
+    A compiler that mistranslated 64-bit unsigned arithmetic would otherwise corrupt training silently.
+    """
+    key = (partition.assignment, partition.seed, partition.d, partition.size, str(device))
+    if key in _VERIFIED:
+        return
+    count = min(VERIFY_COUNT, partition.size)
+    start = partition.size - count  # the end of the space: the largest indices, where overflow would show first
+    expected = partition.group_ids(start, count).to(device)
+    got = group_ids(partition, start, count, device)
+    if not torch.equal(got, expected):
+        raise RuntimeError(
+            f"Triton group ids differ from gpart.partition on {device} ({partition.assignment}, d={partition.d}); "
+            "use backend='torch' and report this"
+        )
+    _VERIFIED.add(key)
+
+
+def build(partition: Partition, scaled_theta: torch.Tensor, start: int, base: torch.Tensor | None, *,
+          like: torch.Tensor, dropout_seed: int | None = None, p: float = 0.0) -> torch.Tensor:
+    """W0 + ΔW (``base`` given) or ΔW alone, shaped and typed like ``like`` (the base parameter)."""
+    _verify_ids(partition, like.device)
+    out = torch.empty(like.shape, dtype=like.dtype, device=like.device)
+    base_flat = base.contiguous() if base is not None else out
+    _build_kernel[_grid(out.numel())](
+        base_flat, scaled_theta.contiguous(), out, out.numel(), **_partition_args(partition, start),
+        **_dropout_args(dropout_seed, p), HAS_BASE=base is not None, BLOCK_SIZE=BLOCK,
+    )
+    return out
+
+
+def group_sums(partition: Partition, grad: torch.Tensor, start: int, *, dropout_seed: int | None = None,
+               p: float = 0.0, base: torch.Tensor | None = None, scaled_theta: torch.Tensor | None = None):
+    """Σ_{i in group j} mask_i ∇w_i in float32 (shape (d,)); with ``base``, also W0 + ΔW built from the same ids.
+
+    Returns ``sums`` or ``(sums, weight)``. Multiply by P's non-zeros (``adapter.scale``) to get ∇θ.
+    """
+    _verify_ids(partition, grad.device)
+    grad = grad.contiguous()
+    sums = torch.zeros(partition.d, dtype=torch.float32, device=grad.device)
+    weight = torch.empty_like(base) if base is not None else None
+    _reduce_kernel[_grid(grad.numel())](
+        grad, sums, base.contiguous() if base is not None else grad,
+        scaled_theta.contiguous() if base is not None else sums, weight if base is not None else grad,
+        grad.numel(), **_partition_args(partition, start), **_dropout_args(dropout_seed, p),
+        WRITE_WEIGHT=base is not None, BLOCK_SIZE=BLOCK,
+    )
+    return sums if base is None else (sums, weight)
+
+
+# ------------------------------------------------------------------------------------------- autograd, per layer
+
+
+class _Build(torch.autograd.Function):
+    """W0 + ΔW (or ΔW) as a differentiable function of the scaled θ: backward reduces with the same ids and mask."""
+
+    @staticmethod
+    def forward(ctx, scaled_theta, partition, start, base, like, dropout_seed, p):
+        ctx.partition, ctx.start, ctx.dropout_seed, ctx.p = partition, start, dropout_seed, p
+        ctx.theta_dtype = scaled_theta.dtype
+        return build(partition, scaled_theta, start, base, like=like, dropout_seed=dropout_seed, p=p)
+
+    @staticmethod
+    def backward(ctx, grad):
+        sums = group_sums(ctx.partition, grad, ctx.start, dropout_seed=ctx.dropout_seed, p=ctx.p)
+        return sums.to(ctx.theta_dtype), None, None, None, None, None, None
+
+
+def layer_tensor(layer, scaled_theta: torch.Tensor, name: str, dropout_seed: int | None, *, with_base: bool = True):
+    """``base_layer.<name>`` + its ΔW (or ΔW alone, in the parameter's dtype) for a GPartLayer; differentiable in θ."""
+    base = getattr(layer.base_layer, name)
+    start = dict(layer._adapted())[name]
+    p = layer.adapter.config.dropout
+    return _Build.apply(scaled_theta, layer.adapter.partition, start, base if with_base else None, base, dropout_seed, p)
+
+
+class AdaptedLinear(torch.autograd.Function):
+    """The Triton twin of ``gpart.layers._AdaptedLinear``: y = x (W0 + ΔW)ᵀ + b, saving only x and θ.
+
+    Forward: one kernel builds W0 + ΔW, then one matmul. Backward: ∇W by one matmul in the stored layout, then one
+    kernel that hashes the ids once to both reduce ∇W into θ and rebuild W0 + ΔW for the input gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, x, theta, layer, dropout_seed):
+        from gpart.layers import _out_in
+
+        adapter, base_layer = layer.adapter, layer.base_layer
+        scaled = theta * adapter.scale
+        options = dict(dropout_seed=dropout_seed, p=adapter.config.dropout)
+        weight = build(adapter.partition, scaled, layer.weight_start, base_layer.weight, like=base_layer.weight, **options)
+        bias = base_layer.bias
+        if layer.bias_start is not None:
+            bias = build(adapter.partition, scaled, layer.bias_start, bias, like=bias, **options)
+        ctx.save_for_backward(x, theta)
+        ctx.layer, ctx.options = layer, options
+        return F.linear(x, _out_in(layer, weight), None if bias is None else bias.to(x.dtype))
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        from gpart.layers import _is_hf_conv1d, _out_in
+
+        x, theta = ctx.saved_tensors
+        layer, options = ctx.layer, ctx.options
+        adapter, base_layer = layer.adapter, layer.base_layer
+        compute_dtype = grad_out.dtype
+        grad_out_2d = grad_out.reshape(-1, grad_out.shape[-1])
+        x_2d = x.reshape(-1, x.shape[-1]).to(compute_dtype)
+        # ∇W in the stored layout, the order P indexes: (out, in) for nn.Linear, (in, out) for Conv1D.
+        grad_weight = x_2d.t() @ grad_out_2d if _is_hf_conv1d(base_layer) else grad_out_2d.t() @ x_2d
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            sums, weight = group_sums(adapter.partition, grad_weight, layer.weight_start, base=base_layer.weight,
+                                      scaled_theta=theta * adapter.scale, **options)
+            del grad_weight
+            grad_x = (grad_out @ _out_in(layer, weight).to(compute_dtype)).to(x.dtype)
+            del weight
+        else:
+            sums = group_sums(adapter.partition, grad_weight, layer.weight_start, **options)
+        if layer.bias_start is not None:
+            sums = sums + group_sums(adapter.partition, grad_out_2d.sum(0), layer.bias_start, **options)
+        return grad_x, (sums * adapter.scale).to(theta.dtype), None, None
