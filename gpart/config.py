@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from gpart.partition import ASSIGNMENTS
 
 BIAS_MODES = ("none", "partitioned")
+BACKENDS = ("auto", "torch", "triton")  # how ΔW and ∇θ are computed; never changes P or the adapter files
 
 
 @dataclass
@@ -26,6 +27,8 @@ class GPartConfig:
         bias: ``"none"``, or ``"partitioned"`` to append each target's bias to the adapted space after its weight.
         trainable_modules: modules trained fully beside θ (the task head), saved with the adapter and not counted
             in d. Matched like ``target_modules``.
+        backend: ``"auto"`` (Triton kernels on CUDA when triton is installed, else torch), ``"torch"`` or
+            ``"triton"`` (docs/performance.md). An execution choice, not part of the adapter: ``to_dict`` omits it.
     """
 
     d: int
@@ -36,6 +39,7 @@ class GPartConfig:
     dropout: float = 0.0
     bias: str = "none"
     trainable_modules: list[str] = field(default_factory=list)
+    backend: str = "auto"
 
     def __post_init__(self):
         if isinstance(self.target_modules, tuple):
@@ -47,6 +51,7 @@ class GPartConfig:
         _check_names("trainable_modules", self.trainable_modules, allow_regex=False, allow_empty=True)
         _check_choice("assignment", self.assignment, ASSIGNMENTS)
         _check_choice("bias", self.bias, BIAS_MODES)
+        _check_choice("backend", self.backend, BACKENDS)
         if not isinstance(self.isometric, bool):
             raise ValueError(f"isometric must be a bool, got {self.isometric!r}")
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
@@ -54,7 +59,9 @@ class GPartConfig:
         self.dropout = float(self.dropout)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        values = dataclasses.asdict(self)
+        del values["backend"]  # saved adapters are identical whichever path trained them
+        return values
 
     @classmethod
     def from_dict(cls, values: dict) -> "GPartConfig":

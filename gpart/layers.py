@@ -70,9 +70,19 @@ class GPartLayer(nn.Module):
         start = dict(self._adapted())[name]
         return self.adapter.partition.group_ids(start, getattr(self.base_layer, name).numel(), device=device)
 
+    def triton_ops(self, tensor: torch.Tensor):
+        """``gpart.triton_ops`` when ``config.backend`` sends this tensor's device to the Triton kernels, else None."""
+        if self.adapter.config.backend == "torch":
+            return None
+        from gpart import triton_ops  # on first use only: Triton reads TRITON_INTERPRET when the kernels are defined
+
+        return triton_ops if triton_ops.selected(self.adapter.config.backend, tensor.device) else None
+
     def delta(self, scaled_theta: torch.Tensor, name: str, dropout_seed: int | None = None, ids=None) -> torch.Tensor:
         """ΔW (or Δb) in the stored layout of ``base_layer.<name>``, with dropout when a seed is given."""
         base = getattr(self.base_layer, name)
+        if (ops := self.triton_ops(base)) is not None:
+            return ops.layer_tensor(self, scaled_theta, name, dropout_seed, with_base=False)
         ids = self.group_ids(name, scaled_theta.device) if ids is None else ids
         delta = scaled_theta[ids].view(base.shape)
         if dropout_seed is not None:
@@ -95,6 +105,9 @@ class GPartLayer(nn.Module):
         params = {}
         for name, _ in self._adapted():
             base = getattr(self.base_layer, name)
+            if (ops := self.triton_ops(base)) is not None:
+                params[name] = ops.layer_tensor(self, scaled_theta, name, dropout_seed)  # one fused kernel
+                continue
             params[name] = base + self.delta(scaled_theta, name, dropout_seed).to(base.dtype)
         return params
 
@@ -108,7 +121,9 @@ class GPartLayer(nn.Module):
             return self.base_layer(*args, **kwargs)
         dropout_seed = self._dropout_seed()
         if self.is_linear and len(args) == 1 and not kwargs:
-            return _AdaptedLinear.apply(args[0], self.adapter.theta, self, dropout_seed)
+            ops = self.triton_ops(self.base_layer.weight)
+            linear = _AdaptedLinear if ops is None else ops.AdaptedLinear
+            return linear.apply(args[0], self.adapter.theta, self, dropout_seed)
         return checkpoint(self._generic_forward, self.adapter.theta, dropout_seed, *args, use_reentrant=False, **kwargs)
 
     def _generic_forward(self, theta, dropout_seed, *args, **kwargs):
