@@ -11,10 +11,8 @@ from torch import nn
 
 from experiments.tasks.math import MathTask
 
-OVERRIDES = ["task=math/gsm8k", "model=tiny-llama", "method=gpart", "method.config.d=512", "method.lr=1e-2",
-             "task.train_local_path=gsm8k/train.jsonl", "task.train_size=20", "task.validation_size=4",
-             "task.eval_size=6", "task.max_new_tokens=12", "task.max_length=160", "task.progress=false",
-             "trainer.max_steps=4", "trainer.batch_size=4", "trainer.epochs=1", "trainer.save_checkpoints=false"]
+OVERRIDES = ["experiment=math/smoke/gpart", "task.train_size=20", "task.validation_size=4", "task.eval_size=6",
+             "task.max_new_tokens=12", "task.progress=false", "trainer.max_steps=4", "method.config.d=512"]
 
 
 def test_task_trains_and_scores_with_a_trainer(tmp_path):
