@@ -328,8 +328,11 @@ def _log_distance(a, b) -> float:
     return abs(math.log(max(a, 1)) - math.log(max(b, 1)))
 
 
-def _variants(records: pd.DataFrame, paper_rows: pd.DataFrame) -> pd.DataFrame:
-    """One row per table row: our (method, params) variants, each matched to a paper row, plus unmatched paper rows."""
+def _variants(records: pd.DataFrame, paper_rows: pd.DataFrame, method_order: dict[str, int]) -> pd.DataFrame:
+    """One row per table row: our (method, params) variants, each matched to a paper row, plus unmatched paper rows.
+
+    Rows follow the paper table's order; methods it lacks follow the order of all paper tables, then the alphabet.
+    """
     ours = records[["method", "trainable_params"]].drop_duplicates().rename(columns={"trainable_params": "params"})
     ours = ours.astype({"params": object}).reset_index(drop=True)
     ours["paper_key"] = [match_paper_row(m, p, paper_rows) for m, p in zip(ours["method"], ours["params"])]
@@ -348,7 +351,9 @@ def _variants(records: pd.DataFrame, paper_rows: pd.DataFrame) -> pd.DataFrame:
                                           "paper_key": paper_only["trainable_params"]})], ignore_index=True)
     first_of_method = paper_keys.groupby("method")["order"].min().to_dict()
     order_of_key = {(m, t): o for m, t, o in zip(paper_keys["method"], paper_keys["trainable_params"], paper_keys["order"])}
-    rows["sort"] = [order_of_key.get((m, k), first_of_method.get(m, math.inf)) for m, k in zip(rows["method"], rows["paper_key"])]
+    fallback = {m: len(paper_keys) + i for m, i in method_order.items()}
+    rows["sort"] = [order_of_key.get((m, k), first_of_method.get(m, fallback.get(m, math.inf)))
+                    for m, k in zip(rows["method"], rows["paper_key"])]
     rows["sort_params"] = [-1 if _missing(p) else p for p in rows["params"]]
     rows = rows.sort_values(["sort", "method", "sort_params"], kind="stable").reset_index(drop=True)
     rows["label"] = _row_labels(rows)
@@ -408,7 +413,7 @@ def build_table(table: str, model: str, records: pd.DataFrame, paper: pd.DataFra
     metrics = dict(zip(paper_rows["task"], paper_rows["metric"]))
     for task, metric in zip(records["task"], records["metric"]):
         metrics.setdefault(task, metric)
-    rows = _variants(records, paper_rows)
+    rows = _variants(records, paper_rows, {m: i for i, m in enumerate(dict.fromkeys(paper["method"]))})
     paper_cells = {(r["method"], r["trainable_params"], r["task"]): r for r in paper_rows.to_dict("records")}
     cells, efficiency = [], []
     for row in rows.itertuples():
