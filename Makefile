@@ -36,5 +36,27 @@ params: $(STAMP) ## Print adapted-space sizes and trainable parameters for the p
 tables: $(STAMP) ## Paper tables (ours vs published, Δ, verdict) + figures from run records [RUNS=results/runs OUT=results]
 	$(PY) -m experiments.tables --runs "$(or $(RUNS),results/runs)" --out "$(or $(OUT),results)" $(TABLES_ARGS)
 
+VISION_DATASETS := oxford_pets stanford_cars cifar10 dtd eurosat fgvc_aircraft resisc45 cifar100
+VISION_SEEDS := 0,1,2,3,4
+reproduce-vision: $(STAMP) ## ViT-B + ViT-L vision tables, setup.md §3 [SEEDS=0,1 DATASETS="cifar10 dtd" SIZES=base METHODS="gpart lp" RUN=echo]
+	@set -e; for size in $(or $(SIZES),base large); do \
+	  methods="$(METHODS)"; [ -n "$$methods" ] || methods=$$(ls configs/experiment/vision/$$size | grep -v '^_' | sed 's/\.yaml$$//'); \
+	  for method in $$methods; do for dataset in $(or $(DATASETS),$(VISION_DATASETS)); do \
+	    cmd="$(or $(RUN),$(PY)) -m experiments.run -m experiment=vision/$$size/$$method task=vision/$$dataset seed=$(or $(SEEDS),$(VISION_SEEDS)) $(VISION_ARGS)"; \
+	    echo "$$cmd"; $$cmd; \
+	  done; done; done
+	@[ -n "$(RUN)" ] || $(MAKE) --no-print-directory tables
+
+MATH_MODELS := qwen2.5-0.5b gemma-7b mistral-7b-v0.1 qwen2.5-7b llama-3.1-8b
+MATH_TASKS := gsm8k math
+reproduce-math: $(STAMP) ## Math table: MetaMathQA -> GSM8K/MATH exact match, setup.md §4; needs the hub (HF_HUB_OFFLINE=0) and a GPU [MODEL=qwen2.5-0.5b METHODS="gpart lora" TASKS=gsm8k SEEDS=0 RUN=echo; MODEL=smoke runs offline]
+	@set -e; for model in $(or $(MODEL),$(MATH_MODELS)); do \
+	  methods="$(METHODS)"; [ -n "$$methods" ] || methods=$$(ls configs/experiment/math/$$model | grep -v '^_' | sed 's/\.yaml$$//'); \
+	  for method in $$methods; do for task in $(or $(TASKS),$(MATH_TASKS)); do \
+	    cmd="$(or $(RUN),$(PY)) -m experiments.run -m experiment=math/$$model/$$method task=math/$$task seed=$(or $(SEEDS),0) $(MATH_ARGS)"; \
+	    echo "$$cmd"; $$cmd; \
+	  done; done; done
+	@[ -n "$(RUN)" ] || $(MAKE) --no-print-directory tables
+
 clean: ## Remove the environment and caches (keeps results)
 	rm -rf $(VENV) .pytest_cache
