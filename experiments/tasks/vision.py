@@ -29,7 +29,8 @@ class VisionClassificationTask(Task):
     * `splits`: `{train, validation, test}` -> the dataset's split names, `null` = hold out of train;
       `validation_fraction` (seeded by the run seed), `test_fraction` (seeded by `data_seed`, fixed across seeds);
     * `train_subset`, `validation_subset`, `test_subset`: seeded, stratified subsets for smoke runs (null = all);
-    * `image_size`: override the checkpoint's input size (null = the processor's).
+    * `image_size`: override the checkpoint's input size (null = the processor's);
+    * `train_crop_scale`: RandomResizedCrop's area range (default (0.08, 1), the meaning of RandomResizedCrop(224)).
 
     Model keys read besides `Task`'s: `checkpoint_file` (local weights for a `timm:<name>` model). `tokenizer`
     (when set) names where the image processor lives.
@@ -41,11 +42,13 @@ class VisionClassificationTask(Task):
                  split_argument: str = "split", download: bool = False, dataset_kwargs: Optional[dict] = None,
                  validation_fraction: Optional[float] = None, test_fraction: Optional[float] = None,
                  data_seed: int = 0, train_subset: Optional[int] = None, validation_subset: Optional[int] = None,
-                 test_subset: Optional[int] = None, image_size: Optional[int] = None):
+                 test_subset: Optional[int] = None, image_size: Optional[int] = None,
+                 train_crop_scale: tuple = (0.08, 1.0)):
         super().__init__(key=key, metric=metric, table=table)
         if int(num_labels) < 2:
             raise ValueError(f"num_labels={num_labels!r}: an image classification task needs at least 2 classes")
         self.num_labels, self.splits, self.image_size = int(num_labels), dict(splits), image_size
+        self.train_crop_scale = tuple(train_crop_scale)
         self.source_kwargs = dict(path=path, name=name, data_dir=data_dir, image_column=image_column,
                                   label_column=label_column, dataset_class=dataset_class,
                                   split_argument=split_argument, download=download, dataset_kwargs=dataset_kwargs)
@@ -70,7 +73,7 @@ class VisionClassificationTask(Task):
         normalisation = processor_normalisation(processor)
         size = int(self.image_size or normalisation["image_size"])
         train_transform, eval_transform = build_transforms(size, normalisation["mean"], normalisation["std"],
-                                                           normalisation["interpolation"])
+                                                           normalisation["interpolation"], self.train_crop_scale)
         planned = plan_splits(self.raw_split, self.splits, seed=seed, subsets=self.subsets, **self.holdout)
         datasets = {role: TransformedImages(raw, rows, train_transform if role == "train" else eval_transform)
                     for role, (raw, rows) in planned.items()}

@@ -27,13 +27,16 @@ def processor_normalisation(processor) -> dict:
             "interpolation": _RESAMPLE_NAMES.get(resample, "bilinear")}
 
 
-def build_transforms(image_size: int, mean: Sequence[float], std: Sequence[float],
-                     interpolation: str = "bilinear") -> tuple[Callable, Callable]:
-    """(train, eval) transforms taking an RGB PIL image to a normalised float tensor of shape (3, size, size)."""
+def build_transforms(image_size: int, mean: Sequence[float], std: Sequence[float], interpolation: str = "bilinear",
+                     crop_scale: Sequence[float] = (0.08, 1.0)) -> tuple[Callable, Callable]:
+    """(train, eval) transforms taking an RGB PIL image to a normalised float tensor of shape (3, size, size).
+    `crop_scale` is RandomResizedCrop's area range; (0.08, 1) is its default, what RandomResizedCrop(224) means."""
     if len(mean) != 3 or len(std) != 3:
         raise ValueError(f"mean={tuple(mean)} / std={tuple(std)}: need three channel values each (RGB)")
     common = dict(input_size=(3, image_size, image_size), mean=tuple(mean), std=tuple(std), interpolation=interpolation)
-    train = create_transform(is_training=True, scale=(0.08, 1.0), hflip=0.5, color_jitter=None, **common)
+    if len(crop_scale) != 2 or not 0 < crop_scale[0] <= crop_scale[1] <= 1:
+        raise ValueError(f"crop_scale={tuple(crop_scale)}: need (low, high) with 0 < low <= high <= 1")
+    train = create_transform(is_training=True, scale=tuple(crop_scale), hflip=0.5, color_jitter=None, **common)
     # crop_pct=1: resize the short side to exactly `image_size`, then centre-crop (Resize(224) + CenterCrop(224)).
     evaluation = create_transform(is_training=False, crop_pct=1.0, **common)
     return train, evaluation
