@@ -115,6 +115,21 @@ if AVAILABLE:
             return tl.where(keep, 1.0 / (1.0 - p), 0.0)
         return 1.0
 
+    @triton.jit
+    def _rounded(value, out_type: tl.constexpr):
+        """float32 ``value`` rounded to nearest-even in ``out_type``, as torch rounds.
+
+        bfloat16 is rounded with integer ops: the interpreter's own bf16 cast truncates, and this is exact on both.
+        """
+        if out_type == tl.bfloat16:
+            bits = value.to(tl.uint32, bitcast=True)
+            bits = bits + 0x7FFF + ((bits >> 16) & 1)
+            return (bits >> 16).to(tl.uint16).to(tl.bfloat16, bitcast=True)
+        elif out_type == tl.float32:
+            return value
+        else:
+            return value.to(out_type)
+
     @triton.jit(do_not_specialize=_SCALARS)
     def _ids_kernel(out_ptr, numel, start, seed, k0, k1, k2, k3,
                     D: tl.constexpr, SIZE: tl.constexpr, HALF_BITS: tl.constexpr, BALANCED: tl.constexpr,
@@ -135,9 +150,9 @@ if AVAILABLE:
         delta = tl.load(scaled_theta_ptr + ids, mask=inside, other=0.0)
         delta = delta * _kept_scale(offsets, dropout_seed, p, HAS_DROPOUT)
         out_type = out_ptr.dtype.element_ty
-        value = delta.to(out_type)
+        value = _rounded(delta, out_type)
         if HAS_BASE:
-            value = (tl.load(base_ptr + offsets, mask=inside).to(tl.float32) + value.to(tl.float32)).to(out_type)
+            value = _rounded(tl.load(base_ptr + offsets, mask=inside).to(tl.float32) + value.to(tl.float32), out_type)
         tl.store(out_ptr + offsets, value, mask=inside)
 
     @triton.jit(do_not_specialize=_SCALARS)
@@ -154,9 +169,9 @@ if AVAILABLE:
         tl.atomic_add(sums_ptr + ids, grad * kept, mask=inside, sem="relaxed")
         if WRITE_WEIGHT:
             out_type = weight_ptr.dtype.element_ty
-            delta = (tl.load(scaled_theta_ptr + ids, mask=inside, other=0.0) * kept).to(out_type)
-            value = tl.load(base_ptr + offsets, mask=inside).to(tl.float32) + delta.to(tl.float32)
-            tl.store(weight_ptr + offsets, value.to(out_type), mask=inside)
+            delta = _rounded(tl.load(scaled_theta_ptr + ids, mask=inside, other=0.0) * kept, out_type)
+            value = _rounded(tl.load(base_ptr + offsets, mask=inside).to(tl.float32) + delta.to(tl.float32), out_type)
+            tl.store(weight_ptr + offsets, value, mask=inside)
 else:
     _INTERPRET_AT_IMPORT = False
 

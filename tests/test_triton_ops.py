@@ -1,0 +1,228 @@
+"""The Triton path (gpart.triton_ops) against the torch reference, on CPU under TRITON_INTERPRET=1.
+
+Properties: the kernels' group ids equal gpart.partition's bit for bit; W0 + ΔW, layer outputs and gradients equal
+the torch path's within dtype tolerance, for odd shapes, both assignments, bf16/fp16/fp32 weights with a float32 θ,
+partitioned biases, Conv1D layout, the generic (Embedding) path and the non-isometric ablation; with dropout, the
+backward uses the forward's mask (exact directional derivatives) and keeps a fraction ≈ 1 - p; the backend never
+changes what an adapter file holds.
+"""
+
+import copy
+import importlib
+import json
+import os
+
+import pytest
+
+os.environ["TRITON_INTERPRET"] = "1"  # before gpart.triton_ops defines its kernels: run them on CPU tensors
+pytest.importorskip("triton")
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+from transformers.pytorch_utils import Conv1D  # noqa: E402
+
+from gpart import GPartConfig, apply_gpart, merge, save_adapter, triton_ops  # noqa: E402
+from gpart.partition import Partition  # noqa: E402
+
+if not triton_ops.interpreting():  # imported earlier in this process without the interpreter: define them again
+    importlib.reload(triton_ops)
+
+
+class Tiny(nn.Module):
+    """Odd shapes; a Linear, a GPT-2 style Conv1D (weight stored (in, out)) and an Embedding (the generic path)."""
+
+    def __init__(self, dtype=torch.float32):
+        super().__init__()
+        self.embed = nn.Embedding(13, 53)
+        self.up = nn.Linear(53, 37)
+        self.mix = Conv1D(29, 37)  # nf=29 outputs, nx=37 inputs
+        self.to(dtype)
+
+    def forward(self, tokens):
+        return self.mix(torch.tanh(self.up(self.embed(tokens))))
+
+
+def adapted(model, backend, *, d=211, seed=3, **options):
+    config = GPartConfig(d=d, target_modules=["embed", "up", "mix"], seed=seed, backend=backend, **options)
+    model = apply_gpart(copy.deepcopy(model), config)
+    with torch.no_grad():
+        model.gpart_adapter.theta.copy_(torch.randn(d, generator=torch.Generator().manual_seed(seed)))
+    return model
+
+
+def step(model, tokens):
+    """Output, ∇θ and the gradient reaching the embedding output (checks ∇x of the adapted linear layers)."""
+    captured = {}
+
+    def keep_grad(module, inputs, out):
+        out.register_hook(lambda grad: captured.update(x=grad))
+
+    hook = model.embed.register_forward_hook(keep_grad)
+    out = model(tokens)
+    (out.float() * torch.linspace(-1, 1, out.shape[-1])).sum().backward()
+    hook.remove()
+    return out.detach().float(), model.gpart_adapter.theta.grad.clone(), captured["x"].float()
+
+
+# ------------------------------------------------------------------------------------------------------ ids
+
+
+@pytest.mark.parametrize("assignment", ["stateless", "balanced"])
+@pytest.mark.parametrize(
+    "size, d, seed",
+    [(37 * 53, 97, 0), (129 * 65, 1, 1), (2003, 2003, (1 << 64) - 3), (1500, 7, (1 << 63) + 5)],
+)
+def test_kernel_group_ids_equal_partition_bit_for_bit(assignment, size, d, seed):
+    if assignment == "balanced" and size > 3000:
+        size = 2999  # the interpreter runs the cycle-walking loop slowly
+    partition = Partition(size, d, seed=seed, assignment=assignment)
+    for start, count in [(0, size), (size - 17, 17), (5, size - 5)]:
+        expected = partition.group_ids(start, count)
+        assert torch.equal(triton_ops.group_ids(partition, start, count, "cpu"), expected)
+
+
+def test_group_ids_of_a_7b_scale_space_at_its_end():
+    """Global indices past 2^31 (N = 2^31 for Llama-2-7B q,k,v,o): 64-bit offsets, no truncation."""
+    size, d = 1 << 31, 1 << 19
+    partition = Partition.__new__(Partition)  # skip counting 2^31 group sizes; ids need only (N, d, seed)
+    partition.size, partition.d, partition.seed, partition.assignment = size, d, 7, "stateless"
+    start = size - 3000
+    expected = Partition.group_ids(partition, start, 3000)
+    assert torch.equal(triton_ops.group_ids(partition, start, 3000, "cpu"), expected)
+
+
+# ------------------------------------------------------------------------------------------------ W0 + ΔW
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("assignment", ["stateless", "balanced"])
+@pytest.mark.parametrize("isometric", [True, False])
+def test_effective_weight_equals_torch_path_exactly(dtype, assignment, isometric):
+    model = adapted(Tiny(dtype), "torch", assignment=assignment, isometric=isometric)
+    scaled_theta = model.gpart_adapter.scaled_theta().detach()
+    for layer in (model.up, model.mix, model.embed):
+        expected = layer.effective(scaled_theta, None)["weight"]
+        got = triton_ops.layer_tensor(layer, scaled_theta, "weight", None)
+        assert got.dtype == dtype and got.shape == expected.shape
+        assert torch.equal(got, expected)  # ΔW is rounded to the weight dtype before the sum, as in torch
+
+
+# --------------------------------------------------------------------------------- whole model, both paths
+
+
+@pytest.mark.parametrize(
+    "dtype, tolerance",
+    [(torch.float32, 1e-5), (torch.bfloat16, 2e-2), (torch.float16, 2e-3)],
+)
+def test_outputs_and_gradients_match_torch_path(dtype, tolerance):
+    tokens = torch.randint(0, 13, (3, 7), generator=torch.Generator().manual_seed(0))
+    base = Tiny(dtype)
+    ref_out, ref_theta, ref_x = step(adapted(base, "torch", bias="partitioned"), tokens)
+    out, grad_theta, grad_x = step(adapted(base, "triton", bias="partitioned"), tokens)
+    torch.testing.assert_close(out, ref_out, rtol=tolerance, atol=tolerance)
+    torch.testing.assert_close(grad_x, ref_x, rtol=tolerance, atol=tolerance * ref_x.abs().max().item())
+    # ∇θ sums many terms in float32 in another order; bf16/fp16 inputs carry their own rounding into the sums.
+    torch.testing.assert_close(grad_theta, ref_theta, rtol=tolerance, atol=tolerance * ref_theta.abs().max().item())
+    assert grad_theta.abs().sum() > 0
+
+
+def test_non_isometric_gradients_match_torch_path():
+    tokens = torch.randint(0, 13, (2, 5), generator=torch.Generator().manual_seed(1))
+    base = Tiny()
+    ref = step(adapted(base, "torch", isometric=False), tokens)
+    got = step(adapted(base, "triton", isometric=False), tokens)
+    for a, b in zip(got, ref):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5 * b.abs().max().item())
+
+
+def test_merge_is_the_same_under_both_backends():
+    base = Tiny()
+    merged = {b: merge(adapted(base, b, bias="partitioned")) for b in ("torch", "triton")}
+    for name, value in merged["torch"].state_dict().items():
+        assert torch.equal(merged["triton"].state_dict()[name], value), name
+
+
+# ------------------------------------------------------------------------------------------------- dropout
+
+
+def linear_layer(p=0.3, d=97, dtype=torch.float32):
+    model = nn.Module()
+    model.proj = nn.Linear(65, 129).to(dtype)
+    apply_gpart(model, GPartConfig(d=d, target_modules=["proj"], dropout=p, bias="partitioned", backend="triton"))
+    return model.proj
+
+
+def test_dropout_backward_uses_the_forward_mask():
+    """The loss is linear in θ, so L(θ + v) - L(θ) = <∇θ, v> exactly when backward applies forward's mask."""
+    layer = linear_layer()
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 65, generator=generator, dtype=torch.float64).float()
+    weights = torch.randn(4, 129, generator=generator)
+    theta = torch.randn(97, generator=generator).requires_grad_()
+    direction = torch.randn(97, generator=generator)
+
+    def loss(t, seed):
+        return (triton_ops.AdaptedLinear.apply(x, t, layer, seed) * weights).sum()
+
+    loss(theta, 1234).backward()
+    with torch.no_grad():
+        change = (loss(theta + direction, 1234) - loss(theta, 1234)).item()
+        other_mask = (loss(theta + direction, 99) - loss(theta, 99)).item()
+    predicted = (theta.grad * direction).sum().item()
+    assert change == pytest.approx(predicted, rel=1e-4)
+    assert abs(other_mask - predicted) > 1e-3 * abs(predicted)  # another seed, another mask: the test can fail
+
+
+def test_dropout_keeps_a_fraction_one_minus_p_scaled_up():
+    p = 0.3
+    layer = linear_layer(p)
+    scaled_theta = torch.linspace(1, 2, 97)  # no zeros: a dropped coordinate is exactly 0
+    delta = triton_ops.layer_tensor(layer, scaled_theta, "weight", 777, with_base=False)
+    full = triton_ops.layer_tensor(layer, scaled_theta, "weight", None, with_base=False)
+    kept = delta != 0
+    n = kept.numel()
+    assert abs(kept.float().mean().item() - (1 - p)) < 4 * (p * (1 - p) / n) ** 0.5
+    torch.testing.assert_close(delta[kept], full[kept] / (1 - p))
+    assert not torch.equal(kept, triton_ops.layer_tensor(layer, scaled_theta, "weight", 778, with_base=False) != 0)
+
+
+def test_dropout_through_the_generic_path_is_consistent_too():
+    """Embedding takes layer_tensor's autograd (not the fused linear): its backward must reuse the mask as well."""
+    model = nn.Module()
+    model.embed = nn.Embedding(11, 23)
+    apply_gpart(model, GPartConfig(d=31, target_modules=["embed"], dropout=0.4, backend="triton"))
+    layer, scale = model.embed, model.gpart_adapter.scale
+    generator = torch.Generator().manual_seed(2)
+    weights = torch.randn(11, 23, generator=generator)
+    theta = torch.randn(31, generator=generator).requires_grad_()
+    direction = torch.randn(31, generator=generator)
+
+    def loss(t):
+        return (triton_ops.layer_tensor(layer, t * scale, "weight", 55) * weights).sum()
+
+    loss(theta).backward()
+    with torch.no_grad():
+        change = (loss(theta + direction) - loss(theta)).item()
+    assert change == pytest.approx((theta.grad * direction).sum().item(), rel=1e-4)
+
+
+# ---------------------------------------------------------------------------------------- backend selection
+
+
+def test_backend_is_validated_and_auto_stays_on_torch_for_cpu():
+    with pytest.raises(ValueError, match="backend='cuda'.*'auto', 'torch', 'triton'"):
+        GPartConfig(d=4, target_modules=["proj"], backend="cuda")
+    assert not triton_ops.selected("auto", torch.device("cpu"))
+    assert not triton_ops.selected("torch", torch.device("cuda"))
+    assert triton_ops.selected("triton", torch.device("cpu"))  # the interpreter is on in this module
+
+
+def test_backend_does_not_change_adapter_files(tmp_path):
+    files, base = {}, Tiny()
+    for backend in ("torch", "triton"):
+        model = adapted(base, backend)
+        save_adapter(model, tmp_path / backend)
+        files[backend] = ((tmp_path / backend / "adapter_config.json").read_bytes(),
+                          (tmp_path / backend / "adapter_model.safetensors").read_bytes())
+    assert files["torch"] == files["triton"]
+    assert "backend" not in json.loads(files["torch"][0])["config"]
