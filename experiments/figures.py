@@ -94,12 +94,14 @@ def score_vs_params(data: TableData, path: Path) -> bool:
     handles += [Line2D([], [], color="0.45", marker="o", linestyle="", label="filled: ours, median ± std over seeds"),
                 Line2D([], [], color="0.45", marker="o", markerfacecolor="none", linestyle="", markersize=8,
                        label="hollow: paper")]
-    figure.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=8, frameon=False)
+    columns = min(len(handles), 8)
+    figure.legend(handles=handles, loc="lower center", ncol=columns, fontsize=8, frameon=False)
     suptitle = f"{data.title}: score vs trainable parameters"
     if hidden:
         suptitle += f"\n(not drawn on the log axis, 0 adapter parameters: {', '.join(sorted(hidden))})"
     figure.suptitle(suptitle, fontsize=11)
-    figure.tight_layout(rect=(0, 0.07 + 0.02 * (len(handles) > 6), 1, 0.95))
+    legend_rows = math.ceil(len(handles) / columns)
+    figure.tight_layout(rect=(0, (0.35 + 0.2 * legend_rows) / figure.get_figheight(), 1, 0.95))
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return True
