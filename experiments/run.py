@@ -181,6 +181,7 @@ def training_arguments(cfg: DictConfig, run_dir: Path, run_id: str) -> TrainingA
         report_to=list(cfg.logger.report_to), run_name=run_id,
         seed=int(cfg.seed), data_seed=int(cfg.seed),
         dataloader_num_workers=int(t.num_workers), label_names=["labels"],
+        train_sampling_strategy=str(t.sampling),
     )
 
 
@@ -196,7 +197,8 @@ def count_parameters(model, head_modules) -> tuple[int, int]:
     return adapter, head
 
 
-def train(cfg: DictConfig, record: dict, run_dir: Path, resume_from: Optional[str]) -> None:
+def prepare(cfg: DictConfig) -> tuple[Task, Method, torch.nn.Module, object]:
+    """Seed, build the task, its model and processor, and apply the method."""
     set_seed(int(cfg.seed))
     task = instantiate(cfg.task, _convert_="all")
     if not isinstance(task, Task):
@@ -204,19 +206,27 @@ def train(cfg: DictConfig, record: dict, run_dir: Path, resume_from: Optional[st
                          "not an experiments.tasks.base.Task")
     model, processor = task.build_model(cfg.model)
     method = build_method(cfg.method, cfg.model)
-    model = method.apply(model)
-    head_modules = list(cfg.model.head_modules)
-    record["trainable_params"], record["head_params"] = count_parameters(model, head_modules)
-    record["adapted_space_size"], record["adapted_modules"] = method.adapted(model)
-    splits = task.build_splits(processor, int(cfg.seed))
+    return task, method, method.apply(model), processor
 
-    recorder = EpochRecorder(task, splits, method, record, run_dir, bool(cfg.trainer.save_adapter))
+
+def make_trainer(cfg: DictConfig, task: Task, model, processor, splits: Splits, recorder: "EpochRecorder",
+                 run_dir: Path, run_id: str) -> RunnerTrainer:
     trainer = RunnerTrainer(
-        model=model, args=training_arguments(cfg, run_dir, record["run_id"]),
+        model=model, args=training_arguments(cfg, run_dir, run_id),
         train_dataset=splits.train, data_collator=task.data_collator(processor), processing_class=processor,
         compute_metrics=task.compute_metrics, preprocess_logits_for_metrics=task.preprocess_logits_for_metrics,
-        callbacks=[recorder], head_modules=head_modules, head_lr=float(cfg.trainer.head_lr))
+        callbacks=[recorder], head_modules=list(cfg.model.head_modules), head_lr=float(cfg.trainer.head_lr))
     recorder.trainer = trainer
+    return trainer
+
+
+def train(cfg: DictConfig, record: dict, run_dir: Path, resume_from: Optional[str]) -> RunnerTrainer:
+    task, method, model, processor = prepare(cfg)
+    record["trainable_params"], record["head_params"] = count_parameters(model, list(cfg.model.head_modules))
+    record["adapted_space_size"], record["adapted_modules"] = method.adapted(model)
+    splits = task.build_splits(processor, int(cfg.seed))
+    recorder = EpochRecorder(task, splits, method, record, run_dir, bool(cfg.trainer.save_adapter))
+    trainer = make_trainer(cfg, task, model, processor, splits, recorder, run_dir, record["run_id"])
     if trainer.is_world_process_zero():
         records.write_atomic(run_dir / "record.json", record)
 
@@ -230,6 +240,7 @@ def train(cfg: DictConfig, record: dict, run_dir: Path, resume_from: Optional[st
     record["adapter_bytes"] = records.directory_bytes(run_dir / "adapter")
     if not cfg.trainer.keep_checkpoints:
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    return trainer
 
 
 # -- one run, with its record -----------------------------------------------------------------------------------------
