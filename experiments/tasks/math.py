@@ -93,37 +93,45 @@ class MathTask(Task):
 
     # -- model ----------------------------------------------------------------------------------------------------
     def build_model(self, model_cfg):
-        from omegaconf import OmegaConf
-        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-        source, random_init = model_cfg.get("name_or_path"), model_cfg.get("random_init")
-        if model_cfg.get("package"):
-            source = package_folder(model_cfg.package)
-        gguf = {"gguf_file": model_cfg.gguf_file} if model_cfg.get("gguf_file") else {}
+        source = package_folder(model_cfg.package) if model_cfg.get("package") else model_cfg.get("name_or_path")
         tokenizer_source = model_cfg.get("tokenizer") or source
-        if not random_init and not source:
+        if not model_cfg.get("random_init") and not source:
             raise ValueError(f"model {model_cfg.get('key')!r}: set model.name_or_path or model.random_init")
         if not tokenizer_source:
             raise ValueError(f"model {model_cfg.get('key')!r}: set model.tokenizer (no name_or_path to use)")
-        dtype_name = model_cfg.get("dtype") or "float32"
-        if dtype_name not in DTYPES:
-            raise ValueError(f"model.dtype={dtype_name!r} is not supported; allowed: {sorted(DTYPES)}")
-        extra = {"attn_implementation": model_cfg.attn_implementation} if model_cfg.get("attn_implementation") \
-            else {}
-        if random_init:
-            config = AutoConfig.for_model(**OmegaConf.to_container(random_init, resolve=True), **extra)
-            model = AutoModelForCausalLM.from_config(config).to(DTYPES[dtype_name])
-        else:
-            model = AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[dtype_name], **gguf, **extra)
-        tokenizer_source = model_cfg.get("tokenizer") or source
-        tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(
-            tokenizer_source, **(gguf if tokenizer_source == source else {})))
-        tokenizer.padding_side = "right"     # training batches; generation left-pads by itself
+        model = self._load_weights(model_cfg, source)
+        tokenizer = self._load_tokenizer(model_cfg, tokenizer_source, same_folder=tokenizer_source == source)
         if model_cfg.get("gradient_checkpointing"):
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             model.config.use_cache = False
         self.tokenizer = tokenizer
         return model, tokenizer
+
+    @staticmethod
+    def _load_weights(model_cfg, source):
+        from omegaconf import OmegaConf
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        dtype_name = model_cfg.get("dtype") or "float32"
+        if dtype_name not in DTYPES:
+            raise ValueError(f"model.dtype={dtype_name!r} is not supported; allowed: {sorted(DTYPES)}")
+        extra = {"attn_implementation": model_cfg.attn_implementation} if model_cfg.get("attn_implementation") \
+            else {}
+        if model_cfg.get("random_init"):
+            config = AutoConfig.for_model(**OmegaConf.to_container(model_cfg.random_init, resolve=True), **extra)
+            return AutoModelForCausalLM.from_config(config).to(DTYPES[dtype_name])
+        if model_cfg.get("gguf_file"):
+            extra["gguf_file"] = model_cfg.gguf_file
+        return AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[dtype_name], **extra)
+
+    @staticmethod
+    def _load_tokenizer(model_cfg, source, same_folder: bool):
+        from transformers import AutoTokenizer
+
+        gguf = {"gguf_file": model_cfg.gguf_file} if model_cfg.get("gguf_file") and same_folder else {}
+        tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(source, **gguf))
+        tokenizer.padding_side = "right"     # training batches; generation left-pads by itself
+        return tokenizer
 
     # -- data -----------------------------------------------------------------------------------------------------
     def encode_example(self, tokenizer, query: str, response: str) -> dict:
