@@ -198,3 +198,30 @@ def test_evaluation_waits_for_the_last_step():
     task = make_task()
     trainer = SimpleNamespace(state=SimpleNamespace(global_step=2, max_steps=8))
     assert task.evaluate(trainer, [], "test") == {}
+
+
+def test_gradient_checkpointing_leaves_the_theta_gradient_unchanged(tokenizer):
+    from omegaconf import OmegaConf
+
+    from gpart import GPartConfig, apply_gpart
+
+    task = make_task()
+    batch = task.data_collator(tokenizer)([task.encode_example(tokenizer, "What is 2 + 3?", "The answer is: 5"),
+                                           task.encode_example(tokenizer, "Compute 7 * 6.", "The answer is: 42")])
+    gradients = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        cfg = OmegaConf.create({"key": "tiny-llama", "random_init": {
+            "model_type": "llama", "vocab_size": 30522, "hidden_size": 32, "intermediate_size": 64,
+            "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "pad_token_id": 0,
+            "bos_token_id": 101, "eos_token_id": 102}, "tokenizer": tokenizer.name_or_path,
+            "gradient_checkpointing": checkpointing})
+        model, _ = task.build_model(cfg)
+        model = apply_gpart(model, GPartConfig(d=64, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+                                               seed=0, dropout=0.0))
+        model.train()
+        model(**batch).loss.backward()
+        gradients.append(next(p.grad for p in model.parameters() if p.requires_grad).clone())
+    assert model.is_gradient_checkpointing
+    assert gradients[0].abs().sum() > 0
+    assert torch.allclose(gradients[0], gradients[1], atol=1e-6)
