@@ -105,3 +105,37 @@ def test_vit_base_adapted_modules_and_budgets_match_the_paper():
     (ff_budget,) = _paper_budget("vit-base-patch16-224-in21k", "FF")
     assert round(rows["full"]["trainable_params"] / 1e6, 1) == _as_count(ff_budget) / 1e6     # 85.8M
     assert rows["lp"]["trainable_params"] == 0 and rows["lp"]["head_params"] == 768 * 100 + 100
+
+
+def _transformers_4_name(key: str) -> str:
+    """A transformers 5.x ViTModel key in the 4.x layout the hub's in21k checkpoints are stored in."""
+    import re
+
+    renames = [(r"attention\.q_proj", "attention.attention.query"), (r"attention\.k_proj", "attention.attention.key"),
+               (r"attention\.v_proj", "attention.attention.value"), (r"attention\.o_proj", "attention.output.dense"),
+               (r"mlp\.fc1", "intermediate.dense"), (r"mlp\.fc2", "output.dense")]
+    for new, old in renames:
+        key = re.sub(rf"^layers\.(\d+)\.{new}", rf"encoder.layer.\1.{old}", key)
+    return re.sub(r"^layers\.(\d+)\.layernorm_", r"encoder.layer.\1.layernorm_", key)
+
+
+def test_a_checkpoint_with_transformers_4_names_loads_every_backbone_weight(tmp_path):
+    """google/vit-*-in21k are stored with 4.x names (attention.attention.query, ...); loading must fill q_proj etc.,
+    not leave them randomly initialised."""
+    import json
+
+    from safetensors.torch import save_file
+    from transformers import ViTConfig, ViTImageProcessor, ViTModel
+
+    torch.manual_seed(2)
+    config = ViTConfig(**TINY)
+    backbone = ViTModel(config, add_pooling_layer=True)
+    state = {_transformers_4_name(k): v.contiguous() for k, v in backbone.state_dict().items()}
+    assert "encoder.layer.1.attention.attention.value.weight" in state
+    save_file(state, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
+    (tmp_path / "config.json").write_text(json.dumps({**config.to_dict(), "architectures": ["ViTModel"]}))
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(tmp_path)
+    model, _ = build_image_classifier({"name_or_path": str(tmp_path)}, 3)
+    for name, tensor in backbone.state_dict().items():
+        if not name.startswith("pooler"):
+            assert torch.equal(model.vit.state_dict()[name], tensor), name
