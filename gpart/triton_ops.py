@@ -111,9 +111,10 @@ if AVAILABLE:
     def _kept_scale(offsets, dropout_seed, p, HAS_DROPOUT: tl.constexpr):
         """1/(1-p) where the coordinate is kept, 0 where dropped (Philox keyed by the seed and the local index)."""
         if HAS_DROPOUT:
-            keep = tl.rand(dropout_seed, offsets) >= p
-            return tl.where(keep, 1.0 / (1.0 - p), 0.0)
-        return 1.0
+            kept = tl.where(tl.rand(dropout_seed, offsets) >= p, 1.0 / (1.0 - p), 0.0)
+        else:
+            kept = tl.full(offsets.shape, 1.0, tl.float32)
+        return kept
 
     @triton.jit
     def _rounded(value, out_type: tl.constexpr):
