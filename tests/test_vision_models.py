@@ -139,3 +139,21 @@ def test_a_checkpoint_with_transformers_4_names_loads_every_backbone_weight(tmp_
     for name, tensor in backbone.state_dict().items():
         if not name.startswith("pooler"):
             assert torch.equal(model.vit.state_dict()[name], tensor), name
+
+
+def test_timm_name_with_a_local_checkpoint_file_loads_through_the_task_entry_point(tmp_path):
+    import timm
+
+    torch.manual_seed(3)
+    source = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0)
+    torch.save(source.state_dict(), tmp_path / "weights.pth")
+    model, processor = build_image_classifier(
+        {"name_or_path": "timm:vit_tiny_patch16_224", "checkpoint_file": str(tmp_path / "weights.pth")}, 5)
+    pixels = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        expected = source.eval().forward_head(source.forward_features(pixels), pre_logits=True)
+        assert torch.allclose(model.eval().vit(pixels).last_hidden_state[:, 0], expected, atol=1e-4)
+    # the processor carries timm's data config for that checkpoint, not transformers' defaults
+    data_config = timm.data.resolve_data_config(model=source)
+    assert tuple(processor.image_mean) == pytest.approx(data_config["mean"])
+    assert model.classifier.out_features == 5
