@@ -194,6 +194,32 @@ def test_merged_evaluation_equals_the_adapted_model_and_restores_it(tokenizer, k
         assert torch.allclose(param, before[name], atol=1e-5), name
 
 
+@pytest.mark.parametrize("kind", ["gpart", "lora"])
+def test_exported_merged_model_reloads_as_a_plain_checkpoint(tokenizer, tmp_path, kind):
+    """What the vLLM backend loads: a plain transformers folder with the merged weights."""
+    from transformers import AutoModelForCausalLM
+
+    from experiments.math.generation import export_merged
+
+    model = tiny_llama()
+    if kind == "gpart":
+        from gpart import GPartConfig, apply_gpart
+
+        model = apply_gpart(model, GPartConfig(d=64, target_modules=["q_proj", "v_proj"], seed=0, dropout=0.0))
+    else:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
+    with torch.no_grad():
+        for param in (p for p in model.parameters() if p.requires_grad):
+            param.copy_(torch.randn_like(param) * 0.5)
+    with merged(model) as inner:
+        expected = _logits(inner, tokenizer)
+        export_merged(inner, tokenizer, tmp_path / "export")
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "export").eval()
+    assert torch.allclose(_logits(reloaded, tokenizer), expected, atol=1e-5)
+
+
 def test_evaluation_waits_for_the_last_step():
     task = make_task()
     trainer = SimpleNamespace(state=SimpleNamespace(global_step=2, max_steps=8))

@@ -123,20 +123,36 @@ def vllm_available() -> bool:
     return importlib.util.find_spec("vllm") is not None and torch.cuda.is_available()
 
 
+def export_merged(model: nn.Module, tokenizer, folder) -> None:
+    """Save the (already merged) model as a plain transformers checkpoint: adapter parameters dropped and wrapper
+    names (`.base_layer`) removed, keeping exactly the keys a fresh model of the same config has. Loadable by
+    `from_pretrained` and by vLLM."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    with torch.device("meta"):
+        expected = set(type(inner)(inner.config).state_dict())
+    clean = {}
+    for key, value in inner.state_dict().items():
+        name = key.replace(".base_layer", "")
+        if name in expected:
+            clean[name] = value
+    missing = expected - clean.keys()
+    if missing:
+        raise ValueError(f"cannot export the merged model: {len(missing)} weights not found, e.g. {sorted(missing)[:3]}")
+    inner.save_pretrained(folder, state_dict=clean, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+
+
 def generate_vllm(model: nn.Module, tokenizer, prompts: Sequence[str], *, max_new_tokens: int,
                   stop_strings: Sequence[str] = (), gpu_memory_utilization: float = 0.5,
                   dtype: str = "bfloat16", **_) -> list[str]:
-    """Greedy generation with vLLM (GPU only): the merged model is written to a temporary folder, which vLLM
-    loads. Call inside :func:`merged`. vLLM shows its own progress bar."""
+    """Greedy generation with vLLM (GPU only): the merged model is exported to a temporary folder
+    (:func:`export_merged`), which vLLM loads. Call inside :func:`merged`. vLLM shows its own progress bar."""
     from vllm import LLM, SamplingParams
 
     folder = tempfile.mkdtemp(prefix="gpart-vllm-")
     try:
-        unwrapped = model.get_base_model() if hasattr(model, "get_base_model") else model
-        unwrapped.save_pretrained(folder, safe_serialization=True)
-        tokenizer.save_pretrained(folder)
-        engine = LLM(model=folder, dtype=dtype, gpu_memory_utilization=gpu_memory_utilization,
-                     enforce_eager=False)
+        export_merged(model, tokenizer, folder)
+        engine = LLM(model=folder, dtype=dtype, gpu_memory_utilization=gpu_memory_utilization)
         params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens, stop=list(stop_strings) or None)
         results = engine.generate([{"prompt_token_ids": encode_prompt(tokenizer, p)} for p in prompts], params)
         return [cut_at_stop(result.outputs[0].text, stop_strings) for result in results]
