@@ -36,16 +36,19 @@ params: $(STAMP) ## Print adapted-space sizes and trainable parameters for the p
 tables: $(STAMP) ## Paper tables (ours vs published, Δ, verdict) + figures from run records [RUNS=results/runs OUT=results]
 	$(PY) -m experiments.tables --runs "$(or $(RUNS),results/runs)" --out "$(or $(OUT),results)" $(TABLES_ARGS)
 
+bench: $(STAMP) ## Step time + peak memory: GPart (torch, Triton) vs LoRA, Uni-LoRA, floor -> bench/out/ [BENCH_ARGS="--shape llama2-7b --device cuda"]
+	$(PY) -m bench.step_bench $(or $(BENCH_ARGS),--shape roberta-base --device cpu)
+
 VISION_DATASETS := oxford_pets stanford_cars cifar10 dtd eurosat fgvc_aircraft resisc45 cifar100
 VISION_SEEDS := 0,1,2,3,4
-reproduce-vision: $(STAMP) ## ViT-B + ViT-L vision tables, setup.md §3 [SEEDS=0,1 DATASETS="cifar10 dtd" SIZES=base METHODS="gpart lp" RUN=echo]
+reproduce-vision: $(STAMP) ## ViT-B + ViT-L vision tables, setup.md §3 [SEEDS=0,1 DATASETS="cifar10 dtd" SIZES=base METHODS="gpart lp" DRY=1]
 	@set -e; for size in $(or $(SIZES),base large); do \
 	  methods="$(METHODS)"; [ -n "$$methods" ] || methods=$$(ls configs/experiment/vision/$$size | grep -v '^_' | sed 's/\.yaml$$//'); \
 	  for method in $$methods; do for dataset in $(or $(DATASETS),$(VISION_DATASETS)); do \
-	    cmd="$(or $(RUN),$(PY)) -m experiments.run -m experiment=vision/$$size/$$method task=vision/$$dataset seed=$(or $(SEEDS),$(VISION_SEEDS)) $(VISION_ARGS)"; \
-	    echo "$$cmd"; $$cmd; \
+	    cmd="$(PY) -m experiments.run -m experiment=vision/$$size/$$method task=vision/$$dataset seed=$(or $(SEEDS),$(VISION_SEEDS)) $(VISION_ARGS)"; \
+	    echo "$$cmd"; [ -n "$(DRY)" ] || $$cmd; \
 	  done; done; done
-	@[ -n "$(RUN)" ] || $(MAKE) --no-print-directory tables
+	@[ -n "$(DRY)" ] || $(MAKE) --no-print-directory tables
 
 MATH_MODELS := qwen2.5-0.5b gemma-7b mistral-7b-v0.1 qwen2.5-7b llama-3.1-8b
 MATH_TASKS := gsm8k math
