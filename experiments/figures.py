@@ -55,7 +55,7 @@ def _method_colours(methods: list[str]) -> dict:
 def _grid(count: int):
     columns = min(4, count)
     rows = math.ceil(count / columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.4 * rows + 0.9), squeeze=False)
+    figure, axes = plt.subplots(rows, columns, figsize=(max(4.2 * columns, 8.0), 3.4 * rows + 1.2), squeeze=False)
     for axis in axes.flat[count:]:
         axis.set_visible(False)
     return figure, list(axes.flat[:count])
@@ -77,11 +77,13 @@ def score_vs_params(data: TableData, path: Path) -> bool:
             if _usable(p["x_ours"], p["median"]):
                 axis.errorbar(p["x_ours"], p["median"], yerr=None if math.isnan(p["std"]) else p["std"], fmt="o",
                               color=colour, markersize=6, capsize=3, zorder=3)
-            elif p["x_ours"] == 0 and math.isfinite(p["median"]):
+            elif p["x_ours"] == 0 and math.isfinite(p["median"]):  # no place on a log axis: a level line
+                axis.axhline(p["median"], color=colour, linestyle="--", linewidth=1.2)
                 hidden.add(p["label"])
             if _usable(p["x_paper"], p["paper"]):
                 axis.scatter(p["x_paper"], p["paper"], s=70, facecolors="none", edgecolors=[colour], linewidths=1.5, zorder=2)
             elif p["x_paper"] == 0 and math.isfinite(p["paper"]):
+                axis.axhline(p["paper"], color=colour, linestyle=":", linewidth=1.2)
                 hidden.add(p["label"])
         axis.set_xscale("log")
         axis.margins(x=0.12, y=0.15)
@@ -94,11 +96,12 @@ def score_vs_params(data: TableData, path: Path) -> bool:
     handles += [Line2D([], [], color="0.45", marker="o", linestyle="", label="filled: ours, median ± std over seeds"),
                 Line2D([], [], color="0.45", marker="o", markerfacecolor="none", linestyle="", markersize=8,
                        label="hollow: paper")]
-    columns = min(len(handles), 8)
+    columns = min(len(handles), max(3, int(figure.get_figwidth() / 1.4)))
     figure.legend(handles=handles, loc="lower center", ncol=columns, fontsize=8, frameon=False)
     suptitle = f"{data.title}: score vs trainable parameters"
     if hidden:
-        suptitle += f"\n(not drawn on the log axis, 0 adapter parameters: {', '.join(sorted(hidden))})"
+        suptitle += (f"\n0 adapter parameters ({', '.join(sorted(hidden))}): horizontal lines, dashed = ours, "
+                     "dotted = paper")
     figure.suptitle(suptitle, fontsize=11)
     legend_rows = math.ceil(len(handles) / columns)
     figure.tight_layout(rect=(0, (0.35 + 0.2 * legend_rows) / figure.get_figheight(), 1, 0.95))
