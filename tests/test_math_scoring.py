@@ -18,6 +18,7 @@ GSM8K_CASES = [
     ("The answer is: 5.00", "5", True, "trailing zeros"),
     ("The answer is 10%", "10", True, "percent sign"),
     ("The answer is: -3", "-3", True, "negative"),
+    ("The answer is: 16 - 3 - 4 = 9", "9", True, "an equation: the value after the last ="),
     ("The answer is: 3", "-3", False, "sign matters"),
     ("The answer is: \\frac{10}{2}", "5", True, "LaTeX fraction, exact value"),
     ("So $\\boxed{42}$.", "42", True, "last \\boxed{} without a trigger"),

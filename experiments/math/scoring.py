@@ -76,11 +76,13 @@ def extract_answer(text: str) -> Optional[str]:
 
 
 def parse_number(span: Optional[str]) -> Optional[Fraction]:
-    """The first number in an answer span as an exact fraction, tolerating thousands commas, currency signs, units,
-    LaTeX ``\\frac{a}{b}``, percent signs and a trailing period. None when there is no number."""
+    """The first number in an answer span (after its last "=", if any) as an exact fraction, tolerating thousands
+    commas, currency signs, units, LaTeX ``\\frac{a}{b}``, percent signs and a trailing period. None when there is
+    no number."""
     if span is None:
         return None
     text = span.replace("\\!", "").replace("{,}", ",").replace("\\$", "$").replace("−", "-")
+    text = text.rsplit("=", 1)[-1]     # "2 + 3 = 5": the value is what the last equation sign gives
     latex_fraction = _LATEX_FRAC.search(text)
     if latex_fraction:
         text = text[:latex_fraction.start()] + f"{latex_fraction.group(1)}/{latex_fraction.group(2)}" \
