@@ -24,7 +24,8 @@ import os
 import torch
 import torch.nn.functional as F
 
-from gpart.partition import _GOLDEN_GAMMA, _MIX1, _MIX2, Partition, _as_int64
+from gpart.config import BACKENDS  # noqa: F401  (re-exported: the choices `selected` understands)
+from gpart.partition import Partition, _as_int64
 
 try:
     import triton
@@ -33,7 +34,6 @@ except ImportError:  # the torch path needs nothing from here
     triton = tl = None
 
 AVAILABLE = triton is not None
-BACKENDS = ("auto", "torch", "triton")
 BLOCK = 1024
 VERIFY_COUNT = 4096  # coordinates compared with gpart.partition at a partition's first use on a device
 
@@ -72,6 +72,7 @@ if AVAILABLE:
 
     @triton.jit
     def _splitmix64(x):
+        """gpart.partition.splitmix64 in native uint64 (constants _GOLDEN_GAMMA, _MIX1, _MIX2 there)."""
         z = x + 0x9E3779B97F4A7C15
         z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9
         z = (z ^ (z >> 27)) * 0x94D049BB133111EB

@@ -1,0 +1,52 @@
+"""bench/step_bench.py on a tiny model, in process: what each method trains, skips, ratios and the JSON it writes.
+
+No timing is asserted (house rule: speed claims come from the benchmark's side-by-side output, not from tests).
+"""
+
+import json
+
+import pytest
+
+from bench import step_bench
+
+TINY = step_bench.SHAPES["tiny"]
+
+
+def run(method):
+    return step_bench.run_method(method, TINY, "cpu", steps=2, warmup=1, threads=1)
+
+
+def test_floor_trains_exactly_the_adapted_weights_and_the_head():
+    model = step_bench.build_model(TINY, "cpu")
+    expected = sum(p.numel() for n, m in model.named_modules() for p in m.parameters()
+                   if n.endswith((".query", ".value", ".classifier")))
+    result = run("floor")
+    assert result["status"] == "ok" and result["trainable_params"] == expected
+
+
+def test_gpart_trains_d_plus_head_and_triton_is_skipped_on_cpu_with_a_reason():
+    model = step_bench.build_model(TINY, "cpu")
+    head = sum(p.numel() for n, p in model.named_parameters() if n.startswith("classifier."))
+    assert run("gpart-torch")["trainable_params"] == TINY["d"] + head
+    skipped = run("gpart-triton")
+    assert skipped["status"] == "skipped" and "CUDA" in skipped["note"]
+
+
+def test_table_ratios_are_to_lora_and_json_is_written(tmp_path):
+    results = [run("lora"), run("gpart-torch"), run("gpart-triton")]
+    text = step_bench.table(results, "cpu")
+    lora, gpart, _ = results
+    assert lora["ratio_to_lora"] == 1.0
+    assert gpart["ratio_to_lora"] == pytest.approx(gpart["median_step_s"] / lora["median_step_s"])
+    assert "skipped" in text and all(r["peak_memory_gib"] > 0 for r in (lora, gpart))
+    path = tmp_path / "out.json"
+    step_bench.write_json({"results": results}, path)
+    assert json.loads(path.read_text())["results"][1]["method"] == "gpart-torch"
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_bad_arguments_are_refused_with_the_value():
+    with pytest.raises(SystemExit):
+        step_bench.parse_args(["--steps", "0"])
+    with pytest.raises(SystemExit):
+        step_bench.parse_args(["--shape", "gpt-5"])
