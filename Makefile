@@ -39,6 +39,20 @@ tables: $(STAMP) ## Paper tables (ours vs published, Δ, verdict) + figures from
 bench: $(STAMP) ## Step time + peak memory: GPart (torch, Triton) vs LoRA, Uni-LoRA, floor -> bench/out/ [BENCH_ARGS="--shape llama2-7b --device cuda"]
 	$(PY) -m bench.step_bench $(or $(BENCH_ARGS),--shape roberta-base --device cpu)
 
+demo: $(STAMP) ## CPU demo: pretrained MiniLM-L6 on SST-2 (GLUE_DIR or hub; else a synthetic task), 5 methods, table [DEMO_ARGS="--epochs 2"]
+	$(PY) -m experiments.demo $(DEMO_ARGS)
+
+GLUE_TASKS := sst2 mrpc cola qnli rte stsb
+GLUE_METHODS := gpart lora unilora vera vblora fourierft full bitfit head_only
+GLUE_SEEDS := 0,1,2,3,4
+reproduce-glue: $(STAMP) ## RoBERTa base+large GLUE tables, setup.md §2; GPU, hub or GLUE_DIR (see docs/runner.md) [MODEL=base TASKS="sst2 rte" METHODS="gpart lora" SEEDS=0,1 DRY=1]
+	@set -e; for size in $(or $(MODEL),base large); do \
+	  for method in $(or $(METHODS),$(GLUE_METHODS)); do for task in $(or $(TASKS),$(GLUE_TASKS)); do \
+	    cmd="$(PY) -m experiments.run -m experiment=glue/$$size/$$method-$$task seed=$(or $(SEEDS),$(GLUE_SEEDS)) $(GLUE_ARGS)"; \
+	    echo "$$cmd"; [ -n "$(DRY)" ] || $$cmd; \
+	  done; done; done
+	@[ -n "$(DRY)" ] || $(MAKE) --no-print-directory tables
+
 VISION_DATASETS := oxford_pets stanford_cars cifar10 dtd eurosat fgvc_aircraft resisc45 cifar100
 VISION_SEEDS := 0,1,2,3,4
 reproduce-vision: $(STAMP) ## ViT-B + ViT-L vision tables, setup.md §3 [SEEDS=0,1 DATASETS="cifar10 dtd" SIZES=base METHODS="gpart lp" DRY=1]

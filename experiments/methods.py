@@ -108,7 +108,12 @@ class PeftMethod(Method):
             peft_config = instantiate(kwargs, _convert_="all")
         except Exception as error:  # Hydra wraps the PEFT constructor's own message; surface it plainly
             raise ValueError(f"method.config could not build {kwargs.get('_target_')}: {error}") from error
-        return get_peft_model(model, peft_config)
+        try:
+            return get_peft_model(model, peft_config)
+        except ValueError as error:  # e.g. target_modules matching nothing: name the value and where to fix it
+            raise ValueError(f"{type(peft_config).__name__} with target_modules="
+                             f"{kwargs.get('target_modules')} (model.target_modules) failed on "
+                             f"{type(model).__name__}: {error}") from error
 
     def adapted(self, model):
         from peft.tuners.tuners_utils import BaseTunerLayer
