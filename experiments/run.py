@@ -12,6 +12,7 @@ and head), evaluates validation and test after every epoch, and writes `results/
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 import statistics
@@ -117,6 +118,8 @@ class EpochRecorder(TrainerCallback):
         self.step_times: list[float] = []
         self.eval_seconds = 0.0
         self._step_start = None
+        # Kept on every rank (so all ranks run the same evaluations); a resumed run starts at its last entry.
+        self._last_evaluated_step = record["epochs"][-1]["step"] if record.get("epochs") else None
 
     def on_step_begin(self, args, state, control, **kwargs):
         if torch.cuda.is_available():
@@ -133,17 +136,17 @@ class EpochRecorder(TrainerCallback):
         self.evaluate_epoch(state)
 
     def on_train_end(self, args, state, control, **kwargs):
-        epochs = self.record["epochs"]
-        if not epochs or epochs[-1]["step"] != state.global_step:
+        if self._last_evaluated_step != state.global_step:
             self.evaluate_epoch(state)  # max_steps stopped mid-epoch
 
     def evaluate_epoch(self, state) -> None:
+        self._last_evaluated_step = state.global_step
         start = time.perf_counter()
         scores = {split: self.task.evaluate(self.trainer, getattr(self.splits, split), split)
                   for split in ("validation", "test")}
         self.eval_seconds += time.perf_counter() - start
         losses = self.trainer.step_losses
-        entry = {"epoch": max(1, round(state.epoch or 0)), "step": state.global_step,
+        entry = {"epoch": max(1, math.ceil((state.epoch or 0) - 1e-6)), "step": state.global_step,
                  "train_loss": (sum(losses) / len(losses)) if losses else None, **scores}
         losses.clear()
         if not self.trainer.is_world_process_zero():
@@ -227,8 +230,7 @@ def train(cfg: DictConfig, record: dict, run_dir: Path, resume_from: Optional[st
     splits = task.build_splits(processor, int(cfg.seed))
     recorder = EpochRecorder(task, splits, method, record, run_dir, bool(cfg.trainer.save_adapter))
     trainer = make_trainer(cfg, task, model, processor, splits, recorder, run_dir, record["run_id"])
-    if trainer.is_world_process_zero():
-        records.write_atomic(run_dir / "record.json", record)
+    write_record(run_dir, record)
 
     start = time.perf_counter()
     with PeakMemory() as memory:
@@ -238,7 +240,7 @@ def train(cfg: DictConfig, record: dict, run_dir: Path, resume_from: Optional[st
                             median_step_s=statistics.median(recorder.step_times) if recorder.step_times else None)
     record["memory"] = memory.result()
     record["adapter_bytes"] = records.directory_bytes(run_dir / "adapter")
-    if not cfg.trainer.keep_checkpoints:
+    if not cfg.trainer.keep_checkpoints and is_main_process():
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     return trainer
 
@@ -253,6 +255,16 @@ def resume_point(run_dir: Path, previous: Optional[dict]) -> tuple[Optional[str]
     state = records.read(Path(last) / "trainer_state.json") or {}
     done = round(state.get("epoch") or 0)
     return last, [e for e in previous.get("epochs", []) if e["epoch"] <= done]
+
+
+def is_main_process() -> bool:
+    """Rank 0 under torchrun / accelerate (both set RANK), or a single process. Only it writes records."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def write_record(run_dir: Path, record: dict) -> None:
+    if is_main_process():
+        records.write_atomic(run_dir / "record.json", record)
 
 
 def run(cfg: DictConfig) -> dict:
@@ -274,19 +286,19 @@ def run(cfg: DictConfig) -> dict:
     if resume_from:
         record["started_at"] = previous.get("started_at", record["started_at"])
         log.info("resume %s from %s", run_id, resume_from)
-    records.write_atomic(run_dir / "record.json", record)
+    write_record(run_dir, record)
     start = time.perf_counter()
     try:
         train(cfg, record, run_dir, resume_from)
     except Exception as error:
         record.update(status="failed", error=f"{type(error).__name__}: {error}", finished_at=records.utc_now())
         record["timing"]["wall_s"] = time.perf_counter() - start
-        records.write_atomic(run_dir / "record.json", record)
+        write_record(run_dir, record)
         log.error("run %s failed:\n%s", run_id, traceback.format_exc())
         raise
     record["timing"]["wall_s"] = time.perf_counter() - start
     record.update(status="finished", finished_at=records.utc_now())
-    records.write_atomic(run_dir / "record.json", records.finalize(record))
+    write_record(run_dir, records.finalize(record))
     log.info("finished %s: %s %s = %s (best epoch %s)", run_id, cfg.task.key, cfg.task.metric,
              record["test_metric"], record["best_epoch"])
     return record
