@@ -51,6 +51,10 @@ SHAPES = {
         family="roberta", tiny=True, targets=["query", "value"], head=["classifier"], d=512,
         lora_r=2, lora_alpha=2, unilora_r=2, unilora_length=512, batch=2, seq=16, dtype="float32",
     ),
+    "tiny-llama": dict(  # the llama2-7b code path (causal LM, q,k,v,o, bf16) at toy size, for smoke tests
+        family="llama", tiny=True, targets=["q_proj", "k_proj", "v_proj", "o_proj"], head=[], d=512,
+        lora_r=2, lora_alpha=8, unilora_r=2, unilora_length=512, batch=2, seq=16, dtype="bfloat16",
+    ),
 }
 
 
@@ -64,8 +68,12 @@ def build_model(shape: dict, device: str):
     torch.manual_seed(0)
     dtype = getattr(torch, shape["dtype"])
     if shape["family"] == "llama":  # Llama-2-7B: 32 layers, hidden 4096, MLP 11008, 32 heads, vocab 32000
-        config = LlamaConfig(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
-                             num_key_value_heads=32, vocab_size=32000, max_position_embeddings=4096)
+        size = dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
+                    num_key_value_heads=32)
+        if shape.get("tiny"):
+            size = dict(hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+                        num_key_value_heads=4)
+        config = LlamaConfig(vocab_size=32000, max_position_embeddings=4096, **size)
         model_class = LlamaForCausalLM
     else:
         size = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128) \

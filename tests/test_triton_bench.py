@@ -50,3 +50,12 @@ def test_bad_arguments_are_refused_with_the_value():
         step_bench.parse_args(["--steps", "0"])
     with pytest.raises(SystemExit):
         step_bench.parse_args(["--shape", "gpt-5"])
+
+
+def test_the_llama_code_path_runs_in_bfloat16_with_qkvo_targets():
+    """The GPU command's code path (causal LM, q,k,v,o, bf16), at toy size on CPU."""
+    shape = step_bench.SHAPES["tiny-llama"]
+    floor = step_bench.run_method("floor", shape, "cpu", steps=1, warmup=0, threads=1)
+    gpart = step_bench.run_method("gpart-torch", shape, "cpu", steps=1, warmup=0, threads=1)
+    assert floor["trainable_params"] == 2 * 4 * 64 * 64  # 2 layers × q,k,v,o of 64×64, nothing else
+    assert gpart["trainable_params"] == shape["d"] and gpart["final_loss"] > 0
