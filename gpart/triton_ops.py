@@ -19,6 +19,7 @@ under ``TRITON_INTERPRET=1`` (set before this module is imported), which the equ
 
 from __future__ import annotations
 
+import functools
 import os
 
 import torch
@@ -184,16 +185,22 @@ else:
 def _partition_args(partition: Partition, start: int) -> dict:
     """Kernel arguments that fix g: scalars as int64 bit patterns, D/N/half-bits as compile-time constants."""
     if partition.assignment == "balanced":
-        from gpart.partition import _FeistelBijection
-
-        bijection = _FeistelBijection(partition.size, partition.seed)
-        keys, half_bits = bijection.round_keys, bijection.half_bits
+        keys, half_bits = _feistel_keys(partition.size, partition.seed)
     else:
         keys, half_bits = [0, 0, 0, 0], 1
     return dict(
         start=start, seed=_as_int64(partition.seed), k0=keys[0], k1=keys[1], k2=keys[2], k3=keys[3],
         D=partition.d, SIZE=partition.size, HALF_BITS=half_bits, BALANCED=partition.assignment == "balanced",
     )
+
+
+@functools.lru_cache(maxsize=64)
+def _feistel_keys(size: int, seed: int) -> tuple[list[int], int]:
+    """Round keys and half width of gpart.partition's Feistel bijection (computed once per partition, not per call)."""
+    from gpart.partition import _FeistelBijection
+
+    bijection = _FeistelBijection(size, seed)
+    return bijection.round_keys, bijection.half_bits
 
 
 def _dropout_args(dropout_seed: int | None, p: float) -> dict:
