@@ -20,12 +20,24 @@ from tqdm.auto import tqdm
 BACKENDS = ("transformers", "vllm", "auto")
 
 
+def adds_bos(tokenizer) -> bool:
+    """Whether the tokenizer's own convention starts a text with BOS (Llama, Gemma, Mistral: yes; Qwen2.5, SmolLM2,
+    BERT-style test tokenizers: no). Read from what it does, since not every tokenizer exposes `add_bos_token`."""
+    cached = getattr(tokenizer, "_math_adds_bos", None)
+    if cached is None:
+        bos = tokenizer.bos_token_id
+        with_special = tokenizer("a")["input_ids"]
+        without = tokenizer("a", add_special_tokens=False)["input_ids"]
+        cached = bos is not None and with_special[:1] == [bos] and without[:1] != [bos]
+        tokenizer._math_adds_bos = cached
+    return cached
+
+
 def encode_prompt(tokenizer, prompt: str) -> list[int]:
-    """Token ids of a prompt: the tokenizer's BOS (when it has one) + the text without other special tokens. The
-    same encoding is used for training rows, so what the model sees at evaluation matches training."""
+    """Token ids of a prompt: BOS when the tokenizer's convention has one, then the text without other special
+    tokens (no trailing EOS/SEP). Training rows use the same encoding, so evaluation sees what training saw."""
     ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    bos = tokenizer.bos_token_id
-    return ([bos] if bos is not None else []) + list(ids)
+    return ([tokenizer.bos_token_id] if adds_bos(tokenizer) else []) + list(ids)
 
 
 def prepare_tokenizer(tokenizer):
