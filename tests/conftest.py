@@ -10,6 +10,9 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Triton binds interpreter mode when it is first imported (its own jit'd helpers included), so it must be set before
+# any test imports it. CPU runs never pick the Triton backend on their own ("auto" means CUDA only).
+os.environ.setdefault("TRITON_INTERPRET", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"

@@ -8,13 +8,10 @@ changes what an adapter file holds.
 """
 
 import copy
-import importlib
 import json
-import os
 
 import pytest
 
-os.environ["TRITON_INTERPRET"] = "1"  # before gpart.triton_ops defines its kernels: run them on CPU tensors
 pytest.importorskip("triton")
 
 import torch  # noqa: E402
@@ -24,8 +21,8 @@ from transformers.pytorch_utils import Conv1D  # noqa: E402
 from gpart import GPartConfig, apply_gpart, merge, save_adapter, triton_ops  # noqa: E402
 from gpart.partition import Partition  # noqa: E402
 
-if not triton_ops.interpreting():  # imported earlier in this process without the interpreter: define them again
-    importlib.reload(triton_ops)
+if not triton_ops.interpreting():
+    raise RuntimeError("Triton was imported without TRITON_INTERPRET=1; tests/conftest.py must set it before any import")
 
 
 class Tiny(nn.Module):
