@@ -19,6 +19,8 @@ def save_trainable(model: nn.Module, out_dir: Path) -> None:
 
 class HeadOnly(Method):
     def apply(self, model):
+        if not self.head_modules:
+            raise ValueError("method head_only trains only model.head_modules, and this model config names none")
         _require_head(model, self.head_modules)
         freeze_all_but_head(model, self.head_modules)
         return model

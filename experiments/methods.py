@@ -31,6 +31,9 @@ def freeze_all_but_head(model: nn.Module, head_modules) -> None:
 
 
 def _require_head(model: nn.Module, head_modules) -> None:
+    """Named head modules must exist; an empty list means the model has no task head (decoder LLMs)."""
+    if not head_modules:
+        return
     if not any(is_head_parameter(n, head_modules) for n, _ in model.named_parameters()):
         raise ValueError(f"model.head_modules={list(head_modules)} matches no parameter of "
                          f"{type(model).__name__}; name the task head's module (e.g. 'classifier').")

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 
 from experiments.tasks.math import MathTask
 
@@ -60,20 +59,7 @@ def test_task_trains_and_scores_with_a_trainer(tmp_path):
             assert torch.allclose(param, base[original], atol=1e-6), name
 
 
-def _runner_rejects_models_without_a_head() -> bool:
-    from experiments.methods import _require_head
-
-    try:
-        _require_head(nn.Linear(1, 1), [])
-    except ValueError:
-        return True
-    return False
-
-
 @pytest.mark.slow
-@pytest.mark.xfail(condition=_runner_rejects_models_without_a_head(), strict=True,
-                   reason="experiments/methods.py: _require_head rejects model.head_modules=[] (decoder LLMs have "
-                          "no task head); remove this mark once the runner accepts an empty head list")
 def test_runner_end_to_end(tmp_path, monkeypatch):
     from hydra import compose, initialize_config_dir
 
