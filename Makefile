@@ -39,6 +39,8 @@ tables: $(STAMP) ## Paper tables (ours vs published, Δ, verdict) + figures from
 bench: $(STAMP) ## Step time + peak memory: GPart (torch, Triton) vs LoRA, Uni-LoRA, floor -> bench/out/ [BENCH_ARGS="--shape llama2-7b --device cuda"]
 	$(PY) -m bench.step_bench $(or $(BENCH_ARGS),--shape roberta-base --device cpu)
 
+# The demo uses the shared GLUE TSVs when they sit beside the repository; an explicit GLUE_DIR wins.
+demo: export GLUE_DIR ?= $(firstword $(wildcard $(SHARED)/data/glue))
 demo: $(STAMP) ## CPU demo: pretrained MiniLM-L6 on SST-2 (GLUE_DIR or hub; else a synthetic task), 5 methods, table [DEMO_ARGS="--epochs 2"]
 	$(PY) -m experiments.demo $(DEMO_ARGS)
 
