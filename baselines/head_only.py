@@ -6,15 +6,14 @@ from pathlib import Path
 from safetensors.torch import save_file
 from torch import nn
 
+from experiments.atomic import atomic_write
 from experiments.methods import Method, _require_head, freeze_all_but_head
 
 
 def save_trainable(model: nn.Module, out_dir: Path) -> None:
     """Save only the trainable tensors (what differs from the base checkpoint) as safetensors."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     tensors = {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
-    save_file(tensors, str(out_dir / "trainable.safetensors"))
+    atomic_write(Path(out_dir) / "trainable.safetensors", lambda temporary: save_file(tensors, str(temporary)))
 
 
 class HeadOnly(Method):

@@ -20,12 +20,13 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timezone
 from multiprocessing import get_context
 from pathlib import Path
+
+from experiments.atomic import write_text_atomic
 
 OUT_DIR = Path(__file__).resolve().parent / "out"
 METHODS = ("floor", "lora", "unilora", "gpart-torch", "gpart-triton")
@@ -34,10 +35,10 @@ LLAMA2_7B_QKVO = (1 << 31, 524_288)  # N = 32 layers × 4 × 4096², d for the 7
 # Sizes and method settings per shape; each number's source in ../shared/reference/setup.md.
 SHAPES = {
     "roberta-base": dict(
-        family="roberta", targets=["query", "value"], head=["classifier"],  # §3: targets query,value
-        d=23_040,  # §3: d = 23,040 for base
-        lora_r=8, lora_alpha=8,  # §3: authors' LoRA baseline r=8, α=8
-        unilora_r=4, unilora_length=23_040,  # §3: Uni-LoRA r=4, θ length 23,040
+        family="roberta", targets=["query", "value"], head=["classifier"],  # §2: targets query,value
+        d=23_040,  # §2: d = 23,040 for base
+        lora_r=8, lora_alpha=8,  # §2: authors' LoRA baseline r=8, α=8
+        unilora_r=4, unilora_length=23_040,  # §2: Uni-LoRA r=4, θ length 23,040
         batch=4, seq=32, dtype="float32",  # small, so a shared 2-core CPU finishes in minutes (not a paper setting)
     ),
     "llama2-7b": dict(
@@ -255,10 +256,7 @@ def table(results: list[dict], device: str) -> str:
 
 
 def write_json(payload: dict, path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as handle:
-        json.dump(payload, handle, indent=2)
-    os.replace(handle.name, path)
+    write_text_atomic(path, json.dumps(payload, indent=2))
 
 
 def parse_args(argv=None):

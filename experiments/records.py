@@ -14,10 +14,11 @@ import platform
 import re
 import subprocess
 import sys
-import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Optional
+
+from experiments.atomic import write_text_atomic
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -68,19 +69,7 @@ def make_run_id(cfg: DictConfig, digest: str) -> str:
 
 def write_atomic(path: Path, data: dict) -> None:
     """Write JSON so readers see either the old file or the complete new one, never a partial one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=2, sort_keys=False, default=_json_default)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=_json_default))
 
 
 def _json_default(value: Any):

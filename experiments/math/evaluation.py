@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Optional, Sequence
 
 from torch import nn
+
+from experiments.atomic import write_text_atomic
 
 from experiments.math.data import format_prompt
 from experiments.math.generation import generate, merged
@@ -15,19 +15,8 @@ from experiments.math.scoring import accuracy_summary, scorer
 
 
 def write_jsonl_atomic(path: Path, rows: Sequence[dict]) -> None:
-    """Write rows as JSON lines to `path` through a temp file + `os.replace` (a killed run leaves no half file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            for row in rows:
-                out.write(json.dumps(row, ensure_ascii=False) + "\n")
-        os.chmod(temporary, 0o644)   # mkstemp creates 0600; predictions are for people to read
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    """Write rows as JSON lines to `path` atomically (a killed run leaves no half file)."""
+    write_text_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
 def score_generations(problems: Sequence[dict], generations: Sequence[str], answer_type: str,
