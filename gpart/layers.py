@@ -173,18 +173,21 @@ class _AdaptedLinear(torch.autograd.Function):
         x, theta = ctx.saved_tensors
         layer, seed = ctx.layer, ctx.dropout_seed
         compute_dtype = grad_out.dtype
-        ids = layer.group_ids("weight", grad_out.device)  # hashed once, used to rebuild W and to reduce ∇W
+        base = layer.base_layer.weight
+        # Hashed and drawn once, used both to rebuild W and to reduce ∇W.
+        ids = layer.group_ids("weight", grad_out.device)
+        keep = None if seed is None else _dropout_mask(base.shape, layer.adapter.config.dropout, seed, base.device)
         grad_x = None
         if ctx.needs_input_grad[0]:
-            base = layer.base_layer.weight
-            weight = base + layer.delta(theta * layer.adapter.scale, "weight", seed, ids).to(base.dtype)
+            delta = layer.delta(theta * layer.adapter.scale, "weight", ids=ids)
+            weight = base + (delta if keep is None else delta * keep).to(base.dtype)
             grad_x = (grad_out @ _out_in(layer, weight).to(compute_dtype)).to(x.dtype)
-            del weight
+            del delta, weight
         grad_out_2d = grad_out.reshape(-1, grad_out.shape[-1])
         grad_weight = grad_out_2d.t() @ x.reshape(-1, x.shape[-1]).to(compute_dtype)  # (out, in)
         if _is_hf_conv1d(layer.base_layer):
             grad_weight = grad_weight.t()  # back to Conv1D's stored (in, out) layout, the order P indexes
-        grad_theta = layer.theta_grad(grad_weight, "weight", seed, ids)
+        grad_theta = layer.theta_grad(grad_weight if keep is None else grad_weight * keep, "weight", ids=ids)
         if layer.bias_start is not None:
             grad_theta = grad_theta + layer.theta_grad(grad_out_2d.sum(0), "bias", seed)
         return grad_x, grad_theta.to(theta.dtype), None, None
