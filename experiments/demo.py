@@ -19,9 +19,11 @@ import time
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
+from tqdm.auto import tqdm
 
 import experiments  # noqa: F401  (resolvers)
 from experiments import records
+from experiments.atomic import write_text_atomic
 from experiments.tasks.glue import GlueTask
 
 REPO = Path(__file__).resolve().parents[1]
@@ -93,17 +95,20 @@ def main(argv=None) -> None:
           f"demo data: no GLUE data reachable ({why}); using the synthetic sentiment task")
     args.results.mkdir(parents=True, exist_ok=True)
     rows, start = [], time.perf_counter()
-    for method in args.methods.split(","):
+    methods = tqdm(args.methods.split(","), desc="demo", unit="method", file=sys.stdout)
+    for method in methods:
         overrides = overrides_for(method, use_glue, args.epochs, args.results.resolve())
-        print(f"[{time.perf_counter() - start:5.0f}s] python -m experiments.run {' '.join(overrides)}", flush=True)
-        run_method(overrides, args.results / f"{method}-{'sst2' if use_glue else 'synthetic'}.log")
+        log_file = args.results / f"{method}-{'sst2' if use_glue else 'synthetic'}.log"
+        methods.write(f"[{time.perf_counter() - start:5.0f}s] python -m experiments.run {' '.join(overrides)}\n"
+                      f"        training progress: tail -f {log_file}")
+        run_method(overrides, log_file)
         rows.append(records.read(record_path(overrides)))
     text = table(rows)
     print(f"\nMiniLM-L6 (pretrained, CPU, {os.cpu_count()} cores), {args.epochs} epochs, "
           f"total {time.perf_counter() - start:.0f}s; test = "
           f"{'the 872 SST-2 validation sentences' if use_glue else 'the 872 synthetic test sentences'}\n")
     print(text)
-    (args.results / f"table-{'sst2' if use_glue else 'synthetic'}.md").write_text(text + "\n")
+    write_text_atomic(args.results / f"table-{'sst2' if use_glue else 'synthetic'}.md", text + "\n")
 
 
 if __name__ == "__main__":
