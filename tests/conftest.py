@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from experiments import shared_data_dir
+
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -16,8 +18,7 @@ os.environ.setdefault("TRITON_INTERPRET", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
-# `<repo>/../shared/data` (CI clones the repo with shared/ beside it); GPART_SHARED_DATA overrides.
-SHARED_DATA = Path(os.environ.get("GPART_SHARED_DATA", REPO.parent / "shared" / "data"))
+SHARED_DATA = shared_data_dir()
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from experiments.vision.data import shared_data_dir
+from experiments import shared_data_dir
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 pytestmark = pytest.mark.skipif(not (shared_data_dir() / "mnist" / "t10k-images-idx3-ubyte.gz").exists(),

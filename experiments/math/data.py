@@ -10,14 +10,13 @@ MetaMathQA's closing ``The answer is: 18``.
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from typing import Iterable, Optional
 
+from experiments import shared_data_dir
 from experiments.math.scoring import gsm8k_reference, last_boxed
 
-REPO = Path(__file__).resolve().parents[2]
 
 # Prompt templates: `prompt` is what the model sees at evaluation, `response` is appended for training (then EOS).
 # Their concatenation is the full training text. Sources: ../shared/reference/setup.md §4.
@@ -46,12 +45,6 @@ def format_prompt(name: str, query: str) -> str:
 
 def format_response(name: str, response: str) -> str:
     return template(name)["response"].format(response=response)
-
-
-def shared_data_dir() -> Path:
-    """`$GPART_SHARED_DATA`, else `<repo>/../shared/data` (CI clones the repo with `shared/` beside it)."""
-    override = os.environ.get("GPART_SHARED_DATA")
-    return Path(override) if override else REPO.parent / "shared" / "data"
 
 
 def resolve_local(path: Optional[str]) -> Optional[Path]:

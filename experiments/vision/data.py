@@ -24,17 +24,11 @@ from PIL import Image
 from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset
 
+from experiments import shared_data_dir
+
 SOURCES = ("hub", "torchvision", "imagefolder", "mnist_idx")
 MNIST_FILES = {"t10k": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
                "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")}
-
-
-def shared_data_dir() -> Path:
-    """`$GPART_SHARED_DATA`, else `<repo>/../shared/data` (CI clones the repo with `shared/` beside it)."""
-    override = os.environ.get("GPART_SHARED_DATA")
-    if override:
-        return Path(override)
-    return Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
 def resolve_data_dir(data_dir: Optional[str], default_subdir: str) -> Path:

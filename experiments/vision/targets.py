@@ -7,26 +7,21 @@ for 4.x would match nothing; adapting nothing must stop a run, not train the hea
 """
 from __future__ import annotations
 
-import re
-from typing import Iterable, Sequence, Union
+from typing import Iterable, Union
 
 from torch import nn
 
+from gpart.model import matches
+
 # Old (transformers 4.x) ViT/BERT attention names -> the 5.x names, for the hint in the error message.
 RENAMED_PROJECTIONS = {"query": "q_proj", "key": "k_proj", "value": "v_proj", "attention.output.dense": "o_proj"}
-
-
-def _matches(name: str, targets: Union[str, Sequence[str]]) -> bool:
-    if isinstance(targets, str):
-        return re.fullmatch(targets, name) is not None
-    return any(name == target or name.endswith("." + target) for target in targets)
 
 
 def match_target_modules(model: nn.Module, target_modules: Union[str, Iterable[str]]) -> list[str]:
     """Names of the weight-holding modules of `model` that `target_modules` selects, in `named_modules()` order."""
     targets = target_modules if isinstance(target_modules, str) else [str(t) for t in target_modules]
     return [name for name, module in model.named_modules()
-            if name and isinstance(getattr(module, "weight", None), nn.Parameter) and _matches(name, targets)]
+            if name and isinstance(getattr(module, "weight", None), nn.Parameter) and matches(name, targets)]
 
 
 def require_target_modules(model: nn.Module, target_modules: Union[str, Iterable[str], None]) -> list[str]:
