@@ -89,6 +89,46 @@ def test_default_report_goes_under_out_when_set(monkeypatch, tmp_path):
         gpu_check.parse_args(["--budget", "0"])
 
 
+def test_main_runs_every_section_in_order_and_prints_the_table(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(gpu_check, "why_not_runnable", lambda: None)
+    monkeypatch.setenv("TQDM_DISABLE", "1")  # main() sets it; restored after the test
+    monkeypatch.setattr("torch.cuda.get_device_name", lambda *a: "Fake GPU")
+    monkeypatch.setattr(gpu_check, "SECTION_RUNNERS", {
+        name: (lambda check, name=name: check.case(f"{name} case", lambda: {"ok": name != "bench_7b"}))
+        for name in gpu_check.SECTIONS})
+    assert gpu_check.main(["--out", str(tmp_path / "r.json"), "--budget", "60"]) == 1  # one case failed
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert [c["section"] for c in report["cases"]] == list(gpu_check.SECTIONS)
+    assert report["device"] == "Fake GPU" and report["triton_guard_fallback"] is None
+    budgets = [report["sections"][name]["budget_s"] for name in gpu_check.SECTIONS]
+    assert sum(budgets) == pytest.approx(60 * sum(gpu_check.SECTIONS.values()) / gpu_check.TOTAL_BUDGET_S)
+    out = capsys.readouterr().out
+    assert "FAIL     bench_7b" in out and f"wrote {tmp_path / 'r.json'}" in out
+
+
+def fake_row(step_s, peak):
+    return {"status": "ok", "median_step_s": step_s, "peak_memory_gib": peak, "setup_s": 1.0}
+
+
+def test_7b_rows_give_ratios_to_lora_and_the_target_verdict(monkeypatch):
+    from bench import step_bench
+
+    measured = {"lora": fake_row(0.2, 26.0), "gpart-triton": fake_row(0.21, 25.0),
+                "unilora": {"method": "unilora", "status": "skipped", "note": "peft too old"}}
+    monkeypatch.setattr(step_bench, "_in_fresh_process", lambda function, method, *args: measured[method])
+    rows = {}
+    for method in ("lora", "gpart-triton", "unilora"):
+        result = gpu_check.case_bench_method(method, rows)
+    assert result == {"ok": None, "detail": "skipped: peft too old"}
+    assert gpu_check.case_bench_method("gpart-triton", rows)["ratio_to_lora"] == pytest.approx(1.05)
+    assert gpu_check.case_target(rows)["ok"] is True
+    rows["gpart-triton"] = fake_row(0.25, 25.0)  # 1.25× LoRA
+    assert gpu_check.case_target(rows)["ok"] is False
+    rows["gpart-triton"] = fake_row(0.2, 27.0)  # more memory than LoRA
+    assert gpu_check.case_target(rows)["ok"] is False
+    assert gpu_check.case_target({"lora": fake_row(0.2, 26.0)})["ok"] is None
+
+
 # --------------------------------------------------- the GPU cases themselves, small, on CPU (interpreter)
 
 pytest.importorskip("triton")
