@@ -46,6 +46,7 @@ def test_report_is_on_disk_after_every_case_and_budgets_skip_what_is_left(tmp_pa
     check.case("past the section budget", slow, 1, True)
     check.start_section("second", 60)
     check.case("raises", lambda: 1 / 0)
+    check.case("expected to overrun", slow, 1, True, expect_s=61)
     check.case("measures", slow, 70, None)
     check.case("past the whole budget", slow, 1, True)
     check.finish()
@@ -53,12 +54,14 @@ def test_report_is_on_disk_after_every_case_and_budgets_skip_what_is_left(tmp_pa
     statuses = [(c["section"], c["name"], c["status"]) for c in report["cases"]]
     assert statuses == [("first", "passes", "pass"), ("first", "fails", "FAIL"),
                         ("first", "past the section budget", "skipped"), ("second", "raises", "error"),
-                        ("second", "measures", "measured"), ("second", "past the whole budget", "skipped")]
+                        ("second", "expected to overrun", "skipped"), ("second", "measures", "measured"),
+                        ("second", "past the whole budget", "skipped")]
     assert "section first's time budget" in report["cases"][2]["detail"]
-    assert "whole run's time budget" in report["cases"][5]["detail"]
+    assert "section second's time budget" in report["cases"][4]["detail"]
+    assert "whole run's time budget" in report["cases"][6]["detail"]
     assert "ZeroDivisionError" in report["cases"][3]["detail"] and "1 / 0" in report["cases"][3]["traceback"]
     assert report["cases"][0]["value"] == 1.5 and report["cases"][1]["seconds"] == 25
-    assert report["counts"] == {"pass": 1, "FAIL": 1, "skipped": 2, "error": 1, "measured": 1}
+    assert report["counts"] == {"pass": 1, "FAIL": 1, "skipped": 3, "error": 1, "measured": 1}
     assert report["status"] == "finished" and report["device"] == "test"
     assert [p.name for p in path.parent.iterdir()] == ["report.json"]  # atomic: no temporary left
 
