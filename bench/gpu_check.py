@@ -87,7 +87,7 @@ class Check:
         self.report["sections"][name] = {"budget_s": budget_s, "started_s": self._elapsed()}
         self.write()
 
-    def case(self, name: str, function, *args, expect_s: float = 0.0, **kwargs) -> dict | None:
+    def case(self, name: str, function, *args, expect_s: float = 0.0, **kwargs) -> dict:
         """Run ``function`` (returns a dict with ``ok``: True/False, or None for a measurement) and record it.
 
         Skipped when fewer than ``expect_s`` seconds (the case's expected duration) are left in the budget.
@@ -97,9 +97,8 @@ class Check:
         if finish >= self.section_deadline:
             over = "the whole run's" if finish >= self.deadline else f"section {self.section_name}'s"
             entry.update(status="skipped", detail=f"not started: {over} time budget was spent")
-            return self._record(entry, None)
+            return self._record(entry)
         started = self.clock()
-        result = None
         try:
             result = function(*args, **kwargs) or {}
             ok = result.pop("ok", None)
@@ -109,9 +108,9 @@ class Check:
             entry.update(status="error", detail=f"{type(error).__name__}: {str(error)[:300]}",
                          traceback=traceback.format_exc()[-2000:])
         entry["seconds"] = round(self.clock() - started, 3)
-        return self._record(entry, result)
+        return self._record(entry)
 
-    def _record(self, entry: dict, result):
+    def _record(self, entry: dict) -> dict:
         self.report["cases"].append(entry)
         self.write()
         print(f"  [{entry['status']:>8}] {entry['section']}: {entry['name']} {entry.get('detail', '')}", flush=True)
