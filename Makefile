@@ -9,7 +9,7 @@ export WANDB_MODE ?= disabled
 export HF_HUB_OFFLINE ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-all demo params tables bench reproduce-glue reproduce-vision reproduce-math clean
+.PHONY: help install test test-all demo params tables bench gpu-check reproduce-glue reproduce-vision reproduce-math clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -38,6 +38,11 @@ tables: $(STAMP) ## Paper tables (ours vs published, Δ, verdict) + figures from
 
 bench: $(STAMP) ## Step time + peak memory: GPart (torch, Triton) vs LoRA, Uni-LoRA, floor -> bench/out/ [BENCH_ARGS="--shape llama2-7b --device cuda"]
 	$(PY) -m bench.step_bench $(or $(BENCH_ARGS),--shape roberta-base --device cpu)
+
+# No venv stamp: on a bare GPU image (no registry) it runs with the image's python3, which has torch and triton.
+GPU_PY ?= $(if $(wildcard $(PY)),$(PY),python3)
+gpu-check: ## Prove the Triton path on one CUDA GPU (< 8 min): equivalence, 7B bench, GLUE GPU-hours; report in OUT= or bench/results/ [GPU_CHECK_ARGS="--sections equivalence"]
+	$(GPU_PY) -m bench.gpu_check $(GPU_CHECK_ARGS)
 
 # The demo uses the shared GLUE TSVs when they sit beside the repository; an explicit GLUE_DIR wins.
 demo: export GLUE_DIR ?= $(firstword $(wildcard $(SHARED)/data/glue))

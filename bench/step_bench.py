@@ -26,8 +26,6 @@ from datetime import datetime, timezone
 from multiprocessing import get_context
 from pathlib import Path
 
-from experiments.atomic import write_text_atomic
-
 OUT_DIR = Path(__file__).resolve().parent / "out"
 METHODS = ("floor", "lora", "unilora", "gpart-torch", "gpart-triton")
 LLAMA2_7B_QKVO = (1 << 31, 524_288)  # N = 32 layers × 4 × 4096², d for the 7B class (setup.md §4, §5)
@@ -256,6 +254,8 @@ def table(results: list[dict], device: str) -> str:
 
 
 def write_json(payload: dict, path: Path):
+    from experiments.atomic import write_text_atomic  # here, not at import: the GPU image lacks omegaconf (gpu_check)
+
     write_text_atomic(path, json.dumps(payload, indent=2))
 
 

@@ -59,6 +59,10 @@ class Method:
         """Save what is needed to restore the trained model on top of the base checkpoint."""
         model.save_pretrained(str(out_dir))
 
+    def backend(self, model: nn.Module) -> Optional[dict]:
+        """Which compute path the method's layers actually ran, for methods that have more than one."""
+        return None
+
     def config_kwargs(self) -> dict:
         return OmegaConf.to_container(self.cfg.get("config") or {}, resolve=True)
 
@@ -94,6 +98,12 @@ class GPartMethod(Method):
         from gpart import save_adapter
 
         save_adapter(model, str(out_dir))
+
+    def backend(self, model):
+        from gpart import find_adapter
+        from gpart.triton_guard import backend_report
+
+        return backend_report(find_adapter(model))
 
 
 class PeftMethod(Method):

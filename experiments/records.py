@@ -149,6 +149,7 @@ def new_record(cfg: DictConfig, run_id: str, digest: str) -> dict:
         "timing": {"wall_s": None, "train_s": None, "median_step_s": None, "eval_s": None},
         "memory": {"peak_bytes": None, "device": None, "kind": None},
         "adapter_bytes": None,
+        "backend": None,  # filled after training by Method.backend (GPart: which compute path ran)
         "versions": package_versions(),
         "git": git_state(),
         "hardware": hardware(),

@@ -239,6 +239,7 @@ def train(cfg: DictConfig, record: dict, run_dir: Path, resume_from: Optional[st
     record["timing"].update(train_s=train_s - recorder.eval_seconds, eval_s=recorder.eval_seconds,
                             median_step_s=statistics.median(recorder.step_times) if recorder.step_times else None)
     record["memory"] = memory.result()
+    record["backend"] = method.backend(model)  # the compute path that actually ran (GPart: torch/Triton)
     record["adapter_bytes"] = records.directory_bytes(run_dir / "adapter")
     if not cfg.trainer.keep_checkpoints and is_main_process():
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)

@@ -28,6 +28,7 @@ class GPartAdapter(nn.Module):
         self.config, self.partition, self.fingerprint = config, partition, fingerprint
         self.theta = nn.Parameter(torch.zeros(config.d, dtype=torch.float32, device=device))
         self.register_buffer("scale", partition.scale().to(device), persistent=False)
+        self.backends_ran: set[str] = set()  # "torch"/"triton": the paths layers actually took (run records)
 
     def scaled_theta(self) -> torch.Tensor:
         """The d distinct values of P θ: θ_j / sqrt(n_j)."""
@@ -47,6 +48,8 @@ def _dropout_mask(shape, p: float, seed: int, device) -> torch.Tensor:
 
 class GPartLayer(nn.Module):
     """Wraps a module and adds ΔW (and Δb, when biases are partitioned) from the shared adapter to its weights."""
+
+    name = ""  # the module's path in the model, set by apply_gpart (for messages)
 
     def __init__(self, base_layer: nn.Module, adapter: GPartAdapter, weight_start: int, bias_start: int | None):
         super().__init__()
@@ -71,12 +74,19 @@ class GPartLayer(nn.Module):
         return self.adapter.partition.group_ids(start, getattr(self.base_layer, name).numel(), device=device)
 
     def triton_ops(self, tensor: torch.Tensor):
-        """``gpart.triton_ops`` when ``config.backend`` sends this tensor's device to the Triton kernels, else None."""
-        if self.adapter.config.backend == "torch":
-            return None
-        from gpart import triton_ops  # on first use only: Triton reads TRITON_INTERPRET when the kernels are defined
+        """``gpart.triton_ops`` when ``config.backend`` sends this tensor's device to the Triton kernels, else None.
 
-        return triton_ops if triton_ops.selected(self.adapter.config.backend, tensor.device) else None
+        The Triton path is taken only after ``gpart.triton_guard`` checked it on this layer kind (first use).
+        """
+        ops = None
+        if self.adapter.config.backend != "torch":
+            # Imported on first use only: Triton reads TRITON_INTERPRET when the kernels are defined.
+            from gpart import triton_guard, triton_ops
+
+            if triton_ops.selected(self.adapter.config.backend, tensor.device) and triton_guard.use_triton(self, tensor):
+                ops = triton_ops
+        self.adapter.backends_ran.add("torch" if ops is None else "triton")
+        return ops
 
     def delta(self, scaled_theta: torch.Tensor, name: str, dropout_seed: int | None = None, ids=None) -> torch.Tensor:
         """ΔW (or Δb) in the stored layout of ``base_layer.<name>``, with dropout when a seed is given."""

@@ -40,7 +40,9 @@ def apply_gpart(model: nn.Module, config: GPartConfig) -> nn.Module:
     model.requires_grad_(False)
     model.add_module(ADAPTER_NAME, adapter)
     for (name, module), (_, _, weight_start, bias_start) in zip(targets, layout):
-        model.set_submodule(name, GPartLayer(module, adapter, weight_start, bias_start))
+        layer = GPartLayer(module, adapter, weight_start, bias_start)
+        layer.name = name
+        model.set_submodule(name, layer)
     for module in _match_trainable(model, config.trainable_modules):
         module.requires_grad_(True)
     return model

@@ -6,9 +6,10 @@ in registers (splitmix64, or the keyed Feistel bijection for ``balanced``), gath
 d-sized vector, and either adds it to W0 (forward) or atomically adds the weight gradient into a float32 θ-sized
 buffer (backward). One backward kernel does both for a layer, so the ids are hashed twice per step, not three times.
 
-* The group ids are bit-for-bit those of ``gpart.partition`` (checked in ``tests/test_triton_ops.py``, and once per
-  partition and device at first use, see ``_verify_ids``).
-* Dropout on ΔW uses Triton's Philox stream keyed by (dropout seed, coordinate index): a different stream from the
+* The group ids, W0 + ΔW and the group sums are bit-for-bit those of ``gpart.partition`` and plain torch (checked
+  in ``tests/test_triton_ops.py``, and once per partition, device and dtype at first use, see ``_self_check``);
+  ``gpart.triton_guard`` also checks a slice of the first real layer and falls back to torch if anything fails.
+* Dropout on ΔW uses Triton's Philox stream keyed by (dropout seed, global coordinate index): a different stream from the
   torch path's ``torch.Generator`` mask, but forward and backward of the Triton path rebuild the same mask.
 * ∇θ is accumulated with float32 atomics: on a GPU the order of additions varies, so ∇θ is reproducible only up
   to float rounding (not bitwise), unlike the torch path's ``index_add_`` on CPU.
@@ -19,6 +20,7 @@ under ``TRITON_INTERPRET=1`` (set before this module is imported), which the equ
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 
@@ -36,7 +38,7 @@ except ImportError:  # the torch path needs nothing from here
 
 AVAILABLE = triton is not None
 BLOCK = 1024
-VERIFY_COUNT = 4096  # coordinates compared with gpart.partition at a partition's first use on a device
+SELF_CHECK_COUNT = 4096  # coordinates per end of the space compared with torch at first use (see _self_check)
 
 
 def interpreting() -> bool:
@@ -45,11 +47,11 @@ def interpreting() -> bool:
 
 
 def selected(backend: str, device: torch.device) -> bool:
-    """Whether a layer on ``device`` takes the Triton path. ``auto`` means: Triton on CUDA when it is installed."""
+    """Whether a layer on ``device`` takes the Triton path. ``auto``: Triton on CUDA unless ``auto_prefers_torch``."""
     if backend == "torch":
         return False
     if backend == "auto":
-        return AVAILABLE and device.type == "cuda"
+        return AVAILABLE and device.type == "cuda" and auto_prefers_torch() is None
     if not AVAILABLE:
         raise ValueError("backend='triton' needs the triton package (pip install 'gpart[gpu]'); use 'auto' or 'torch'")
     if device.type != "cuda" and not interpreting():
@@ -58,6 +60,15 @@ def selected(backend: str, device: torch.device) -> bool:
             "set before gpart.triton_ops is imported"
         )
     return True
+
+
+def auto_prefers_torch() -> str | None:
+    """Why ``backend="auto"`` keeps CUDA tensors on the torch path, or None when Triton may run them."""
+    if torch.are_deterministic_algorithms_enabled():
+        return "torch.use_deterministic_algorithms(True): the Triton reduction adds ∇θ with float atomics"
+    if os.environ.get("TRITON_INTERPRET", "0") == "1" or _INTERPRET_AT_IMPORT:
+        return "TRITON_INTERPRET=1: the interpreter would run CUDA tensors through numpy on the CPU"
+    return None
 
 
 # ----------------------------------------------------------------------------------------------------- kernels
@@ -91,10 +102,14 @@ if AVAILABLE:
         return (left << HALF_BITS) | right
 
     @triton.jit
-    def _group_ids(offsets, start, seed, k0, k1, k2, k3,
+    def _global_index(offsets, start):
+        """The coordinates' global indices start + offsets, as uint64."""
+        return _u64(start) + offsets.to(tl.uint64)
+
+    @triton.jit
+    def _group_ids(index, seed, k0, k1, k2, k3,
                    D: tl.constexpr, SIZE: tl.constexpr, HALF_BITS: tl.constexpr, BALANCED: tl.constexpr):
-        """g(start + offsets) as int64. D and SIZE are compile-time constants so `mod D` becomes multiply-shift."""
-        index = _u64(start) + offsets.to(tl.uint64)
+        """g(index) as int64. D and SIZE are compile-time constants so `mod D` becomes multiply-shift."""
         if BALANCED:
             key0, key1, key2, key3 = _u64(k0), _u64(k1), _u64(k2), _u64(k3)
             index = tl.where(index < SIZE, index, 0)  # masked-off lanes past N would walk forever
@@ -110,12 +125,20 @@ if AVAILABLE:
         return ids.to(tl.int64, bitcast=True)
 
     @triton.jit
-    def _kept_scale(offsets, dropout_seed, p, HAS_DROPOUT: tl.constexpr):
-        """1/(1-p) where the coordinate is kept, 0 where dropped (Philox keyed by the seed and the local index)."""
+    def _kept_scale(index, dropout_seed, p, HAS_DROPOUT: tl.constexpr):
+        """1/(1-p) where the coordinate is kept, 0 where dropped: Philox keyed by the seed and the GLOBAL index.
+
+        Keyed by the global index, a layer's weight and bias (and any two layers) draw disjoint streams. The 64-bit
+        index is split into two 32-bit Philox counters by hand, as ``tl.rand`` does from Triton 3.4 on (the same
+        stream there); earlier Tritons would run a slower 64-bit Philox on a uint64 offset.
+        """
         if HAS_DROPOUT:
-            kept = tl.where(tl.rand(dropout_seed, offsets) >= p, 1.0 / (1.0 - p), 0.0)
+            low = index.to(tl.uint32)
+            zero = low * 0
+            bits, _, _, _ = tl.philox(dropout_seed, low, (index >> 32).to(tl.uint32), zero, zero)
+            kept = tl.where(tl.uint_to_uniform_float(bits) >= p, 1.0 / (1.0 - p), 0.0)
         else:
-            kept = tl.full(offsets.shape, 1.0, tl.float32)
+            kept = tl.full(index.shape, 1.0, tl.float32)
         return kept
 
     @triton.jit
@@ -123,10 +146,12 @@ if AVAILABLE:
         """float32 ``value`` rounded to nearest-even in ``out_type``, as torch rounds.
 
         bfloat16 is rounded with integer ops: the interpreter's own bf16 cast truncates, and this is exact on both.
+        A NaN becomes torch's bf16 NaN 0x7FC0 first: the rounding carry would turn NVIDIA's canonical NaN
+        0x7FFFFFFF into 0x8000 (-0.0), so a diverged θ would leave W0 + ΔW = W0 and hide the divergence.
         """
         if out_type == tl.bfloat16:
             bits = value.to(tl.uint32, bitcast=True)
-            bits = bits + 0x7FFF + ((bits >> 16) & 1)
+            bits = tl.where(value != value, 0x7FC00000, bits + 0x7FFF + ((bits >> 16) & 1))
             return (bits >> 16).to(tl.uint16).to(tl.bfloat16, bitcast=True)
         elif out_type == tl.float32:
             return value
@@ -139,7 +164,8 @@ if AVAILABLE:
                     BLOCK_SIZE: tl.constexpr):
         offsets = tl.program_id(0).to(tl.int64) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
         inside = offsets < numel
-        ids = _group_ids(offsets, start, seed, k0, k1, k2, k3, D, SIZE, HALF_BITS, BALANCED)
+        index = _global_index(offsets, start)
+        ids = _group_ids(index, seed, k0, k1, k2, k3, D, SIZE, HALF_BITS, BALANCED)
         tl.store(out_ptr + offsets, ids, mask=inside)
 
     @triton.jit(do_not_specialize=_SCALARS)
@@ -149,9 +175,10 @@ if AVAILABLE:
         """out = W0 + ΔW (or ΔW alone), in out's dtype. ΔW is rounded to that dtype before the sum, as in torch."""
         offsets = tl.program_id(0).to(tl.int64) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
         inside = offsets < numel
-        ids = _group_ids(offsets, start, seed, k0, k1, k2, k3, D, SIZE, HALF_BITS, BALANCED)
+        index = _global_index(offsets, start)
+        ids = _group_ids(index, seed, k0, k1, k2, k3, D, SIZE, HALF_BITS, BALANCED)
         delta = tl.load(scaled_theta_ptr + ids, mask=inside, other=0.0)
-        delta = delta * _kept_scale(offsets, dropout_seed, p, HAS_DROPOUT)
+        delta = delta * _kept_scale(index, dropout_seed, p, HAS_DROPOUT)
         out_type = out_ptr.dtype.element_ty
         value = _rounded(delta, out_type)
         if HAS_BASE:
@@ -166,8 +193,9 @@ if AVAILABLE:
         """sums[g(i)] += mask_i · ∇w_i (float32 atomics); with WRITE_WEIGHT also weight = W0 + ΔW from the same ids."""
         offsets = tl.program_id(0).to(tl.int64) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
         inside = offsets < numel
-        ids = _group_ids(offsets, start, seed, k0, k1, k2, k3, D, SIZE, HALF_BITS, BALANCED)
-        kept = _kept_scale(offsets, dropout_seed, p, HAS_DROPOUT)
+        index = _global_index(offsets, start)
+        ids = _group_ids(index, seed, k0, k1, k2, k3, D, SIZE, HALF_BITS, BALANCED)
+        kept = _kept_scale(index, dropout_seed, p, HAS_DROPOUT)
         grad = tl.load(grad_ptr + offsets, mask=inside, other=0.0).to(tl.float32)
         tl.atomic_add(sums_ptr + ids, grad * kept, mask=inside, sem="relaxed")
         if WRITE_WEIGHT:
@@ -217,43 +245,87 @@ def group_ids(partition: Partition, start: int, count: int, device) -> torch.Ten
     """g(start), ..., g(start + count - 1) computed by the kernel (tests and the first-use check only)."""
     out = torch.empty(count, dtype=torch.int64, device=device)
     if count:
-        _ids_kernel[_grid(count)](out, count, **_partition_args(partition, start), BLOCK_SIZE=BLOCK)
+        with _on(out.device):
+            _ids_kernel[_grid(count)](out, count, **_partition_args(partition, start), BLOCK_SIZE=BLOCK)
     return out
 
 
-_VERIFIED: set = set()
+def _same_device(**tensors: torch.Tensor | None) -> torch.device:
+    """The one device all given tensors live on; a clear error naming each tensor's device otherwise.
 
-
-def _verify_ids(partition: Partition, device: torch.device):
-    """Compare the kernel's ids with gpart.partition's on a prefix, once per partition and device.
-
-    A compiler that mistranslated 64-bit unsigned arithmetic would otherwise corrupt training silently.
+    Triton launches on the current CUDA device and trusts every pointer: a stray tensor elsewhere is an illegal
+    access, or with peer access a silent race. The torch path raises for this; so does this one.
     """
-    key = (partition.assignment, partition.seed, partition.d, partition.size, str(device))
-    if key in _VERIFIED:
+    devices = {name: tensor.device for name, tensor in tensors.items() if tensor is not None}
+    device = next(iter(devices.values()))
+    if any(other != device for other in devices.values()):
+        found = ", ".join(f"{name} on {other}" for name, other in devices.items())
+        raise ValueError(f"GPart's Triton kernels need all tensors on one device; got {found}")
+    return device
+
+
+def _on(device: torch.device):
+    """Launch under the tensors' own CUDA device (Triton launches on the current one, not the tensors')."""
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+
+
+_SELF_CHECKED: set = set()
+
+
+def _self_check(partition: Partition, device: torch.device, dtype: torch.dtype):
+    """Compare every kernel with gpart.partition and plain torch, once per partition, device and weight dtype.
+
+    Ids, W0 + ΔW (build), and the group sums with and without the rebuilt weight (reduce) are checked on
+    SELF_CHECK_COUNT coordinates at the start of the adapted space (start 0, the scalar type most layers pass) and
+    at its end (the largest indices, where 64-bit overflow would show first, typed int64 once N > 2^31). The grads
+    are small integers, so float32 sums are exact in any order and the comparison is bitwise. A compiler that
+    mistranslated 64-bit unsigned arithmetic would otherwise corrupt training silently.
+    """
+    key = (partition.assignment, partition.seed, partition.d, partition.size, str(device), dtype)
+    if key in _SELF_CHECKED:
         return
-    count = min(VERIFY_COUNT, partition.size)
-    start = partition.size - count  # the end of the space: the largest indices, where overflow would show first
-    expected = partition.group_ids(start, count).to(device)
-    got = group_ids(partition, start, count, device)
-    if not torch.equal(got, expected):
-        raise RuntimeError(
-            f"Triton group ids differ from gpart.partition on {device} ({partition.assignment}, d={partition.d}); "
-            "use backend='torch' and report this"
-        )
-    _VERIFIED.add(key)
+    count = min(SELF_CHECK_COUNT, partition.size)
+    generator = torch.Generator().manual_seed(0)
+    scaled_theta = torch.randn(partition.d, generator=generator).to(device)
+    for start in sorted({0, partition.size - count}):
+        ids = partition.group_ids(start, count).to(device)
+        base = torch.randn(count, generator=generator).to(device, dtype)
+        grad = torch.randint(-4, 5, (count,), generator=generator).to(device, dtype)
+        expected_weight = base + scaled_theta[ids].to(dtype)
+        expected_sums = torch.zeros(partition.d, device=device).index_add_(0, ids, grad.float())
+        sums, weight = _group_sums(partition, grad, start, base=base, scaled_theta=scaled_theta)
+        checks = {
+            "group ids": torch.equal(group_ids(partition, start, count, device), ids),
+            "W0 + ΔW (build)": torch.equal(_build(partition, scaled_theta, start, base, like=base), expected_weight),
+            "group sums (reduce)": torch.equal(_group_sums(partition, grad, start), expected_sums),
+            "group sums + rebuilt weight (reduce)": torch.equal(sums, expected_sums) and torch.equal(weight, expected_weight),
+        }
+        wrong = [name for name, ok in checks.items() if not ok]
+        if wrong:
+            raise RuntimeError(
+                f"Triton kernels differ from gpart.partition/torch on {device} ({partition.assignment}, "
+                f"d={partition.d}, N={partition.size}, {dtype}, coordinates {start}..{start + count - 1}): "
+                f"{', '.join(wrong)}; use backend='torch' and report this"
+            )
+    _SELF_CHECKED.add(key)
 
 
 def build(partition: Partition, scaled_theta: torch.Tensor, start: int, base: torch.Tensor | None, *,
           like: torch.Tensor, dropout_seed: int | None = None, p: float = 0.0) -> torch.Tensor:
-    """W0 + ΔW (``base`` given) or ΔW alone, shaped and typed like ``like`` (the base parameter)."""
-    _verify_ids(partition, like.device)
+    """W0 + ΔW (``base`` given) or ΔW alone, shaped and typed like ``like`` (the base parameter), contiguous."""
+    device = _same_device(scaled_theta=scaled_theta, base=base, like=like)
+    _self_check(partition, device, like.dtype)
+    return _build(partition, scaled_theta, start, base, like=like, dropout_seed=dropout_seed, p=p)
+
+
+def _build(partition, scaled_theta, start, base, *, like, dropout_seed=None, p=0.0) -> torch.Tensor:
     out = torch.empty(like.shape, dtype=like.dtype, device=like.device)
     base_flat = base.contiguous() if base is not None else out
-    _build_kernel[_grid(out.numel())](
-        base_flat, scaled_theta.contiguous(), out, out.numel(), **_partition_args(partition, start),
-        **_dropout_args(dropout_seed, p), HAS_BASE=base is not None, BLOCK_SIZE=BLOCK,
-    )
+    with _on(out.device):
+        _build_kernel[_grid(out.numel())](
+            base_flat, scaled_theta.contiguous(), out, out.numel(), **_partition_args(partition, start),
+            **_dropout_args(dropout_seed, p), HAS_BASE=base is not None, BLOCK_SIZE=BLOCK,
+        )
     return out
 
 
@@ -261,18 +333,26 @@ def group_sums(partition: Partition, grad: torch.Tensor, start: int, *, dropout_
                p: float = 0.0, base: torch.Tensor | None = None, scaled_theta: torch.Tensor | None = None):
     """Σ_{i in group j} mask_i ∇w_i in float32 (shape (d,)); with ``base``, also W0 + ΔW built from the same ids.
 
-    Returns ``sums`` or ``(sums, weight)``. Multiply by P's non-zeros (``adapter.scale``) to get ∇θ.
+    Returns ``sums`` or ``(sums, weight)`` (weight contiguous, in base's dtype). Multiply by P's non-zeros
+    (``adapter.scale``) to get ∇θ.
     """
-    _verify_ids(partition, grad.device)
+    device = _same_device(grad=grad, base=base, scaled_theta=scaled_theta)
+    _self_check(partition, device, grad.dtype if base is None else base.dtype)
+    return _group_sums(partition, grad, start, dropout_seed=dropout_seed, p=p, base=base, scaled_theta=scaled_theta)
+
+
+def _group_sums(partition, grad, start, *, dropout_seed=None, p=0.0, base=None, scaled_theta=None):
     grad = grad.contiguous()
     sums = torch.zeros(partition.d, dtype=torch.float32, device=grad.device)
-    weight = torch.empty_like(base) if base is not None else None
-    _reduce_kernel[_grid(grad.numel())](
-        grad, sums, base.contiguous() if base is not None else grad,
-        scaled_theta.contiguous() if base is not None else sums, weight if base is not None else grad,
-        grad.numel(), **_partition_args(partition, start), **_dropout_args(dropout_seed, p),
-        WRITE_WEIGHT=base is not None, BLOCK_SIZE=BLOCK,
-    )
+    # Row-major like the kernel writes it, whatever base's strides (a transposed weight's would scramble ∇x).
+    weight = torch.empty(base.shape, dtype=base.dtype, device=base.device) if base is not None else None
+    with _on(grad.device):
+        _reduce_kernel[_grid(grad.numel())](
+            grad, sums, base.contiguous() if base is not None else grad,
+            scaled_theta.contiguous() if base is not None else sums, weight if base is not None else grad,
+            grad.numel(), **_partition_args(partition, start), **_dropout_args(dropout_seed, p),
+            WRITE_WEIGHT=base is not None, BLOCK_SIZE=BLOCK,
+        )
     return sums if base is None else (sums, weight)
 
 

@@ -226,3 +226,12 @@ def test_cli_sweep_writes_one_record_per_seed_and_a_rerun_skips_them(glue_dir, t
     assert again.returncode == 0 and again.stdout.count("finished record exists") + \
         again.stderr.count("finished record exists") == 2
     assert [json.loads(p.read_text()) for p in found] == records_
+
+
+@pytest.mark.parametrize("method, backend", [
+    ("gpart", {"requested": "auto", "ran": ["torch"], "fallback": None}), ("lora", None),
+])
+def test_record_names_the_compute_path_that_ran(compose, glue_dir, tmp_path, method, backend):
+    """GPart's `auto` on CPU runs the torch path; the record says so (on a GPU: ["triton"], or the fallback)."""
+    record = runner.run(compose(tiny(glue_dir, tmp_path, method, "trainer.epochs=1", "trainer.max_steps=1")))
+    assert record["backend"] == backend

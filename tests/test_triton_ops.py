@@ -223,3 +223,125 @@ def test_backend_does_not_change_adapter_files(tmp_path):
                           (tmp_path / backend / "adapter_model.safetensors").read_bytes())
     assert files["torch"] == files["triton"]
     assert "backend" not in json.loads(files["torch"][0])["config"]
+
+
+# ------------------------------------------------------------------------- defects a GPU hits (issue 14)
+
+NVIDIA_NAN = torch.tensor([0x7FFFFFFF], dtype=torch.int32).view(torch.float32)  # the GPU's canonical NaN
+
+
+def test_tensors_on_different_devices_are_a_clear_error_naming_each():
+    partition = Partition(64, 8, seed=1)
+    base = torch.randn(8, 8)
+    with pytest.raises(ValueError, match="scaled_theta on meta, base on cpu, like on cpu"):
+        triton_ops.build(partition, torch.zeros(8, device="meta"), 0, base, like=base)
+    with pytest.raises(ValueError, match="grad on cpu, base on cpu, scaled_theta on meta"):
+        triton_ops.group_sums(partition, base, 0, base=base, scaled_theta=torch.zeros(8, device="meta"))
+
+
+def test_kernels_launch_under_the_tensors_own_cuda_device():
+    """Triton launches on the current CUDA device; the wrappers switch to the tensors' one (no GPU needed to build it)."""
+    guard = triton_ops._on(torch.device("cuda", 1))
+    assert isinstance(guard, torch.cuda.device) and guard.idx == 1
+    assert not isinstance(triton_ops._on(torch.device("cpu")), torch.cuda.device)
+
+
+def test_bf16_weight_keeps_the_gpus_canonical_nan():
+    """0x7FFFFFFF + the rounding carry would wrap to 0x8000 (-0.0): a diverged θ must not leave W0 + ΔW = W0."""
+    partition = Partition(64, 8, seed=1)
+    scaled_theta = torch.linspace(-1, 1, 8)
+    scaled_theta[3] = NVIDIA_NAN
+    base = torch.randn(8, 8).to(torch.bfloat16)
+    ids = partition.group_ids(0, 64).view(8, 8)
+    expected = base + scaled_theta[ids].to(torch.bfloat16)  # torch: NaN -> bf16 0x7FC0
+    for got in (triton_ops.build(partition, scaled_theta, 0, base, like=base),
+                triton_ops.build(partition, scaled_theta, 0, None, like=base),
+                triton_ops.group_sums(partition, base, 0, base=base, scaled_theta=scaled_theta)[1]):
+        assert got.isnan().sum() == (ids == 3).sum() > 0
+    # Exact elsewhere, NaN where torch has NaN (NaN payloads differ even between torch's own bf16 casts).
+    torch.testing.assert_close(triton_ops.build(partition, scaled_theta, 0, base, like=base), expected,
+                               rtol=0, atol=0, equal_nan=True)
+
+
+def transposed_linear(backend):
+    """A Linear whose weight is a transposed (non-contiguous) view, as after weight tying or a manual .t()."""
+    model = nn.Module()
+    model.proj = nn.Linear(65, 129)
+    model.proj.weight = nn.Parameter(torch.randn(65, 129, generator=torch.Generator().manual_seed(4)).t())
+    apply_gpart(model, GPartConfig(d=97, target_modules=["proj"], backend=backend))
+    with torch.no_grad():
+        model.gpart_adapter.theta.copy_(torch.randn(97, generator=torch.Generator().manual_seed(5)))
+    return model
+
+
+def test_transposed_weight_gives_the_same_input_gradient_on_both_paths():
+    assert not transposed_linear("torch").proj.base_layer.weight.is_contiguous()
+    x = torch.randn(3, 65, generator=torch.Generator().manual_seed(6))
+    grads = {}
+    for backend in ("torch", "triton"):
+        model, x_b = transposed_linear(backend), x.clone().requires_grad_()
+        (model.proj(x_b) * torch.linspace(-1, 1, 129)).sum().backward()
+        grads[backend] = (x_b.grad, model.gpart_adapter.theta.grad)
+    torch.testing.assert_close(grads["triton"][0], grads["torch"][0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(grads["triton"][1], grads["torch"][1], rtol=1e-5, atol=1e-5)
+
+
+class _RecordingKernel:
+    """Stands in for a jitted kernel: records each launch's start, optionally corrupts the output, then launches."""
+
+    def __init__(self, kernel, launches, corrupt_at_end=False):
+        self.kernel, self.launches, self.corrupt_at_end = kernel, launches, corrupt_at_end
+
+    def __getitem__(self, grid):
+        def launch(*args, **kwargs):
+            self.launches.append(kwargs["start"])
+            self.kernel[grid](*args, **kwargs)
+            if self.corrupt_at_end and kwargs["start"] > 0:
+                args[1][0] += 1  # the reduce kernel's sums
+        return launch
+
+
+def test_self_check_runs_build_and_reduce_at_both_ends_of_the_space(monkeypatch):
+    partition = Partition(5000, 7, seed=2)
+    end = 5000 - triton_ops.SELF_CHECK_COUNT
+    builds, reduces = [], []
+    monkeypatch.setattr(triton_ops, "_build_kernel", _RecordingKernel(triton_ops._build_kernel, builds))
+    monkeypatch.setattr(triton_ops, "_reduce_kernel", _RecordingKernel(triton_ops._reduce_kernel, reduces))
+    triton_ops._self_check(partition, torch.device("cpu"), torch.float32)
+    assert set(builds) == {0, end} and set(reduces) == {0, end}
+
+
+def test_self_check_catches_a_reduce_that_is_wrong_only_at_the_end_of_the_space(monkeypatch):
+    partition = Partition(5000, 7, seed=3)
+    monkeypatch.setattr(triton_ops, "_reduce_kernel", _RecordingKernel(triton_ops._reduce_kernel, [], True))
+    with pytest.raises(RuntimeError, match=r"coordinates 904\.\.4999.*group sums \(reduce\)"):
+        triton_ops._self_check(partition, torch.device("cpu"), torch.bfloat16)
+
+
+def test_weight_and_bias_draw_different_dropout_masks():
+    """Philox is keyed by the global coordinate index: a bias is not masked like the first row of its weight."""
+    layer = linear_layer(p=0.5)
+    ones = torch.ones(97)
+    weight_kept = triton_ops.layer_tensor(layer, ones, "weight", 31, with_base=False) != 0
+    bias_kept = triton_ops.layer_tensor(layer, ones, "bias", 31, with_base=False) != 0
+    assert not torch.equal(bias_kept, weight_kept.flatten()[: bias_kept.numel()])
+    assert 0.3 < bias_kept.float().mean() < 0.7
+
+
+def test_auto_keeps_cuda_tensors_off_the_interpreter():
+    assert triton_ops.interpreting()
+    assert not triton_ops.selected("auto", torch.device("cuda"))
+    assert "TRITON_INTERPRET" in triton_ops.auto_prefers_torch()
+
+
+def test_auto_picks_torch_under_deterministic_algorithms(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    monkeypatch.setattr(triton_ops, "_INTERPRET_AT_IMPORT", False)
+    assert triton_ops.selected("auto", torch.device("cuda"))  # a compiled-Triton process on a GPU
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        assert not triton_ops.selected("auto", torch.device("cuda"))
+        assert "deterministic" in triton_ops.auto_prefers_torch()
+    finally:
+        torch.use_deterministic_algorithms(previous)

@@ -1,0 +1,173 @@
+"""bench/gpu_check.py without a GPU: the skip message, the budgeted report it keeps on disk, its table, the GPU-hours
+arithmetic, and its small equivalence cases run on CPU under the interpreter (so the one GPU run checks the kernels,
+not this script).
+"""
+
+import json
+
+import pytest
+
+from bench import gpu_check
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_without_cuda_it_says_why_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    assert gpu_check.main(["--out", str(tmp_path / "r.json")]) == 0
+    assert "skipped, nothing checked and no report written: no CUDA device is visible" in capsys.readouterr().out
+    assert not list(tmp_path.iterdir())
+
+
+def test_it_refuses_the_interpreter(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    assert "TRITON_INTERPRET=1" in gpu_check.why_not_runnable()
+
+
+def test_report_is_on_disk_after_every_case_and_budgets_skip_what_is_left(tmp_path):
+    clock, path = FakeClock(), tmp_path / "out" / "report.json"
+    check = gpu_check.Check(path, budget_s=100, clock=clock, meta={"device": "test"})
+
+    def slow(seconds, ok):
+        clock.now += seconds
+        return {"ok": ok, "detail": f"took {seconds}", "value": 1.5}
+
+    check.start_section("first", 30)
+    check.case("passes", slow, 10, True)
+    assert json.loads(path.read_text())["cases"][0]["status"] == "pass"  # written before the next case
+    check.case("fails", slow, 25, False)
+    check.case("past the section budget", slow, 1, True)
+    check.start_section("second", 60)
+    check.case("raises", lambda: 1 / 0)
+    check.case("expected to overrun", slow, 1, True, expect_s=61)
+    check.case("measures", slow, 70, None)
+    check.case("past the whole budget", slow, 1, True)
+    check.finish()
+    report = json.loads(path.read_text())
+    statuses = [(c["section"], c["name"], c["status"]) for c in report["cases"]]
+    assert statuses == [("first", "passes", "pass"), ("first", "fails", "FAIL"),
+                        ("first", "past the section budget", "skipped"), ("second", "raises", "error"),
+                        ("second", "expected to overrun", "skipped"), ("second", "measures", "measured"),
+                        ("second", "past the whole budget", "skipped")]
+    assert "section first's time budget" in report["cases"][2]["detail"]
+    assert "section second's time budget" in report["cases"][4]["detail"]
+    assert "whole run's time budget" in report["cases"][6]["detail"]
+    assert "ZeroDivisionError" in report["cases"][3]["detail"] and "1 / 0" in report["cases"][3]["traceback"]
+    assert report["cases"][0]["value"] == 1.5 and report["cases"][1]["seconds"] == 25
+    assert report["counts"] == {"pass": 1, "FAIL": 1, "skipped": 3, "error": 1, "measured": 1}
+    assert report["status"] == "finished" and report["device"] == "test"
+    assert [p.name for p in path.parent.iterdir()] == ["report.json"]  # atomic: no temporary left
+
+
+def test_summary_table_puts_failures_first_and_ends_with_the_counts():
+    report = {"status": "finished", "elapsed_s": 12.5, "device": "H200", "counts": {"pass": 1, "FAIL": 1},
+              "cases": [{"section": "a", "name": "fine", "status": "pass", "detail": "ok"},
+                        {"section": "b", "name": "broken " + "x" * 80, "status": "FAIL", "detail": "∇θ 0.5"}]}
+    lines = gpu_check.summary_table(report, width=100).splitlines()
+    assert lines[2].startswith("FAIL") and "∇θ 0.5" in lines[2] and lines[3].startswith("pass")
+    assert all(len(line) <= 100 for line in lines)
+    assert lines[-1] == "gpu_check finished in 12.5 s on H200: 1 FAIL, 1 pass"
+
+
+def test_glue_gpu_hours_follow_from_the_measured_step():
+    hours = gpu_check.glue_gpu_hours(0.064, "roberta-base")  # 500 sequences/s
+    assert hours["sequences_per_s"] == 500.0
+    assert hours["gpu_h_per_method_seed"] == pytest.approx(7.6e6 / 500 / 3600, abs=0.01)
+    assert hours["gpu_h_per_table"] == pytest.approx(45 * 7.6e6 / 500 / 3600, abs=0.1)
+
+
+def test_default_report_goes_under_out_when_set(monkeypatch, tmp_path):
+    monkeypatch.setenv("OUT", str(tmp_path))
+    assert gpu_check.default_report_path() == tmp_path / "gpu_check.json"
+    monkeypatch.delenv("OUT")
+    assert gpu_check.default_report_path() == gpu_check.RESULTS_DIR / "gpu_check.json"
+    with pytest.raises(SystemExit):
+        gpu_check.parse_args(["--budget", "0"])
+
+
+def test_main_runs_every_section_in_order_and_prints_the_table(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(gpu_check, "why_not_runnable", lambda: None)
+    monkeypatch.setenv("TQDM_DISABLE", "1")  # main() sets it; restored after the test
+    monkeypatch.setattr("torch.cuda.get_device_name", lambda *a: "Fake GPU")
+    monkeypatch.setattr(gpu_check, "SECTION_RUNNERS", {
+        name: (lambda check, name=name: check.case(f"{name} case", lambda: {"ok": name != "bench_7b"}))
+        for name in gpu_check.SECTIONS})
+    assert gpu_check.main(["--out", str(tmp_path / "r.json"), "--budget", "60"]) == 1  # one case failed
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert [c["section"] for c in report["cases"]] == list(gpu_check.SECTIONS)
+    assert report["device"] == "Fake GPU" and report["triton_guard_fallback"] is None
+    budgets = [report["sections"][name]["budget_s"] for name in gpu_check.SECTIONS]
+    assert sum(budgets) == pytest.approx(60 * sum(gpu_check.SECTIONS.values()) / gpu_check.TOTAL_BUDGET_S)
+    out = capsys.readouterr().out
+    assert "FAIL     bench_7b" in out and f"wrote {tmp_path / 'r.json'}" in out
+
+
+def fake_row(step_s, peak):
+    return {"status": "ok", "median_step_s": step_s, "peak_memory_gib": peak, "setup_s": 1.0}
+
+
+def test_7b_rows_give_ratios_to_lora_and_the_target_verdict(monkeypatch):
+    from bench import step_bench
+
+    measured = {"lora": fake_row(0.2, 26.0), "gpart-triton": fake_row(0.21, 25.0),
+                "unilora": {"method": "unilora", "status": "skipped", "note": "peft too old"}}
+    monkeypatch.setattr(step_bench, "_in_fresh_process", lambda function, method, *args: measured[method])
+    rows = {}
+    for method in ("lora", "gpart-triton", "unilora"):
+        result = gpu_check.case_bench_method(method, rows)
+    assert result == {"ok": None, "detail": "skipped: peft too old"}
+    assert gpu_check.case_bench_method("gpart-triton", rows)["ratio_to_lora"] == pytest.approx(1.05)
+    assert gpu_check.case_target(rows)["ok"] is True
+    rows["gpart-triton"] = fake_row(0.25, 25.0)  # 1.25× LoRA
+    assert gpu_check.case_target(rows)["ok"] is False
+    rows["gpart-triton"] = fake_row(0.2, 27.0)  # more memory than LoRA
+    assert gpu_check.case_target(rows)["ok"] is False
+    assert gpu_check.case_target({"lora": fake_row(0.2, 26.0)})["ok"] is None
+
+
+# --------------------------------------------------- the GPU cases themselves, small, on CPU (interpreter)
+
+pytest.importorskip("triton")
+
+TINY_LLAMA = dict(vocab_size=50, hidden_size=32, intermediate_size=48, num_hidden_layers=1, num_attention_heads=2,
+                  num_key_value_heads=2, max_position_embeddings=32)
+
+
+@pytest.fixture
+def on_cpu(monkeypatch):
+    from gpart import triton_ops
+
+    assert triton_ops.interpreting()
+    monkeypatch.setattr(gpu_check, "DEVICE", "cpu")
+
+
+@pytest.mark.parametrize("case, args, options", [
+    (gpu_check.case_group_ids, ("stateless", (1, 97), (0, (1 << 64) - 3)), dict(starts=(0, 5000))),
+    (gpu_check.case_paths_vs_float64, ("float32",), dict(bias="partitioned")),
+    (gpu_check.case_paths_vs_float64, ("bfloat16",), dict(isometric=False)),
+    (gpu_check.case_paths_vs_float64, ("float16",), dict(transposed=True)),
+    (gpu_check.case_nan_propagates, (), {}),
+    (gpu_check.case_bf16_theta, (), {}),
+    (gpu_check.case_autocast, (), {}),
+    (gpu_check.case_loss_curves, ("float32",), dict(steps=3, size=TINY_LLAMA, batch=(2, 8), d=64)),
+])
+def test_small_cases_pass_on_the_interpreter(on_cpu, case, args, options):
+    result = case(*args, **options)
+    assert result["ok"] is True, result["detail"]
+
+
+def test_a_wrong_kernel_fails_the_equivalence_case(on_cpu, monkeypatch):
+    """The case can fail: ids off by one group in the kernel are caught."""
+    from gpart import triton_ops
+
+    real = triton_ops.group_ids
+    monkeypatch.setattr(triton_ops, "group_ids", lambda *args: (real(*args) + 1) % args[0].d)
+    result = gpu_check.case_group_ids("stateless", (97,), (0,), starts=(0,))
+    assert result["ok"] is False and result["mismatches"] == [(97, 0, 0)]

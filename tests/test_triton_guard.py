@@ -1,0 +1,123 @@
+"""The Triton path's safety net (gpart.triton_guard), on CPU under TRITON_INTERPRET=1.
+
+`backend="auto"` is made to pick Triton on CPU here (the interpreter stands in for a GPU). Properties: a passing
+first-use check lets Triton run; a forced mismatch (forward or backward) or a forced launch failure warns once,
+naming the layer and the error, and the model then runs on the torch path, giving the torch path's results, for the
+rest of the process; `backend="triton"` raises instead; the run record's backend says what ran.
+"""
+
+import warnings
+
+import pytest
+
+pytest.importorskip("triton")
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from gpart import GPartConfig, apply_gpart, find_adapter, triton_guard, triton_ops  # noqa: E402
+from gpart.triton_guard import TritonCheckError, backend_report  # noqa: E402
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        generator = torch.Generator().manual_seed(0)
+        self.embed = nn.Embedding(11, 23)
+        self.proj = nn.Linear(23, 19)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=generator))
+
+    def forward(self, tokens):
+        return self.proj(self.embed(tokens))
+
+
+def model(backend, targets=("proj",)):
+    net = apply_gpart(Net(), GPartConfig(d=37, target_modules=list(targets), seed=5, bias="partitioned",
+                                         backend=backend))
+    with torch.no_grad():
+        net.gpart_adapter.theta.copy_(torch.randn(37, generator=torch.Generator().manual_seed(1)))
+    return net
+
+
+def run(net):
+    tokens = torch.tensor([[1, 4, 7], [2, 9, 10]])
+    out = net(tokens)
+    (out * torch.linspace(-1, 1, out.shape[-1])).sum().backward()
+    return out.detach(), net.gpart_adapter.theta.grad
+
+
+@pytest.fixture(autouse=True)
+def auto_takes_triton_on_cpu(monkeypatch):
+    """Fresh guard state, and `auto` selecting the (interpreted) Triton path for CPU tensors."""
+    triton_guard._reset_for_tests()
+    selected = triton_ops.selected
+    monkeypatch.setattr(triton_ops, "selected", lambda backend, device: selected(
+        "triton" if backend == "auto" else backend, device))
+    yield
+    triton_guard._reset_for_tests()
+
+
+def wrong_by_one(function):
+    def wrapper(*args, **kwargs):
+        result = function(*args, **kwargs)
+        return result + 1 if isinstance(result, torch.Tensor) else (result[0] + 1, *result[1:])
+    return wrapper
+
+
+class FailingLaunch:
+    def __getitem__(self, grid):
+        raise RuntimeError("CUDA error: unspecified launch failure (simulated)")
+
+
+def test_a_passing_check_lets_triton_run_and_the_record_says_so():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no fallback warning
+        run(model("auto"))
+    net = model("auto")
+    run(net)
+    assert backend_report(find_adapter(net)) == {"requested": "auto", "ran": ["triton"], "fallback": None}
+
+
+@pytest.mark.parametrize("broken, quantity", [("build", "output differs"), ("group_sums", "∇θ differs")])
+def test_a_mismatch_warns_once_naming_the_layer_then_torch_runs_for_the_process(monkeypatch, broken, quantity):
+    expected = run(model("torch"))
+    monkeypatch.setattr(triton_ops, broken, wrong_by_one(getattr(triton_ops, broken)))
+    with pytest.warns(RuntimeWarning, match=rf"layer proj \(Linear weight \(19, 23\).*{quantity}") as caught:
+        net = model("auto")
+        got = run(net)
+    assert len(caught) == 1
+    assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])  # the torch path's own results
+    assert backend_report(find_adapter(net))["ran"] == ["torch"]
+    assert "layer proj" in backend_report(find_adapter(net))["fallback"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once per process: a second model falls back silently
+        other = model("auto", targets=("embed", "proj"))
+        run(other)
+    assert backend_report(find_adapter(other))["ran"] == ["torch"]
+
+
+def test_a_launch_failure_falls_back_too(monkeypatch):
+    expected = run(model("torch"))
+    monkeypatch.setattr(triton_ops, "_build_kernel", FailingLaunch())
+    triton_ops._SELF_CHECKED.clear()
+    with pytest.warns(RuntimeWarning, match="layer proj .*RuntimeError: CUDA error: unspecified launch failure"):
+        got = run(model("auto"))
+    assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
+    assert "launch failure" in triton_guard.fallback_reason()
+
+
+def test_the_generic_path_is_checked_on_its_own_layer(monkeypatch):
+    """An Embedding takes layer_tensor's autograd, not the fused linear: its first use is checked separately."""
+    run(model("auto"))  # the linear kind passes
+    monkeypatch.setattr(triton_ops, "build", wrong_by_one(triton_ops.build))
+    with pytest.warns(RuntimeWarning, match=r"layer embed \(Embedding weight \(11, 23\)"):
+        run(model("auto", targets=("embed", "proj")))
+
+
+def test_explicit_triton_raises_instead_of_falling_back(monkeypatch):
+    monkeypatch.setattr(triton_ops, "build", wrong_by_one(triton_ops.build))
+    with pytest.raises(TritonCheckError, match="layer proj .*output differs"):
+        run(model("triton"))
+    assert triton_guard.fallback_reason() is None
