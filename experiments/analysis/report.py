@@ -1,0 +1,111 @@
+"""Writing analysis outputs: each figure as PNG, its data as CSV beside it, and the command that made it.
+
+For ``<name>``: ``<name>.png``, ``<name>.csv`` and ``<name>.cmd.txt`` (the command line and the date), each written
+atomically. The command also appears in small type at the bottom of the figure.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import shlex
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from experiments.atomic import atomic_write, write_text_atomic  # noqa: E402
+
+POINT_COLOURS = {"init": "#9ecae1", "trained": "#08519c"}
+
+
+def command_line() -> str:
+    return "python -m experiments.analysis " + shlex.join(sys.argv[1:])
+
+
+def save(figure, frame: pd.DataFrame, out_dir: Path, name: str, command: str) -> Path:
+    """Write ``name``.png/.csv/.cmd.txt into ``out_dir``; returns the PNG's path."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figure.text(0.01, 0.005, command, fontsize=6, color="0.45", ha="left", va="bottom")
+    png = out_dir / f"{name}.png"
+    atomic_write(png, lambda temporary: figure.savefig(temporary, dpi=130, bbox_inches="tight", format="png"))
+    plt.close(figure)
+    write_csv(frame, out_dir / f"{name}.csv")
+    stamp = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    write_text_atomic(out_dir / f"{name}.cmd.txt", f"{command}\n# written {stamp}\n")
+    return png
+
+
+def write_csv(frame: pd.DataFrame, path: Path) -> None:
+    atomic_write(path, lambda temporary: frame.to_csv(temporary, index=False))
+
+
+def distortion_figure(gains: pd.DataFrame, summary: pd.DataFrame, title: str):
+    """Box plots of ‖Jv‖/‖v‖ per method, initial and trained point side by side, condition number on top."""
+    labels = list(dict.fromkeys(gains["label"]))
+    figure, axis = plt.subplots(figsize=(max(6.0, 1.5 * len(labels) + 2), 4.2))
+    width = 0.36
+    for offset, point in ((-width / 2, "init"), (width / 2, "trained")):
+        data = [gains[(gains.label == label) & (gains.point == point)]["gain"].to_numpy() for label in labels]
+        positions = [i + offset for i, values in enumerate(data) if values.size]
+        data = [values for values in data if values.size]
+        if not data:
+            continue
+        boxes = axis.boxplot(data, positions=positions, widths=width * 0.9, patch_artist=True, showfliers=True,
+                             flierprops={"markersize": 2})
+        for box in boxes["boxes"]:
+            box.set_facecolor(POINT_COLOURS[point])
+        axis.plot([], [], "s", color=POINT_COLOURS[point], label=f"{point} point")
+    for i, label in enumerate(labels):
+        rows = summary[(summary.label == label)]
+        text = "\n".join(f"{row.point}: κ={_kappa(row.condition)}" for row in rows.itertuples())
+        axis.annotate(text, (i, 1.0), xycoords=("data", "axes fraction"), ha="center", va="bottom", fontsize=7)
+    axis.set_xticks(range(len(labels)), labels, rotation=20, ha="right")
+    axis.set_ylabel("‖J v‖ / ‖v‖  (random unit v)")
+    axis.axhline(1.0, color="0.6", lw=0.8, ls="--")
+    axis.set_title(title, pad=28)
+    axis.legend(loc="upper left", fontsize=8, frameon=False)
+    figure.tight_layout()
+    return figure
+
+
+def _kappa(value: float) -> str:
+    return "∞" if not np.isfinite(value) else f"{value:.3g}"
+
+
+def landscape_figure(surfaces: dict[str, np.ndarray], alphas: np.ndarray, betas: np.ndarray, title: str):
+    """Contour plots of the validation loss, one panel per method, on shared axes and shared contour levels."""
+    low = min(float(np.nanmin(s)) for s in surfaces.values())
+    high = max(float(np.nanmax(s)) for s in surfaces.values())
+    levels = np.linspace(low, high, 21) if high > low else 21
+    figure, axes = plt.subplots(1, len(surfaces), figsize=(4.6 * len(surfaces) + 0.8, 4.2), squeeze=False,
+                                sharex=True, sharey=True)
+    contours = None
+    for axis, (label, surface) in zip(axes[0], surfaces.items()):
+        contours = axis.contourf(alphas, betas, surface, levels=levels, cmap="viridis")
+        axis.contour(alphas, betas, surface, levels=levels, colors="white", linewidths=0.3)
+        axis.plot(0, 0, "r*", markersize=9)
+        axis.set_title(label)
+        axis.set_xlabel("α (filter-normalised direction 1)")
+    axes[0][0].set_ylabel("β (filter-normalised direction 2)")
+    figure.colorbar(contours, ax=axes[0].tolist(), label="validation loss")
+    figure.suptitle(title)
+    return figure
+
+
+def theta_figure(vectors: dict[str, np.ndarray], title: str):
+    """Histograms of trained θ per run (density), with mean and std in the legend."""
+    figure, axis = plt.subplots(figsize=(6.4, 4.0))
+    edges = np.histogram_bin_edges(np.concatenate(list(vectors.values())), bins=80)
+    for label, values in vectors.items():
+        axis.hist(values, bins=edges, density=True, histtype="step", lw=1.3,
+                  label=f"{label} (n={values.size:,}, mean {values.mean():.2e}, std {values.std():.2e})")
+    axis.set_xlabel("θ value")
+    axis.set_ylabel("density")
+    axis.set_title(title)
+    axis.legend(fontsize=7, frameon=False)
+    figure.tight_layout()
+    return figure
