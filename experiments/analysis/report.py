@@ -44,30 +44,36 @@ def write_csv(frame: pd.DataFrame, path: Path) -> None:
 
 
 def distortion_figure(gains: pd.DataFrame, summary: pd.DataFrame, title: str):
-    """Box plots of ‖Jv‖/‖v‖ per method, initial and trained point side by side, condition number on top."""
-    labels = list(dict.fromkeys(gains["label"]))
-    figure, axis = plt.subplots(figsize=(max(6.0, 1.5 * len(labels) + 2), 4.2))
-    width = 0.36
+    """Per method, init and trained side by side: box plots of ‖Jv‖/‖v‖ over random unit v, the range [σ_min, σ_max]
+    of J as a thin bar beside them (σ_min = 0 drawn to the axis floor), and κ = σ_max/σ_min on top. Log scale: the
+    methods' gains differ by orders of magnitude."""
+    labels = list(dict.fromkeys(summary["label"]))
+    figure, axis = plt.subplots(figsize=(max(6.0, 1.5 * len(labels) + 2), 4.4))
+    floor = 0.3 * float(gains["gain"][gains["gain"] > 0].min())
+    width = 0.34
     for offset, point in ((-width / 2, "init"), (width / 2, "trained")):
-        data = [gains[(gains.label == label) & (gains.point == point)]["gain"].to_numpy() for label in labels]
-        positions = [i + offset for i, values in enumerate(data) if values.size]
-        data = [values for values in data if values.size]
-        if not data:
-            continue
-        boxes = axis.boxplot(data, positions=positions, widths=width * 0.9, patch_artist=True, showfliers=True,
-                             flierprops={"markersize": 2})
-        for box in boxes["boxes"]:
-            box.set_facecolor(POINT_COLOURS[point])
-        axis.plot([], [], "s", color=POINT_COLOURS[point], label=f"{point} point")
+        for i, label in enumerate(labels):
+            values = gains[(gains.label == label) & (gains.point == point)]["gain"].to_numpy()
+            row = summary[(summary.label == label) & (summary.point == point)]
+            if not values.size or row.empty:
+                continue
+            boxes = axis.boxplot([values], positions=[i + offset], widths=width * 0.7, patch_artist=True,
+                                 flierprops={"markersize": 2}, medianprops={"color": "black"})
+            boxes["boxes"][0].set_facecolor(POINT_COLOURS[point])
+            low, high = max(float(row.sigma_min.iloc[0]), floor), float(row.sigma_max.iloc[0])
+            axis.plot([i + offset + width * 0.45] * 2, [low, high], color=POINT_COLOURS[point], lw=1.2)
+        axis.plot([], [], "s", color=POINT_COLOURS[point], label=f"{point}: ‖Jv‖/‖v‖ (box), [σ_min, σ_max] (bar)")
     for i, label in enumerate(labels):
         rows = summary[(summary.label == label)]
         text = "\n".join(f"{row.point}: κ={_kappa(row.condition)}" for row in rows.itertuples())
         axis.annotate(text, (i, 1.0), xycoords=("data", "axes fraction"), ha="center", va="bottom", fontsize=7)
+    axis.set_yscale("log")
+    axis.set_ylim(bottom=floor)
     axis.set_xticks(range(len(labels)), labels, rotation=20, ha="right")
-    axis.set_ylabel("‖J v‖ / ‖v‖  (random unit v)")
+    axis.set_ylabel("gain of the map p ↦ ΔW")
     axis.axhline(1.0, color="0.6", lw=0.8, ls="--")
     axis.set_title(title, pad=28)
-    axis.legend(loc="upper left", fontsize=8, frameon=False)
+    axis.legend(loc="lower left", fontsize=7, frameon=False)
     figure.tight_layout()
     return figure
 
