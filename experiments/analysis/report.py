@@ -83,22 +83,23 @@ def _kappa(value: float) -> str:
 
 
 def landscape_figure(surfaces: dict[str, np.ndarray], alphas: np.ndarray, betas: np.ndarray, title: str):
-    """Contour plots of the validation loss, one panel per method, on shared axes and shared contour levels."""
-    low = min(float(np.nanmin(s)) for s in surfaces.values())
-    high = max(float(np.nanmax(s)) for s in surfaces.values())
-    levels = np.linspace(low, high, 21) if high > low else 21
-    figure, axes = plt.subplots(1, len(surfaces), figsize=(4.6 * len(surfaces) + 0.8, 4.2), squeeze=False,
+    """Contour plots of the validation loss, one panel per method on the same (α, β) axes, each with its own colour
+    scale: methods' losses can differ by orders of magnitude in range (a flat panel would hide its shape), so each
+    colourbar states its own range — read the numbers, not the colours, across panels."""
+    figure, axes = plt.subplots(1, len(surfaces), figsize=(5.2 * len(surfaces), 4.4), squeeze=False,
                                 sharex=True, sharey=True)
-    contours = None
     for axis, (label, surface) in zip(axes[0], surfaces.items()):
-        contours = axis.contourf(alphas, betas, surface, levels=levels, cmap="viridis")
-        axis.contour(alphas, betas, surface, levels=levels, colors="white", linewidths=0.3)
+        contours = axis.contourf(alphas, betas, surface, levels=20, cmap="viridis")
+        axis.contour(alphas, betas, surface, levels=contours.levels, colors="white", linewidths=0.3)
         axis.plot(0, 0, "r*", markersize=9)
-        axis.set_title(label)
+        axis.set_title(f"{label}\nloss min {np.nanmin(surface):.5g}, range {np.nanmax(surface) - np.nanmin(surface):.2g}", fontsize=9)
         axis.set_xlabel("α (filter-normalised direction 1)")
+        colourbar = figure.colorbar(contours, ax=axis)
+        colourbar.formatter.set_useOffset(False)
+        colourbar.update_ticks()
     axes[0][0].set_ylabel("β (filter-normalised direction 2)")
-    figure.colorbar(contours, ax=axes[0].tolist(), label="validation loss")
     figure.suptitle(title)
+    figure.tight_layout()
     return figure
 
 
