@@ -9,7 +9,7 @@ export WANDB_MODE ?= disabled
 export HF_HUB_OFFLINE ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-all demo params tables bench gpu-check reproduce-glue reproduce-vision reproduce-math clean
+.PHONY: help install test test-all demo params tables analysis bench gpu-check reproduce-glue reproduce-vision reproduce-math clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -35,6 +35,9 @@ params: $(STAMP) ## Print adapted-space sizes and trainable parameters for the p
 
 tables: $(STAMP) ## Paper tables (ours vs published, Δ, verdict) + figures from run records [RUNS=results/runs OUT=results]
 	$(PY) -m experiments.tables --runs "$(or $(RUNS),results/runs)" --out "$(or $(OUT),results)" $(TABLES_ARGS)
+
+analysis: $(STAMP) ## Distortion of each method's parameter -> update map, loss landscapes, θ histograms from run records [RUNS=results/mini/runs OUT=results/analysis ANALYSIS_ARGS="--what distortion"]
+	$(PY) -m experiments.analysis --runs "$(or $(RUNS),$(firstword $(wildcard results/mini/runs) results/runs))" --out "$(or $(OUT),results/analysis)" $(ANALYSIS_ARGS)
 
 bench: $(STAMP) ## Step time + peak memory: GPart (torch, Triton) vs LoRA, Uni-LoRA, floor -> bench/out/ [BENCH_ARGS="--shape llama2-7b --device cuda"]
 	$(PY) -m bench.step_bench $(or $(BENCH_ARGS),--shape roberta-base --device cpu)

@@ -63,6 +63,10 @@ class Method:
         """Which compute path the method's layers actually ran, for methods that have more than one."""
         return None
 
+    def load(self, model: nn.Module, out_dir: Path) -> nn.Module:
+        """Load what :meth:`save` wrote into ``model`` as returned by :meth:`apply` (same config, same seed)."""
+        raise NotImplementedError(f"method.kind={self.cfg.get('kind')!r} cannot restore a saved run yet")
+
     def config_kwargs(self) -> dict:
         return OmegaConf.to_container(self.cfg.get("config") or {}, resolve=True)
 
@@ -105,6 +109,11 @@ class GPartMethod(Method):
 
         return backend_report(find_adapter(model))
 
+    def load(self, model, out_dir):
+        from gpart import load_adapter
+
+        return load_adapter(model, str(out_dir))
+
 
 class PeftMethod(Method):
     """Any PEFT tuner, configured not re-implemented: `config._target_` names the PEFT config class (e.g.
@@ -135,6 +144,18 @@ class PeftMethod(Method):
                   and hasattr(m, "get_base_layer") and m.get_base_layer() is not m]
         size = sum(m.get_base_layer().weight.numel() for m in layers if hasattr(m.get_base_layer(), "weight"))
         return (size or None), len(layers)
+
+    def load(self, model, out_dir):
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        weights = Path(out_dir) / "adapter_model.safetensors"
+        if not weights.is_file():
+            raise FileNotFoundError(f"no PEFT adapter weights at {weights}")
+        result = set_peft_model_state_dict(model, load_file(str(weights)))
+        if getattr(result, "unexpected_keys", None):
+            raise ValueError(f"{weights} holds keys this model does not have: {result.unexpected_keys[:5]}")
+        return model
 
 
 def _baseline(name: str):
