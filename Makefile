@@ -6,7 +6,9 @@ STAMP := $(VENV)/.installed-stamp
 EXTRAS ?= dev,math
 SHARED ?= $(abspath ../shared)
 export WANDB_MODE ?= disabled
-export HF_HUB_OFFLINE ?= 1
+# Offline by default only where nothing needs the hub; reproduce-* use it unless you export HF_HUB_OFFLINE=1.
+OFFLINE_TARGETS := test test-all demo params tables bench
+$(OFFLINE_TARGETS): export HF_HUB_OFFLINE ?= 1
 
 .DEFAULT_GOAL := help
 .PHONY: help install test test-all demo params tables bench reproduce-glue reproduce-vision reproduce-math clean
