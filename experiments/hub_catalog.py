@@ -8,7 +8,7 @@ build tiny local copies from exactly these entries and load them through the sui
 given as a class count: the rehearsal then names the classes "0".."n-1".
 
 Sizes are rough. Datasets: the repository's file listing or its card's `download_size` where `source` shows one;
-"?" where none was looked up. Models: parameter count × bytes per stored weight (fp32 for RoBERTa and ViT, bf16 for
+None where none was looked up. Models: parameter count × bytes per stored weight (fp32 for RoBERTa and ViT, bf16 for
 the LLMs), i.e. the weight files `from_pretrained` fetches, not the whole repository.
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ class HubDataset:
     configs: dict[str, dict[str, Optional[int]]]  # config -> {split: published rows (None: not looked up)}
     features: dict[str, dict[str, FeatureSpec]]  # config name -> {column: spec}
     layout: str                                  # file path inside the repository, {config} and {split} filled in
-    size: str
+    size: Optional[str]                          # None: not looked up
     source: str
     card_configs: bool = True                    # the card's YAML lists `configs:` with per-split data_files
 
@@ -84,23 +84,23 @@ DATASETS: dict[str, HubDataset] = {entry.repo: entry for entry in (
                   "qnli": _glue(("question", "sentence"), ("class", ["entailment", "not_entailment"])),
                   "rte": _glue(("sentence1", "sentence2"), ("class", ["entailment", "not_entailment"])),
                   "stsb": _glue(("sentence1", "sentence2"), "float32")},
-        layout="{config}/{split}-00000-of-00001.parquet", size="?", source=_GLUE_SOURCE),
+        layout="{config}/{split}-00000-of-00001.parquet", size=None, source=_GLUE_SOURCE),
     HubDataset(
         "uoft-cs/cifar10", configs={"plain_text": {"train": 50000, "test": 10000}},
         features={"plain_text": {"img": "image", "label": ("class", _CIFAR10)}},
-        layout="plain_text/{split}-00000-of-00001.parquet", size="?",
+        layout="plain_text/{split}-00000-of-00001.parquet", size=None,
         source="https://huggingface.co/datasets/uoft-cs/cifar10"),
     HubDataset(
         "uoft-cs/cifar100", configs={"plain_text": {"train": 50000, "test": 10000}},
         features={"plain_text": {"img": "image", "fine_label": ("class", 100), "coarse_label": ("class", 20)}},
-        layout="plain_text/{split}-00000-of-00001.parquet", size="?",
+        layout="plain_text/{split}-00000-of-00001.parquet", size=None,
         source="https://huggingface.co/datasets/uoft-cs/cifar100"),
     HubDataset(
         "timm/oxford-iiit-pet", configs={"default": {"train": 3680, "test": 3669}},
         features={"default": {"image": "image", "label": ("class", 37), "image_id": "string",
                               "label_cat_dog": ("class", ["cat", "dog"])}},
-        layout="data/{split}-00000-of-00001.parquet", size="?",
-        source="https://huggingface.co/datasets/timm/oxford-iiit-pet (card: configs data/train-*, data/test-*)"),
+        layout="data/{split}-00000-of-00001.parquet", size="≈791 MB (file listing: 378 + 413 MB)",
+        source="https://huggingface.co/datasets/timm/oxford-iiit-pet/tree/main/data (card: data/train-*, data/test-*)"),
     HubDataset(
         "tanganke/stanford_cars", configs={"default": _STANFORD_CARS_SPLITS},
         features={"default": {"image": "image", "label": ("class", 196)}},
@@ -122,13 +122,13 @@ DATASETS: dict[str, HubDataset] = {entry.repo: entry for entry in (
         "meta-math/MetaMathQA", configs={"default": {"train": 395000}},
         features={"default": {"type": "string", "query": "string", "original_question": "string",
                               "response": "string"}},
-        layout="MetaMathQA-395K.json", size="?", card_configs=False,
+        layout="MetaMathQA-395K.json", size="≈396 MB (file listing)", card_configs=False,
         source="https://huggingface.co/datasets/meta-math/MetaMathQA (one JSON file; split inferred: train)"),
     HubDataset(
         "openai/gsm8k", configs={"main": {"train": 7473, "test": 1319}, "socratic": {"train": 7473, "test": 1319}},
         features={"main": {"question": "string", "answer": "string"},
                   "socratic": {"question": "string", "answer": "string"}},
-        layout="{config}/{split}-00000-of-00001.parquet", size="?",
+        layout="{config}/{split}-00000-of-00001.parquet", size=None,
         source="https://huggingface.co/datasets/openai/gsm8k"),
     HubDataset(
         "EleutherAI/hendrycks_math",

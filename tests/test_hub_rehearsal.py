@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import CONFIGS as CONFIG_DIR, compose_config
 from PIL import Image
 
 from experiments.hub_catalog import ARCHIVES, DATASETS, MODELS, HubDataset, features
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 ROWS = 20   # per split: enough for the seeded 10% hold-outs
 
 
@@ -28,12 +28,7 @@ def private_datasets_cache(tmp_path, monkeypatch):
 
 
 def compose(*overrides: str):
-    from hydra import compose as hydra_compose, initialize_config_dir
-
-    import experiments  # noqa: F401  (OmegaConf resolvers)
-
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return hydra_compose("config", overrides=list(overrides))
+    return compose_config(list(overrides))
 
 
 # -- which hub ids do the configs name? ------------------------------------------------------------------------------

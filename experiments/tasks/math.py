@@ -28,6 +28,7 @@ from typing import Optional, Sequence
 
 import torch
 
+from experiments.dependencies import check_transformers
 from experiments.hub import explain_offline
 from experiments.math.data import (evaluation_problems, format_prompt, format_response, load_rows, template,
                                    training_rows)
@@ -116,6 +117,7 @@ class MathTask(Task):
         from omegaconf import OmegaConf
         from transformers import AutoConfig, AutoModelForCausalLM
 
+        check_transformers()
         dtype_name = model_cfg.get("dtype") or "float32"
         if dtype_name not in DTYPES:
             raise ValueError(f"model.dtype={dtype_name!r} is not supported; allowed: {sorted(DTYPES)}")

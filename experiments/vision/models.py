@@ -13,6 +13,7 @@ from typing import Any, Mapping, Optional
 import torch
 from torch import nn
 
+from experiments.dependencies import check_transformers
 from experiments.hub import explain_offline
 
 TIMM_PREFIX = "timm:"
@@ -46,6 +47,7 @@ def build_image_classifier(model_cfg: Mapping[str, Any], num_labels: int,
     """
     from transformers import AutoImageProcessor, AutoModelForImageClassification, ViTConfig, ViTForImageClassification
 
+    check_transformers()
     labels = _labels_kwargs(num_labels, class_names)
     random_init = model_cfg.get("random_init")
     name = str(model_cfg.get("name_or_path") or "")
