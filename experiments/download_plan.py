@@ -1,7 +1,8 @@
-"""What a `make reproduce-*` run will download, and where it goes: printed by `make reproduce-* DRY=1` before the
+r"""What a `make reproduce-*` run will download, and where it goes: printed by `make reproduce-* DRY=1` before the
 commands.
 
-    python -m experiments.download_plan --run "experiment=glue/base/gpart-rte" --run "experiment=vision/base/gpart task=vision/dtd"
+    python -m experiments.download_plan --run "experiment=glue/base/gpart-rte" \
+        --run "experiment=vision/base/gpart task=vision/dtd"
 
 Each `--run` holds one run's Hydra overrides. The script composes each run's config exactly as the runner would and
 lists the hub models and datasets (with the rough sizes of `experiments/hub_catalog.py`), torchvision archives and

@@ -118,7 +118,8 @@ def test_data_files_must_name_every_split_used():
     from experiments.vision.data import split_files
 
     assert split_files(None, "train") == {}
-    assert split_files({"train": "data/train-*", "test": "data/test-*"}, "test") == {"data_files": {"test": "data/test-*"}}
+    both = {"train": "data/train-*", "test": "data/test-*"}
+    assert split_files(both, "test") == {"data_files": {"test": "data/test-*"}}
     with pytest.raises(ValueError, match="split 'validation'.*validation: data/validation-\\*"):
         split_files({"train": "data/train-*"}, "validation")
 

@@ -68,7 +68,8 @@ def cell(column: str, spec, i: int, config: str):
     if spec in ("int32", "int64"):
         return i % 5 + 1 if column == "level" else i
     gsm8k = config in ("main", "socratic")
-    text = {"answer": f"Add {i} and 1.\n#### {i + 1}" if gsm8k else str(i + 1), "solution": f"So it is $\\boxed{{{i + 1}}}$.",
+    text = {"answer": f"Add {i} and 1.\n#### {i + 1}" if gsm8k else str(i + 1),
+            "solution": f"So it is $\\boxed{{{i + 1}}}$.",
             "response": f"Add {i} and 1. The answer is: {i + 1}", "type": config, "subject": config}
     return text.get(column, f"{column} {i} of {config}")
 

@@ -24,8 +24,9 @@ class VisionClassificationTask(Task):
 
     * `key`, `metric` (accuracy), `table` (vision), `num_labels`;
     * `source` (`hub` | `torchvision` | `imagefolder` | `mnist_idx`) and its keys: `path`, `name`, `data_dir`,
-      `data_files` (split -> file pattern: download only the splits used), `image_column`, `label_column` (hub); `dataset_class`, `split_argument`, `download`, `dataset_kwargs`
-      (torchvision); `data_dir` (imagefolder, mnist_idx);
+      `data_files` (split -> file pattern: download only the splits used), `image_column`, `label_column` (hub);
+      `dataset_class`, `split_argument`, `download`, `dataset_kwargs` (torchvision); `data_dir` (imagefolder,
+      mnist_idx);
     * `splits`: `{train, validation, test}` -> the dataset's split names, `null` = hold out of train;
       `validation_fraction` (seeded by the run seed), `test_fraction` (seeded by `data_seed`, fixed across seeds);
     * `train_subset`, `validation_subset`, `test_subset`: seeded, stratified subsets for smoke runs (null = all);

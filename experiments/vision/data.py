@@ -106,7 +106,8 @@ def load_hub_split(path: str, split: str, image_column: str, label_column: str,
         dataset = datasets.load_from_disk(path)[split]
     else:
         with explain_offline(path):
-            dataset = datasets.load_dataset(path, name, split=split, data_dir=data_dir, **split_files(data_files, split))
+            dataset = datasets.load_dataset(path, name, split=split, data_dir=data_dir,
+                                            **split_files(data_files, split))
     missing = [c for c in (image_column, label_column) if c not in dataset.column_names]
     if missing:
         raise ValueError(f"dataset {path!r} split {split!r} has no column(s) {missing}; its columns are "
