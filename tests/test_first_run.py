@@ -190,3 +190,19 @@ def _shared(relative: str) -> bool:
     from experiments import shared_data_dir
 
     return (shared_data_dir() / relative).exists()
+
+
+# -- 3. DTD / FGVC-Aircraft: torchvision downloads them, but never in offline mode ----------------------------------
+def test_torchvision_archives_are_not_fetched_offline_and_the_error_says_why(tmp_path, monkeypatch):
+    import torchvision.datasets.dtd as dtd_module
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("tried to download in offline mode")
+
+    monkeypatch.setattr(dtd_module, "download_and_extract_archive", no_network)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from experiments.vision.data import load_raw_split
+
+    with pytest.raises(FileNotFoundError, match=r"DTD files not found under .*offline mode is on.*HF_HUB_OFFLINE=0"):
+        load_raw_split("torchvision", "train", dataset_class="DTD", data_dir=str(tmp_path), download=True,
+                       dataset_kwargs={"partition": 1})

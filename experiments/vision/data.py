@@ -25,7 +25,7 @@ from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset
 
 from experiments import shared_data_dir
-from experiments.hub import explain_offline
+from experiments.hub import explain_offline, offline_variables
 
 SOURCES = ("hub", "torchvision", "imagefolder", "mnist_idx")
 MNIST_FILES = {"t10k": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
@@ -128,14 +128,23 @@ def _torchvision_labels(dataset) -> np.ndarray:
 
 def load_torchvision_split(dataset_class: str, root: Path, split: str, split_argument: str = "split",
                            download: bool = False, **kwargs: Any) -> RawSplit:
-    """A `torchvision.datasets.<dataset_class>` split, e.g. FGVCAircraft(split="val", annotation_level="variant")."""
+    """A `torchvision.datasets.<dataset_class>` split, e.g. FGVCAircraft(split="val", annotation_level="variant").
+    `download` fetches the archive when it is missing, except in offline mode (tests, CI): that never goes online."""
     import torchvision
 
     cls = getattr(torchvision.datasets, dataset_class, None)
     if cls is None:
         raise ValueError(f"torchvision.datasets has no dataset_class={dataset_class!r}")
     split_kwargs = {split_argument: split} if split_argument == "split" else {split_argument: split == "train"}
-    dataset = cls(root=str(root), download=download, **split_kwargs, **kwargs)
+    offline = offline_variables()
+    try:
+        dataset = cls(root=str(root), download=download and not offline, **split_kwargs, **kwargs)
+    except RuntimeError as error:   # torchvision's "Dataset not found. You can use download=True ..."
+        why = (f"offline mode is on ({', '.join(f'{name}=1' for name in offline)}), so it was not downloaded; run "
+               f"with {' '.join(f'{name}=0' for name in offline)}" if download and offline else
+               "set download: true in the task config")
+        raise FileNotFoundError(f"{dataset_class} files not found under {root} ({error}); {why}, or put the "
+                                f"extracted official archive there (data_dir).") from error
     return RawSplit(lambda i: dataset[int(i)][0], _torchvision_labels(dataset), list(getattr(dataset, "classes", [])) or None)
 
 
