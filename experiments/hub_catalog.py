@@ -84,12 +84,14 @@ DATASETS: dict[str, HubDataset] = {entry.repo: entry for entry in (
                   "qnli": _glue(("question", "sentence"), ("class", ["entailment", "not_entailment"])),
                   "rte": _glue(("sentence1", "sentence2"), ("class", ["entailment", "not_entailment"])),
                   "stsb": _glue(("sentence1", "sentence2"), "float32")},
+        # file layout as in the other parquet-converted repositories (not checked file by file); loaders read the
+        # card's configs, not the file names
         layout="{config}/{split}-00000-of-00001.parquet", size=None, source=_GLUE_SOURCE),
     HubDataset(
         "uoft-cs/cifar10", configs={"plain_text": {"train": 50000, "test": 10000}},
         features={"plain_text": {"img": "image", "label": ("class", _CIFAR10)}},
-        layout="plain_text/{split}-00000-of-00001.parquet", size=None,
-        source="https://huggingface.co/datasets/uoft-cs/cifar10"),
+        layout="plain_text/{split}-00000-of-00001.parquet", size="≈144 MB (card download_size)",
+        source="https://huggingface.co/datasets/uoft-cs/cifar10 (card after 'Convert dataset to Parquet')"),
     HubDataset(
         "uoft-cs/cifar100", configs={"plain_text": {"train": 50000, "test": 10000}},
         features={"plain_text": {"img": "image", "fine_label": ("class", 100), "coarse_label": ("class", 20)}},
@@ -128,8 +130,8 @@ DATASETS: dict[str, HubDataset] = {entry.repo: entry for entry in (
         "openai/gsm8k", configs={"main": {"train": 7473, "test": 1319}, "socratic": {"train": 7473, "test": 1319}},
         features={"main": {"question": "string", "answer": "string"},
                   "socratic": {"question": "string", "answer": "string"}},
-        layout="{config}/{split}-00000-of-00001.parquet", size=None,
-        source="https://huggingface.co/datasets/openai/gsm8k"),
+        layout="{config}/{split}-00000-of-00001.parquet", size="≈3.2 MB (card download_size, main)",
+        source="https://huggingface.co/datasets/openai/gsm8k (card: configs main, socratic)"),
     HubDataset(
         "EleutherAI/hendrycks_math",
         # 7,500 train / 5,000 test problems in all; per subject only algebra's counts were looked up
