@@ -29,6 +29,16 @@ def test_installed_transformers_meets_the_floor():
         f"`pip install -U 'transformers>={floor}'`")
 
 
+def test_installed_peft_meets_the_floor_transformers_5_needs():
+    import peft
+
+    floor = declared_floor("peft")
+    assert Version(floor) >= Version("0.18.1")
+    assert Version(peft.__version__) >= Version(floor), (
+        f"peft {peft.__version__} is installed but transformers 5 needs peft>={floor}; run "
+        f"`pip install -U 'peft>={floor}'`")
+
+
 def test_pyproject_and_the_runtime_check_state_the_same_floor():
     assert declared_floor("transformers") == MIN_TRANSFORMERS == "5.9.0"
 
