@@ -6,7 +6,9 @@ STAMP := $(VENV)/.installed-stamp
 EXTRAS ?= dev,math
 SHARED ?= $(abspath ../shared)
 export WANDB_MODE ?= disabled
-export HF_HUB_OFFLINE ?= 1
+# Offline by default only where nothing needs the hub; reproduce-* use it unless you export HF_HUB_OFFLINE=1.
+OFFLINE_TARGETS := test test-all demo params tables bench
+$(OFFLINE_TARGETS): export HF_HUB_OFFLINE ?= 1
 
 .DEFAULT_GOAL := help
 .PHONY: help install test test-all demo params tables analysis bench gpu-check reproduce-glue reproduce-vision reproduce-math clean
@@ -52,10 +54,15 @@ demo: export GLUE_DIR ?= $(firstword $(wildcard $(SHARED)/data/glue))
 demo: $(STAMP) ## CPU demo: pretrained MiniLM-L6 on SST-2 (GLUE_DIR or hub; else a synthetic task), 5 methods, table [DEMO_ARGS="--epochs 2"]
 	$(PY) -m experiments.demo $(DEMO_ARGS)
 
+# DRY=1 prints what the runs will download (models, datasets, sizes, cache folders) before the commands. Downloads do
+# not depend on the method, so the plan composes one method's runs.
+PLAN := $(PY) -m experiments.download_plan
+PLAN_METHOD = $(firstword $(or $(METHODS),gpart))
 GLUE_TASKS := sst2 mrpc cola qnli rte stsb
 GLUE_METHODS := gpart lora unilora vera vblora fourierft full bitfit head_only
 GLUE_SEEDS := 0,1,2,3,4
 reproduce-glue: $(STAMP) ## RoBERTa base+large GLUE tables, setup.md §2; GPU, hub or GLUE_DIR (see docs/runner.md) [MODEL=base TASKS="sst2 rte" METHODS="gpart lora" SEEDS=0,1 DRY=1]
+	@[ -z "$(DRY)" ] || $(PLAN) $(foreach s,$(or $(MODEL),base large),$(foreach t,$(or $(TASKS),$(GLUE_TASKS)),--run "experiment=glue/$(s)/$(PLAN_METHOD)-$(t)"))
 	@set -e; for size in $(or $(MODEL),base large); do \
 	  for method in $(or $(METHODS),$(GLUE_METHODS)); do for task in $(or $(TASKS),$(GLUE_TASKS)); do \
 	    cmd="$(PY) -m experiments.run -m experiment=glue/$$size/$$method-$$task seed=$(or $(SEEDS),$(GLUE_SEEDS)) $(GLUE_ARGS)"; \
@@ -66,6 +73,7 @@ reproduce-glue: $(STAMP) ## RoBERTa base+large GLUE tables, setup.md §2; GPU, h
 VISION_DATASETS := oxford_pets stanford_cars cifar10 dtd eurosat fgvc_aircraft resisc45 cifar100
 VISION_SEEDS := 0,1,2,3,4
 reproduce-vision: $(STAMP) ## ViT-B + ViT-L vision tables, setup.md §3 [SEEDS=0,1 DATASETS="cifar10 dtd" SIZES=base METHODS="gpart lp" DRY=1]
+	@[ -z "$(DRY)" ] || $(PLAN) $(foreach s,$(or $(SIZES),base large),$(foreach d,$(or $(DATASETS),$(VISION_DATASETS)),--run "experiment=vision/$(s)/$(PLAN_METHOD) task=vision/$(d)"))
 	@set -e; for size in $(or $(SIZES),base large); do \
 	  methods="$(METHODS)"; [ -n "$$methods" ] || methods=$$(ls configs/experiment/vision/$$size | grep -v '^_' | sed 's/\.yaml$$//'); \
 	  for method in $$methods; do for dataset in $(or $(DATASETS),$(VISION_DATASETS)); do \
@@ -76,14 +84,15 @@ reproduce-vision: $(STAMP) ## ViT-B + ViT-L vision tables, setup.md §3 [SEEDS=0
 
 MATH_MODELS := qwen2.5-0.5b gemma-7b mistral-7b-v0.1 qwen2.5-7b llama-3.1-8b
 MATH_TASKS := gsm8k math
-reproduce-math: $(STAMP) ## Math table: MetaMathQA -> GSM8K/MATH exact match, setup.md §4; needs the hub (HF_HUB_OFFLINE=0) and a GPU [MODEL=qwen2.5-0.5b METHODS="gpart lora" TASKS=gsm8k SEEDS=0 RUN=echo; MODEL=smoke runs offline]
+reproduce-math: $(STAMP) ## Math table: MetaMathQA -> GSM8K/MATH exact match, setup.md §4; needs the hub and a GPU [MODEL=qwen2.5-0.5b METHODS="gpart lora" TASKS=gsm8k SEEDS=0 RUN=echo DRY=1; MODEL=smoke runs offline]
+	@[ -z "$(DRY)" ] || $(PLAN) $(foreach m,$(or $(MODEL),$(MATH_MODELS)),$(foreach t,$(or $(TASKS),$(MATH_TASKS)),--run "experiment=math/$(m)/$(PLAN_METHOD) task=math/$(t)"))
 	@set -e; for model in $(or $(MODEL),$(MATH_MODELS)); do \
 	  methods="$(METHODS)"; [ -n "$$methods" ] || methods=$$(ls configs/experiment/math/$$model | grep -v '^_' | sed 's/\.yaml$$//'); \
 	  for method in $$methods; do for task in $(or $(TASKS),$(MATH_TASKS)); do \
 	    cmd="$(or $(RUN),$(PY)) -m experiments.run -m experiment=math/$$model/$$method task=math/$$task seed=$(or $(SEEDS),0) $(MATH_ARGS)"; \
-	    echo "$$cmd"; $$cmd; \
+	    echo "$$cmd"; [ -n "$(DRY)" ] || $$cmd; \
 	  done; done; done
-	@[ -n "$(RUN)" ] || $(MAKE) --no-print-directory tables
+	@[ -n "$(RUN)$(DRY)" ] || $(MAKE) --no-print-directory tables
 
 clean: ## Remove the environment and caches (keeps results)
 	rm -rf $(VENV) .pytest_cache

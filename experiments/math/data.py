@@ -10,11 +10,13 @@ MetaMathQA's closing ``The answer is: 18``.
 from __future__ import annotations
 
 import json
+import random
 import re
 from pathlib import Path
 from typing import Iterable, Optional
 
 from experiments import shared_data_dir
+from experiments.hub import offline_hint
 from experiments.math.scoring import gsm8k_reference, last_boxed
 
 
@@ -79,24 +81,42 @@ def _hub_rows(hub_id: str, configs: Optional[Iterable[str]], split: str, limit: 
             dataset = load_dataset(hub_id, config, split=selection)
         except Exception as error:  # the hub is unreachable offline: say which file would have worked instead
             raise RuntimeError(f"could not load {hub_id!r} (config {config!r}, split {split!r}) from the hub: "
-                               f"{error}. Offline, point the task's local_path at a JSONL copy.") from error
+                               f"{error}. Offline, point the task's local_path at a JSONL copy. "
+                               f"{offline_hint(hub_id)}".rstrip()) from error
         rows.extend(dict(row) for row in dataset)
     return rows if limit is None else rows[:limit]
 
 
 def load_rows(hub_id: Optional[str], split: str, *, local_path: Optional[str] = None,
-              hub_configs: Optional[Iterable[str]] = None, limit: Optional[int] = None) -> list[dict]:
-    """Raw rows from `local_path` when that file exists, else from the hub (`hub_id`, each of `hub_configs`)."""
+              hub_configs: Optional[Iterable[str]] = None, limit: Optional[int] = None,
+              sample_seed: Optional[int] = None) -> list[dict]:
+    """Raw rows from `local_path` when that file exists, else from the hub (`hub_id`, each of `hub_configs`).
+
+    `limit` keeps the first rows (training: Uni-LoRA's "first 100K"). With `sample_seed` it is instead a seeded
+    sample of all rows of every config, kept in their original order: the first N rows of MATH's seven subject
+    configs would all be algebra."""
     if limit is not None and limit <= 0:
         raise ValueError(f"limit={limit!r} must be a positive number of rows or None (all rows)")
+    sampled = limit is not None and sample_seed is not None
+    read_limit = None if sampled else limit
     local = resolve_local(local_path)
     if local is not None:
-        return read_jsonl(local, limit)
-    if local_path and not hub_id:
+        rows = read_jsonl(local, read_limit)
+    elif local_path and not hub_id:
         raise FileNotFoundError(f"local_path={local_path!r} is not a file (also looked in {shared_data_dir()})")
-    if not hub_id:
+    elif not hub_id:
         raise ValueError("neither hub_id nor an existing local_path was given")
-    return _hub_rows(hub_id, hub_configs, split, limit)
+    else:
+        rows = _hub_rows(hub_id, hub_configs, split, read_limit)
+    return seeded_sample(rows, limit, sample_seed) if sampled else rows
+
+
+def seeded_sample(rows: list[dict], size: int, seed: int) -> list[dict]:
+    """`size` rows drawn without replacement with `seed`, in their original order (all rows if there are fewer)."""
+    if size >= len(rows):
+        return rows
+    chosen = sorted(random.Random(seed).sample(range(len(rows)), size))
+    return [rows[i] for i in chosen]
 
 
 # -- training rows -------------------------------------------------------------------------------------------------

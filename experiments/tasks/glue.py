@@ -15,6 +15,7 @@ from typing import Optional
 import numpy as np
 from sklearn.model_selection import train_test_split
 
+from experiments.hub import explain_offline, offline_hint
 from experiments.metrics import classification_metrics, regression_metrics
 from experiments.tasks.base import Splits, Task
 
@@ -140,7 +141,8 @@ class GlueTask(Task):
             raise RuntimeError(
                 f"No data for GLUE task {self.key!r}: task.data_dir / $GLUE_DIR is not set and loading "
                 f"{self.hub_id!r} from the hub failed ({type(error).__name__}: {str(error)[:200]}). "
-                f"Set GLUE_DIR=../shared/data/glue or task.data_dir=<folder in GLUE TSV layout>.") from error
+                f"Set GLUE_DIR=../shared/data/glue or task.data_dir=<folder in GLUE TSV layout>."
+                f" {offline_hint(self.hub_id)}".rstrip()) from error
         return {split: self._columns(loaded[name], self.layout.hub_columns, "label", from_hub=True)
                 for split, name in (("train", "train"), ("test", "validation"))}
 
@@ -241,5 +243,7 @@ def load_pretrained(auto_class, model_cfg, **head_kwargs):
         config = AutoConfig.for_model(**shape, **head_kwargs)
         model = auto_class.from_config(config)
     else:
-        model = auto_class.from_pretrained(source, **head_kwargs)
-    return model, AutoTokenizer.from_pretrained(tokenizer_source)
+        with explain_offline(source):
+            model = auto_class.from_pretrained(source, **head_kwargs)
+    with explain_offline(tokenizer_source):
+        return model, AutoTokenizer.from_pretrained(tokenizer_source)

@@ -6,7 +6,8 @@ Config (`configs/task/math/<name>.yaml`; `metamathqa.yaml` holds the training si
   are mapped to MetaMathQA's fields, see `experiments/math/data.py`), `train_size` (first N rows; Uni-LoRA: 100K),
   `prompt_template` (`gpart` | `unilora`), `max_length`, `loss_on_prompt` (false: loss on response tokens only).
 * evaluation data: `eval_hub_id` / `eval_hub_configs` / `eval_split` / `eval_local_path`, `answer_type` (`gsm8k`:
-  exact number, `math`: math-verify), `eval_size` (first N problems; null = all), `max_new_tokens`,
+  exact number, `math`: math-verify), `eval_size` (a seeded sample of N problems across every config, the same
+  for every run; null = all), `max_new_tokens`,
   `eval_batch_size`, `stop_strings`, `backend` (`transformers` | `vllm` | `auto`), `vllm_gpu_memory_utilization`.
 * `validation_size`: training rows held out (seeded) and scored by generation like the test set, so that the
   runner's best-epoch rule has a validation number. Their reference is the row's own "The answer is: X".
@@ -27,6 +28,8 @@ from typing import Optional, Sequence
 
 import torch
 
+from experiments.dependencies import check_transformers
+from experiments.hub import explain_offline
 from experiments.math.data import (evaluation_problems, format_prompt, format_response, load_rows, template,
                                    training_rows)
 from experiments.math.evaluation import evaluate_problems
@@ -34,6 +37,8 @@ from experiments.math.generation import encode_prompt, prepare_tokenizer
 from experiments.math.scoring import extract_answer, scorer
 from experiments.tasks.base import Splits, Task
 
+# eval_size draws its problems with this fixed seed: every run seed and method is scored on the same subset.
+EVAL_SAMPLE_SEED = 0
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 IGNORE_INDEX = -100
 
@@ -112,6 +117,7 @@ class MathTask(Task):
         from omegaconf import OmegaConf
         from transformers import AutoConfig, AutoModelForCausalLM
 
+        check_transformers()
         dtype_name = model_cfg.get("dtype") or "float32"
         if dtype_name not in DTYPES:
             raise ValueError(f"model.dtype={dtype_name!r} is not supported; allowed: {sorted(DTYPES)}")
@@ -122,14 +128,16 @@ class MathTask(Task):
             return AutoModelForCausalLM.from_config(config).to(DTYPES[dtype_name])
         if model_cfg.get("gguf_file"):
             extra["gguf_file"] = model_cfg.gguf_file
-        return AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[dtype_name], **extra)
+        with explain_offline(source):
+            return AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[dtype_name], **extra)
 
     @staticmethod
     def _load_tokenizer(model_cfg, source, same_folder: bool):
         from transformers import AutoTokenizer
 
         gguf = {"gguf_file": model_cfg.gguf_file} if model_cfg.get("gguf_file") and same_folder else {}
-        tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(source, **gguf))
+        with explain_offline(source):
+            tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(source, **gguf))
         tokenizer.padding_side = "right"     # training batches; generation left-pads by itself
         return tokenizer
 
@@ -163,7 +171,7 @@ class MathTask(Task):
         train = datasets.Dataset.from_list(encoded)
         validation = [{"id": f"train-{i}", "question": rows[i]["query"],
                        "reference": extract_answer(rows[i]["response"]) or ""} for i in held]
-        raw_test = load_rows(limit=self.eval_size, **self.eval_source)
+        raw_test = load_rows(limit=self.eval_size, sample_seed=EVAL_SAMPLE_SEED, **self.eval_source)
         return Splits(train=train, validation=validation, test=evaluation_problems(raw_test, self.answer_type))
 
     def data_collator(self, processor):

@@ -24,8 +24,9 @@ class VisionClassificationTask(Task):
 
     * `key`, `metric` (accuracy), `table` (vision), `num_labels`;
     * `source` (`hub` | `torchvision` | `imagefolder` | `mnist_idx`) and its keys: `path`, `name`, `data_dir`,
-      `image_column`, `label_column` (hub); `dataset_class`, `split_argument`, `download`, `dataset_kwargs`
-      (torchvision); `data_dir` (imagefolder, mnist_idx);
+      `data_files` (split -> file pattern: download only the splits used), `image_column`, `label_column` (hub);
+      `dataset_class`, `split_argument`, `download`, `dataset_kwargs` (torchvision); `data_dir` (imagefolder,
+      mnist_idx);
     * `splits`: `{train, validation, test}` -> the dataset's split names, `null` = hold out of train;
       `validation_fraction` (seeded by the run seed), `test_fraction` (seeded by `data_seed`, fixed across seeds);
     * `train_subset`, `validation_subset`, `test_subset`: seeded, stratified subsets for smoke runs (null = all);
@@ -38,7 +39,8 @@ class VisionClassificationTask(Task):
 
     def __init__(self, key: str, metric: str, table: str, num_labels: int, source: str, splits: dict,
                  path: Optional[str] = None, name: Optional[str] = None, data_dir: Optional[str] = None,
-                 image_column: str = "image", label_column: str = "label", dataset_class: Optional[str] = None,
+                 data_files: Optional[dict] = None, image_column: str = "image", label_column: str = "label",
+                 dataset_class: Optional[str] = None,
                  split_argument: str = "split", download: bool = False, dataset_kwargs: Optional[dict] = None,
                  validation_fraction: Optional[float] = None, test_fraction: Optional[float] = None,
                  data_seed: int = 0, train_subset: Optional[int] = None, validation_subset: Optional[int] = None,
@@ -49,8 +51,8 @@ class VisionClassificationTask(Task):
             raise ValueError(f"num_labels={num_labels!r}: an image classification task needs at least 2 classes")
         self.num_labels, self.splits, self.image_size = int(num_labels), dict(splits), image_size
         self.train_crop_scale = tuple(train_crop_scale)
-        self.source_kwargs = dict(path=path, name=name, data_dir=data_dir, image_column=image_column,
-                                  label_column=label_column, dataset_class=dataset_class,
+        self.source_kwargs = dict(path=path, name=name, data_dir=data_dir, data_files=data_files,
+                                  image_column=image_column, label_column=label_column, dataset_class=dataset_class,
                                   split_argument=split_argument, download=download, dataset_kwargs=dataset_kwargs)
         self.source = source
         self.holdout = dict(validation_fraction=validation_fraction, test_fraction=test_fraction, data_seed=data_seed)

@@ -25,6 +25,7 @@ from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset
 
 from experiments import shared_data_dir
+from experiments.hub import explain_offline, offline_variables
 
 SOURCES = ("hub", "torchvision", "imagefolder", "mnist_idx")
 MNIST_FILES = {"t10k": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
@@ -82,16 +83,31 @@ def load_mnist_split(data_dir: Path, split: str) -> RawSplit:
     return RawSplit(lambda i: Image.fromarray(images[i], mode="L"), labels, [str(d) for d in range(10)])
 
 
+def split_files(data_files: Optional[dict], split: str) -> dict:
+    """`load_dataset` keyword arguments that fetch only `split`'s files. Without them `datasets` downloads and
+    prepares every split of the repository (tanganke/stanford_cars: nine, seven of them unused corrupted copies)."""
+    if not data_files:
+        return {}
+    if split not in data_files:
+        raise ValueError(f"data_files={dict(data_files)!r} names no file pattern for split {split!r}; "
+                         f"add one (e.g. {split}: data/{split}-*)")
+    return {"data_files": {split: data_files[split]}}
+
+
 def load_hub_split(path: str, split: str, image_column: str, label_column: str,
-                   name: Optional[str] = None, data_dir: Optional[str] = None) -> RawSplit:
+                   name: Optional[str] = None, data_dir: Optional[str] = None,
+                   data_files: Optional[dict] = None) -> RawSplit:
     """A split of a Hugging Face dataset: a hub id (`timm/oxford-iiit-pet`), a local data folder or script, or a
-    folder written by `DatasetDict.save_to_disk`."""
+    folder written by `DatasetDict.save_to_disk`. `data_files` (split -> file pattern in the repository) limits
+    the download to the split asked for."""
     import datasets
 
     if Path(path).is_dir() and (Path(path) / "dataset_dict.json").exists():
         dataset = datasets.load_from_disk(path)[split]
     else:
-        dataset = datasets.load_dataset(path, name, split=split, data_dir=data_dir)
+        with explain_offline(path):
+            dataset = datasets.load_dataset(path, name, split=split, data_dir=data_dir,
+                                            **split_files(data_files, split))
     missing = [c for c in (image_column, label_column) if c not in dataset.column_names]
     if missing:
         raise ValueError(f"dataset {path!r} split {split!r} has no column(s) {missing}; its columns are "
@@ -112,14 +128,23 @@ def _torchvision_labels(dataset) -> np.ndarray:
 
 def load_torchvision_split(dataset_class: str, root: Path, split: str, split_argument: str = "split",
                            download: bool = False, **kwargs: Any) -> RawSplit:
-    """A `torchvision.datasets.<dataset_class>` split, e.g. FGVCAircraft(split="val", annotation_level="variant")."""
+    """A `torchvision.datasets.<dataset_class>` split, e.g. FGVCAircraft(split="val", annotation_level="variant").
+    `download` fetches the archive when it is missing, except in offline mode (tests, CI): that never goes online."""
     import torchvision
 
     cls = getattr(torchvision.datasets, dataset_class, None)
     if cls is None:
         raise ValueError(f"torchvision.datasets has no dataset_class={dataset_class!r}")
     split_kwargs = {split_argument: split} if split_argument == "split" else {split_argument: split == "train"}
-    dataset = cls(root=str(root), download=download, **split_kwargs, **kwargs)
+    offline = offline_variables()
+    try:
+        dataset = cls(root=str(root), download=download and not offline, **split_kwargs, **kwargs)
+    except RuntimeError as error:   # torchvision's "Dataset not found. You can use download=True ..."
+        why = (f"offline mode is on ({', '.join(f'{name}=1' for name in offline)}), so it was not downloaded; run "
+               f"with {' '.join(f'{name}=0' for name in offline)}" if download and offline else
+               "set download: true in the task config")
+        raise FileNotFoundError(f"{dataset_class} files not found under {root} ({error}); {why}, or put the "
+                                f"extracted official archive there (data_dir).") from error
     return RawSplit(lambda i: dataset[int(i)][0], _torchvision_labels(dataset), list(getattr(dataset, "classes", [])) or None)
 
 
@@ -179,14 +204,16 @@ class TransformedImages(Dataset):
 
 
 def load_raw_split(source: str, split: str, *, path: Optional[str] = None, name: Optional[str] = None,
-                   data_dir: Optional[str] = None, image_column: str = "image", label_column: str = "label",
+                   data_dir: Optional[str] = None, data_files: Optional[dict] = None,
+                   image_column: str = "image", label_column: str = "label",
                    dataset_class: Optional[str] = None, split_argument: str = "split", download: bool = False,
                    dataset_kwargs: Optional[dict] = None) -> RawSplit:
     """Dispatch on `source` (one of `SOURCES`); the keyword arguments are the task config's data keys."""
     if source == "hub":
         if not path:
             raise ValueError("source='hub' needs `path` (a hub id such as 'timm/resisc45' or a local folder)")
-        return load_hub_split(path, split, image_column, label_column, name=name, data_dir=data_dir)
+        return load_hub_split(path, split, image_column, label_column, name=name, data_dir=data_dir,
+                              data_files=data_files)
     if source == "torchvision":
         if not dataset_class:
             raise ValueError("source='torchvision' needs `dataset_class` (e.g. 'FGVCAircraft')")

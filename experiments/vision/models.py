@@ -13,6 +13,9 @@ from typing import Any, Mapping, Optional
 import torch
 from torch import nn
 
+from experiments.dependencies import check_transformers
+from experiments.hub import explain_offline
+
 TIMM_PREFIX = "timm:"
 # timm interpolation names -> PIL resample codes, as transformers' image processors store them.
 _RESAMPLE_CODES = {"nearest": 0, "lanczos": 1, "bilinear": 2, "bicubic": 3}
@@ -38,11 +41,13 @@ def build_image_classifier(model_cfg: Mapping[str, Any], num_labels: int,
     """Return ``(model, image_processor)`` with a fresh `num_labels`-way head.
 
     Model config keys: `name_or_path` (hub id, local folder, or `timm:<timm name>`), `random_init` (ViTConfig
-    kwargs: build a random model of that shape instead), `processor` (where the image processor lives if not
-    `name_or_path`), `checkpoint_file` (local weights for a `timm:` model, since the hub is unreachable offline).
+    kwargs: build a random model of that shape instead), `tokenizer` (where the image processor lives if not
+    `name_or_path`; the key every task's model config uses), `checkpoint_file` (local weights for a `timm:` model,
+    since the hub is unreachable offline).
     """
     from transformers import AutoImageProcessor, AutoModelForImageClassification, ViTConfig, ViTForImageClassification
 
+    check_transformers()
     labels = _labels_kwargs(num_labels, class_names)
     random_init = model_cfg.get("random_init")
     name = str(model_cfg.get("name_or_path") or "")
@@ -53,8 +58,11 @@ def build_image_classifier(model_cfg: Mapping[str, Any], num_labels: int,
         raise ValueError("model config needs `name_or_path` (hub id, local folder or 'timm:<name>') or `random_init`")
     if name.startswith(TIMM_PREFIX):
         return load_timm_as_transformers(name[len(TIMM_PREFIX):], labels, model_cfg.get("checkpoint_file"))
-    model = AutoModelForImageClassification.from_pretrained(name, ignore_mismatched_sizes=True, **labels)
-    processor = AutoImageProcessor.from_pretrained(model_cfg.get("processor") or name)
+    with explain_offline(name):
+        model = AutoModelForImageClassification.from_pretrained(name, ignore_mismatched_sizes=True, **labels)
+    processor_source = model_cfg.get("tokenizer") or name
+    with explain_offline(processor_source):
+        processor = AutoImageProcessor.from_pretrained(processor_source)
     return model, processor
 
 
