@@ -58,8 +58,8 @@ def config_from_authors(values: dict) -> dict:
             raise ValueError(f"{name}={theirs[name]!r} in the authors' config is not supported here; allowed: null")
     ours = {name: theirs[name] for name in _SAME_NAME}
     ours.update({new: theirs[old] for old, new in _RENAMED.items()})
-    if isinstance(ours["target_modules"], (list, tuple, set)):
-        ours["target_modules"] = sorted(ours["target_modules"])  # a set in their code: its JSON order is arbitrary
+    if isinstance(ours["target_modules"], (tuple, set)):
+        ours["target_modules"] = list(ours["target_modules"])  # names match in any order (a set in their code)
     ours["bias"] = "none" if theirs["bias"] == "none" else "partitioned"
     if theirs["bias"] not in ("none", "all", "gpart_only"):
         raise ValueError(f"bias={theirs['bias']!r} in the authors' config; allowed: 'none', 'all', 'gpart_only'")

@@ -292,3 +292,26 @@ def test_dropout_drops_partitioned_bias_elements_too_unlike_the_authors():
     kept = dropped != 0
     assert (~kept).any() and kept.any()  # elements of Δb are dropped, the others scaled by 1/(1 - p)
     assert torch.allclose(dropped[kept], (2 * full).expand_as(dropped)[kept])
+
+
+# --- the runner ------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("override,check", [
+    ("method.config.projection=fastfood", lambda p: type(p).__name__ == "FastfoodProjection"),
+    ("method.config.partition_scope=transformer_block", lambda p: len(p.blocks) == 2),
+    ("method.config.grouping=signed_magnitude", lambda p: p.ids.numel() == p.size),
+    ("method.config.init_bound=0.5", lambda p: type(p).__name__ == "Partition"),
+])
+def test_each_variant_is_selected_by_a_runner_override(override, check):
+    import transformers
+
+    from conftest import compose_config
+    from experiments.methods import build_method
+
+    cfg = compose_config(["method=gpart", "model=tiny-roberta", "method.config.d=40", override])
+    config = transformers.RobertaConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                                        intermediate_size=32, max_position_embeddings=20, num_labels=2)
+    model = build_method(cfg.method, cfg.model).apply(transformers.RobertaForSequenceClassification(config))
+    adapter = find_adapter(model)
+    field, value = override.removeprefix("method.config.").split("=")
+    assert str(getattr(adapter.config, field)) == value and check(adapter.partition)
