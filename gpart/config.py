@@ -30,7 +30,9 @@ class GPartConfig:
         seed: seed of the partition (any integer in [0, 2^64)); stored with θ, it determines P exactly.
         assignment: ``"stateless"`` (g(i) = splitmix64(seed + i) mod d) or ``"balanced"`` (group sizes differ by ≤ 1).
         isometric: scale P's non-zeros by 1/sqrt(group size) so PᵀP = I; False is the unnormalised ablation.
-        dropout: probability of dropping each element of ΔW during training (not of the activations).
+        dropout: probability of dropping each element of ΔW during training (not of the activations); with
+            partitioned biases, of Δb too — on purpose, unlike the authors' code, which adds Δb whole
+            (docs/variants.md).
         bias: ``"none"``, or ``"partitioned"`` to append each target's bias to the adapted space after its weight.
         trainable_modules: modules trained fully beside θ (the task head), saved with the adapter and not counted
             in d. Matched like ``target_modules``.
