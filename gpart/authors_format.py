@@ -81,7 +81,9 @@ def config_to_authors(ours: dict) -> dict:
 
     config = GPartConfig.from_dict(ours)
     if config.assignment != "stateless":
-        raise ValueError(f"assignment={config.assignment!r} has no equivalent in the authors' code; allowed: 'stateless'")
+        raise ValueError(
+            f"assignment={config.assignment!r} has no equivalent in the authors' code; allowed: 'stateless'"
+        )
     values = {
         "d": config.d,
         "target_modules": config.target_modules,

@@ -55,7 +55,9 @@ class BlockPartition:
         self.size, self.d, self.blocks = size, d, blocks
         self.isometric = all(block.partition.isometric for block in blocks)
         self.counts = torch.cat([block.partition.counts for block in blocks])
-        self._segments = sorted((start, length, local, block) for block in blocks for start, length, local in block.segments)
+        self._segments = sorted(
+            (start, length, local, block) for block in blocks for start, length, local in block.segments
+        )
 
     def group_ids(self, start: int, count: int, device=None) -> torch.Tensor:
         pieces, end = [], start + count
@@ -92,7 +94,9 @@ def block_partition(ranges: list[tuple[str, int, int]], d: int, seed: int, make_
         by_block.setdefault(block, []).append((start, length))
     names = sorted(by_block, key=natural_key)
     if d < len(names):
-        raise ValueError(f"partition_scope='transformer_block' needs d >= the number of blocks ({len(names)}), got d={d}")
+        raise ValueError(
+            f"partition_scope='transformer_block' needs d >= the number of blocks ({len(names)}), got d={d}"
+        )
     blocks, theta_start = [], 0
     for ordinal, (name, width) in enumerate(zip(names, block_widths(d, len(names)))):
         segments, local = [], 0

@@ -85,14 +85,17 @@ class GPartConfig:
         _check_choice("grouping", self.grouping, GROUPINGS)
         if isinstance(self.init_bound, bool) or not isinstance(self.init_bound, (int, float)) \
                 or not 0 <= self.init_bound < float("inf"):
-            raise ValueError(f"init_bound must be a finite number >= 0 (0.0 = θ starts at zeros), got {self.init_bound!r}")
+            raise ValueError(
+                f"init_bound must be a finite number >= 0 (0.0 = θ starts at zeros), got {self.init_bound!r}"
+            )
         self.init_bound = float(self.init_bound)
         self._check_variant_combination()
 
     @property
     def is_default_variant(self) -> bool:
         """True for the global random partition, the only variant the Triton kernels implement."""
-        return all(getattr(self, name) == VARIANT_DEFAULTS[name] for name in ("projection", "partition_scope", "grouping"))
+        shape_fields = ("projection", "partition_scope", "grouping")
+        return all(getattr(self, name) == VARIANT_DEFAULTS[name] for name in shape_fields)
 
     def _check_variant_combination(self):
         if self.projection == "fastfood":
@@ -109,7 +112,8 @@ class GPartConfig:
             )
         if self.backend == "triton" and not self.is_default_variant:
             raise ValueError(
-                f"backend='triton' implements only projection='partition', partition_scope='global', grouping='random'; "
+                "backend='triton' implements only projection='partition', partition_scope='global', "
+                "grouping='random'; "
                 f"got projection={self.projection!r}, partition_scope={self.partition_scope!r}, "
                 f"grouping={self.grouping!r}; allowed backends for this variant: 'auto', 'torch'"
             )

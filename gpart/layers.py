@@ -94,7 +94,8 @@ class GPartLayer(nn.Module):
         if (ops := self.triton_ops(base)) is not None:
             return ops.layer_tensor(self, scaled_theta, name, dropout_seed, with_base=False)
         if self.adapter.matrix_free:
-            delta = self.adapter.partition.project(scaled_theta, dict(self._adapted())[name], base.numel()).view(base.shape)
+            start = dict(self._adapted())[name]
+            delta = self.adapter.partition.project(scaled_theta, start, base.numel()).view(base.shape)
         else:
             ids = self.group_ids(name, scaled_theta.device) if ids is None else ids
             delta = scaled_theta[ids].view(base.shape)

@@ -1,4 +1,4 @@
-"""Properties of the GPart variants beside the partition: Fastfood, transformer-block scope, signed-magnitude, init_bound.
+"""Properties of the GPart variants beside the partition: Fastfood, block scope, signed-magnitude, init_bound.
 
 (Agreement with the authors' numbers is tests/test_gpart_golden.py.)
 """
