@@ -4,7 +4,9 @@ One trainable vector θ ∈ R^d is mapped into the flattened weights of the targ
 partition matrix P (one non-zero 1/sqrt(group size) per row, PᵀP = I): ΔW = P θ, stored as θ plus a seed.
 
 Read in this order: ``partition`` (the map g and P), ``layers`` (ΔW in forward, Pᵀ∇W in backward), ``model``
-(applying to a network, merging), ``io`` (saving and loading).
+(applying to a network, merging), ``io`` (saving and loading). Beside them, the variants the ablations use
+(``variants``: ``fastfood``, ``block_scope``, ``grouping``) and the authors' adapter format (``authors_format``,
+``convert``).
 """
 
 from gpart.config import GPartConfig

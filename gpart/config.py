@@ -9,6 +9,13 @@ from gpart.partition import ASSIGNMENTS
 
 BIAS_MODES = ("none", "partitioned")
 BACKENDS = ("auto", "torch", "triton")  # how ΔW and ∇θ are computed; never changes P or the adapter files
+# Variants of the authors' code that the paper's ablations use (gpart/variants.py); the first value is the default.
+PROJECTIONS = ("partition", "fastfood")
+PARTITION_SCOPES = ("global", "transformer_block")
+GROUPINGS = ("random", "signed_magnitude")
+# Fields saved only when they differ from their default, so adapters saved before the variants existed (and every
+# default adapter since) keep byte-identical files.
+VARIANT_DEFAULTS = {"projection": "partition", "partition_scope": "global", "grouping": "random", "init_bound": 0.0}
 
 
 @dataclass
@@ -23,12 +30,24 @@ class GPartConfig:
         seed: seed of the partition (any integer in [0, 2^64)); stored with θ, it determines P exactly.
         assignment: ``"stateless"`` (g(i) = splitmix64(seed + i) mod d) or ``"balanced"`` (group sizes differ by ≤ 1).
         isometric: scale P's non-zeros by 1/sqrt(group size) so PᵀP = I; False is the unnormalised ablation.
-        dropout: probability of dropping each element of ΔW during training (not of the activations).
+        dropout: probability of dropping each element of ΔW during training (not of the activations); with
+            partitioned biases, of Δb too — on purpose, unlike the authors' code, which adds Δb whole
+            (docs/variants.md).
         bias: ``"none"``, or ``"partitioned"`` to append each target's bias to the adapted space after its weight.
         trainable_modules: modules trained fully beside θ (the task head), saved with the adapter and not counted
             in d. Matched like ``target_modules``.
         backend: ``"auto"`` (Triton kernels on CUDA when triton is installed, else torch), ``"torch"`` or
             ``"triton"`` (docs/performance.md). An execution choice, not part of the adapter: ``to_dict`` omits it.
+            The Triton kernels implement the default global random partition only: with any other ``projection``,
+            ``partition_scope`` or ``grouping``, ``"auto"`` runs torch and ``"triton"`` is an error.
+        projection: ``"partition"`` (GPart's P) or ``"fastfood"`` (the intrinsic-dimension "DID" baseline: a
+            matrix-free Fastfood transform, isometric only in expectation; ``gpart/fastfood.py``).
+        partition_scope: ``"global"`` (one partition of all targets) or ``"transformer_block"`` (θ cut into one
+            slice per numbered transformer block, each partitioning that block's targets; ``gpart/block_scope.py``).
+        grouping: ``"random"`` (``assignment`` decides g) or ``"signed_magnitude"`` (groups by the sign and
+            magnitude of the pretrained weights; ``gpart/grouping.py``).
+        init_bound: θ starts uniform in [-init_bound, init_bound] (drawn from torch's global CPU generator, as the
+            authors' code does); 0.0 starts θ at zeros, i.e. at the pretrained model.
     """
 
     d: int
@@ -40,6 +59,10 @@ class GPartConfig:
     bias: str = "none"
     trainable_modules: list[str] = field(default_factory=list)
     backend: str = "auto"
+    projection: str = "partition"
+    partition_scope: str = "global"
+    grouping: str = "random"
+    init_bound: float = 0.0
 
     def __post_init__(self):
         if isinstance(self.target_modules, tuple):
@@ -57,10 +80,50 @@ class GPartConfig:
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
         self.dropout = float(self.dropout)
+        _check_choice("projection", self.projection, PROJECTIONS)
+        _check_choice("partition_scope", self.partition_scope, PARTITION_SCOPES)
+        _check_choice("grouping", self.grouping, GROUPINGS)
+        if isinstance(self.init_bound, bool) or not isinstance(self.init_bound, (int, float)) \
+                or not 0 <= self.init_bound < float("inf"):
+            raise ValueError(
+                f"init_bound must be a finite number >= 0 (0.0 = θ starts at zeros), got {self.init_bound!r}"
+            )
+        self.init_bound = float(self.init_bound)
+        self._check_variant_combination()
+
+    @property
+    def is_default_variant(self) -> bool:
+        """True for the global random partition, the only variant the Triton kernels implement."""
+        shape_fields = ("projection", "partition_scope", "grouping")
+        return all(getattr(self, name) == VARIANT_DEFAULTS[name] for name in shape_fields)
+
+    def _check_variant_combination(self):
+        if self.projection == "fastfood":
+            # The authors' code defines Fastfood over the global space only; grouping and assignment shape P alone.
+            for name, default in (("partition_scope", "global"), ("grouping", "random"), ("assignment", "stateless")):
+                if getattr(self, name) != default:
+                    raise ValueError(
+                        f"{name}={getattr(self, name)!r} does not apply to projection='fastfood'; allowed: {default!r}"
+                    )
+        if self.grouping == "signed_magnitude" and self.assignment != "stateless":
+            raise ValueError(
+                f"assignment={self.assignment!r} does not apply to grouping='signed_magnitude' (the weights decide the "
+                "groups); allowed: 'stateless' (the default, ignored)"
+            )
+        if self.backend == "triton" and not self.is_default_variant:
+            raise ValueError(
+                "backend='triton' implements only projection='partition', partition_scope='global', "
+                "grouping='random'; "
+                f"got projection={self.projection!r}, partition_scope={self.partition_scope!r}, "
+                f"grouping={self.grouping!r}; allowed backends for this variant: 'auto', 'torch'"
+            )
 
     def to_dict(self) -> dict:
         values = dataclasses.asdict(self)
         del values["backend"]  # saved adapters are identical whichever path trained them
+        for name, default in VARIANT_DEFAULTS.items():
+            if values[name] == default:
+                del values[name]
         return values
 
     @classmethod

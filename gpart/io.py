@@ -3,6 +3,9 @@
 θ plus the config (whose seed fixes P) is the whole adapter: about 4·d bytes. The JSON also records N and a
 fingerprint of the targeted names and shapes, so loading onto a model with different targets fails loudly instead
 of silently mapping θ onto the wrong coordinates. Only safetensors and JSON are read — never pickle.
+
+``load_adapter`` also reads an adapter saved by the authors' code (``"peft_type": "GPART"``; the renaming is in
+``gpart/authors_format.py``); ``python -m gpart.convert`` writes one of ours in their layout.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from gpart import authors_format
 from gpart.config import GPartConfig
 from gpart.model import ADAPTER_NAME, apply_gpart, find_adapter, require_adapter
 
@@ -48,14 +52,22 @@ def save_adapter(model: nn.Module, directory: str | os.PathLike) -> Path:
 
 
 def load_adapter(model: nn.Module, directory: str | os.PathLike) -> nn.Module:
-    """Apply the saved adapter to ``model`` (or reuse an identical one already applied) and load θ and the head."""
+    """Apply the saved adapter to ``model`` (or reuse an identical one already applied) and load θ and the head.
+
+    ``directory`` is one of ours (``save_adapter``) or one the authors' code saved (``gpart/authors_format.py``).
+    """
     metadata = read_adapter_config(directory)
     config = GPartConfig.from_dict(metadata["config"])
     if find_adapter(model) is None:
         apply_gpart(model, config)
     adapter = find_adapter(model)
-    _check_fingerprint(adapter.fingerprint, metadata["fingerprint"], directory)
+    if metadata["fingerprint"] is not None:  # the authors' files carry none
+        _check_fingerprint(adapter.fingerprint, metadata["fingerprint"], directory)
     tensors = _read_tensors(Path(directory) / WEIGHTS_NAME)
+    if metadata.get("source") == authors_format.SOURCE:
+        tensors = authors_format.tensors_from_authors(
+            tensors, theta_key=THETA_KEY, head_prefix=HEAD_PREFIX, where=Path(directory) / WEIGHTS_NAME
+        )
     theta = tensors.pop(THETA_KEY, None)
     if theta is None or tuple(theta.shape) != (config.d,):
         got = "no θ" if theta is None else f"θ of shape {tuple(theta.shape)}"
@@ -74,6 +86,11 @@ def read_adapter_config(directory: str | os.PathLike) -> dict:
         metadata = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ValueError(f"{path} is not valid JSON ({error}); the adapter is corrupt or truncated") from None
+    if authors_format.is_authors_config(metadata):
+        try:
+            return authors_format.metadata_from_authors(metadata)
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from None
     if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
         raise ValueError(f"{path} is not a GPart adapter config (expected \"format\": \"{FORMAT}\")")
     if metadata.get("format_version") != FORMAT_VERSION:

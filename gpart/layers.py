@@ -21,12 +21,20 @@ from gpart.partition import Partition
 
 
 class GPartAdapter(nn.Module):
-    """θ ∈ R^d (trainable, float32, zero-initialised) and P's non-zero per group. Registered once on the model."""
+    """θ ∈ R^d (trainable, float32, zero-initialised unless ``init_bound``) and P's non-zero per group.
+
+    ``partition`` is a ``gpart.Partition`` or a variant with the same interface (``gpart/variants.py``); a
+    ``matrix_free`` one (Fastfood) supplies ΔW and ∇θ of a slice itself instead of group ids.
+    """
 
     def __init__(self, config: GPartConfig, partition: Partition, fingerprint: dict, device=None):
         super().__init__()
         self.config, self.partition, self.fingerprint = config, partition, fingerprint
-        self.theta = nn.Parameter(torch.zeros(config.d, dtype=torch.float32, device=device))
+        self.matrix_free = getattr(partition, "matrix_free", False)
+        theta = torch.zeros(config.d, dtype=torch.float32, device=None if config.init_bound else device)
+        if config.init_bound:  # drawn on the CPU from torch's global generator, as the authors' code does
+            theta = theta.uniform_(-config.init_bound, config.init_bound).to(device)
+        self.theta = nn.Parameter(theta)
         self.register_buffer("scale", partition.scale().to(device), persistent=False)
         self.backends_ran: set[str] = set()  # "torch"/"triton": the paths layers actually took (run records)
 
@@ -70,16 +78,19 @@ class GPartLayer(nn.Module):
 
     def group_ids(self, name: str, device=None) -> torch.Tensor:
         """g(i) for every coordinate of ``base_layer.<name>``, in its stored row-major order."""
+        if self.adapter.matrix_free:
+            return None  # a matrix-free projection has no group ids: delta and theta_grad ask it directly
         start = dict(self._adapted())[name]
         return self.adapter.partition.group_ids(start, getattr(self.base_layer, name).numel(), device=device)
 
     def triton_ops(self, tensor: torch.Tensor):
         """``gpart.triton_ops`` when ``config.backend`` sends this tensor's device to the Triton kernels, else None.
 
-        The Triton path is taken only after ``gpart.triton_guard`` checked it on this layer kind (first use).
+        The Triton path is taken only after ``gpart.triton_guard`` checked it on this layer kind (first use), and only
+        for the global random partition: the kernels implement no variant (GPartConfig.backend).
         """
         ops = None
-        if self.adapter.config.backend != "torch":
+        if self.adapter.config.backend != "torch" and self.adapter.config.is_default_variant:
             # Imported on first use only: Triton reads TRITON_INTERPRET when the kernels are defined.
             from gpart import triton_guard, triton_ops
 
@@ -93,8 +104,12 @@ class GPartLayer(nn.Module):
         base = getattr(self.base_layer, name)
         if (ops := self.triton_ops(base)) is not None:
             return ops.layer_tensor(self, scaled_theta, name, dropout_seed, with_base=False)
-        ids = self.group_ids(name, scaled_theta.device) if ids is None else ids
-        delta = scaled_theta[ids].view(base.shape)
+        if self.adapter.matrix_free:
+            start = dict(self._adapted())[name]
+            delta = self.adapter.partition.project(scaled_theta, start, base.numel()).view(base.shape)
+        else:
+            ids = self.group_ids(name, scaled_theta.device) if ids is None else ids
+            delta = scaled_theta[ids].view(base.shape)
         if dropout_seed is not None:
             delta = delta * _dropout_mask(base.shape, self.adapter.config.dropout, dropout_seed, base.device)
         return delta
@@ -104,8 +119,11 @@ class GPartLayer(nn.Module):
         base = getattr(self.base_layer, name)
         if dropout_seed is not None:
             grad = grad * _dropout_mask(base.shape, self.adapter.config.dropout, dropout_seed, base.device)
-        ids = self.group_ids(name, grad.device) if ids is None else ids
         dtype = self.adapter.theta.dtype  # float32 in training; float64 under gradcheck
+        if self.adapter.matrix_free:
+            sums = self.adapter.partition.project_transpose(grad.reshape(-1).to(dtype), dict(self._adapted())[name])
+            return sums * self.adapter.scale.to(dtype)
+        ids = self.group_ids(name, grad.device) if ids is None else ids
         sums = torch.zeros(self.adapter.config.d, dtype=dtype, device=grad.device)
         sums.index_add_(0, ids, grad.reshape(-1).to(dtype))
         return sums * self.adapter.scale.to(dtype)

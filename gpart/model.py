@@ -16,7 +16,7 @@ from torch import nn
 
 from gpart.config import GPartConfig
 from gpart.layers import GPartAdapter, GPartLayer
-from gpart.partition import Partition
+from gpart.variants import build_projection
 
 ADAPTER_NAME = "gpart_adapter"
 
@@ -34,7 +34,7 @@ def apply_gpart(model: nn.Module, config: GPartConfig) -> nn.Module:
         raise ValueError("apply_gpart needs a root module that is not an nn.Sequential; wrap the Sequential in a Module")
     targets = _match_targets(model, config.target_modules)
     layout, size = _layout(targets, config.bias)
-    partition = Partition(size, config.d, seed=config.seed, assignment=config.assignment, isometric=config.isometric)
+    partition = build_projection(config, targets, layout, size)  # gpart.Partition unless a variant is asked for
     device = targets[0][1].weight.device
     adapter = GPartAdapter(config, partition, fingerprint(layout, size), device=device)
     model.requires_grad_(False)
