@@ -45,11 +45,12 @@ demo: $(STAMP) ## CPU demo: pretrained MiniLM-L6 on SST-2 (GLUE_DIR or hub; else
 	$(PY) -m experiments.demo $(DEMO_ARGS)
 
 GLUE_TASKS := sst2 mrpc cola qnli rte stsb
-GLUE_METHODS := gpart lora unilora vera vblora fourierft full bitfit head_only
+GLUE_METHODS := gpart lora unilora vera vblora fourierft full bitfit head_only tied_lora lora_xs condlora
 GLUE_SEEDS := 0,1,2,3,4
 reproduce-glue: $(STAMP) ## RoBERTa base+large GLUE tables, setup.md §2; GPU, hub or GLUE_DIR (see docs/runner.md) [MODEL=base TASKS="sst2 rte" METHODS="gpart lora" SEEDS=0,1 DRY=1]
 	@set -e; for size in $(or $(MODEL),base large); do \
 	  for method in $(or $(METHODS),$(GLUE_METHODS)); do for task in $(or $(TASKS),$(GLUE_TASKS)); do \
+	    [ -f configs/experiment/glue/$$size/$$method-$$task.yaml ] || { echo "# skip glue/$$size/$$method-$$task: no experiment file (no published row or setting)"; continue; }; \
 	    cmd="$(PY) -m experiments.run -m experiment=glue/$$size/$$method-$$task seed=$(or $(SEEDS),$(GLUE_SEEDS)) $(GLUE_ARGS)"; \
 	    echo "$$cmd"; [ -n "$(DRY)" ] || $$cmd; \
 	  done; done; done
