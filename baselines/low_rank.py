@@ -54,7 +54,8 @@ def replace_targets(model: nn.Module, target_modules, build: Callable[[str, nn.L
             raise ValueError(f"target module {name!r} is a {type(module).__name__}; these adapters need nn.Linear")
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, build(_matching_pattern(name, target_modules), module))
+        adapted = build(_matching_pattern(name, target_modules), module)
+        setattr(parent, child, adapted.train(module.training))  # keep the model's train/eval mode
     return model
 
 
