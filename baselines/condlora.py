@@ -15,13 +15,22 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from baselines.low_rank import LowRankLinear, kaiming_like_lora, replace_targets
+from baselines.low_rank import LowRankLinear, SharedFactors, kaiming_like_lora, with_shared_factors
 
 
 class CondLoRALinear(LowRankLinear):
-    def __init__(self, base: nn.Linear, theta_a: nn.Parameter, theta_b: nn.Parameter, alpha: float, dropout: float):
-        super().__init__(base, scaling=alpha / theta_a.shape[0], dropout=dropout)
-        self.theta_a, self.theta_b = theta_a, theta_b
+    def __init__(self, base: nn.Linear, shared: SharedFactors, keys: tuple[str, str], alpha: float, dropout: float):
+        super().__init__(base, scaling=alpha / shared.factors[keys[0]].shape[0], dropout=dropout)
+        object.__setattr__(self, "shared", shared)  # a reference, not a submodule: the model registers it once
+        self.keys = keys
+
+    @property
+    def theta_a(self) -> nn.Parameter:
+        return self.shared.factors[self.keys[0]]
+
+    @property
+    def theta_b(self) -> nn.Parameter:
+        return self.shared.factors[self.keys[1]]
 
     def factors(self):
         w0 = self.base.weight
@@ -29,20 +38,19 @@ class CondLoRALinear(LowRankLinear):
 
 
 def apply_condlora(model: nn.Module, target_modules, r: int = 8, alpha: float = 8.0, dropout: float = 0.0) -> nn.Module:
-    """CondLoRA on every `target_modules` linear of `model` (frozen); defaults are the authors' GLUE scripts'."""
+    """CondLoRA on every `target_modules` linear of `model` (frozen); θ_A, θ_B go to `model.condlora`. Defaults
+    are the authors' GLUE scripts'."""
     if r < 1:
         raise ValueError(f"CondLoRA r={r!r} must be a positive integer")
-    shared: dict[tuple, tuple[nn.Parameter, nn.Parameter]] = {}
 
-    def build(pattern: str, base: nn.Linear) -> CondLoRALinear:
+    def build(shared: SharedFactors, pattern: str, base: nn.Linear) -> CondLoRALinear:
         if base.in_features != base.out_features:
             raise ValueError(f"CondLoRA needs square weights (W0 conditions both factors); target {pattern!r} is "
                              f"{base.out_features}×{base.in_features}")
-        key = (pattern, base.in_features)
-        if key not in shared:
-            w = base.weight
-            shared[key] = (nn.Parameter(kaiming_like_lora((r, base.in_features), w)),
-                           nn.Parameter(torch.zeros(r, base.in_features, dtype=w.dtype, device=w.device)))
-        return CondLoRALinear(base, *shared[key], alpha=alpha, dropout=dropout)
+        w, shape = base.weight, tuple(base.weight.shape)
+        keys = (shared.get(pattern, shape, "theta_a", lambda: kaiming_like_lora((r, base.in_features), w)),
+                shared.get(pattern, shape, "theta_b", lambda: torch.zeros(r, base.in_features, dtype=w.dtype,
+                                                                           device=w.device)))
+        return CondLoRALinear(base, shared, keys, alpha=alpha, dropout=dropout)
 
-    return replace_targets(model, target_modules, build)
+    return with_shared_factors(model, "condlora", target_modules, build)

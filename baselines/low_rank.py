@@ -4,11 +4,13 @@ Each method differs only in where the factors B (out × r) and A (r × in) come 
 :meth:`LowRankLinear.factors` and nothing else. The forward pass never forms ΔW (x → A → B, like LoRA);
 :meth:`LowRankLinear.delta_weight` does, for merging and for tests against a dense reference.
 
-Factors shared across layers (Tied-LoRA's A and B, CondLoRA's two linear maps) are the same ``nn.Parameter`` object
-registered in every module that uses it: ``model.parameters()`` yields it once, so counts and optimisers see it once.
+Factors shared across layers (Tied-LoRA's A and B, CondLoRA's two linear maps) live in one :class:`SharedFactors`
+registered once on the model; each layer holds an unregistered reference to it. So ``model.parameters()``, the
+state dict and a checkpoint hold each shared tensor exactly once (safetensors refuses aliased tensors).
 """
 from __future__ import annotations
 
+import re
 from typing import Callable
 
 import torch
@@ -56,6 +58,32 @@ def replace_targets(model: nn.Module, target_modules, build: Callable[[str, nn.L
         parent = model.get_submodule(parent_name) if parent_name else model
         adapted = build(_matching_pattern(name, target_modules), module)
         setattr(parent, child, adapted.train(module.training))  # keep the model's train/eval mode
+    return model
+
+
+class SharedFactors(nn.Module):
+    """Tensors one adapter shares across layers, keyed by target pattern and shape."""
+
+    def __init__(self):
+        super().__init__()
+        self.factors = nn.ParameterDict()
+
+    def get(self, pattern: str, shape: tuple[int, ...], name: str, make: Callable[[], torch.Tensor]) -> str:
+        """The key of factor `name` for `pattern` at `shape`, created by `make()` on first use."""
+        key = "_".join([re.sub(r"\W", "_", pattern), "x".join(map(str, shape)), name])
+        if key not in self.factors:
+            self.factors[key] = nn.Parameter(make())
+        return key
+
+
+def with_shared_factors(model: nn.Module, attribute: str, target_modules,
+                        build: Callable[[SharedFactors, str, nn.Linear], LowRankLinear]) -> nn.Module:
+    """:func:`replace_targets` for adapters with shared factors, which end up at ``model.<attribute>``."""
+    if hasattr(model, attribute):
+        raise ValueError(f"{type(model).__name__} already has `{attribute}`: the adapter is applied already")
+    shared = SharedFactors()
+    model = replace_targets(model, target_modules, lambda pattern, base: build(shared, pattern, base))
+    model.add_module(attribute, shared)
     return model
 
 
