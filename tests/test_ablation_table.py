@@ -96,13 +96,16 @@ ABLATION_FILES = sorted(p.relative_to(CONFIGS / "experiment").with_suffix("").as
                         for p in (CONFIGS / "experiment" / "ablation").rglob("*.yaml"))
 
 
+REFERENCE_METHOD_CONFIG: dict = {}
+
+
 @pytest.mark.parametrize("ablation", ABLATION_FILES)
 def test_each_ablation_composes_on_its_glue_experiment(compose, ablation):
     method = "unilora" if "unilora" in ablation else "gpart"
     cfg = compose([f"experiment=[glue/base/{method}-rte,{ablation}]"])
     assert cfg.task.key == "rte" and cfg.model.key == "roberta-base" and cfg.trainer.epochs == 160  # setup.md §2
-    changed = {k: v for k, v in cfg.method.config.items()
-               if v != compose([f"experiment=glue/base/{method}-rte"]).method.config.get(k)}
+    reference = REFERENCE_METHOD_CONFIG.setdefault(method, compose([f"experiment=glue/base/{method}-rte"]).method.config)
+    changed = {k: v for k, v in cfg.method.config.items() if v != reference.get(k)}
     assert len(changed) == 1, changed  # each ablation moves exactly one knob
 
 
