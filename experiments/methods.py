@@ -7,6 +7,9 @@ at a method's name.
 
 What counts as "head" is architecture knowledge (`model.head_modules`); every method keeps the head fully trainable
 and the runner counts head parameters apart from the adapter's (paper convention).
+
+Peers PEFT does not ship live in `baselines/` as plain torch functions that this module wraps; `baselines` imports
+nothing from here, so the dependency runs one way.
 """
 from __future__ import annotations
 

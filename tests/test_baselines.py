@@ -169,3 +169,15 @@ def test_an_unknown_config_key_names_the_adapter_function():
     model_cfg = OmegaConf.create({"target_modules": TARGETS, "head_modules": ["classifier"]})
     with pytest.raises(ValueError, match=r"method.config=\{'rank': 4\} does not fit apply_tied_lora"):
         build_method(cfg, model_cfg).apply(tiny_roberta())
+
+
+def test_baselines_import_nothing_from_experiments():
+    """methods.py wraps baselines/; the reverse import would bring back the circle (issue 11, item 5)."""
+    import ast
+    from pathlib import Path
+
+    for path in Path(baselines.__file__).parent.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        imported = [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
+        imported += [node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
+        assert not [m for m in imported if m.split(".")[0] == "experiments"], path.name
