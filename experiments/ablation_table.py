@@ -61,7 +61,11 @@ def _variant(row: pd.Series) -> tuple[str, str]:
     if not changed:
         return "reference", f"GPart d={REFERENCE['d']:,} (setup.md)"
     axis = AXES[changed[0]] if len(changed) == 1 else "combined"
-    return axis, "GPart " + ", ".join(f"{field}={row[field]}" for field in changed)
+    return axis, "GPart " + ", ".join(f"{field}={_text(row[field])}" for field in changed)
+
+
+def _text(value) -> str:
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
 
 
 def build_ablation_table(records: pd.DataFrame) -> pd.DataFrame:
@@ -105,7 +109,7 @@ def _delta(value, other):
 
 
 def render(table: pd.DataFrame, model: str, runs_label: str) -> str:
-    shown = table.drop(columns=["method"]).fillna("")
+    shown = table.drop(columns=["method"]).astype(object).fillna("")
     shown["d"] = [f"{d:,}" for d in table["d"]]
     lines = [f"# GLUE {model}: GPart ablations", "",
              f"Built from the run records under `{runs_label}` (`make reproduce-ablations`); do not edit. Test-split "

@@ -45,13 +45,13 @@ def runs(tmp_path):
 def test_rows_are_variants_of_the_reference_with_their_deltas(runs):
     table = build_ablation_table(load_ablation_records(runs)).set_index("variant")
     assert list(table.index) == ["GPart d=23,040 (setup.md)", "Uni-LoRA d=23,040", "GPart isometric=False",
-                                 "GPart projection=fastfood", "GPart d=5760", "Uni-LoRA d=5,760"]
+                                 "GPart projection=fastfood", "GPart d=5,760", "Uni-LoRA d=5,760"]
     ref = table.loc["GPart d=23,040 (setup.md)"]
     assert ref["rte"] == "81.00 ± 1.00 (n=3)" and ref["avg"] == pytest.approx(86.0)  # running/LoRA records left out
     assert table.loc["GPart isometric=False", "axis"] == "isometry"
     assert table.loc["GPart isometric=False", "Δ vs reference"] == pytest.approx(-5.0)
     assert table.loc["GPart isometric=False", "Δ vs Uni-LoRA same d"] == pytest.approx(-4.0)
-    assert table.loc["GPart d=5760", "Δ vs Uni-LoRA same d"] == pytest.approx(2.0)  # 84 vs Uni-LoRA's 82 at d=5,760
+    assert table.loc["GPart d=5,760", "Δ vs Uni-LoRA same d"] == pytest.approx(2.0)  # 84 vs Uni-LoRA's 82 at d=5,760
     fastfood = table.loc["GPart projection=fastfood"]
     assert fastfood["rte"] == "70.00 (n=1)" and fastfood["mrpc"] == "" and pd.isna(fastfood["avg"])  # incomplete row
     assert fastfood["axis"] == "partition vs Fastfood (DID)"
