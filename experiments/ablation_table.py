@@ -1,9 +1,9 @@
 """The GPart ablation table (`make reproduce-ablations`, and `make tables` when ablation runs exist).
 
-Rows come from the run records' own configs, not from file names: a GPart record's variant is its
-`method.config` values of the ablated fields (isometric, assignment, projection, partition_scope, grouping, d),
-compared with the reference setting of setup.md §1–2; a Uni-LoRA record's variant is its θ length. Each GPart row is
-compared with the reference GPart row and with Uni-LoRA at the same d. Cells are the median over seeds (± std, n),
+Rows come from the run records' own configs, not from file names: a GPart record's variant is its `method.config`
+values of the ablated fields (isometric, assignment, projection, partition_scope, grouping, init_bound, d), compared
+with the reference setting of setup.md §1–2; a Uni-LoRA record's variant is its θ length. Each GPart row is compared
+with the reference GPart row and with Uni-LoRA at the same d. Cells are the median over seeds (± std, n),
 in points ×100. The paper's own ablation numbers are unknown (setup.md: the paper's body could not be read), so the
 table shows our runs only.
 
@@ -24,9 +24,9 @@ DEFAULT_ABLATION_RUNS = Path("results/ablation-runs")
 # The reference GPart setting: setup.md §1 (isometric, stateless HEAD default, one global random partition) and
 # §2 (d = 23,040). Records written before a field existed ran its default, which is this value.
 REFERENCE = {"isometric": True, "assignment": "stateless", "projection": "partition", "partition_scope": "global",
-             "grouping": "random", "d": 23040}
+             "grouping": "random", "init_bound": 0.0, "d": 23040}
 AXES = {"isometric": "isometry", "assignment": "group assignment", "projection": "partition vs Fastfood (DID)",
-        "partition_scope": "partition scope", "grouping": "grouping", "d": "d sweep"}
+        "partition_scope": "partition scope", "grouping": "grouping", "init_bound": "θ initialisation", "d": "d sweep"}
 TASK_ORDER = ["sst2", "mrpc", "cola", "qnli", "rte", "stsb"]
 
 
