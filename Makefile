@@ -11,7 +11,7 @@ OFFLINE_TARGETS := test test-all demo params tables bench
 $(OFFLINE_TARGETS): export HF_HUB_OFFLINE ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-all demo params tables analysis bench gpu-check reproduce-glue reproduce-vision reproduce-math clean
+.PHONY: help install test test-all demo params tables analysis bench gpu-check reproduce-glue reproduce-ablations reproduce-vision reproduce-math clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -59,16 +59,36 @@ demo: $(STAMP) ## CPU demo: pretrained MiniLM-L6 on SST-2 (GLUE_DIR or hub; else
 PLAN := $(PY) -m experiments.download_plan
 PLAN_METHOD = $(firstword $(or $(METHODS),gpart))
 GLUE_TASKS := sst2 mrpc cola qnli rte stsb
-GLUE_METHODS := gpart lora unilora vera vblora fourierft full bitfit head_only
+GLUE_METHODS := gpart lora unilora vera vblora fourierft full bitfit head_only tied_lora lora_xs condlora
 GLUE_SEEDS := 0,1,2,3,4
 reproduce-glue: $(STAMP) ## RoBERTa base+large GLUE tables, setup.md §2; GPU, hub or GLUE_DIR (see docs/runner.md) [MODEL=base TASKS="sst2 rte" METHODS="gpart lora" SEEDS=0,1 DRY=1]
 	@[ -z "$(DRY)" ] || $(PLAN) $(foreach s,$(or $(MODEL),base large),$(foreach t,$(or $(TASKS),$(GLUE_TASKS)),--run "experiment=glue/$(s)/$(PLAN_METHOD)-$(t)"))
 	@set -e; for size in $(or $(MODEL),base large); do \
 	  for method in $(or $(METHODS),$(GLUE_METHODS)); do for task in $(or $(TASKS),$(GLUE_TASKS)); do \
+	    [ -f configs/experiment/glue/$$size/$$method-$$task.yaml ] || { echo "# skip glue/$$size/$$method-$$task: no experiment file (no published row or setting)"; continue; }; \
 	    cmd="$(PY) -m experiments.run -m experiment=glue/$$size/$$method-$$task seed=$(or $(SEEDS),$(GLUE_SEEDS)) $(GLUE_ARGS)"; \
 	    echo "$$cmd"; [ -n "$(DRY)" ] || $$cmd; \
 	  done; done; done
 	@[ -n "$(DRY)" ] || $(MAKE) --no-print-directory tables
+
+# GPart ablations on RoBERTa-base GLUE (configs/experiment/ablation/: deltas composed onto glue/base/<method>-<task>),
+# each beside Uni-LoRA at the same d; records go to their own folder so the paper tables stay one setting per cell.
+ABLATION_VARIANTS := isometric-off balanced fastfood block-scope signed-magnitude
+ABLATION_D := 5760 11520 46080 92160
+ABLATION_SEEDS := 0,1,2
+ABLATION_RUNS ?= results/ablation-runs
+reproduce-ablations: $(STAMP) ## GPart ablations + d sweep vs Uni-LoRA, RoBERTa-base GLUE; GPU [TASKS="rte" VARIANTS="fastfood" DS=5760 SEEDS=0 DRY=1]
+	@set -ef; for task in $(or $(TASKS),$(GLUE_TASKS)); do \
+	  runs="glue/base/gpart-$$task glue/base/unilora-$$task"; \
+	  for v in $(or $(VARIANTS),$(ABLATION_VARIANTS)); do runs="$$runs [glue/base/gpart-$$task,ablation/$$v]"; done; \
+	  for d in $(or $(DS),$(ABLATION_D)); do \
+	    runs="$$runs [glue/base/gpart-$$task,ablation/d-sweep/gpart-$$d] [glue/base/unilora-$$task,ablation/d-sweep/unilora-$$d]"; \
+	  done; \
+	  for experiment in $$runs; do \
+	    cmd="$(PY) -m experiments.run -m experiment=$$experiment seed=$(or $(SEEDS),$(ABLATION_SEEDS)) paths.runs_dir=$(ABLATION_RUNS) $(ABLATION_ARGS)"; \
+	    echo "$$cmd"; [ -n "$(DRY)" ] || $$cmd; \
+	  done; done
+	@[ -n "$(DRY)" ] || $(PY) -m experiments.ablation_table --runs $(ABLATION_RUNS) --out results/tables
 
 VISION_DATASETS := oxford_pets stanford_cars cifar10 dtd eurosat fgvc_aircraft resisc45 cifar100
 VISION_SEEDS := 0,1,2,3,4

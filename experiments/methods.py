@@ -7,15 +7,23 @@ at a method's name.
 
 What counts as "head" is architecture knowledge (`model.head_modules`); every method keeps the head fully trainable
 and the runner counts head parameters apart from the adapter's (paper convention).
+
+Peers PEFT does not ship live in `baselines/` as plain torch functions that this module wraps; `baselines` imports
+nothing from here, so the dependency runs one way.
 """
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Optional
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from safetensors.torch import load_file, save_file
 from torch import nn
+
+import baselines
+from experiments.atomic import atomic_write
 
 
 def is_head_parameter(name: str, head_modules) -> bool:
@@ -158,20 +166,105 @@ class PeftMethod(Method):
         return model
 
 
-def _baseline(name: str):
-    def build(method_cfg, model_cfg):
-        import baselines
+TRAINABLE_FILE = "trainable.safetensors"
 
-        return getattr(baselines, name)(method_cfg, model_cfg)
-    return build
+
+def save_trainable(model: nn.Module, out_dir: Path, extra: Optional[dict] = None) -> None:
+    """Save the trainable tensors (what differs from the base checkpoint), plus `extra` ones, as safetensors."""
+    tensors = {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+    tensors.update({n: t.detach().cpu().contiguous() for n, t in (extra or {}).items()})
+    atomic_write(Path(out_dir) / TRAINABLE_FILE, lambda temporary: save_file(tensors, str(temporary)))
+
+
+def load_trainable(model: nn.Module, out_dir: Path) -> nn.Module:
+    """Inverse of :func:`save_trainable` on a model the same method was applied to; every saved name must exist."""
+    state = load_file(str(Path(out_dir) / TRAINABLE_FILE))
+    unexpected = model.load_state_dict(state, strict=False).unexpected_keys
+    if unexpected:
+        raise ValueError(f"{Path(out_dir) / TRAINABLE_FILE} holds tensors this model lacks: {unexpected[:5]}")
+    return model
+
+
+class HeadOnly(Method):
+    """Head only / linear probe (paper key `LP`): the backbone is frozen, only `model.head_modules` train."""
+
+    def apply(self, model):
+        if not self.head_modules:
+            raise ValueError("method head_only trains only model.head_modules, and this model config names none")
+        _require_head(model, self.head_modules)
+        freeze_all_but_head(model, self.head_modules)
+        return model
+
+    def save(self, model, out_dir):
+        save_trainable(model, out_dir)
+
+
+class BitFit(HeadOnly):
+    """BitFit (baselines/bitfit.py): every bias of the backbone plus the head."""
+
+    def apply(self, model):
+        _require_head(model, self.head_modules)
+        freeze_all_but_head(model, self.head_modules)
+        return baselines.train_biases(model)
+
+
+class LowRankBaseline(Method):
+    """A `baselines.apply_*` adapter; `config` holds its keyword arguments (`target_modules` defaults to the
+    model's). The head stays fully trainable; the adapter's frozen buffers are saved with it."""
+
+    adapter = None  # the baselines function, set by each subclass
+
+    def apply(self, model):
+        _require_head(model, self.head_modules)
+        kwargs = self.config_kwargs()
+        targets = kwargs.pop("target_modules", None) or self.target_modules
+        adapter = type(self).adapter
+        try:
+            inspect.signature(adapter).bind(model, targets, **kwargs)
+        except TypeError as error:  # an unknown config key: name the function and the keys it takes
+            raise ValueError(f"method.config={kwargs} does not fit {adapter.__name__}"
+                             f"{inspect.signature(adapter)}: {error}") from error
+        model = adapter(model, targets, **kwargs)
+        for name, param in model.named_parameters():
+            if is_head_parameter(name, self.head_modules):
+                param.requires_grad = True
+        return model
+
+    def adapted(self, model):
+        layers = [m for m in model.modules() if isinstance(m, baselines.LowRankLinear)]
+        return (sum(m.base.weight.numel() for m in layers) or None), len(layers)
+
+    def save(self, model, out_dir):
+        buffers = {n: b for n, b in model.named_buffers() if _in_low_rank_module(model, n)}
+        save_trainable(model, out_dir, extra=buffers)
+
+
+def _in_low_rank_module(model: nn.Module, tensor_name: str) -> bool:
+    owner = tensor_name.rpartition(".")[0]
+    return isinstance(model.get_submodule(owner) if owner else model, baselines.LowRankLinear)
+
+
+class TiedLoRA(LowRankBaseline):
+    adapter = staticmethod(baselines.apply_tied_lora)
+
+
+class LoRAXS(LowRankBaseline):
+    adapter = staticmethod(baselines.apply_lora_xs)
+
+
+class CondLoRA(LowRankBaseline):
+    adapter = staticmethod(baselines.apply_condlora)
 
 
 REGISTRY = {
     "full": FullFineTuning,
     "gpart": GPartMethod,
     "peft": PeftMethod,
-    "bitfit": _baseline("BitFit"),
-    "head_only": _baseline("HeadOnly"),
+    "bitfit": BitFit,
+    "head_only": HeadOnly,
+    "tied_lora": TiedLoRA,
+    "lora_xs": LoRAXS,
+    "condlora": CondLoRA,
 }
 
 

@@ -3,6 +3,8 @@
 Each architecture is built on the meta device from its published config values (recorded below, no download),
 with the target modules named in `configs/model/<key>.yaml`; each method is counted by applying it for real:
 GPart through `gpart`, LoRA and Uni-LoRA through PEFT. Task heads are excluded (the paper's convention).
+The peers from `baselines/` (Tied-LoRA, LoRA-XS, CondLoRA) are counted through the method registry on the config
+their GLUE experiment files compose to, next to the count `paper_glue.csv` prints for them.
 """
 
 from __future__ import annotations
@@ -108,6 +110,44 @@ def count(budget: Budget, with_gpart: bool) -> dict:
     return row
 
 
+PEERS = {"tied_lora": "Tied-LoRA", "lora_xs": "LoRA-XS", "condlora": "CondLoRA"}
+PAPER_GLUE = CONFIGS.parent.parent / "shared" / "reference" / "paper_glue.csv"
+
+
+def peer_config(method: str, size: str):
+    """The config `make reproduce-glue` would run (`glue/<size>/<method>-sst2`), else the method's defaults."""
+    from hydra import compose, initialize_config_dir
+
+    experiment = f"glue/{size}/{method}-sst2"
+    has_experiment = (CONFIGS / "experiment" / f"{experiment}.yaml").exists()
+    overrides = [f"experiment={experiment}"] if has_experiment else [f"method={method}", f"model=roberta-{size}"]
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        return compose("config", overrides=overrides), has_experiment
+
+
+def paper_counts() -> dict[tuple[str, str], str]:
+    """(model, method key) -> the `trainable_params` cell of paper_glue.csv; empty when the file is absent."""
+    import csv
+
+    if not PAPER_GLUE.exists():
+        return {}
+    with open(PAPER_GLUE) as handle:
+        return {(row["model"], row["method"]): row["trainable_params"] for row in csv.DictReader(handle)}
+
+
+def count_peer(method: str, size: str) -> dict:
+    from experiments.methods import build_method, is_head_parameter
+
+    cfg, has_experiment = peer_config(method, size)
+    model = build_method(cfg.method, cfg.model).apply(meta_model(BUDGETS[0 if size == "base" else 1]))
+    heads = list(cfg.model.head_modules)
+    params = sum(p.numel() for n, p in model.named_parameters() if p.requires_grad and not is_head_parameter(n, heads))
+    return {"setting": f"roberta-{size}", "method": PEERS[method], "trainable": params,
+            "paper": paper_counts().get((f"roberta-{size}", cfg.method.key), ""),
+            "config": f"r={cfg.method.config.r}, targets {','.join(cfg.method.config.target_modules)}",
+            "experiment files": "yes" if has_experiment else "no"}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--with-7b-gpart", action="store_true", help="apply GPart to the 7B shape too (~1-2 min of hashing)")
@@ -119,7 +159,15 @@ def main(argv=None):
     for row in rows:
         print("| " + " | ".join(f"{row[h]:,}" if isinstance(row[h], int) else str(row[h]) for h in header) + " |")
     print("\nTrainable adapter parameters, task heads excluded; built on the meta device (no weights, no download).")
-    return rows
+    peers = [count_peer(method, size) for size in ("base", "large") for method in PEERS]
+    header = ["setting", "method", "trainable", "paper", "config", "experiment files"]
+    print("\n| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for row in peers:
+        print("| " + " | ".join(f"{row[h]:,}" if isinstance(row[h], int) else str(row[h] or "—") for h in header) + " |")
+    print("\nPeers from baselines/, counted through the method registry on their GLUE experiment configs; `paper` is "
+          "paper_glue.csv's trainable_params (— where it has no row).")
+    return rows + peers
 
 
 if __name__ == "__main__":

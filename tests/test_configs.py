@@ -31,13 +31,23 @@ def test_the_issue_methods_and_both_glue_tables_exist():
                 assert f"glue/{size}/{method}-{task}" in EXPERIMENTS
 
 
+def test_the_baselines_glue_files_exist_where_a_paper_row_or_setting_does():
+    """Tied-LoRA base+large and LoRA-XS large (paper_glue.csv rows), CondLoRA base (its own repo's GLUE scripts)."""
+    expected = {f"glue/{size}/{method}-{task}" for method, sizes in
+                (("tied_lora", ("base", "large")), ("lora_xs", ("large",)), ("condlora", ("base",)))
+                for size in sizes for task in ("sst2", "mrpc", "cola", "qnli", "rte", "stsb")}
+    found = {e for e in EXPERIMENTS if e.rsplit("/", 1)[1].rsplit("-", 1)[0] in ("tied_lora", "lora_xs", "condlora")}
+    assert found == expected and len(found) == 24
+    check_experiments(sorted(found))
+
+
 @pytest.mark.parametrize("method", METHOD_FILES)
 def test_method_config_composes_and_builds(compose, method):
     from experiments.methods import Method, build_method
 
     cfg = compose([f"method={method}", "model=tiny-roberta"])
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    assert resolved["method"]["key"] in paper_methods() | {"BitFit", "LP"}
+    assert resolved["method"]["key"] in paper_methods() | {"BitFit", "LP", "CondLoRA"}  # CondLoRA: no paper row
     assert isinstance(build_method(cfg.method, cfg.model), Method)
     # The runner's two learning rates always resolve to numbers.
     assert isinstance(resolved["trainer"]["lr"], float) and isinstance(resolved["trainer"]["head_lr"], float)

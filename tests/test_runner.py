@@ -17,7 +17,8 @@ TINY_METHOD = {
     "vblora": ["+method.config.vector_length=16", "+method.config.num_vectors=16"],
     "fourierft": ["+method.config.n_frequency=100"],
 }
-METHODS = ["gpart", "lora", "unilora", "vera", "vblora", "fourierft", "full", "bitfit", "head_only"]
+METHODS = ["gpart", "lora", "unilora", "vera", "vblora", "fourierft", "full", "bitfit", "head_only",
+           "tied_lora", "lora_xs", "condlora"]
 SCHEMA_KEYS = {"schema_version", "run_id", "status", "table", "model", "method", "task", "seed", "metric", "config",
                "config_hash", "adapted_space_size", "adapted_modules", "trainable_params", "head_params", "epochs",
                "best_epoch", "validation_metric", "test_metric", "test_metrics", "timing", "memory",
@@ -62,6 +63,10 @@ def test_smoke_run_writes_a_complete_record(compose, glue_dir, tmp_path, method)
 @pytest.mark.parametrize("method,trainable,size,modules", [
     ("gpart", 512, 4096, 4), ("lora", 4 * 8 * (32 + 32), 4096, 4), ("unilora", 512, 4096, 4),
     ("head_only", 0, None, 0),
+    # baselines/: Tied-LoRA r=8 ties A, B per target: 2·8·(32+32) + 4·(8+32); LoRA-XS r=16: 8 modules × 16², its
+    # targets add attention-out (32×32) and FFN-out (32×64) to q,v; CondLoRA r=8: 2 targets × 2·8·32.
+    ("tied_lora", 2 * 8 * 64 + 4 * (8 + 32), 4096, 4), ("lora_xs", 8 * 16 * 16, 4096 + 2 * 1024 + 2 * 2048, 8),
+    ("condlora", 2 * 2 * 8 * 32, 4096, 4),
 ])
 def test_record_counts_follow_the_paper_convention(compose, glue_dir, tmp_path, method, trainable, size, modules):
     """Adapter parameters exclude the head; N is the number of scalars in the adapted q,v weights."""
