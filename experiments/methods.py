@@ -198,6 +198,9 @@ class HeadOnly(Method):
     def save(self, model, out_dir):
         save_trainable(model, out_dir)
 
+    def load(self, model, out_dir):
+        return load_trainable(model, out_dir)
+
 
 class BitFit(HeadOnly):
     """BitFit (baselines/bitfit.py): every bias of the backbone plus the head."""
@@ -237,6 +240,9 @@ class LowRankBaseline(Method):
     def save(self, model, out_dir):
         buffers = {n: b for n, b in model.named_buffers() if _in_low_rank_module(model, n)}
         save_trainable(model, out_dir, extra=buffers)
+
+    def load(self, model, out_dir):
+        return load_trainable(model, out_dir)
 
 
 def _in_low_rank_module(model: nn.Module, tensor_name: str) -> bool:

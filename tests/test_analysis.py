@@ -106,8 +106,8 @@ def test_lanczos_recovers_the_extreme_singular_values():
     np.testing.assert_allclose(gpart, 1.0, atol=1e-10)  # JᵀJ = I: an invariant subspace at the first step
 
 
-class CubicAdapter(nn.Module):
-    """ΔW = a³ M: not of degree ≤ 2, so central differences would be inexact."""
+class QuinticAdapter(nn.Module):
+    """ΔW = a⁵ M: not of degree ≤ 4, so the five-point stencil would be inexact."""
 
     def __init__(self, base: nn.Linear):
         super().__init__()
@@ -116,13 +116,13 @@ class CubicAdapter(nn.Module):
         self.register_buffer("direction", torch.randn(base.out_features, base.in_features, dtype=torch.float64))
 
     def forward(self, x):
-        return self.base_layer(x) + x @ (self.a**3 * self.direction).T
+        return self.base_layer(x) + x @ (self.a**5 * self.direction).T
 
 
 def test_a_map_of_higher_degree_is_refused():
     model = nn.Module()
-    model.layer = CubicAdapter(nn.Linear(4, 3).double().requires_grad_(False))
-    with pytest.raises(ValueError, match="not of degree ≤ 2"):
+    model.layer = QuinticAdapter(nn.Linear(4, 3).double().requires_grad_(False))
+    with pytest.raises(ValueError, match="not of degree ≤ 4"):
         UpdateMap(model).check_degree()
 
 
@@ -195,3 +195,20 @@ def test_cli_on_real_runs_writes_figures_data_and_command(compose, glue_dir, tmp
     assert set(surface["label"]) == {"GPart", "Uni-LoRA"} and len(surface) == 2 * 9
     thetas = pd.read_csv(out / "theta-tiny-roberta-sst2.csv").set_index("label")
     assert thetas.loc["GPart", "size"] == 64 and thetas.loc["GPart", "std"] > 0
+
+
+def test_tied_lora_a_degree_four_map_is_measured_exactly():
+    import baselines
+
+    model = baselines.apply_tied_lora(tiny_roberta(), ["query", "value"], r=2)
+    generator = torch.Generator().manual_seed(7)
+    with torch.no_grad():  # a generic point: every factor non-zero
+        for param in model.parameters():
+            if param.requires_grad:
+                param.copy_(torch.randn(param.shape, generator=generator, dtype=param.dtype))
+    model.classifier.requires_grad_(False)
+    update_map = UpdateMap(model.double())
+    assert update_map.check_degree() < 1e-8
+    v = unit_directions(update_map.size, 1, seed=8, like=update_map.params[0])[0]
+    u = unit_directions(update_map.output_size, 1, seed=9, like=update_map.params[0])[0]
+    assert float(u @ update_map.jvp(v)) == pytest.approx(float(update_map.vjp(u) @ v), rel=1e-9)

@@ -13,9 +13,10 @@ J = ∂f/∂p is what the paper's isometry argument is about: GPart's f is linea
 values 1, or √n_j without the normalisation), LoRA's bilinear f = s·B·A is rank-deficient at its usual init B = 0.
 
 * ``vjp`` (Jᵀu) is one backward pass of autograd through the layers' own code (GPart's fused autograd function too).
-* ``jvp`` (Jv) is a central difference, (f(p + εv) − f(p − εv)) / 2ε. It is *exact* for maps of degree ≤ 2 in p,
-  which every method here is (linear: GPart, FourierFT; bilinear: LoRA, VeRA, Uni-LoRA); ``check_degree`` verifies
-  that numerically before it is relied on, so a method it would be wrong for fails loudly instead.
+* ``jvp`` (Jv) is the five-point central difference [f(p − 2εv) − 8 f(p − εv) + 8 f(p + εv) − f(p + 2εv)] / 12ε.
+  It is *exact* for maps of degree ≤ 4 in p, which every method here is (linear: GPart, FourierFT, LoRA-XS;
+  bilinear: LoRA, VeRA, Uni-LoRA; degree 4: Tied-LoRA's diag(v)·B·diag(u)·A); ``check_degree`` verifies that
+  numerically before it is relied on, so a method it would be wrong for fails loudly instead.
 * Singular values: exactly (the Gram matrix JᵀJ built column by column, then ``eigvalsh``) when p is small, else
   the extreme ones estimated by Lanczos on JᵀJ with full reorthogonalisation, labelled as estimates.
 """
@@ -30,7 +31,7 @@ from torch import nn
 
 from experiments.methods import is_head_parameter
 
-DEGREE_TOLERANCE = 1e-6  # relative: central differences at ε and ε/2 agree this well for a map of degree ≤ 2
+DEGREE_TOLERANCE = 1e-6  # relative: the stencils at ε and ε/2 agree this well for a map of degree ≤ 4
 # σ below this fraction of σ_max counts as 0: the Gram route squares J's condition, so in float64 a true zero comes
 # out near 1e-7·σ_max (sqrt of rounding), while the smallest true σ of every method here is far above 1e-5·σ_max.
 ZERO_SIGMA = 1e-5
@@ -44,11 +45,17 @@ def _linear_in_features(base: nn.Module) -> int | None:
     return None
 
 
+def frozen_layer(module: nn.Module):
+    """The wrapped frozen layer: ``base_layer`` (GPart, PEFT) or ``base`` (this suite's low-rank baselines)."""
+    base = getattr(module, "base_layer", None)
+    return base if isinstance(base, nn.Module) else getattr(module, "base", None)
+
+
 def adapted_layers(model: nn.Module, head_modules=()) -> list[tuple[str, nn.Module]]:
     """(name, wrapper) of every adapter-wrapped linear layer: a module holding the frozen layer as ``base_layer``."""
     found = []
     for name, module in model.named_modules():
-        base = getattr(module, "base_layer", None)
+        base = frozen_layer(module)
         if not isinstance(base, nn.Module) or _linear_in_features(base) is None:
             continue
         if head_modules and is_head_parameter(name + ".weight", head_modules):
@@ -76,11 +83,11 @@ class UpdateMap:
         param = self.params[0]
         self._probes = {}
         for name, layer in self.layers:
-            width = _linear_in_features(layer.base_layer)
+            width = _linear_in_features(frozen_layer(layer))
             eye = torch.eye(width, dtype=param.dtype, device=param.device)
             self._probes[name] = torch.cat([eye, torch.zeros(1, width, dtype=param.dtype, device=param.device)])
         with torch.no_grad():
-            self._base = {name: layer.base_layer(self._probes[name]) for name, layer in self.layers}
+            self._base = {name: frozen_layer(layer)(self._probes[name]) for name, layer in self.layers}
         self.output_size = int(sum(out.numel() for out in self._base.values()))
 
     def point(self) -> torch.Tensor:
@@ -111,9 +118,11 @@ class UpdateMap:
                 param.copy_(value)
 
     def jvp(self, v: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
-        """J v by a central difference: exact (to rounding) for maps of degree ≤ 2 in p (see the module docstring)."""
+        """J v by a five-point central difference: exact (to rounding) for maps of degree ≤ 4 in p."""
         v = v.to(self.params[0])
-        return (self._delta_at(eps * v) - self._delta_at(-eps * v)) / (2 * eps)
+        near = self._delta_at(eps * v) - self._delta_at(-eps * v)
+        far = self._delta_at(2 * eps * v) - self._delta_at(-2 * eps * v)
+        return (8 * near - far) / (12 * eps)
 
     def vjp(self, u: torch.Tensor) -> torch.Tensor:
         """Jᵀ u by autograd through the layers' own forward and backward."""
@@ -123,13 +132,13 @@ class UpdateMap:
         return torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1) for g, p in zip(grads, self.params)])
 
     def check_degree(self, seed: int = 0) -> float:
-        """Relative gap between J v at ε = 1 and ε = 1/2 along a random direction; raises if f is not of degree ≤ 2."""
+        """Relative gap between J v at ε = ‖p‖ and ‖p‖/2 along a random direction; raises if f has degree > 4."""
         v = unit_directions(self.size, 1, seed=seed, like=self.params[0])[0]
         scale = float(self.point().norm()) or 1.0
         wide, narrow = self.jvp(v, eps=scale), self.jvp(v, eps=scale / 2)
         gap = float((wide - narrow).norm() / max(float(narrow.norm()), 1e-30))
         if gap > DEGREE_TOLERANCE and float(narrow.norm()) > 0:
-            raise ValueError(f"this method's update map is not of degree ≤ 2 in its parameters (central differences "
+            raise ValueError(f"this method's update map is not of degree ≤ 4 in its parameters (five-point stencils "
                              f"at ε and ε/2 differ by {gap:.2e} relative); Jacobian-vector products by central "
                              "difference would be inexact, so the distortion analysis refuses it")
         return gap
