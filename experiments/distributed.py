@@ -39,21 +39,19 @@ def launched_world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def world_size() -> int:
+def process_group() -> tuple[int, int]:
+    """(rank, number of processes) of the initialised process group; (0, 1) without one. Work is split by this."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_world_size()
-    return launched_world_size()
-
-
-def rank() -> int:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank()
-    return int(os.environ.get("RANK", "0"))
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
 
 
 def is_main_process() -> bool:
-    """Rank 0, or a single process. Only it writes records, adapters, predictions and cleans up checkpoints."""
-    return rank() == 0
+    """Rank 0 (of the group, or as the launcher numbered it before the group exists), or a single process. Only it
+    writes records, adapters and predictions, and cleans up checkpoints."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank() == 0
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def has_accelerator() -> bool:
@@ -144,9 +142,10 @@ def per_rank_summary(trainer) -> list[dict]:
 
 def gather_objects(value: Any) -> list[Any]:
     """`value` of every rank, in rank order (all ranks receive the list); `[value]` in a single process."""
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+    processes = process_group()[1]
+    if processes == 1:
         return [value]
-    gathered: list[Any] = [None] * torch.distributed.get_world_size()
+    gathered: list[Any] = [None] * processes
     torch.distributed.all_gather_object(gathered, value)
     return gathered
 

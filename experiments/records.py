@@ -148,6 +148,7 @@ def new_record(cfg: DictConfig, run_id: str, digest: str) -> dict:
         "test_metrics": {},
         "timing": {"wall_s": None, "train_s": None, "median_step_s": None, "eval_s": None},
         "memory": {"peak_bytes": None, "device": None, "kind": None},
+        "distributed": None,    # filled by the runner once Trainer has set up its processes
         "adapter_bytes": None,
         "versions": package_versions(),
         "git": git_state(),
