@@ -25,7 +25,9 @@ import logging
 import math
 import os
 import shutil
+import signal
 import tempfile
+import threading
 from datetime import timedelta
 from typing import Any, Optional
 
@@ -148,6 +150,20 @@ def gather_objects(value: Any) -> list[Any]:
     gathered: list[Any] = [None] * processes
     torch.distributed.all_gather_object(gathered, value)
     return gathered
+
+
+class StoppedByLauncher(RuntimeError):
+    """SIGTERM under a launcher: torchrun stops every rank when one fails (or the job was cancelled)."""
+
+
+def raise_on_sigterm() -> None:
+    """Under a launcher, turn SIGTERM into :class:`StoppedByLauncher`, so that rank 0 marks its record `failed`
+    in the grace period before the launcher's SIGKILL. A single process keeps Python's default."""
+    if launched_world_size() > 1 and threading.current_thread() is threading.main_thread():
+        def stop(signum, frame):
+            raise StoppedByLauncher("stopped by the launcher (SIGTERM): another rank failed or the job was cancelled")
+
+        signal.signal(signal.SIGTERM, stop)
 
 
 def quiet_hydra_on_other_ranks(argv: list[str]) -> list[str]:

@@ -29,7 +29,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 import experiments  # noqa: F401  (registers the OmegaConf resolvers)
 from experiments import distributed, records
@@ -259,10 +259,18 @@ def train(cfg: DictConfig, record: dict, run_dir: Path, resume_from: Optional[st
 
 
 # -- one run, with its record -----------------------------------------------------------------------------------------
+def last_complete_checkpoint(checkpoints: Path) -> Optional[str]:
+    """The newest checkpoint Trainer finished writing (`trainer_state.json` is its last file). A run killed while
+    saving leaves a partial one, which Trainer cannot resume from; the previous one is kept until the new one is done."""
+    complete = [path for path in checkpoints.glob(f"{PREFIX_CHECKPOINT_DIR}-*")
+                if path.name.split("-")[-1].isdigit() and (path / "trainer_state.json").is_file()]
+    return str(max(complete, key=lambda path: int(path.name.split("-")[-1]))) if complete else None
+
+
 def resume_point(run_dir: Path, previous: Optional[dict]) -> tuple[Optional[str], list]:
     """(last checkpoint of an unfinished run, the epochs recorded up to it)."""
     checkpoints = run_dir / "checkpoints"
-    last = get_last_checkpoint(str(checkpoints)) if previous and checkpoints.is_dir() else None
+    last = last_complete_checkpoint(checkpoints) if previous and checkpoints.is_dir() else None
     if last is None:
         return None, []
     state = records.read(Path(last) / "trainer_state.json") or {}
@@ -336,6 +344,7 @@ def _wandb_key_configured() -> bool:
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="config")
 def main(cfg: DictConfig) -> Optional[float]:
+    distributed.raise_on_sigterm()
     record = run(cfg)
     return record.get("test_metric")
 

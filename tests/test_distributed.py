@@ -64,6 +64,18 @@ def test_ddp_settings_are_not_part_of_the_run_id(compose):
     assert config_hash(base) != config_hash(compose(["model=tiny-roberta", "trainer.keep_global_batch=false"]))
 
 
+def test_resume_skips_a_checkpoint_killed_while_being_written(tmp_path):
+    from experiments.run import last_complete_checkpoint
+
+    for step, complete in ((10, True), (20, True), (30, False)):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        if complete:
+            (folder / "trainer_state.json").write_text("{}")
+    assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-20")
+    assert last_complete_checkpoint(tmp_path / "checkpoint-30") is None
+
+
 # -- slow: two gloo processes ------------------------------------------------------------------------------------------
 def environment(tmp: Path) -> dict:
     return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled",
@@ -158,12 +170,13 @@ def start_and_wait_for_first_epoch(command: list[str], root: Path, env: dict) ->
     deadline = time.time() + 600
     while time.time() < deadline:
         records = list(root.glob("runs/*/record.json"))
-        if records and json.loads(records[0].read_text())["epochs"]:
+        checkpoints = list(root.glob("runs/*/checkpoints/checkpoint-*/trainer_state.json"))   # written last
+        if records and json.loads(records[0].read_text())["epochs"] and checkpoints:
             return launcher
         assert launcher.poll() is None, launcher.stderr.read()[-3000:]
         time.sleep(0.1)
     launcher.kill()
-    raise AssertionError("no epoch recorded within 600 s")
+    raise AssertionError("no epoch recorded and checkpointed within 600 s")
 
 
 @pytest.mark.slow
