@@ -64,7 +64,7 @@ def has_accelerator() -> bool:
 
 
 def split_global_batch(batch_size: int, grad_accum: int, processes: int, keep_global: bool = True) -> tuple[int, int]:
-    """(per-device batch, accumulation steps) so that per-device × accumulation × processes = batch_size × grad_accum.
+    """(per-device batch, accumulation steps) with per-device × accumulation × processes = batch_size × grad_accum.
 
     The processes take what they can from the accumulation steps first (same per-device memory, fewer sequential
     micro-batches), the rest from the per-device batch. With `keep_global` false the batch is per device and the

@@ -261,7 +261,7 @@ def train(cfg: DictConfig, record: dict, run_dir: Path, resume_from: Optional[st
 # -- one run, with its record -----------------------------------------------------------------------------------------
 def last_complete_checkpoint(checkpoints: Path) -> Optional[str]:
     """The newest checkpoint Trainer finished writing (`trainer_state.json` is its last file). A run killed while
-    saving leaves a partial one, which Trainer cannot resume from; the previous one is kept until the new one is done."""
+    saving leaves a partial one, which Trainer cannot resume from; the previous one stays until the new one is done."""
     complete = [path for path in checkpoints.glob(f"{PREFIX_CHECKPOINT_DIR}-*")
                 if path.name.split("-")[-1].isdigit() and (path / "trainer_state.json").is_file()]
     return str(max(complete, key=lambda path: int(path.name.split("-")[-1]))) if complete else None

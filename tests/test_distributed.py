@@ -238,7 +238,8 @@ def test_a_slurm_sweep_rehearsed_with_submitit_launches_writes_records_and_resum
 def test_math_evaluation_split_over_two_ranks_gives_one_process_predictions(tmp_path):
     script = str(REPO / "tests" / "distributed_scripts" / "math_eval.py")
     env = environment(tmp_path)
-    for out, launcher in (("two.json", [TORCHRUN, "--standalone", "--nproc_per_node=2"]), ("one.json", [sys.executable])):
+    launchers = (("two.json", [TORCHRUN, "--standalone", "--nproc_per_node=2"]), ("one.json", [sys.executable]))
+    for out, launcher in launchers:
         done = subprocess.run([*launcher, script, str(tmp_path / out)], cwd=REPO, env=env, capture_output=True,
                               text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
