@@ -26,7 +26,7 @@ SCHEMA_VERSION = 1
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Keys that say where things live or how they are logged, not what is computed; left out of config_hash.
 UNHASHED_TOP = ("seed", "paths", "logger", "hydra", "run_name")  # left out of config_hash
-UNHASHED_ANYWHERE = ("data_dir", "output_dir")  # left out at any depth
+UNHASHED_ANYWHERE = ("data_dir", "output_dir", "ddp")  # left out at any depth
 _VERSIONED = ("torch", "transformers", "peft", "accelerate", "datasets", "hydra-core", "timm", "wandb", "gpart")
 
 
@@ -148,6 +148,7 @@ def new_record(cfg: DictConfig, run_id: str, digest: str) -> dict:
         "test_metrics": {},
         "timing": {"wall_s": None, "train_s": None, "median_step_s": None, "eval_s": None},
         "memory": {"peak_bytes": None, "device": None, "kind": None},
+        "distributed": None,    # filled by the runner once Trainer has set up its processes
         "adapter_bytes": None,
         "backend": None,  # filled after training by Method.backend (GPart: which compute path ran)
         "versions": package_versions(),

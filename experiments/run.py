@@ -2,7 +2,7 @@
 
     python -m experiments.run experiment=glue/base/gpart-sst2 seed=0
     python -m experiments.run -m experiment=glue/base/gpart-sst2 seed=0,1,2,3,4     # a sweep
-    accelerate launch -m experiments.run experiment=...                           # multi-GPU, no code of ours
+    torchrun --nproc_per_node 4 -m experiments.run experiment=...                   # DDP (experiments/distributed.py)
 
 It composes `configs/config.yaml`, instantiates the task (`cfg.task._target_`), builds the model and applies the
 method from the registry (`experiments/methods.py`), trains with `transformers.Trainer` (two learning rates: adapter
@@ -16,6 +16,8 @@ import math
 import os
 import shutil
 import statistics
+import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -27,10 +29,11 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 import experiments  # noqa: F401  (registers the OmegaConf resolvers)
-from experiments import records
+from experiments import distributed, records
+from experiments.distributed import is_main_process
 from experiments.methods import Method, build_method, is_head_parameter
 from experiments.tasks.base import Splits, Task
 
@@ -45,6 +48,7 @@ class RunnerTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.head_modules, self.head_lr = list(head_modules), float(head_lr)
         self.step_losses: list[float] = []
+        self.micro_batches = self.examples_seen = 0   # this rank's share of the training data
 
     def create_optimizer(self, model=None):
         if self.optimizer is None:
@@ -65,6 +69,8 @@ class RunnerTrainer(Trainer):
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
         self.step_losses.append(float(loss.detach()))
+        self.micro_batches += 1
+        self.examples_seen += len(next(iter(inputs.values())))
         return loss
 
 
@@ -145,14 +151,14 @@ class EpochRecorder(TrainerCallback):
         scores = {split: self.task.evaluate(self.trainer, getattr(self.splits, split), split)
                   for split in ("validation", "test")}
         self.eval_seconds += time.perf_counter() - start
-        losses = self.trainer.step_losses
+        losses = [loss for rank_losses in distributed.gather_objects(self.trainer.step_losses) for loss in rank_losses]
         entry = {"epoch": max(1, math.ceil((state.epoch or 0) - 1e-6)), "step": state.global_step,
                  "train_loss": (sum(losses) / len(losses)) if losses else None, **scores}
-        losses.clear()
-        if not self.trainer.is_world_process_zero():
-            return
+        self.trainer.step_losses.clear()
         improved = records.best_epoch(self.record["epochs"] + [entry], self.task.metric) is entry
         self.record["epochs"].append(entry)
+        if not self.trainer.is_world_process_zero():
+            return
         if improved and self.save_adapter:
             save_directory_atomically(lambda path: self.method.save(self.trainer.model, path),
                                       self.run_dir / "adapter")
@@ -161,9 +167,13 @@ class EpochRecorder(TrainerCallback):
 
 
 def save_directory_atomically(save, target: Path) -> None:
-    staging = target.with_name(f".{target.name}.tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    save(staging)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+    try:
+        save(staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     shutil.rmtree(target, ignore_errors=True)
     os.replace(staging, target)
 
@@ -173,8 +183,8 @@ def training_arguments(cfg: DictConfig, run_dir: Path, run_id: str) -> TrainingA
     return TrainingArguments(
         output_dir=str(run_dir / "checkpoints"),
         num_train_epochs=float(t.epochs), max_steps=int(t.max_steps),
-        per_device_train_batch_size=int(t.batch_size), per_device_eval_batch_size=int(t.eval_batch_size),
-        gradient_accumulation_steps=int(t.grad_accum),
+        per_device_eval_batch_size=int(t.eval_batch_size),
+        **distributed.training_arguments(t),  # per-device batch and DDP settings of this launch
         learning_rate=float(t.lr), weight_decay=float(t.weight_decay),
         warmup_steps=float(t.warmup_ratio),  # transformers 5: a float < 1 is a ratio of the total steps
         lr_scheduler_type=str(t.lr_scheduler), max_grad_norm=float(t.max_grad_norm),
@@ -219,6 +229,7 @@ def make_trainer(cfg: DictConfig, task: Task, model, processor, splits: Splits, 
         train_dataset=splits.train, data_collator=task.data_collator(processor), processing_class=processor,
         compute_metrics=task.compute_metrics, preprocess_logits_for_metrics=task.preprocess_logits_for_metrics,
         callbacks=[recorder], head_modules=list(cfg.model.head_modules), head_lr=float(cfg.trainer.head_lr))
+    trainer.model_accepts_loss_kwargs = task.token_level_loss   # see Task.token_level_loss
     recorder.trainer = trainer
     return trainer
 
@@ -230,6 +241,7 @@ def train(cfg: DictConfig, record: dict, run_dir: Path, resume_from: Optional[st
     splits = task.build_splits(processor, int(cfg.seed))
     recorder = EpochRecorder(task, splits, method, record, run_dir, bool(cfg.trainer.save_adapter))
     trainer = make_trainer(cfg, task, model, processor, splits, recorder, run_dir, record["run_id"])
+    record["distributed"] = distributed.describe(trainer.args)
     write_record(run_dir, record)
 
     start = time.perf_counter()
@@ -240,6 +252,7 @@ def train(cfg: DictConfig, record: dict, run_dir: Path, resume_from: Optional[st
                             median_step_s=statistics.median(recorder.step_times) if recorder.step_times else None)
     record["memory"] = memory.result()
     record["backend"] = method.backend(model)  # the compute path that actually ran (GPart: torch/Triton)
+    record["distributed"]["per_rank"] = distributed.per_rank_summary(trainer)
     record["adapter_bytes"] = records.directory_bytes(run_dir / "adapter")
     if not cfg.trainer.keep_checkpoints and is_main_process():
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
@@ -247,20 +260,23 @@ def train(cfg: DictConfig, record: dict, run_dir: Path, resume_from: Optional[st
 
 
 # -- one run, with its record -----------------------------------------------------------------------------------------
+def last_complete_checkpoint(checkpoints: Path) -> Optional[str]:
+    """The newest checkpoint Trainer finished writing (`trainer_state.json` is its last file). A run killed while
+    saving leaves a partial one, which Trainer cannot resume from; the previous one stays until the new one is done."""
+    complete = [path for path in checkpoints.glob(f"{PREFIX_CHECKPOINT_DIR}-*")
+                if path.name.split("-")[-1].isdigit() and (path / "trainer_state.json").is_file()]
+    return str(max(complete, key=lambda path: int(path.name.split("-")[-1]))) if complete else None
+
+
 def resume_point(run_dir: Path, previous: Optional[dict]) -> tuple[Optional[str], list]:
     """(last checkpoint of an unfinished run, the epochs recorded up to it)."""
     checkpoints = run_dir / "checkpoints"
-    last = get_last_checkpoint(str(checkpoints)) if previous and checkpoints.is_dir() else None
+    last = last_complete_checkpoint(checkpoints) if previous and checkpoints.is_dir() else None
     if last is None:
         return None, []
     state = records.read(Path(last) / "trainer_state.json") or {}
     done = round(state.get("epoch") or 0)
     return last, [e for e in previous.get("epochs", []) if e["epoch"] <= done]
-
-
-def is_main_process() -> bool:
-    """Rank 0 under torchrun / accelerate (both set RANK), or a single process. Only it writes records."""
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 def write_record(run_dir: Path, record: dict) -> None:
@@ -329,9 +345,11 @@ def _wandb_key_configured() -> bool:
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="config")
 def main(cfg: DictConfig) -> Optional[float]:
+    distributed.raise_on_sigterm()
     record = run(cfg)
     return record.get("test_metric")
 
 
 if __name__ == "__main__":
+    sys.argv = distributed.quiet_hydra_on_other_ranks(sys.argv)
     main()

@@ -1,7 +1,8 @@
 """Greedy generation for math evaluation: batched transformers `generate` with left padding (default), or vLLM.
 
 Prompts are sorted by length before batching (less padding), decoded, cut at the first stop string, and returned in
-the original order. A tqdm bar shows problems done and the ETA. The adapter is merged into the weights for the
+the original order. A tqdm bar shows problems done and the ETA. Under DDP (torchrun) the ranks split the batches and
+gather the texts, so every rank returns all of them. The adapter is merged into the weights for the
 duration (:func:`merged`), as in the paper's protocol (setup.md §4), and unmerged afterwards.
 """
 from __future__ import annotations
@@ -11,11 +12,13 @@ import importlib.util
 import shutil
 import tempfile
 import time
-from typing import Iterator, Optional, Sequence
+from typing import Iterator, Sequence
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
+
+from experiments.distributed import gather_objects, process_group
 
 BACKENDS = ("transformers", "vllm", "auto")
 
@@ -106,11 +109,16 @@ def generate_transformers(model: nn.Module, tokenizer, prompts: Sequence[str], *
     prepare_tokenizer(tokenizer)
     encoded = [encode_prompt(tokenizer, prompt) for prompt in prompts]
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]), reverse=True)
-    outputs: list[Optional[str]] = [None] * len(prompts)
+    batches = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+    # Under DDP each rank generates every N-th of the batches one process would form: the same padded inputs, hence
+    # the same greedy texts, gathered afterwards.
+    rank, processes = process_group()
+    mine = batches[rank::processes]
+    outputs: dict[int, str] = {}
     device = _device(model)
-    bar = tqdm(total=len(prompts), desc=description, unit="problem", disable=not progress, dynamic_ncols=True)
-    for start in range(0, len(order), batch_size):
-        chunk = order[start:start + batch_size]
+    bar = tqdm(total=sum(map(len, mine)), desc=description, unit="problem", disable=not progress or rank != 0,
+               dynamic_ncols=True)
+    for chunk in mine:
         width = max(len(encoded[i]) for i in chunk)
         input_ids = torch.full((len(chunk), width), tokenizer.pad_token_id, dtype=torch.long)
         attention_mask = torch.zeros((len(chunk), width), dtype=torch.long)
@@ -128,7 +136,15 @@ def generate_transformers(model: nn.Module, tokenizer, prompts: Sequence[str], *
             outputs[index] = cut_at_stop(text, stop_strings)
         bar.update(len(chunk))
     bar.close()
-    return [text or "" for text in outputs]
+    return gather_texts(outputs, len(prompts))
+
+
+def gather_texts(mine: dict[int, str], count: int) -> list[str]:
+    """Every rank's {prompt index: text}, merged into one list in prompt order (on every rank)."""
+    merged: dict[int, str] = {}
+    for part in gather_objects(mine):
+        merged.update(part)
+    return [merged.get(index) or "" for index in range(count)]
 
 
 def vllm_available() -> bool:
@@ -166,8 +182,11 @@ def generate_vllm(model: nn.Module, tokenizer, prompts: Sequence[str], *, max_ne
         export_merged(model, tokenizer, folder)
         engine = LLM(model=folder, dtype=dtype, gpu_memory_utilization=gpu_memory_utilization)
         params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens, stop=list(stop_strings) or None)
-        results = engine.generate([{"prompt_token_ids": encode_prompt(tokenizer, p)} for p in prompts], params)
-        return [cut_at_stop(result.outputs[0].text, stop_strings) for result in results]
+        rank, processes = process_group()
+        mine = list(range(rank, len(prompts), processes))     # each DDP rank its share, gathered below
+        results = engine.generate([{"prompt_token_ids": encode_prompt(tokenizer, prompts[i])} for i in mine], params)
+        return gather_texts({i: cut_at_stop(r.outputs[0].text, stop_strings) for i, r in zip(mine, results)},
+                            len(prompts))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

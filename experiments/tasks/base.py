@@ -61,6 +61,13 @@ class Task(abc.ABC):
         table: paper table family (`glue`, `vision`, `math`); goes into the run record.
     """
 
+    #: Whether the model's training loss is a sum over label tokens divided by Trainer's `num_items_in_batch` (the
+    #: causal-LM losses of transformers), so that Trainer may count items over all accumulation steps and processes.
+    #: False (classification): the loss is a mean over the micro-batch. transformers would otherwise multiply a
+    #: **kwargs model's loss by the number of processes (`average_tokens_across_devices`), and RoBERTa's inline
+    #: CrossEntropyLoss ignores the count: gradients N times too large under N processes.
+    token_level_loss: bool = False
+
     def __init__(self, key: str, metric: str, table: str):
         self.key = key
         self.metric = metric

@@ -57,6 +57,8 @@ def package_folder(name: str) -> str:
 class MathTask(Task):
     """Causal-LM fine-tuning on (query, response) rows; evaluation by greedy generation and answer matching."""
 
+    token_level_loss = True   # response tokens of the whole global batch weigh equally, whatever the micro-batching
+
     def __init__(self, key: str, metric: str = "exact_match", table: str = "math", *,
                  train_hub_id: Optional[str] = "meta-math/MetaMathQA", train_split: str = "train",
                  train_local_path: Optional[str] = None, train_size: Optional[int] = 100_000,
