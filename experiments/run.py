@@ -27,10 +27,9 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
 import experiments  # noqa: F401  (registers the OmegaConf resolvers)
-from experiments import records
+from experiments import config_checks, records, reporting, resume, run_lock
 from experiments.methods import Method, build_method, is_head_parameter
 from experiments.tasks.base import Splits, Task
 
@@ -102,6 +101,9 @@ class PeakMemory:
             self._stop.set()
             self._thread.join()
 
+    def so_far(self) -> int:
+        return int(torch.cuda.max_memory_allocated()) if self.cuda else int(self._peak)
+
     def result(self) -> dict:
         device = torch.cuda.get_device_name(0) if self.cuda else "cpu"
         return {"peak_bytes": int(self._peak), "device": device, "kind": self.kind}
@@ -118,6 +120,8 @@ class EpochRecorder(TrainerCallback):
         self.step_times: list[float] = []
         self.eval_seconds = 0.0
         self._step_start = None
+        self.clock_start: Optional[float] = None  # perf_counter at this process's start (for its attempt entry)
+        self.memory: Optional[PeakMemory] = None
         # Kept on every rank (so all ranks run the same evaluations); a resumed run starts at its last entry.
         self._last_evaluated_step = record["epochs"][-1]["step"] if record.get("epochs") else None
 
@@ -139,6 +143,13 @@ class EpochRecorder(TrainerCallback):
         if self._last_evaluated_step != state.global_step:
             self.evaluate_epoch(state)  # max_steps stopped mid-epoch
 
+    def note_attempt(self) -> None:
+        """This process's timings and memory so far, so a record left by a kill still counts them."""
+        if self.record.get("attempts") and self.clock_start is not None:
+            resume.update_attempt(self.record, wall_s=time.perf_counter() - self.clock_start,
+                                  eval_s=self.eval_seconds, step_times=self.step_times,
+                                  peak_bytes=self.memory.so_far() if self.memory else None)
+
     def evaluate_epoch(self, state) -> None:
         self._last_evaluated_step = state.global_step
         start = time.perf_counter()
@@ -157,15 +168,39 @@ class EpochRecorder(TrainerCallback):
             save_directory_atomically(lambda path: self.method.save(self.trainer.model, path),
                                       self.run_dir / "adapter")
         log.info("epoch %s: validation %s, test %s", entry["epoch"], scores["validation"], scores["test"])
+        self.note_attempt()
         records.write_atomic(self.run_dir / "record.json", records.finalize(self.record))
 
 
 def save_directory_atomically(save, target: Path) -> None:
-    staging = target.with_name(f".{target.name}.tmp")
+    """Save into a hidden staging folder, then swap it in; at every instant `target` or `.<target>.old` is whole
+    (`recover_directory` puts the old one back after a kill between the two renames). A failed save (a full disk)
+    leaves the previous `target` untouched and names it."""
+    staging, old = target.with_name(f".{target.name}.tmp"), target.with_name(f".{target.name}.old")
     shutil.rmtree(staging, ignore_errors=True)
-    save(staging)
-    shutil.rmtree(target, ignore_errors=True)
+    try:
+        save(staging)
+    except OSError as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise OSError(error.errno, f"could not save {target} ({error.strerror or error}); "
+                                   f"the previous {target.name}/ is unchanged") from error
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        os.replace(target, old)
     os.replace(staging, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def recover_directory(target: Path) -> None:
+    """Undo what a kill inside `save_directory_atomically` left: a half-written staging folder, or the old copy
+    moved aside without the new one in place."""
+    staging, old = target.with_name(f".{target.name}.tmp"), target.with_name(f".{target.name}.old")
+    shutil.rmtree(staging, ignore_errors=True)
+    if old.exists():
+        if target.exists():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(old, target)
 
 
 def training_arguments(cfg: DictConfig, run_dir: Path, run_id: str) -> TrainingArguments:
@@ -220,25 +255,33 @@ def make_trainer(cfg: DictConfig, task: Task, model, processor, splits: Splits, 
         compute_metrics=task.compute_metrics, preprocess_logits_for_metrics=task.preprocess_logits_for_metrics,
         callbacks=[recorder], head_modules=list(cfg.model.head_modules), head_lr=float(cfg.trainer.head_lr))
     recorder.trainer = trainer
+    reporting.tolerate_tracker_failures(trainer)
     return trainer
 
 
-def train(cfg: DictConfig, record: dict, run_dir: Path, resume_from: Optional[str]) -> RunnerTrainer:
+def train(cfg: DictConfig, record: dict, run_dir: Path, resume_from: Optional[str],
+          clock_start: Optional[float] = None) -> RunnerTrainer:
     task, method, model, processor = prepare(cfg)
     record["trainable_params"], record["head_params"] = count_parameters(model, list(cfg.model.head_modules))
     record["adapted_space_size"], record["adapted_modules"] = method.adapted(model)
     splits = task.build_splits(processor, int(cfg.seed))
     recorder = EpochRecorder(task, splits, method, record, run_dir, bool(cfg.trainer.save_adapter))
+    recorder.clock_start = clock_start
     trainer = make_trainer(cfg, task, model, processor, splits, recorder, run_dir, record["run_id"])
     write_record(run_dir, record)
 
     start = time.perf_counter()
     with PeakMemory() as memory:
+        recorder.memory = memory
         trainer.train(resume_from_checkpoint=resume_from)
     train_s = time.perf_counter() - start
     record["timing"].update(train_s=train_s - recorder.eval_seconds, eval_s=recorder.eval_seconds,
                             median_step_s=statistics.median(recorder.step_times) if recorder.step_times else None)
     record["memory"] = memory.result()
+    if record.get("attempts"):  # a resumed run: totals over every process's attempt
+        resume.update_attempt(record, wall_s=time.perf_counter() - (clock_start or start),
+                              train_s=train_s - recorder.eval_seconds, eval_s=recorder.eval_seconds,
+                              step_times=recorder.step_times, peak_bytes=memory.result()["peak_bytes"])
     record["adapter_bytes"] = records.directory_bytes(run_dir / "adapter")
     if not cfg.trainer.keep_checkpoints and is_main_process():
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
@@ -248,8 +291,7 @@ def train(cfg: DictConfig, record: dict, run_dir: Path, resume_from: Optional[st
 # -- one run, with its record -----------------------------------------------------------------------------------------
 def resume_point(run_dir: Path, previous: Optional[dict]) -> tuple[Optional[str], list]:
     """(last checkpoint of an unfinished run, the epochs recorded up to it)."""
-    checkpoints = run_dir / "checkpoints"
-    last = get_last_checkpoint(str(checkpoints)) if previous and checkpoints.is_dir() else None
+    last = resume.usable_checkpoint(run_dir / "checkpoints") if previous else None
     if last is None:
         return None, []
     state = records.read(Path(last) / "trainer_state.json") or {}
@@ -268,40 +310,94 @@ def write_record(run_dir: Path, record: dict) -> None:
 
 
 def run(cfg: DictConfig) -> dict:
-    """Run one configuration and return its record (skipping it when a finished record exists)."""
+    """Run one configuration and return its record: skipped when a finished record exists (unless `rerun=true`)
+    or when another live process owns the run (`lock.if_claimed=skip`; `wait` waits for it)."""
+    config_checks.validate(cfg)
     configure_logger(cfg)
     digest = records.config_hash(cfg)
     run_id = records.make_run_id(cfg, digest)
     run_dir = Path(cfg.paths.runs_dir).resolve() / run_id
+    previous = existing_record(run_dir, digest)
+    if previous and previous.get("status") == "finished" and not cfg.get("rerun", False):
+        log.info("skip %s: finished record exists", run_id)
+        return previous
+    if not is_main_process():  # ranks > 0 follow rank 0, which holds the claim and writes the record
+        return run_owned(cfg, run_id, digest, run_dir, previous)
+    try:
+        claim = run_lock.claim(run_dir, wait=cfg.lock.if_claimed == "wait", heartbeat_s=float(cfg.lock.heartbeat_s),
+                               stale_after_s=float(cfg.lock.stale_after_s))
+    except run_lock.RunClaimed as claimed:
+        log.info("skip %s: claimed by %s", run_id, run_lock.describe(claimed.owner))
+        return previous or {"run_id": run_id, "status": "claimed", "owner": claimed.owner}
+    with claim:
+        previous = existing_record(run_dir, digest)  # the owner we waited for may have finished it
+        if previous and previous.get("status") == "finished":
+            if not cfg.get("rerun", False):
+                log.info("skip %s: finished record exists", run_id)
+                return previous
+            keep_replaced_record(run_dir, previous)
+            previous = None
+        return run_owned(cfg, run_id, digest, run_dir, previous, claim)
+
+
+def existing_record(run_dir: Path, digest: str) -> Optional[dict]:
     previous = records.read(run_dir / "record.json")
     if previous and previous.get("config_hash") != digest:
         raise ValueError(f"{run_dir} holds a record of a different configuration (hash "
                          f"{previous.get('config_hash')}, this run {digest}); refusing to overwrite it")
-    if previous and previous.get("status") == "finished":
-        log.info("skip %s: finished record exists", run_id)
-        return previous
+    return previous
 
+
+def keep_replaced_record(run_dir: Path, finished: dict) -> None:
+    """`rerun=true`: the finished record moves aside (never silently lost) and the run starts over."""
+    stamp = records.slug(finished.get("finished_at") or records.utc_now())
+    os.replace(run_dir / "record.json", run_dir / f"record.replaced-{stamp}.json")
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    log.info("rerun %s: the finished record is kept as record.replaced-%s.json", run_dir.name, stamp)
+
+
+def run_owned(cfg: DictConfig, run_id: str, digest: str, run_dir: Path, previous: Optional[dict],
+              claim: Optional[run_lock.RunClaim] = None) -> dict:
+    """Train the run this process owns (resuming an unfinished one) and write its record."""
+    start = time.perf_counter()
+    recover_directory(run_dir / "adapter")
     record = records.new_record(cfg, run_id, digest)
     resume_from, record["epochs"] = resume_point(run_dir, previous)
     if resume_from:
         record["started_at"] = previous.get("started_at", record["started_at"])
         log.info("resume %s from %s", run_id, resume_from)
+    resume.start_attempt(record, previous, resuming=bool(resume_from))
     write_record(run_dir, record)
-    start = time.perf_counter()
     try:
-        train(cfg, record, run_dir, resume_from)
+        train(cfg, record, run_dir, resume_from, clock_start=start)
     except Exception as error:
         record.update(status="failed", error=f"{type(error).__name__}: {error}", finished_at=records.utc_now())
-        record["timing"]["wall_s"] = time.perf_counter() - start
-        write_record(run_dir, record)
+        resume.update_attempt(record, wall_s=time.perf_counter() - start, eval_s=record["attempts"][-1]["eval_s"],
+                              ended="failed")
+        write_final_record(run_dir, record, claim)
         log.error("run %s failed:\n%s", run_id, traceback.format_exc())
         raise
-    record["timing"]["wall_s"] = time.perf_counter() - start
     record.update(status="finished", finished_at=records.utc_now())
-    write_record(run_dir, records.finalize(record))
+    resume.update_attempt(record, wall_s=time.perf_counter() - start, eval_s=record["attempts"][-1]["eval_s"],
+                          ended="finished")
+    write_final_record(run_dir, records.finalize(record), claim)
     log.info("finished %s: %s %s = %s (best epoch %s)", run_id, cfg.task.key, cfg.task.metric,
              record["test_metric"], record["best_epoch"])
     return record
+
+
+def write_final_record(run_dir: Path, record: dict, claim: Optional[run_lock.RunClaim]) -> None:
+    """Write the finished/failed record, unless another process has taken the run over (then its record is not
+    ours to touch). A full disk here is logged, not raised over the run's own error."""
+    if claim is not None and not claim.held:
+        log.error("not writing %s as %s: another process has taken the run over", run_dir.name, record["status"])
+        return
+    try:
+        write_record(run_dir, record)
+    except OSError as error:
+        if record["status"] == "finished":
+            raise
+        log.error("could not record the failure of %s: %s", run_dir.name, error)
 
 
 def configure_logger(cfg: DictConfig) -> None:
