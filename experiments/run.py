@@ -265,6 +265,7 @@ def train(cfg: DictConfig, record: dict, run_dir: Path, resume_from: Optional[st
     record["trainable_params"], record["head_params"] = count_parameters(model, list(cfg.model.head_modules))
     record["adapted_space_size"], record["adapted_modules"] = method.adapted(model)
     splits = task.build_splits(processor, int(cfg.seed))
+    record["skipped_rows"] = dict(getattr(task, "skipped_rows", None) or {})  # task.skip_bad_rows=true
     recorder = EpochRecorder(task, splits, method, record, run_dir, bool(cfg.trainer.save_adapter))
     recorder.clock_start = clock_start
     trainer = make_trainer(cfg, task, model, processor, splits, recorder, run_dir, record["run_id"])
