@@ -92,6 +92,14 @@ def usable_checkpoint(checkpoints: Path) -> Optional[Path]:
     return None
 
 
+def remove_temporaries(run_dir: Path) -> None:
+    """Temp files of atomic writes a killed process left (``.record.json.<random>.tmp``). Only the run's owner calls
+    this, so no other process is writing them."""
+    for temporary in Path(run_dir).glob(".*.tmp"):
+        if temporary.is_file():
+            temporary.unlink(missing_ok=True)
+
+
 # -- attempts: what each process added ---------------------------------------------------------------------------------
 def start_attempt(record: dict, previous: Optional[dict], resuming: bool) -> dict:
     """Append this process's attempt to `record` (carrying the earlier attempts of a resumed run) and return it."""

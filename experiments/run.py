@@ -362,6 +362,7 @@ def run_owned(cfg: DictConfig, run_id: str, digest: str, run_dir: Path, previous
     """Train the run this process owns (resuming an unfinished one) and write its record."""
     start = time.perf_counter()
     recover_directory(run_dir / "adapter")
+    resume.remove_temporaries(run_dir)
     record = records.new_record(cfg, run_id, digest)
     resume_from, record["epochs"] = resume_point(run_dir, previous)
     if resume_from:
