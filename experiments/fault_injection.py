@@ -143,7 +143,8 @@ def child(argv: list[str]) -> None:
         arm(fault, nth, seed)
     from experiments import run as runner
 
-    sys.argv = ["experiments.run", *argv[3:]]
+    # Imported (not run as __main__), hydra.main would look for a `configs` package: point it at the folder.
+    sys.argv = ["experiments.run", f"--config-path={REPO / 'configs'}", *argv[3:]]
     runner.main()
 
 

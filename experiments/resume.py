@@ -75,8 +75,9 @@ def _torch_file_problem(path: Path) -> Optional[str]:
     return None
 
 
-def usable_checkpoint(checkpoints: Path) -> Optional[Path]:
-    """The newest checkpoint under `checkpoints` that can be resumed from; broken newer ones are removed."""
+def usable_checkpoint(checkpoints: Path, remove_broken: bool = True) -> Optional[Path]:
+    """The newest checkpoint under `checkpoints` that can be resumed from; broken newer ones are removed (by the
+    run's owner: other DDP ranks only skip them)."""
     if not checkpoints.is_dir():
         return None
     found = sorted((int(m.group(1)), p) for p in checkpoints.iterdir()
@@ -88,7 +89,8 @@ def usable_checkpoint(checkpoints: Path) -> Optional[Path]:
         fallback = "the previous one" if folder != found[0][1] else "no checkpoint: the run starts over"
         log.warning("checkpoint %s is broken (%s), probably a process killed while saving it; removing it and "
                     "resuming from %s", folder, problem, fallback)
-        shutil.rmtree(folder, ignore_errors=True)
+        if remove_broken:
+            shutil.rmtree(folder, ignore_errors=True)
     return None
 
 

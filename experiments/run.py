@@ -143,10 +143,15 @@ class EpochRecorder(TrainerCallback):
         if self._last_evaluated_step != state.global_step:
             self.evaluate_epoch(state)  # max_steps stopped mid-epoch
 
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._train_start = time.perf_counter()
+
     def note_attempt(self) -> None:
         """This process's timings and memory so far, so a record left by a kill still counts them."""
         if self.record.get("attempts") and self.clock_start is not None:
-            resume.update_attempt(self.record, wall_s=time.perf_counter() - self.clock_start,
+            now = time.perf_counter()
+            train_s = now - getattr(self, "_train_start", now) - self.eval_seconds
+            resume.update_attempt(self.record, wall_s=now - self.clock_start, train_s=max(train_s, 0.0),
                                   eval_s=self.eval_seconds, step_times=self.step_times,
                                   peak_bytes=self.memory.so_far() if self.memory else None)
 
@@ -292,12 +297,12 @@ def train(cfg: DictConfig, record: dict, run_dir: Path, resume_from: Optional[st
 # -- one run, with its record -----------------------------------------------------------------------------------------
 def resume_point(run_dir: Path, previous: Optional[dict]) -> tuple[Optional[str], list]:
     """(last checkpoint of an unfinished run, the epochs recorded up to it)."""
-    last = resume.usable_checkpoint(run_dir / "checkpoints") if previous else None
+    last = resume.usable_checkpoint(run_dir / "checkpoints", remove_broken=is_main_process()) if previous else None
     if last is None:
         return None, []
     state = records.read(Path(last) / "trainer_state.json") or {}
     done = round(state.get("epoch") or 0)
-    return last, [e for e in previous.get("epochs", []) if e["epoch"] <= done]
+    return str(last), [e for e in previous.get("epochs", []) if e["epoch"] <= done]
 
 
 def is_main_process() -> bool:
@@ -361,8 +366,9 @@ def run_owned(cfg: DictConfig, run_id: str, digest: str, run_dir: Path, previous
               claim: Optional[run_lock.RunClaim] = None) -> dict:
     """Train the run this process owns (resuming an unfinished one) and write its record."""
     start = time.perf_counter()
-    recover_directory(run_dir / "adapter")
-    resume.remove_temporaries(run_dir)
+    if claim is not None:  # the owner cleans up what a killed predecessor left
+        recover_directory(run_dir / "adapter")
+        resume.remove_temporaries(run_dir)
     record = records.new_record(cfg, run_id, digest)
     resume_from, record["epochs"] = resume_point(run_dir, previous)
     if resume_from:
