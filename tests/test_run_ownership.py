@@ -210,3 +210,13 @@ def test_a_tracker_that_cannot_start_never_kills_the_run(compose, glue_dir, tmp_
     assert record["status"] == "finished" and record["test_metric"] is not None
     assert "WandbCallback failed in on_train_begin (CommError: could not reach api.wandb.ai); the run continues" \
         in caplog.text
+
+
+def test_a_run_logging_to_wandb_offline_finishes_with_its_local_files(compose, glue_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    cfg = compose(tiny(glue_dir, tmp_path, "head_only", "trainer.epochs=1", "trainer.max_steps=2", "logger=wandb"))
+    record = runner.run(cfg)
+    assert record["status"] == "finished" and os.environ["WANDB_MODE"] == "offline"
+    assert list((tmp_path / "wandb").glob("offline-run-*")), "wandb wrote no offline run"
