@@ -109,8 +109,8 @@ reproduce-math: $(STAMP) ## Math table: MetaMathQA -> GSM8K/MATH exact match, se
 	@set -e; for model in $(or $(MODEL),$(MATH_MODELS)); do \
 	  methods="$(METHODS)"; [ -n "$$methods" ] || methods=$$(ls configs/experiment/math/$$model | grep -v '^_' | sed 's/\.yaml$$//'); \
 	  for method in $$methods; do for task in $(or $(TASKS),$(MATH_TASKS)); do \
-	    cmd="$(or $(RUN),$(PY)) -m experiments.run -m experiment=math/$$model/$$method task=math/$$task seed=$(or $(SEEDS),0) $(MATH_ARGS)"; \
-	    echo "$$cmd"; [ -n "$(DRY)" ] || $$cmd; \
+	    cmd="$(strip $(RUN) $(PY)) -m experiments.run -m experiment=math/$$model/$$method task=math/$$task seed=$(or $(SEEDS),0) $(MATH_ARGS)"; \
+	    [ "$(RUN)" = echo ] || echo "$$cmd"; [ -n "$(DRY)" ] || $$cmd; \
 	  done; done; done
 	@[ -n "$(RUN)$(DRY)" ] || $(MAKE) --no-print-directory tables
 

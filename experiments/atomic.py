@@ -22,6 +22,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None
             os.fsync(written.fileno())
         os.chmod(temporary, 0o644)  # mkstemp creates 0600; results are for people to read
         os.replace(temporary, path)
+    except OSError as error:  # a full disk, a quota: the previous file is intact; say which one it was
+        Path(temporary).unlink(missing_ok=True)
+        raise OSError(error.errno, f"could not write {path} ({error.strerror or error}); "
+                                   f"the previous {path.name} is unchanged") from error
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise

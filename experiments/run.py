@@ -29,10 +29,9 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 import experiments  # noqa: F401  (registers the OmegaConf resolvers)
-from experiments import distributed, records
+from experiments import config_checks, distributed, records, reporting, resume, run_lock
 from experiments.distributed import is_main_process
 from experiments.methods import Method, build_method, is_head_parameter
 from experiments.tasks.base import Splits, Task
@@ -108,6 +107,9 @@ class PeakMemory:
             self._stop.set()
             self._thread.join()
 
+    def so_far(self) -> int:
+        return int(torch.cuda.max_memory_allocated()) if self.cuda else int(self._peak)
+
     def result(self) -> dict:
         device = torch.cuda.get_device_name(0) if self.cuda else "cpu"
         return {"peak_bytes": int(self._peak), "device": device, "kind": self.kind}
@@ -124,6 +126,8 @@ class EpochRecorder(TrainerCallback):
         self.step_times: list[float] = []
         self.eval_seconds = 0.0
         self._step_start = None
+        self.clock_start: Optional[float] = None  # perf_counter at this process's start (for its attempt entry)
+        self.memory: Optional[PeakMemory] = None
         # Kept on every rank (so all ranks run the same evaluations); a resumed run starts at its last entry.
         self._last_evaluated_step = record["epochs"][-1]["step"] if record.get("epochs") else None
 
@@ -145,6 +149,18 @@ class EpochRecorder(TrainerCallback):
         if self._last_evaluated_step != state.global_step:
             self.evaluate_epoch(state)  # max_steps stopped mid-epoch
 
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._train_start = time.perf_counter()
+
+    def note_attempt(self) -> None:
+        """This process's timings and memory so far, so a record left by a kill still counts them."""
+        if self.record.get("attempts") and self.clock_start is not None:
+            now = time.perf_counter()
+            train_s = now - getattr(self, "_train_start", now) - self.eval_seconds
+            resume.update_attempt(self.record, wall_s=now - self.clock_start, train_s=max(train_s, 0.0),
+                                  eval_s=self.eval_seconds, step_times=self.step_times,
+                                  peak_bytes=self.memory.so_far() if self.memory else None)
+
     def evaluate_epoch(self, state) -> None:
         self._last_evaluated_step = state.global_step
         start = time.perf_counter()
@@ -163,19 +179,39 @@ class EpochRecorder(TrainerCallback):
             save_directory_atomically(lambda path: self.method.save(self.trainer.model, path),
                                       self.run_dir / "adapter")
         log.info("epoch %s: validation %s, test %s", entry["epoch"], scores["validation"], scores["test"])
+        self.note_attempt()
         records.write_atomic(self.run_dir / "record.json", records.finalize(self.record))
 
 
 def save_directory_atomically(save, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+    """Save into a hidden staging folder, then swap it in; at every instant `target` or `.<target>.old` is whole
+    (`recover_directory` puts the old one back after a kill between the two renames). A failed save (a full disk)
+    leaves the previous `target` untouched and names it. Only the run's owner (rank 0) calls it."""
+    staging, old = target.with_name(f".{target.name}.tmp"), target.with_name(f".{target.name}.old")
+    shutil.rmtree(staging, ignore_errors=True)
     try:
         save(staging)
-    except BaseException:
+    except OSError as error:
         shutil.rmtree(staging, ignore_errors=True)
-        raise
-    shutil.rmtree(target, ignore_errors=True)
+        raise OSError(error.errno, f"could not save {target} ({error.strerror or error}); "
+                                   f"the previous {target.name}/ is unchanged") from error
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        os.replace(target, old)
     os.replace(staging, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def recover_directory(target: Path) -> None:
+    """Undo what a kill inside `save_directory_atomically` left: a half-written staging folder, or the old copy
+    moved aside without the new one in place."""
+    staging, old = target.with_name(f".{target.name}.tmp"), target.with_name(f".{target.name}.old")
+    shutil.rmtree(staging, ignore_errors=True)
+    if old.exists():
+        if target.exists():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(old, target)
 
 
 def training_arguments(cfg: DictConfig, run_dir: Path, run_id: str) -> TrainingArguments:
@@ -231,21 +267,26 @@ def make_trainer(cfg: DictConfig, task: Task, model, processor, splits: Splits, 
         callbacks=[recorder], head_modules=list(cfg.model.head_modules), head_lr=float(cfg.trainer.head_lr))
     trainer.model_accepts_loss_kwargs = task.token_level_loss   # see Task.token_level_loss
     recorder.trainer = trainer
+    reporting.tolerate_tracker_failures(trainer)
     return trainer
 
 
-def train(cfg: DictConfig, record: dict, run_dir: Path, resume_from: Optional[str]) -> RunnerTrainer:
+def train(cfg: DictConfig, record: dict, run_dir: Path, resume_from: Optional[str],
+          clock_start: Optional[float] = None) -> RunnerTrainer:
     task, method, model, processor = prepare(cfg)
     record["trainable_params"], record["head_params"] = count_parameters(model, list(cfg.model.head_modules))
     record["adapted_space_size"], record["adapted_modules"] = method.adapted(model)
     splits = task.build_splits(processor, int(cfg.seed))
+    record["skipped_rows"] = dict(getattr(task, "skipped_rows", None) or {})  # task.skip_bad_rows=true
     recorder = EpochRecorder(task, splits, method, record, run_dir, bool(cfg.trainer.save_adapter))
+    recorder.clock_start = clock_start
     trainer = make_trainer(cfg, task, model, processor, splits, recorder, run_dir, record["run_id"])
     record["distributed"] = distributed.describe(trainer.args)
     write_record(run_dir, record)
 
     start = time.perf_counter()
     with PeakMemory() as memory:
+        recorder.memory = memory
         trainer.train(resume_from_checkpoint=resume_from)
     train_s = time.perf_counter() - start
     record["timing"].update(train_s=train_s - recorder.eval_seconds, eval_s=recorder.eval_seconds,
@@ -253,6 +294,10 @@ def train(cfg: DictConfig, record: dict, run_dir: Path, resume_from: Optional[st
     record["memory"] = memory.result()
     record["backend"] = method.backend(model)  # the compute path that actually ran (GPart: torch/Triton)
     record["distributed"]["per_rank"] = distributed.per_rank_summary(trainer)
+    if record.get("attempts"):  # a resumed run: totals over every process's attempt
+        resume.update_attempt(record, wall_s=time.perf_counter() - (clock_start or start),
+                              train_s=train_s - recorder.eval_seconds, eval_s=recorder.eval_seconds,
+                              step_times=recorder.step_times, peak_bytes=memory.result()["peak_bytes"])
     record["adapter_bytes"] = records.directory_bytes(run_dir / "adapter")
     if not cfg.trainer.keep_checkpoints and is_main_process():
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
@@ -260,23 +305,14 @@ def train(cfg: DictConfig, record: dict, run_dir: Path, resume_from: Optional[st
 
 
 # -- one run, with its record -----------------------------------------------------------------------------------------
-def last_complete_checkpoint(checkpoints: Path) -> Optional[str]:
-    """The newest checkpoint Trainer finished writing (`trainer_state.json` is its last file). A run killed while
-    saving leaves a partial one, which Trainer cannot resume from; the previous one stays until the new one is done."""
-    complete = [path for path in checkpoints.glob(f"{PREFIX_CHECKPOINT_DIR}-*")
-                if path.name.split("-")[-1].isdigit() and (path / "trainer_state.json").is_file()]
-    return str(max(complete, key=lambda path: int(path.name.split("-")[-1]))) if complete else None
-
-
 def resume_point(run_dir: Path, previous: Optional[dict]) -> tuple[Optional[str], list]:
     """(last checkpoint of an unfinished run, the epochs recorded up to it)."""
-    checkpoints = run_dir / "checkpoints"
-    last = last_complete_checkpoint(checkpoints) if previous and checkpoints.is_dir() else None
+    last = resume.usable_checkpoint(run_dir / "checkpoints", remove_broken=is_main_process()) if previous else None
     if last is None:
         return None, []
     state = records.read(Path(last) / "trainer_state.json") or {}
     done = round(state.get("epoch") or 0)
-    return last, [e for e in previous.get("epochs", []) if e["epoch"] <= done]
+    return str(last), [e for e in previous.get("epochs", []) if e["epoch"] <= done]
 
 
 def write_record(run_dir: Path, record: dict) -> None:
@@ -285,40 +321,96 @@ def write_record(run_dir: Path, record: dict) -> None:
 
 
 def run(cfg: DictConfig) -> dict:
-    """Run one configuration and return its record (skipping it when a finished record exists)."""
+    """Run one configuration and return its record: skipped when a finished record exists (unless `rerun=true`)
+    or when another live process owns the run (`lock.if_claimed=skip`; `wait` waits for it)."""
+    config_checks.validate(cfg)
     configure_logger(cfg)
     digest = records.config_hash(cfg)
     run_id = records.make_run_id(cfg, digest)
     run_dir = Path(cfg.paths.runs_dir).resolve() / run_id
+    previous = existing_record(run_dir, digest)
+    if previous and previous.get("status") == "finished" and not cfg.get("rerun", False):
+        log.info("skip %s: finished record exists", run_id)
+        return previous
+    if not is_main_process():  # ranks > 0 follow rank 0, which holds the claim and writes the record
+        return run_owned(cfg, run_id, digest, run_dir, previous)
+    try:
+        claim = run_lock.claim(run_dir, wait=cfg.lock.if_claimed == "wait", heartbeat_s=float(cfg.lock.heartbeat_s),
+                               stale_after_s=float(cfg.lock.stale_after_s))
+    except run_lock.RunClaimed as claimed:
+        log.info("skip %s: claimed by %s", run_id, run_lock.describe(claimed.owner))
+        return previous or {"run_id": run_id, "status": "claimed", "owner": claimed.owner}
+    with claim:
+        previous = existing_record(run_dir, digest)  # the owner we waited for may have finished it
+        if previous and previous.get("status") == "finished":
+            if not cfg.get("rerun", False):
+                log.info("skip %s: finished record exists", run_id)
+                return previous
+            keep_replaced_record(run_dir, previous)
+            previous = None
+        return run_owned(cfg, run_id, digest, run_dir, previous, claim)
+
+
+def existing_record(run_dir: Path, digest: str) -> Optional[dict]:
     previous = records.read(run_dir / "record.json")
     if previous and previous.get("config_hash") != digest:
         raise ValueError(f"{run_dir} holds a record of a different configuration (hash "
                          f"{previous.get('config_hash')}, this run {digest}); refusing to overwrite it")
-    if previous and previous.get("status") == "finished":
-        log.info("skip %s: finished record exists", run_id)
-        return previous
+    return previous
 
+
+def keep_replaced_record(run_dir: Path, finished: dict) -> None:
+    """`rerun=true`: the finished record moves aside (never silently lost) and the run starts over."""
+    stamp = records.slug(finished.get("finished_at") or records.utc_now())
+    os.replace(run_dir / "record.json", run_dir / f"record.replaced-{stamp}.json")
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    log.info("rerun %s: the finished record is kept as record.replaced-%s.json", run_dir.name, stamp)
+
+
+def run_owned(cfg: DictConfig, run_id: str, digest: str, run_dir: Path, previous: Optional[dict],
+              claim: Optional[run_lock.RunClaim] = None) -> dict:
+    """Train the run this process owns (resuming an unfinished one) and write its record."""
+    start = time.perf_counter()
+    if claim is not None:  # the owner cleans up what a killed predecessor left
+        recover_directory(run_dir / "adapter")
+        resume.remove_temporaries(run_dir)
     record = records.new_record(cfg, run_id, digest)
     resume_from, record["epochs"] = resume_point(run_dir, previous)
     if resume_from:
         record["started_at"] = previous.get("started_at", record["started_at"])
         log.info("resume %s from %s", run_id, resume_from)
+    resume.start_attempt(record, previous, resuming=bool(resume_from))
     write_record(run_dir, record)
-    start = time.perf_counter()
     try:
-        train(cfg, record, run_dir, resume_from)
+        train(cfg, record, run_dir, resume_from, clock_start=start)
     except Exception as error:
         record.update(status="failed", error=f"{type(error).__name__}: {error}", finished_at=records.utc_now())
-        record["timing"]["wall_s"] = time.perf_counter() - start
-        write_record(run_dir, record)
+        resume.update_attempt(record, wall_s=time.perf_counter() - start, eval_s=record["attempts"][-1]["eval_s"],
+                              ended="failed")
+        write_final_record(run_dir, record, claim)
         log.error("run %s failed:\n%s", run_id, traceback.format_exc())
         raise
-    record["timing"]["wall_s"] = time.perf_counter() - start
     record.update(status="finished", finished_at=records.utc_now())
-    write_record(run_dir, records.finalize(record))
+    resume.update_attempt(record, wall_s=time.perf_counter() - start, eval_s=record["attempts"][-1]["eval_s"],
+                          ended="finished")
+    write_final_record(run_dir, records.finalize(record), claim)
     log.info("finished %s: %s %s = %s (best epoch %s)", run_id, cfg.task.key, cfg.task.metric,
              record["test_metric"], record["best_epoch"])
     return record
+
+
+def write_final_record(run_dir: Path, record: dict, claim: Optional[run_lock.RunClaim]) -> None:
+    """Write the finished/failed record, unless another process has taken the run over (then its record is not
+    ours to touch). A full disk here is logged, not raised over the run's own error."""
+    if claim is not None and not claim.held:
+        log.error("not writing %s as %s: another process has taken the run over", run_dir.name, record["status"])
+        return
+    try:
+        write_record(run_dir, record)
+    except OSError as error:
+        if record["status"] == "finished":
+            raise
+        log.error("could not record the failure of %s: %s", run_dir.name, error)
 
 
 def configure_logger(cfg: DictConfig) -> None:

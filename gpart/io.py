@@ -60,6 +60,8 @@ def load_adapter(model: nn.Module, directory: str | os.PathLike) -> nn.Module:
     config = GPartConfig.from_dict(metadata["config"])
     if find_adapter(model) is None:
         apply_gpart(model, config)
+    else:
+        _check_same_mapping(find_adapter(model).config, config, directory)
     adapter = find_adapter(model)
     if metadata["fingerprint"] is not None:  # the authors' files carry none
         _check_fingerprint(adapter.fingerprint, metadata["fingerprint"], directory)
@@ -111,6 +113,23 @@ def _check_fingerprint(model_print: dict, saved_print: dict, directory) -> None:
         f"than this model has (N={model_print['adapted_space_size']}): "
         f"missing here {missing}, extra here {extra}, different shapes {reshaped}"
     )
+
+
+# Fields that change nothing about what θ means (training-time or kernel choices); every other one must agree.
+_MAPPING_NEUTRAL = ("dropout", "backend", "init_bound", "target_modules")  # targets: checked by the fingerprint
+
+
+def _check_same_mapping(present: GPartConfig, saved: GPartConfig, directory) -> None:
+    """A model that already carries an adapter keeps its partition: θ saved for another seed, assignment, d, …
+    would land on the wrong coordinates, so the load is refused, naming each differing field."""
+    ours, theirs = present.to_dict(), saved.to_dict()
+    differing = [f"{name}: model has {ours.get(name)!r}, adapter has {theirs.get(name)!r}"
+                 for name in sorted(set(ours) | set(theirs))
+                 if name not in _MAPPING_NEUTRAL and ours.get(name) != theirs.get(name)]
+    if differing:
+        raise ValueError(f"adapter at {directory} was saved for another GPart configuration than the one this model "
+                         f"already carries ({'; '.join(differing)}); load it onto a model without a GPart adapter, "
+                         f"or apply the saved configuration")
 
 
 def _read_tensors(path: Path) -> dict[str, torch.Tensor]:

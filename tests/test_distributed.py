@@ -65,15 +65,18 @@ def test_ddp_settings_are_not_part_of_the_run_id(compose):
 
 
 def test_resume_skips_a_checkpoint_killed_while_being_written(tmp_path):
-    from experiments.run import last_complete_checkpoint
+    from safetensors.torch import save_file
+
+    from experiments.resume import usable_checkpoint
 
     for step, complete in ((10, True), (20, True), (30, False)):
         folder = tmp_path / f"checkpoint-{step}"
         folder.mkdir()
-        if complete:
+        save_file({"theta": torch.zeros(4)}, str(folder / "model.safetensors"))
+        if complete:  # trainer_state.json is the last file Trainer writes
             (folder / "trainer_state.json").write_text("{}")
-    assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-20")
-    assert last_complete_checkpoint(tmp_path / "checkpoint-30") is None
+    assert usable_checkpoint(tmp_path, remove_broken=False) == tmp_path / "checkpoint-20"
+    assert (tmp_path / "checkpoint-30").is_dir()  # only the run's owner removes a broken checkpoint
 
 
 # -- slow: two gloo processes ------------------------------------------------------------------------------------------

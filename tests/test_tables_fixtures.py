@@ -45,6 +45,7 @@ def make_record(method="LoRA", task="sst2", seed=0, score=0.9, *, table="glue", 
         "hardware": {"device_name": "cpu", "cpu": "test", "num_devices": 0, "cuda": None},
         "started_at": "2026-11-28T00:00:00Z", "finished_at": finished_at or f"2026-11-28T00:{seed:02d}:00Z",
         "error": None if status != "failed" else "boom",
+        "resumed": 0, "attempts": [], "skipped_rows": {},
     }
 
 

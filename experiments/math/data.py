@@ -60,15 +60,48 @@ def resolve_local(path: Optional[str]) -> Optional[Path]:
     return None
 
 
-def read_jsonl(path: Path, limit: Optional[int] = None) -> list[dict]:
+class BadDataError(ValueError):
+    """A data file holds a row the task cannot use; the message names the file, the line and what was expected."""
+
+
+SOURCE_KEY = "_source"  # where a row came from ("<file>: line <n>"), for error messages
+
+
+def bad_row(message: str, bad_rows: Optional[list]) -> None:
+    """Raise `BadDataError`, or, when the caller collects `bad_rows` (`task.skip_bad_rows=true`), note it there."""
+    if bad_rows is None:
+        raise BadDataError(message + " (task.skip_bad_rows=true skips such rows and records how many)")
+    bad_rows.append(message)
+
+
+def read_jsonl(path: Path, limit: Optional[int] = None, bad_rows: Optional[list] = None) -> list[dict]:
+    """One JSON object per line; each row remembers its file and line under `SOURCE_KEY`."""
     rows = []
     with open(path, encoding="utf-8") as handle:
-        for line in handle:
+        for number, line in enumerate(handle, start=1):
             if limit is not None and len(rows) >= limit:
                 break
-            if line.strip():
-                rows.append(json.loads(line))
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                bad_row(f"{path}: line {number} is not valid JSON ({error.msg} at column {error.colno}); "
+                        "expected one JSON object per line", bad_rows)
+                continue
+            if not isinstance(row, dict):
+                bad_row(f"{path}: line {number} holds a JSON {type(row).__name__}; expected an object", bad_rows)
+                continue
+            rows.append({**row, SOURCE_KEY: f"{path}: line {number}"})
     return rows
+
+
+def _where(row: dict, index: int) -> str:
+    return row.get(SOURCE_KEY, f"row {index}")
+
+
+def _fields(row: dict) -> list[str]:
+    return sorted(k for k in row if k != SOURCE_KEY)
 
 
 def _hub_rows(hub_id: str, configs: Optional[Iterable[str]], split: str, limit: Optional[int]) -> list[dict]:
@@ -89,19 +122,19 @@ def _hub_rows(hub_id: str, configs: Optional[Iterable[str]], split: str, limit: 
 
 def load_rows(hub_id: Optional[str], split: str, *, local_path: Optional[str] = None,
               hub_configs: Optional[Iterable[str]] = None, limit: Optional[int] = None,
-              sample_seed: Optional[int] = None) -> list[dict]:
+              sample_seed: Optional[int] = None, bad_rows: Optional[list] = None) -> list[dict]:
     """Raw rows from `local_path` when that file exists, else from the hub (`hub_id`, each of `hub_configs`).
 
     `limit` keeps the first rows (training: Uni-LoRA's "first 100K"). With `sample_seed` it is instead a seeded
     sample of all rows of every config, kept in their original order: the first N rows of MATH's seven subject
-    configs would all be algebra."""
+    configs would all be algebra. `bad_rows` (a list) collects unreadable local rows instead of failing on them."""
     if limit is not None and limit <= 0:
         raise ValueError(f"limit={limit!r} must be a positive number of rows or None (all rows)")
     sampled = limit is not None and sample_seed is not None
     read_limit = None if sampled else limit
     local = resolve_local(local_path)
     if local is not None:
-        rows = read_jsonl(local, read_limit)
+        rows = read_jsonl(local, read_limit, bad_rows)
     elif local_path and not hub_id:
         raise FileNotFoundError(f"local_path={local_path!r} is not a file (also looked in {shared_data_dir()})")
     elif not hub_id:
@@ -130,33 +163,45 @@ def gsm8k_as_metamath(row: dict) -> dict:
     return {"query": row["question"], "response": f"{reasoning}\nThe answer is: {final.strip()}"}
 
 
-def training_rows(rows: list[dict]) -> list[dict]:
+def training_rows(rows: list[dict], bad_rows: Optional[list] = None) -> list[dict]:
     """Normalise MetaMathQA rows (`query`, `response`) or GSM8K rows (`question`, `answer`) to query/response."""
     if not rows:
         raise ValueError("the training data is empty")
-    if {"query", "response"} <= rows[0].keys():
-        return [{"query": row["query"], "response": row["response"]} for row in rows]
-    if {"question", "answer"} <= rows[0].keys():
-        return [gsm8k_as_metamath(row) for row in rows]
-    raise ValueError(f"training rows need fields query/response (MetaMathQA) or question/answer (GSM8K); "
-                     f"got {sorted(rows[0])}")
+    normalised = []
+    for index, row in enumerate(rows):
+        if {"query", "response"} <= row.keys():
+            normalised.append({"query": row["query"], "response": row["response"]})
+        elif {"question", "answer"} <= row.keys() and "####" in str(row["answer"]):
+            normalised.append(gsm8k_as_metamath(row))
+        else:
+            bad_row(f"{_where(row, index)}: training rows need fields query/response (MetaMathQA) or "
+                    f"question/answer with a '#### <answer>' line (GSM8K); got fields {_fields(row)}", bad_rows)
+    if not normalised:
+        raise BadDataError(f"no usable training rows (all {len(rows)} were bad)")
+    return normalised
 
 
 # -- evaluation problems -------------------------------------------------------------------------------------------
-def evaluation_problems(rows: list[dict], answer_type: str) -> list[dict]:
+def evaluation_problems(rows: list[dict], answer_type: str, bad_rows: Optional[list] = None) -> list[dict]:
     """Normalise GSM8K (`question`, `answer` with ``####``), MATH500 (`problem`, `answer`) or MATH (`problem`,
     `solution` whose last ``\\boxed{}`` is the answer) rows to ``{"id", "question", "reference"}``."""
     problems = []
     for index, row in enumerate(rows):
-        if "question" in row and answer_type == "gsm8k":
+        if "question" in row and "answer" in row and answer_type == "gsm8k":
+            if "####" not in str(row["answer"]):
+                bad_row(f"GSM8K {_where(row, index)}: `answer` has no '#### <final answer>' line", bad_rows)
+                continue
             question, reference = row["question"], gsm8k_reference(row["answer"])
         elif "problem" in row:
             question = row["problem"]
             reference = row.get("answer") or last_boxed(row.get("solution", ""))
             if reference is None:
-                raise ValueError(f"MATH row {index} has neither `answer` nor a \\boxed{{}} in its solution")
+                bad_row(f"MATH {_where(row, index)} has neither `answer` nor a \\boxed{{}} in its solution",
+                        bad_rows)
+                continue
         else:
-            raise ValueError(f"evaluation row {index} has fields {sorted(row)}; expected GSM8K (question, answer) "
-                             f"or MATH (problem, answer/solution) with answer_type {answer_type!r}")
+            bad_row(f"evaluation {_where(row, index)} has fields {_fields(row)}; expected GSM8K (question, answer) "
+                    f"or MATH (problem, answer/solution) with answer_type {answer_type!r}", bad_rows)
+            continue
         problems.append({"id": str(row.get("unique_id", index)), "question": question, "reference": reference})
     return problems

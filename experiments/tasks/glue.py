@@ -7,6 +7,7 @@ train (at least 300 rows) is held out as *validation* to pick the best epoch.
 """
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,8 @@ from sklearn.model_selection import train_test_split
 from experiments.hub import explain_offline, offline_hint
 from experiments.metrics import classification_metrics, regression_metrics
 from experiments.tasks.base import Splits, Task
+
+log = logging.getLogger("experiments.tasks.glue")
 
 
 @dataclass(frozen=True)
@@ -47,18 +50,41 @@ LAYOUTS = {
 }
 
 
-def read_tsv(path: Path, header: Optional[tuple[str, ...]] = None) -> list[dict]:
-    """Read a GLUE TSV: tab-separated, no quoting, optional UTF-8 BOM (MRPC), optional header (CoLA has none)."""
+class BadDataError(ValueError):
+    """A data file holds a row the task cannot use; the message names the file, the line and what was expected."""
+
+
+def read_tsv(path: Path, header: Optional[tuple[str, ...]] = None, *, required: tuple[str, ...] = (),
+             bad_rows: Optional[list] = None) -> list[dict]:
+    """Read a GLUE TSV: tab-separated, no quoting, optional UTF-8 BOM (MRPC), optional header (CoLA has none).
+    Every row gets its line number under ``"_line"``. A file without rows, a header lacking a `required` column, or
+    a line with the wrong number of fields raises `BadDataError`; with a `bad_rows` list, bad lines are appended to
+    it instead (as messages) and skipped."""
     text = Path(path).read_text(encoding="utf-8-sig")
-    lines = [line.rstrip("\r") for line in text.split("\n") if line.strip()]
-    names = list(header) if header else lines.pop(0).split("\t")
+    numbered = [(n, line.rstrip("\r")) for n, line in enumerate(text.split("\n"), start=1) if line.strip()]
+    if not numbered or (not header and len(numbered) == 1):
+        raise BadDataError(f"{path} is empty; expected a GLUE TSV with "
+                           f"{'rows of ' + ', '.join(header) if header else 'a header line and rows'}")
+    names = list(header) if header else numbered.pop(0)[1].split("\t")
+    missing = [c for c in required if c not in names]
+    if missing:
+        raise BadDataError(f"{path}: no column(s) {missing}; expected the GLUE columns {list(required)}, "
+                           f"found {names}")
     rows = []
-    for number, line in enumerate(lines, start=1 if header else 2):
+    for number, line in numbered:
         cells = line.split("\t")
         if len(cells) != len(names):
-            raise ValueError(f"{path}: line {number} has {len(cells)} tab-separated fields, expected {len(names)}")
-        rows.append(dict(zip(names, cells)))
+            _bad_row(f"{path}: line {number} has {len(cells)} tab-separated fields, expected {len(names)} "
+                     f"({', '.join(names)})", bad_rows)
+            continue
+        rows.append({**dict(zip(names, cells)), "_line": number})
     return rows
+
+
+def _bad_row(message: str, bad_rows: Optional[list]) -> None:
+    if bad_rows is None:
+        raise BadDataError(message + " (task.skip_bad_rows=true skips such rows and records how many)")
+    bad_rows.append(message)
 
 
 def stratified_subset(labels, size: int, seed: int, stratify: bool) -> np.ndarray:
@@ -79,7 +105,7 @@ class GlueTask(Task):
     def __init__(self, key: str, metric: str, table: str = "glue", data_dir: Optional[str] = None,
                  hub_id: str = "nyu-mll/glue", max_length: int = 512, validation_fraction: float = 0.15,
                  validation_min_rows: int = 300, train_subset: Optional[int] = None,
-                 test_subset: Optional[int] = None):
+                 test_subset: Optional[int] = None, skip_bad_rows: bool = False):
         super().__init__(key=key, metric=metric, table=table)
         self.data_dir = data_dir
         self.hub_id = hub_id
@@ -88,6 +114,9 @@ class GlueTask(Task):
         self.validation_min_rows = int(validation_min_rows)
         self.train_subset = train_subset
         self.test_subset = test_subset
+        # Not in the task YAMLs (that would change every run's config hash): `+task.skip_bad_rows=true`.
+        self.skip_bad_rows = bool(skip_bad_rows)
+        self.skipped_rows: dict[str, int] = {}
         if not 0 < self.validation_fraction < 1:
             raise ValueError(f"task.validation_fraction={validation_fraction} must lie strictly between 0 and 1")
 
@@ -129,8 +158,37 @@ class GlueTask(Task):
             if not path.exists():
                 raise ValueError(f"GLUE task {self.key!r}: expected {path} (GLUE TSV layout) under "
                                  f"task.data_dir={str(root)!r}")
-            splits[split] = self._columns(read_tsv(path, layout.header), layout.text_columns, layout.label_column)
+            splits[split] = self._read_local(path)
         return splits
+
+    def _read_local(self, path: Path) -> dict:
+        """Columns of one local TSV; bad rows raise `BadDataError` naming file and line, or are skipped and
+        counted in `skipped_rows` with `skip_bad_rows`."""
+        layout = self.layout
+        bad: Optional[list] = [] if self.skip_bad_rows else None
+        rows = read_tsv(path, layout.header, required=(*layout.text_columns, layout.label_column), bad_rows=bad)
+        kept = []
+        for row in rows:
+            try:
+                row[layout.label_column] = self._label(row[layout.label_column], from_hub=False)
+            except ValueError:
+                _bad_row(f"{path}: line {row['_line']} has {layout.label_column}={row[layout.label_column]!r}; "
+                         f"expected {self._allowed_labels()}", bad)
+                continue
+            kept.append(row)
+        if bad:
+            self.skipped_rows[str(path)] = len(bad)
+            log.warning("skipped %d bad rows of %s (task.skip_bad_rows=true), e.g. %s", len(bad), path, bad[0])
+        if not kept:
+            raise BadDataError(f"{path}: no usable rows (all {len(bad or [])} were bad)")
+        return self._columns(kept, layout.text_columns, layout.label_column, parsed=True)
+
+    def _allowed_labels(self) -> str:
+        if self.is_regression:
+            return "a number (the similarity score)"
+        ids = list(range(self.num_labels))
+        names = self.layout.label_names
+        return f"one of {ids}" + (f" or {list(names)}" if names else "")
 
     def _load_hub(self) -> dict:
         try:
@@ -146,10 +204,10 @@ class GlueTask(Task):
         return {split: self._columns(loaded[name], self.layout.hub_columns, "label", from_hub=True)
                 for split, name in (("train", "train"), ("test", "validation"))}
 
-    def _columns(self, rows, text_columns, label_column, from_hub: bool = False) -> dict:
+    def _columns(self, rows, text_columns, label_column, from_hub: bool = False, parsed: bool = False) -> dict:
         if from_hub:
             rows = [dict(zip(rows.column_names, values)) for values in zip(*(rows[c] for c in rows.column_names))]
-        labels = [self._label(row[label_column], from_hub) for row in rows]
+        labels = [row[label_column] if parsed else self._label(row[label_column], from_hub) for row in rows]
         text_b = [row[text_columns[1]] for row in rows] if len(text_columns) > 1 else None
         return {"text_a": [row[text_columns[0]] for row in rows], "text_b": text_b, "label": labels}
 
@@ -159,7 +217,10 @@ class GlueTask(Task):
         names = self.layout.label_names
         if names and not from_hub and isinstance(value, str) and value in names:
             return names.index(value)
-        return int(value)
+        label = int(value)
+        if not from_hub and not 0 <= label < self.num_labels:
+            raise ValueError(f"label {label} out of range")
+        return label
 
     def build_splits(self, processor, seed: int) -> Splits:
         raw = self.load_raw()

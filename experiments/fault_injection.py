@@ -1,0 +1,302 @@
+"""Fault injection: kill runs at random points, fill the disk, corrupt checkpoints — then resume and compare.
+
+    python -m experiments.fault_injection --trials 3          # every fault, 3 trials each; prints a table
+    python -m experiments.fault_injection --faults checkpoint_save,record_write --trials 10 --seed 1
+
+Each trial trains a tiny random RoBERTa on 48 SST-2 rows (3 epochs, a checkpoint per epoch) in a subprocess that
+dies at the injected fault, then reruns the same command (a plain resume) and checks what it left:
+
+* **finished**: exactly one record, status `finished`;
+* **identical**: its per-epoch metrics, train losses, best epoch and test metric equal an uninterrupted run's, and the
+  adapter's bytes are the same (CPU runs are deterministic);
+* **intact**: no half-written file visible (no temp/staging files, no checkpoints left), every JSON parses, and no
+  orphaned lock.
+
+Faults (the kill is SIGKILL, sent by the process to itself; inside a scope it fires after a random delay, or right as
+the scope returns when that comes first):
+
+| fault | what happens |
+|---|---|
+| `mid_epoch` | killed inside a random optimizer step |
+| `checkpoint_save` | killed inside `Trainer._save_checkpoint` of a random epoch |
+| `adapter_save` | killed inside the best-adapter save of a random improving epoch |
+| `record_write` | killed inside a random atomic record write |
+| `corrupt_checkpoint` | killed at the start of epoch 3, then the newest checkpoint's weights are truncated |
+| `enospc_record` | `fsync` of a record write fails with ENOSPC at a random epoch; then the disk is "freed" |
+| `enospc_adapter` | the adapter save fails with ENOSPC half-way; then the disk is "freed" |
+
+For the ENOSPC faults, "intact" also requires that the failing process named the path in its error and left the
+previous record (valid JSON) and adapter (whole safetensors) in place.
+"""
+from __future__ import annotations
+
+import argparse
+import errno
+import hashlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+FAULTS = ("mid_epoch", "checkpoint_save", "adapter_save", "record_write", "corrupt_checkpoint", "enospc_record",
+          "enospc_adapter")
+EPOCHS, ROWS, BATCH = 3, 48, 8
+
+
+def overrides(glue_dir: str, root: Path) -> list[str]:
+    return ["method=gpart", "model=tiny-roberta", "task=glue/sst2", f"task.data_dir={glue_dir}",
+            f"task.train_subset={ROWS}", "task.validation_min_rows=8", "task.test_subset=24", "task.max_length=32",
+            f"trainer.epochs={EPOCHS}", f"trainer.batch_size={BATCH}", "trainer.eval_batch_size=32",
+            "method.config.d=512", "trainer.lr=5e-2", "trainer.head_lr=5e-2", "trainer.save_checkpoints=true",
+            f"paths.root={root}", "logger=none", f"hydra.run.dir={root}/hydra"]
+
+
+# -- in the child: arm one fault, then run the runner's Hydra entry point -------------------------------------------
+def _die() -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _kill_inside(owner, name: str, nth: int, max_delay_s: float) -> None:
+    """On the `nth` call of owner.name, SIGKILL this process after a random delay, or as the call returns."""
+    real = getattr(owner, name)
+    calls = {"n": 0}
+
+    def wrapped(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] != nth:
+            return real(*args, **kwargs)
+        threading.Timer(random.uniform(0, max_delay_s), _die).start()
+        result = real(*args, **kwargs)
+        _die()
+        return result
+    setattr(owner, name, wrapped)
+
+
+def _fail_with_enospc(owner, name: str, nth: int, half_write=None) -> None:
+    real = getattr(owner, name)
+    calls = {"n": 0}
+
+    def wrapped(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == nth:
+            if half_write:
+                half_write(*args, **kwargs)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(*args, **kwargs)
+    setattr(owner, name, wrapped)
+
+
+def arm(fault: str, nth: int, seed: int) -> None:
+    random.seed(seed)
+    import transformers
+
+    from experiments import records
+    from experiments import run as runner
+
+    if fault == "mid_epoch":
+        _kill_inside(runner.RunnerTrainer, "training_step", nth, 0.05)
+    elif fault == "checkpoint_save":
+        _kill_inside(transformers.Trainer, "_save_checkpoint", nth, 0.3)
+    elif fault == "adapter_save":
+        _kill_inside(runner, "save_directory_atomically", nth, 0.05)
+    elif fault == "record_write":
+        _kill_inside(records, "write_atomic", nth, 0.01)
+    elif fault == "corrupt_checkpoint":
+        def die_at_last_epoch(self, args, state, control, **kwargs):
+            if state.epoch and state.epoch >= EPOCHS - 1:
+                _die()
+        runner.EpochRecorder.on_epoch_begin = die_at_last_epoch
+    elif fault == "enospc_record":
+        from experiments import atomic
+        real_fsync = os.fsync
+        calls = {"n": 0}
+
+        def fsync(fd):
+            if ".record.json." in os.readlink(f"/proc/self/fd/{fd}"):
+                calls["n"] += 1
+                if calls["n"] >= nth:  # the disk stays full: the failure record cannot be written either
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return real_fsync(fd)
+        atomic.os.fsync = fsync
+    elif fault == "enospc_adapter":
+        import gpart.io
+
+        def half(tensors, path, metadata=None):
+            Path(path).write_bytes(b"\0" * 100)
+        _fail_with_enospc(gpart.io, "save_file", nth, half)
+    else:
+        raise ValueError(f"fault {fault!r} is not known; allowed: {FAULTS}")
+
+
+def child(argv: list[str]) -> None:
+    fault, nth, seed = argv[0], int(argv[1]), int(argv[2])
+    if fault != "none":
+        arm(fault, nth, seed)
+    from experiments import run as runner
+
+    # Imported (not run as __main__), hydra.main would look for a `configs` package: point it at the folder.
+    sys.argv = ["experiments.run", f"--config-path={REPO / 'configs'}", *argv[3:]]
+    runner.main()
+
+
+# -- in the parent: trials and checks -------------------------------------------------------------------------------
+def launch(args: list[str], fault: str = "none", nth: int = 0, seed: int = 0, timeout: int = 900):
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", WANDB_MODE="disabled",
+               TOKENIZERS_PARALLELISM="false", PYTHONPATH=str(REPO))
+    command = [sys.executable, "-m", "experiments.fault_injection", "--child", fault, str(nth), str(seed), *args]
+    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def run_folder(root: Path) -> Path:
+    found = list((root / "runs").glob("*/"))
+    if len(found) != 1:
+        raise RuntimeError(f"expected one run folder under {root}/runs, found {found}")
+    return found[0]
+
+
+def adapter_digest(run_dir: Path) -> str:
+    digest = hashlib.sha256()
+    for file in sorted((run_dir / "adapter").iterdir()):
+        digest.update(file.name.encode() + file.read_bytes())
+    return digest.hexdigest()
+
+
+def outcome(record: dict) -> dict:
+    keep = ("epoch", "step", "train_loss", "validation", "test")
+    return {"epochs": [{k: e[k] for k in keep} for e in record["epochs"]], "best_epoch": record["best_epoch"],
+            "test_metric": record["test_metric"], "test_metrics": record["test_metrics"]}
+
+
+def debris(run_dir: Path) -> list[str]:
+    """Half-written or leftover files: hidden temp/staging files, checkpoints, lock files, unparsable JSON."""
+    from experiments.run_lock import orphaned_files
+
+    left = [p.name for p in run_dir.iterdir() if p.name.startswith(".") or p.name == "checkpoints"]
+    left += [p.name for p in orphaned_files(run_dir)]
+    for path in run_dir.rglob("*.json"):
+        try:
+            json.loads(path.read_text())
+        except ValueError:
+            left.append(f"{path.name} (not JSON)")
+    return left
+
+
+def calls_per_run() -> dict[str, int]:
+    """How many times each fault's scope runs in an uninterrupted run (the range of `nth`)."""
+    steps = EPOCHS * -(-(ROWS - 8) // BATCH)  # 8 rows held out for validation
+    return {"mid_epoch": steps, "checkpoint_save": EPOCHS, "adapter_save": 1, "record_write": 2 + EPOCHS + 1,
+            "corrupt_checkpoint": 1, "enospc_record": 2 + EPOCHS, "enospc_adapter": 1}
+
+
+def trial(fault: str, nth: int, seed: int, glue_dir: str, reference: dict, work: Path) -> dict:
+    root = Path(tempfile.mkdtemp(prefix=f"{fault}-", dir=work))
+    args = overrides(glue_dir, root)
+    first = launch(args, fault, nth, seed)
+    row = {"fault": fault, "nth": nth, "killed": first.returncode == -signal.SIGKILL, "failed": first.returncode == 1,
+           "notes": []}
+    run_dir = run_folder(root)
+    if fault == "corrupt_checkpoint":
+        for weights in (run_dir / "checkpoints").glob("checkpoint-*/*.safetensors"):
+            os.truncate(weights, weights.stat().st_size // 2)
+    if fault.startswith("enospc"):
+        row["killed"] = False
+        named = "No space left on device" in first.stderr and (
+            str(run_dir / "record.json") in first.stderr or str(run_dir / "adapter") in first.stderr)
+        left = json.loads((run_dir / "record.json").read_text())  # raises if half-written
+        adapter_whole = not (run_dir / "adapter").exists() or _safetensors_whole(run_dir / "adapter")
+        if not (named and adapter_whole and left["status"] in ("running", "failed")):
+            row["notes"].append(f"after ENOSPC: path named={named}, adapter whole={adapter_whole}, "
+                                f"record={left['status']}")
+    second = launch(args)
+    record = json.loads((run_dir / "record.json").read_text()) if (run_dir / "record.json").exists() else {}
+    row["finished"] = second.returncode == 0 and record.get("status") == "finished"
+    row["identical"] = row["finished"] and outcome(record) == reference["outcome"] and \
+        adapter_digest(run_dir) == reference["adapter"]
+    row["resumed"] = record.get("resumed")
+    left = debris(run_dir)
+    row["intact"] = not left and not row["notes"]
+    if left:
+        row["notes"].append(f"left: {left}")
+    if not row["finished"]:
+        row["notes"].append(second.stderr[-400:])
+    return row
+
+
+def _safetensors_whole(folder: Path) -> bool:
+    from experiments.resume import _safetensors_problem
+
+    return all(_safetensors_problem(p) is None for p in folder.glob("*.safetensors"))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--trials", type=int, default=3, help="trials per fault (default 3)")
+    parser.add_argument("--faults", default=",".join(FAULTS), help=f"comma-separated subset of {','.join(FAULTS)}")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the kill points")
+    parser.add_argument("--glue-dir", default=os.environ.get("GLUE_DIR") or str(REPO.parent / "shared/data/glue"))
+    parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temp folder)")
+    args = parser.parse_args(argv)
+    faults = [f.strip() for f in args.faults.split(",") if f.strip()]
+    unknown = sorted(set(faults) - set(FAULTS))
+    if unknown:
+        parser.error(f"--faults: unknown {unknown}; allowed: {', '.join(FAULTS)}")
+    if args.trials < 1:
+        parser.error(f"--trials={args.trials} must be >= 1")
+    if not (Path(args.glue_dir) / "SST-2" / "train.tsv").exists():
+        parser.error(f"--glue-dir={args.glue_dir!r} holds no SST-2/train.tsv (set GLUE_DIR)")
+    work = args.work or Path(tempfile.mkdtemp(prefix="gpart-faults-"))
+    work.mkdir(parents=True, exist_ok=True)
+
+    start = time.perf_counter()
+    reference_root = work / "reference"
+    done = launch(overrides(args.glue_dir, reference_root))
+    if done.returncode != 0:
+        print(done.stderr[-3000:], file=sys.stderr)
+        return 1
+    reference_dir = run_folder(reference_root)
+    reference_record = json.loads((reference_dir / "record.json").read_text())
+    reference = {"outcome": outcome(reference_record), "adapter": adapter_digest(reference_dir)}
+    print(f"reference run: test accuracy {reference_record['test_metric']:.4f}, best epoch "
+          f"{reference_record['best_epoch']}, {time.perf_counter() - start:.0f} s", flush=True)
+
+    rng = random.Random(args.seed)
+    limits = calls_per_run()
+    rows = []
+    for fault in faults:
+        for index in range(args.trials):
+            nth = rng.randint(2 if fault == "enospc_record" else 1, limits[fault])  # 2: a previous record exists
+            row = trial(fault, nth, rng.randrange(2**31), args.glue_dir, reference, work)
+            rows.append(row)
+            print(f"  {fault:<18} trial {index + 1}: call {nth:>2}, killed={row['killed']}, "
+                  f"finished={row['finished']}, identical={row['identical']}, intact={row['intact']} "
+                  f"{'; '.join(row['notes'])[:300]}", flush=True)
+    print_table(rows, time.perf_counter() - start)
+    return 0 if all(r["finished"] and r["identical"] and r["intact"] for r in rows) else 1
+
+
+def print_table(rows: list[dict], seconds: float) -> None:
+    print(f"\n| fault | trials | killed / failed first | finished | identical metrics + adapter | files intact, "
+          f"no lock | resumed (times) |\n|---|---:|---:|---:|---:|---:|---|")
+    for fault in dict.fromkeys(r["fault"] for r in rows):
+        mine = [r for r in rows if r["fault"] == fault]
+        stopped = sum(r["killed"] or r["failed"] for r in mine)
+        resumed = sorted({r["resumed"] for r in mine if r["resumed"] is not None})
+        print(f"| {fault} | {len(mine)} | {stopped} | {sum(r['finished'] for r in mine)} | "
+              f"{sum(r['identical'] for r in mine)} | {sum(r['intact'] for r in mine)} | {resumed} |")
+    print(f"\n{len(rows)} trials in {seconds:.0f} s")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        child(sys.argv[2:])
+    else:
+        sys.exit(main())
