@@ -29,6 +29,10 @@ class GPartConfig:
             in d. Matched like ``target_modules``.
         backend: ``"auto"`` (Triton kernels on CUDA when triton is installed, else torch), ``"torch"`` or
             ``"triton"`` (docs/performance.md). An execution choice, not part of the adapter: ``to_dict`` omits it.
+        id_cache_mib: memory (MiB) the torch path may spend keeping group ids as int32, 4 bytes per adapted
+            coordinate, instead of hashing them in every forward and backward; layers are cached in order until the
+            budget is spent. 0 (default): stateless, nothing of size N is stored. An execution choice like
+            ``backend``: ``to_dict`` omits it.
     """
 
     d: int
@@ -40,6 +44,7 @@ class GPartConfig:
     bias: str = "none"
     trainable_modules: list[str] = field(default_factory=list)
     backend: str = "auto"
+    id_cache_mib: float = 0.0
 
     def __post_init__(self):
         if isinstance(self.target_modules, tuple):
@@ -57,10 +62,14 @@ class GPartConfig:
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
         self.dropout = float(self.dropout)
+        if isinstance(self.id_cache_mib, bool) or not isinstance(self.id_cache_mib, (int, float)) \
+                or not 0 <= self.id_cache_mib < float("inf"):
+            raise ValueError(f"id_cache_mib must be a number of MiB >= 0, got {self.id_cache_mib!r}")
 
     def to_dict(self) -> dict:
         values = dataclasses.asdict(self)
-        del values["backend"]  # saved adapters are identical whichever path trained them
+        for execution_only in ("backend", "id_cache_mib"):
+            del values[execution_only]  # saved adapters are identical however they were trained
         return values
 
     @classmethod
