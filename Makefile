@@ -37,7 +37,8 @@ tables: $(STAMP) ## Paper tables (ours vs published, Δ, verdict) + figures from
 	$(PY) -m experiments.tables --runs "$(or $(RUNS),results/runs)" --out "$(or $(OUT),results)" $(TABLES_ARGS)
 
 bench: $(STAMP) ## Step time + peak memory: GPart (torch, Triton) vs LoRA, Uni-LoRA, floor -> bench/out/ [BENCH_ARGS="--shape llama2-7b --device cuda"]
-	$(PY) -m bench.step_bench $(or $(BENCH_ARGS),--shape roberta-base --device cpu)
+	$(PY) -m bench.step_bench $(or $(BENCH_ARGS),--shape roberta-base --device cpu --profile)
+	$(if $(BENCH_ARGS),,$(PY) -m bench.step_bench --shape roberta-base-glue --device cpu --steps 3 --warmup 1)
 
 # The demo uses the shared GLUE TSVs when they sit beside the repository; an explicit GLUE_DIR wins.
 demo: export GLUE_DIR ?= $(firstword $(wildcard $(SHARED)/data/glue))

@@ -3,6 +3,7 @@
     python -m bench.step_bench --shape roberta-base --device cpu          # `make bench`
     python -m bench.step_bench --shape llama2-7b --device cuda            # the H200 comparison of setup.md §5
     python -m bench.step_bench --setup-time                               # also: group counts for 7B q,k,v,o
+    python -m bench.step_bench --profile                                  # also: per-operation profile of a step
 
 Every method runs in its own fresh process (so CPU peak RSS is per method), on the same randomly initialised model
 (same seed) and the same batch. On CPU (shared, noisy machines) the step times come instead from one process that
@@ -11,6 +12,9 @@ backward with only the adapted weights requiring gradients (no adapter, no optim
 beyond LoRA. Reported: median step time over --steps after --warmup, ratio to LoRA, peak memory (CUDA:
 max_memory_allocated, weights included; CPU: the process's peak RSS, and its rise over the built model). The table
 is printed and written as JSON under bench/out/. Models are built from configs; nothing is downloaded.
+``gpart-torch`` is the stateless default; ``gpart-torch-cache`` keeps the group ids as int32 within
+GPART_ID_CACHE_MIB (GPartConfig.id_cache_mib). ``--profile`` adds one profiled step per method (torch.profiler,
+GPart's own sections labelled ``gpart: ...``), in a process of its own, after the timing.
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ from pathlib import Path
 from experiments.atomic import write_text_atomic
 
 OUT_DIR = Path(__file__).resolve().parent / "out"
-METHODS = ("floor", "lora", "unilora", "gpart-torch", "gpart-triton")
+METHODS = ("floor", "lora", "unilora", "gpart-torch", "gpart-torch-cache", "gpart-triton")
+GPART_ID_CACHE_MIB = 64  # the issue's memory allowance over LoRA; RoBERTa-base q,v ids take 54 MiB as int32
 LLAMA2_7B_QKVO = (1 << 31, 524_288)  # N = 32 layers × 4 × 4096², d for the 7B class (setup.md §4, §5)
 
 # Sizes and method settings per shape; each number's source in ../shared/reference/setup.md.
@@ -58,6 +63,8 @@ SHAPES = {
     ),
 }
 
+# The same model at the paper's GLUE batch: §2 batch 32; 128 tokens (GLUE sentences are short; §2 caps at 512).
+SHAPES["roberta-base-glue"] = dict(SHAPES["roberta-base"], batch=32, seq=128)
 
 # ------------------------------------------------------------------------------------------------ models
 
@@ -129,12 +136,12 @@ def prepare(method: str, model, shape: dict):
     else:
         from gpart import GPartConfig, apply_gpart, triton_ops
 
-        backend = method.removeprefix("gpart-")
+        backend, _, cache = method.removeprefix("gpart-").partition("-")
         device = next(model.parameters()).device
         if backend == "triton" and not (triton_ops.AVAILABLE and device.type == "cuda"):
             raise RuntimeError("needs CUDA and triton (the CPU interpreter is for correctness tests, not timing)")
         config = GPartConfig(d=shape["d"], target_modules=shape["targets"], trainable_modules=shape["head"],
-                             backend=backend)
+                             backend=backend, id_cache_mib=GPART_ID_CACHE_MIB if cache else 0.0)
         model = apply_gpart(model, config)
     trainable = [p for p in model.parameters() if p.requires_grad]
     return model, torch.optim.AdamW(trainable, lr=1e-5)
@@ -220,6 +227,57 @@ def run_interleaved(methods: list[str], shape: dict, device: str, steps: int, wa
     return times
 
 
+def profile_steps(methods: list[str], shape: dict, device: str, threads: int, rows: int) -> str:
+    """One profiled step per method, after one warm-up step: torch.profiler's operations by self time."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.set_num_threads(threads)
+    _label_gpart_sections()
+    cuda = device == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    reports = []
+    for method in methods:
+        model = build_model(shape, device)
+        try:
+            model, optimizer = prepare(method, model, shape)
+        except RuntimeError:
+            continue
+        batch = make_batch(model.train(), shape, device)
+        train_step(model, optimizer, batch, sync)
+        with profile(activities=activities) as profiler:
+            seconds, _ = train_step(model, optimizer, batch, sync)
+        table = profiler.key_averages().table(sort_by="self_cuda_time_total" if cuda else "self_cpu_time_total",
+                                              row_limit=rows, max_name_column_width=40)
+        reports.append(f"--- {method}: one step, {seconds:.3f} s under the profiler\n{table}")
+    return "\n".join(reports)
+
+
+def _label_gpart_sections(patch=setattr):
+    """Name GPart's per-layer work in the profile (numpy's hashing is no torch operation and is otherwise unseen).
+
+    ``patch`` replaces each function (``setattr``; tests pass pytest's ``monkeypatch.setattr`` to undo it).
+    """
+    from torch.profiler import record_function
+
+    from gpart import layers, partition
+
+    sections = [(partition.Partition, "group_ids", "gpart: hash group ids"),
+                (layers.GPartAdapter, "group_ids", "gpart: group ids (cached or hashed)"),
+                (layers.GPartLayer, "delta", "gpart: ΔW = gather of θ"),
+                (layers.GPartLayer, "theta_grad", "gpart: ∇θ = Pᵀ ∇W"),
+                (layers, "_dropout_mask", "gpart: dropout mask")]
+    for owner, name, label in sections:
+        function = getattr(owner, name)
+
+        def labelled(*args, _function=function, _label=label, **kwargs):
+            with record_function(_label):
+                return _function(*args, **kwargs)
+
+        patch(owner, name, labelled)
+
+
 def _rss_gib() -> float:
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**30
@@ -274,12 +332,15 @@ def parse_args(argv=None):
                              "memory still comes from one process per method")
     parser.add_argument("--setup-time", action="store_true",
                         help="also time counting the group sizes of a 7B model's q,k,v,o (about a minute on CPU)")
+    parser.add_argument("--profile", action="store_true",
+                        help="also profile one step of each method and print its per-operation breakdown")
+    parser.add_argument("--profile-rows", type=int, default=18, help="operations shown per method with --profile")
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default bench/out/<shape>-<device>.json)")
     args = parser.parse_args(argv)
-    for name, low in (("steps", 1), ("warmup", 0), ("batch", 1), ("seq", 2), ("threads", 1)):
+    for name, low in (("steps", 1), ("warmup", 0), ("batch", 1), ("seq", 2), ("threads", 1), ("profile_rows", 1)):
         value = getattr(args, name)
         if value is not None and value < low:
-            parser.error(f"--{name} must be >= {low}, got {value}")
+            parser.error(f"--{name.replace('_', '-')} must be >= {low}, got {value}")
     if args.device == "cuda":
         import torch
 
@@ -316,6 +377,11 @@ def main(argv=None) -> dict:
         "device_name": _device_name(args.device), "steps": args.steps, "warmup": args.warmup, "threads": threads,
         "interleaved": interleave, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "results": results,
     }
+    if args.profile:
+        print(f"  profiling one step of each method (--profile-rows {args.profile_rows}) ...", flush=True)
+        payload["profile"] = _in_fresh_process(profile_steps, args.methods, shape, args.device, threads,
+                                               args.profile_rows)
+        print(payload["profile"])
     if args.setup_time:
         payload["group_count_7b_qkvo"] = setup = group_count_seconds()
         print(f"set-up: counting d={setup['d']:,} group sizes over N={setup['adapted_space_size']:,} coordinates "
