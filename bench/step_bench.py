@@ -9,7 +9,8 @@ Every method runs in its own fresh process (so CPU peak RSS is per method), on t
 (same seed) and the same batch. On CPU (shared, noisy machines) the step times come instead from one process that
 runs all methods round-robin, so that background load hits each alike (--interleave / --no-interleave). A step is forward + backward + AdamW step + zero_grad; the floor is forward +
 backward with only the adapted weights requiring gradients (no adapter, no optimizer): the arithmetic GPart needs
-beyond LoRA. Reported: median step time over --steps after --warmup, ratio to LoRA, peak memory (CUDA:
+beyond LoRA. Reported: median step time over --steps after --warmup and median CPU time of the process per step
+(steadier than wall time when others load the machine), each with its ratio to LoRA; peak memory (CUDA:
 max_memory_allocated, weights included; CPU: the process's peak RSS, and its rise over the built model). The table
 is printed and written as JSON under bench/out/. Models are built from configs; nothing is downloaded.
 ``gpart-torch`` is the stateless default; ``gpart-torch-cache`` keeps the group ids as int32 within
@@ -172,14 +173,15 @@ def run_method(method: str, shape: dict, device: str, steps: int, warmup: int, t
     setup_s = time.perf_counter() - started
     model.train()
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    times = []
+    times, cpu_times = [], []
     for index in range(warmup + steps):
-        seconds, loss = train_step(model, optimizer, batch, sync)
+        seconds, cpu_seconds, loss = train_step(model, optimizer, batch, sync)
         if index >= warmup:
             times.append(seconds)
+            cpu_times.append(cpu_seconds)
     result = {
-        "method": method, "status": "ok", "median_step_s": statistics.median(times), "step_s": times,
-        "setup_s": setup_s, "trainable_params": trainable, "final_loss": loss,
+        "method": method, "status": "ok", "setup_s": setup_s, "trainable_params": trainable, "final_loss": loss,
+        **_step_times(times, cpu_times),
     }
     if cuda:
         result["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
@@ -189,9 +191,14 @@ def run_method(method: str, shape: dict, device: str, steps: int, warmup: int, t
     return result
 
 
-def train_step(model, optimizer, batch, sync) -> tuple[float, float]:
-    """One forward + backward (+ AdamW step) + zero_grad; returns (seconds, loss)."""
+def train_step(model, optimizer, batch, sync) -> tuple[float, float, float]:
+    """One forward + backward (+ AdamW step) + zero_grad; returns (seconds, CPU seconds of this process, loss).
+
+    CPU time is what the step cost, whatever else the machine ran meanwhile: on a loaded shared CPU it is the steadier
+    measure (on CUDA it only counts the host's work).
+    """
     sync()
+    cpu_start = time.process_time()
     start = time.perf_counter()
     loss = model(**batch).loss
     loss.backward()
@@ -201,7 +208,7 @@ def train_step(model, optimizer, batch, sync) -> tuple[float, float]:
     else:
         model.zero_grad(set_to_none=True)
     sync()
-    return time.perf_counter() - start, loss.item()
+    return time.perf_counter() - start, time.process_time() - cpu_start, loss.item()
 
 
 def run_interleaved(methods: list[str], shape: dict, device: str, steps: int, warmup: int, threads: int) -> dict:
@@ -217,14 +224,20 @@ def run_interleaved(methods: list[str], shape: dict, device: str, steps: int, wa
         except RuntimeError:
             continue
         runners[method] = (model.train(), optimizer, make_batch(model, shape, device))
-    times = {method: [] for method in runners}
+    times = {method: ([], []) for method in runners}  # (wall seconds, CPU seconds) per step
     order = list(runners)
     for index in range(warmup + steps):
         for method in order[index % len(order):] + order[: index % len(order)]:  # rotate who goes first
-            seconds, _ = train_step(*runners[method], sync=lambda: None)
+            seconds, cpu_seconds, _ = train_step(*runners[method], sync=lambda: None)
             if index >= warmup:
-                times[method].append(seconds)
-    return times
+                times[method][0].append(seconds)
+                times[method][1].append(cpu_seconds)
+    return {method: _step_times(*pair) for method, pair in times.items()}
+
+
+def _step_times(times: list[float], cpu_times: list[float]) -> dict:
+    return {"median_step_s": statistics.median(times), "step_s": times,
+            "median_cpu_step_s": statistics.median(cpu_times), "cpu_step_s": cpu_times}
 
 
 def profile_steps(methods: list[str], shape: dict, device: str, threads: int, rows: int) -> str:
@@ -247,7 +260,7 @@ def profile_steps(methods: list[str], shape: dict, device: str, threads: int, ro
         batch = make_batch(model.train(), shape, device)
         train_step(model, optimizer, batch, sync)
         with profile(activities=activities) as profiler:
-            seconds, _ = train_step(model, optimizer, batch, sync)
+            seconds, _, _ = train_step(model, optimizer, batch, sync)
         table = profiler.key_averages().table(sort_by="self_cuda_time_total" if cuda else "self_cpu_time_total",
                                               row_limit=rows, max_name_column_width=40)
         reports.append(f"--- {method}: one step, {seconds:.3f} s under the profiler\n{table}")
@@ -297,19 +310,24 @@ def group_count_seconds() -> dict:
 
 
 def table(results: list[dict], device: str) -> str:
+    """Wall and CPU time per step, peak memory, each beside its ratio (or difference) to LoRA's."""
     lora = next((r for r in results if r["method"] == "lora" and r["status"] == "ok"), None)
     memory = "peak GiB (max allocated)" if device == "cuda" else "peak RSS GiB (+ over model)"
-    lines = [f"{'method':<14} {'median step s':>14} {'vs LoRA':>8} {memory:>28} {'trainable':>12}"]
+    lines = [f"{'method':<18} {'median step s':>14} {'vs LoRA':>8} {'CPU s/step':>11} {'vs LoRA':>8} {memory:>28} "
+             f"{'MiB vs LoRA':>12} {'trainable':>12}"]
     for r in results:
         if r["status"] != "ok":
-            lines.append(f"{r['method']:<14} {'skipped: ' + r['note']}")
+            lines.append(f"{r['method']:<18} {'skipped: ' + r['note']}")
             continue
-        ratio = r["median_step_s"] / lora["median_step_s"] if lora else float("nan")
-        r["ratio_to_lora"] = ratio
+        r["ratio_to_lora"] = r["median_step_s"] / lora["median_step_s"] if lora else float("nan")
+        r["cpu_ratio_to_lora"] = r["median_cpu_step_s"] / lora["median_cpu_step_s"] if lora else float("nan")
+        r["memory_over_lora_mib"] = (r["peak_memory_gib"] - lora["peak_memory_gib"]) * 1024 if lora else float("nan")
         mem = f"{r['peak_memory_gib']:.2f}"
         if "peak_over_model_gib" in r:
             mem += f" (+{r['peak_over_model_gib']:.2f})"
-        lines.append(f"{r['method']:<14} {r['median_step_s']:>14.4f} {ratio:>8.2f} {mem:>28} {r['trainable_params']:>12,}")
+        lines.append(f"{r['method']:<18} {r['median_step_s']:>14.4f} {r['ratio_to_lora']:>8.2f} "
+                     f"{r['median_cpu_step_s']:>11.4f} {r['cpu_ratio_to_lora']:>8.2f} {mem:>28} "
+                     f"{r['memory_over_lora_mib']:>+12.0f} {r['trainable_params']:>12,}")
     return "\n".join(lines)
 
 
@@ -363,14 +381,13 @@ def main(argv=None) -> dict:
         result = _in_fresh_process(run_method, method, shape, args.device, steps, warmup, threads)
         results.append(result)
         shown = f"{result['median_step_s']:.4f} s" if result["status"] == "ok" else result["note"]
-        print(f"  {method:<14} {'peak memory measured' if interleave and result['status'] == 'ok' else shown}",
+        print(f"  {method:<18} {'peak memory measured' if interleave and result['status'] == 'ok' else shown}",
               flush=True)
     if interleave:
         print(f"  timing {args.steps} round-robin steps of each method in one process ...", flush=True)
         times = _in_fresh_process(run_interleaved, args.methods, shape, args.device, args.steps, args.warmup, threads)
         for result in results:
-            if result["method"] in times:
-                result.update(step_s=times[result["method"]], median_step_s=statistics.median(times[result["method"]]))
+            result.update(times.get(result["method"], {}))
     print(table(results, args.device))
     payload = {
         "bench": "step_bench", "shape": args.shape, "shape_settings": shape, "device": args.device,
