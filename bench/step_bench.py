@@ -216,14 +216,7 @@ def run_interleaved(methods: list[str], shape: dict, device: str, steps: int, wa
     import torch
 
     torch.set_num_threads(threads)
-    runners = {}
-    for method in methods:
-        model = build_model(shape, device)
-        try:
-            model, optimizer = prepare(method, model, shape)
-        except RuntimeError:
-            continue
-        runners[method] = (model.train(), optimizer, make_batch(model, shape, device))
+    runners = {method: runner for method, *runner in _prepared(methods, shape, device)}
     times = {method: ([], []) for method in runners}  # (wall seconds, CPU seconds) per step
     order = list(runners)
     for index in range(warmup + steps):
@@ -233,6 +226,17 @@ def run_interleaved(methods: list[str], shape: dict, device: str, steps: int, wa
                 times[method][0].append(seconds)
                 times[method][1].append(cpu_seconds)
     return {method: _step_times(*pair) for method, pair in times.items()}
+
+
+def _prepared(methods: list[str], shape: dict, device: str):
+    """(method, model in train mode, optimizer, batch) for each method that is not skipped, built one at a time."""
+    for method in methods:
+        model = build_model(shape, device)
+        try:
+            model, optimizer = prepare(method, model, shape)
+        except RuntimeError:
+            continue
+        yield method, model.train(), optimizer, make_batch(model, shape, device)
 
 
 def _step_times(times: list[float], cpu_times: list[float]) -> dict:
@@ -251,13 +255,7 @@ def profile_steps(methods: list[str], shape: dict, device: str, threads: int, ro
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     reports = []
-    for method in methods:
-        model = build_model(shape, device)
-        try:
-            model, optimizer = prepare(method, model, shape)
-        except RuntimeError:
-            continue
-        batch = make_batch(model.train(), shape, device)
+    for method, model, optimizer, batch in _prepared(methods, shape, device):
         train_step(model, optimizer, batch, sync)
         with profile(activities=activities) as profiler:
             seconds, _, _ = train_step(model, optimizer, batch, sync)
