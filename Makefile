@@ -42,7 +42,8 @@ analysis: $(STAMP) ## Distortion of each method's parameter -> update map, loss 
 	$(PY) -m experiments.analysis --runs "$(or $(RUNS),$(firstword $(wildcard results/mini/runs) results/runs))" --out "$(or $(OUT),results/analysis)" $(ANALYSIS_ARGS)
 
 bench: $(STAMP) ## Step time + peak memory: GPart (torch, Triton) vs LoRA, Uni-LoRA, floor -> bench/out/ [BENCH_ARGS="--shape llama2-7b --device cuda"]
-	$(PY) -m bench.step_bench $(or $(BENCH_ARGS),--shape roberta-base --device cpu)
+	$(PY) -m bench.step_bench $(or $(BENCH_ARGS),--shape roberta-base --device cpu --profile)
+	$(if $(BENCH_ARGS),,$(PY) -m bench.step_bench --shape roberta-base-glue --device cpu --steps 3 --warmup 1)
 
 # No venv stamp: on a bare GPU image (no registry) it runs with the image's python3, which has torch and triton.
 GPU_PY ?= $(if $(wildcard $(PY)),$(PY),python3)

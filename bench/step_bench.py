@@ -3,14 +3,19 @@
     python -m bench.step_bench --shape roberta-base --device cpu          # `make bench`
     python -m bench.step_bench --shape llama2-7b --device cuda            # the H200 comparison of setup.md §5
     python -m bench.step_bench --setup-time                               # also: group counts for 7B q,k,v,o
+    python -m bench.step_bench --profile                                  # also: per-operation profile of a step
 
 Every method runs in its own fresh process (so CPU peak RSS is per method), on the same randomly initialised model
 (same seed) and the same batch. On CPU (shared, noisy machines) the step times come instead from one process that
 runs all methods round-robin, so that background load hits each alike (--interleave / --no-interleave). A step is forward + backward + AdamW step + zero_grad; the floor is forward +
 backward with only the adapted weights requiring gradients (no adapter, no optimizer): the arithmetic GPart needs
-beyond LoRA. Reported: median step time over --steps after --warmup, ratio to LoRA, peak memory (CUDA:
+beyond LoRA. Reported: median step time over --steps after --warmup and median CPU time of the process per step
+(steadier than wall time when others load the machine), each with its ratio to LoRA; peak memory (CUDA:
 max_memory_allocated, weights included; CPU: the process's peak RSS, and its rise over the built model). The table
 is printed and written as JSON under bench/out/. Models are built from configs; nothing is downloaded.
+``gpart-torch`` is the stateless default; ``gpart-torch-cache`` keeps the group ids as int32 within
+GPART_ID_CACHE_MIB (GPartConfig.id_cache_mib). ``--profile`` adds one profiled step per method (torch.profiler,
+GPart's own sections labelled ``gpart: ...``), in a process of its own, after the timing.
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ from multiprocessing import get_context
 from pathlib import Path
 
 OUT_DIR = Path(__file__).resolve().parent / "out"
-METHODS = ("floor", "lora", "unilora", "gpart-torch", "gpart-triton")
+METHODS = ("floor", "lora", "unilora", "gpart-torch", "gpart-torch-cache", "gpart-triton")
+GPART_ID_CACHE_MIB = 64  # the issue's memory allowance over LoRA; RoBERTa-base q,v ids take 54 MiB as int32
 LLAMA2_7B_QKVO = (1 << 31, 524_288)  # N = 32 layers × 4 × 4096², d for the 7B class (setup.md §4, §5)
 
 # Sizes and method settings per shape; each number's source in ../shared/reference/setup.md.
@@ -56,6 +62,8 @@ SHAPES = {
     ),
 }
 
+# The same model at the paper's GLUE batch: §2 batch 32; 128 tokens (GLUE sentences are short; §2 caps at 512).
+SHAPES["roberta-base-glue"] = dict(SHAPES["roberta-base"], batch=32, seq=128)
 
 # ------------------------------------------------------------------------------------------------ models
 
@@ -127,12 +135,12 @@ def prepare(method: str, model, shape: dict):
     else:
         from gpart import GPartConfig, apply_gpart, triton_ops
 
-        backend = method.removeprefix("gpart-")
+        backend, _, cache = method.removeprefix("gpart-").partition("-")
         device = next(model.parameters()).device
         if backend == "triton" and not (triton_ops.AVAILABLE and device.type == "cuda"):
             raise RuntimeError("needs CUDA and triton (the CPU interpreter is for correctness tests, not timing)")
         config = GPartConfig(d=shape["d"], target_modules=shape["targets"], trainable_modules=shape["head"],
-                             backend=backend)
+                             backend=backend, id_cache_mib=GPART_ID_CACHE_MIB if cache else 0.0)
         model = apply_gpart(model, config)
     trainable = [p for p in model.parameters() if p.requires_grad]
     return model, torch.optim.AdamW(trainable, lr=1e-5)
@@ -163,14 +171,15 @@ def run_method(method: str, shape: dict, device: str, steps: int, warmup: int, t
     setup_s = time.perf_counter() - started
     model.train()
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    times = []
+    times, cpu_times = [], []
     for index in range(warmup + steps):
-        seconds, loss = train_step(model, optimizer, batch, sync)
+        seconds, cpu_seconds, loss = train_step(model, optimizer, batch, sync)
         if index >= warmup:
             times.append(seconds)
+            cpu_times.append(cpu_seconds)
     result = {
-        "method": method, "status": "ok", "median_step_s": statistics.median(times), "step_s": times,
-        "setup_s": setup_s, "trainable_params": trainable, "final_loss": loss,
+        "method": method, "status": "ok", "setup_s": setup_s, "trainable_params": trainable, "final_loss": loss,
+        **_step_times(times, cpu_times),
     }
     if cuda:
         result["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
@@ -180,9 +189,14 @@ def run_method(method: str, shape: dict, device: str, steps: int, warmup: int, t
     return result
 
 
-def train_step(model, optimizer, batch, sync) -> tuple[float, float]:
-    """One forward + backward (+ AdamW step) + zero_grad; returns (seconds, loss)."""
+def train_step(model, optimizer, batch, sync) -> tuple[float, float, float]:
+    """One forward + backward (+ AdamW step) + zero_grad; returns (seconds, CPU seconds of this process, loss).
+
+    CPU time is what the step cost, whatever else the machine ran meanwhile: on a loaded shared CPU it is the steadier
+    measure (on CUDA it only counts the host's work).
+    """
     sync()
+    cpu_start = time.process_time()
     start = time.perf_counter()
     loss = model(**batch).loss
     loss.backward()
@@ -192,7 +206,7 @@ def train_step(model, optimizer, batch, sync) -> tuple[float, float]:
     else:
         model.zero_grad(set_to_none=True)
     sync()
-    return time.perf_counter() - start, loss.item()
+    return time.perf_counter() - start, time.process_time() - cpu_start, loss.item()
 
 
 def run_interleaved(methods: list[str], shape: dict, device: str, steps: int, warmup: int, threads: int) -> dict:
@@ -200,22 +214,77 @@ def run_interleaved(methods: list[str], shape: dict, device: str, steps: int, wa
     import torch
 
     torch.set_num_threads(threads)
-    runners = {}
+    runners = {method: runner for method, *runner in _prepared(methods, shape, device)}
+    times = {method: ([], []) for method in runners}  # (wall seconds, CPU seconds) per step
+    order = list(runners)
+    for index in range(warmup + steps):
+        for method in order[index % len(order):] + order[: index % len(order)]:  # rotate who goes first
+            seconds, cpu_seconds, _ = train_step(*runners[method], sync=lambda: None)
+            if index >= warmup:
+                times[method][0].append(seconds)
+                times[method][1].append(cpu_seconds)
+    return {method: _step_times(*pair) for method, pair in times.items()}
+
+
+def _prepared(methods: list[str], shape: dict, device: str):
+    """(method, model in train mode, optimizer, batch) for each method that is not skipped, built one at a time."""
     for method in methods:
         model = build_model(shape, device)
         try:
             model, optimizer = prepare(method, model, shape)
         except RuntimeError:
             continue
-        runners[method] = (model.train(), optimizer, make_batch(model, shape, device))
-    times = {method: [] for method in runners}
-    order = list(runners)
-    for index in range(warmup + steps):
-        for method in order[index % len(order):] + order[: index % len(order)]:  # rotate who goes first
-            seconds, _ = train_step(*runners[method], sync=lambda: None)
-            if index >= warmup:
-                times[method].append(seconds)
-    return times
+        yield method, model.train(), optimizer, make_batch(model, shape, device)
+
+
+def _step_times(times: list[float], cpu_times: list[float]) -> dict:
+    return {"median_step_s": statistics.median(times), "step_s": times,
+            "median_cpu_step_s": statistics.median(cpu_times), "cpu_step_s": cpu_times}
+
+
+def profile_steps(methods: list[str], shape: dict, device: str, threads: int, rows: int) -> str:
+    """One profiled step per method, after one warm-up step: torch.profiler's operations by self time."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.set_num_threads(threads)
+    _label_gpart_sections()
+    cuda = device == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    reports = []
+    for method, model, optimizer, batch in _prepared(methods, shape, device):
+        train_step(model, optimizer, batch, sync)
+        with profile(activities=activities) as profiler:
+            seconds, _, _ = train_step(model, optimizer, batch, sync)
+        table = profiler.key_averages().table(sort_by="self_cuda_time_total" if cuda else "self_cpu_time_total",
+                                              row_limit=rows, max_name_column_width=40)
+        reports.append(f"--- {method}: one step, {seconds:.3f} s under the profiler\n{table}")
+    return "\n".join(reports)
+
+
+def _label_gpart_sections(patch=setattr):
+    """Name GPart's per-layer work in the profile (numpy's hashing is no torch operation and is otherwise unseen).
+
+    ``patch`` replaces each function (``setattr``; tests pass pytest's ``monkeypatch.setattr`` to undo it).
+    """
+    from torch.profiler import record_function
+
+    from gpart import layers, partition
+
+    sections = [(partition.Partition, "group_ids", "gpart: hash group ids"),
+                (layers.GPartAdapter, "group_ids", "gpart: group ids (cached or hashed)"),
+                (layers.GPartLayer, "delta", "gpart: ΔW = gather of θ"),
+                (layers.GPartLayer, "theta_grad", "gpart: ∇θ = Pᵀ ∇W"),
+                (layers, "_dropout_mask", "gpart: dropout mask")]
+    for owner, name, label in sections:
+        function = getattr(owner, name)
+
+        def labelled(*args, _function=function, _label=label, **kwargs):
+            with record_function(_label):
+                return _function(*args, **kwargs)
+
+        patch(owner, name, labelled)
 
 
 def _rss_gib() -> float:
@@ -237,19 +306,24 @@ def group_count_seconds() -> dict:
 
 
 def table(results: list[dict], device: str) -> str:
+    """Wall and CPU time per step, peak memory, each beside its ratio (or difference) to LoRA's."""
     lora = next((r for r in results if r["method"] == "lora" and r["status"] == "ok"), None)
     memory = "peak GiB (max allocated)" if device == "cuda" else "peak RSS GiB (+ over model)"
-    lines = [f"{'method':<14} {'median step s':>14} {'vs LoRA':>8} {memory:>28} {'trainable':>12}"]
+    lines = [f"{'method':<18} {'median step s':>14} {'vs LoRA':>8} {'CPU s/step':>11} {'vs LoRA':>8} {memory:>28} "
+             f"{'MiB vs LoRA':>12} {'trainable':>12}"]
     for r in results:
         if r["status"] != "ok":
-            lines.append(f"{r['method']:<14} {'skipped: ' + r['note']}")
+            lines.append(f"{r['method']:<18} {'skipped: ' + r['note']}")
             continue
-        ratio = r["median_step_s"] / lora["median_step_s"] if lora else float("nan")
-        r["ratio_to_lora"] = ratio
+        r["ratio_to_lora"] = r["median_step_s"] / lora["median_step_s"] if lora else float("nan")
+        r["cpu_ratio_to_lora"] = r["median_cpu_step_s"] / lora["median_cpu_step_s"] if lora else float("nan")
+        r["memory_over_lora_mib"] = (r["peak_memory_gib"] - lora["peak_memory_gib"]) * 1024 if lora else float("nan")
         mem = f"{r['peak_memory_gib']:.2f}"
         if "peak_over_model_gib" in r:
             mem += f" (+{r['peak_over_model_gib']:.2f})"
-        lines.append(f"{r['method']:<14} {r['median_step_s']:>14.4f} {ratio:>8.2f} {mem:>28} {r['trainable_params']:>12,}")
+        lines.append(f"{r['method']:<18} {r['median_step_s']:>14.4f} {r['ratio_to_lora']:>8.2f} "
+                     f"{r['median_cpu_step_s']:>11.4f} {r['cpu_ratio_to_lora']:>8.2f} {mem:>28} "
+                     f"{r['memory_over_lora_mib']:>+12.0f} {r['trainable_params']:>12,}")
     return "\n".join(lines)
 
 
@@ -274,12 +348,15 @@ def parse_args(argv=None):
                              "memory still comes from one process per method")
     parser.add_argument("--setup-time", action="store_true",
                         help="also time counting the group sizes of a 7B model's q,k,v,o (about a minute on CPU)")
+    parser.add_argument("--profile", action="store_true",
+                        help="also profile one step of each method and print its per-operation breakdown")
+    parser.add_argument("--profile-rows", type=int, default=18, help="operations shown per method with --profile")
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default bench/out/<shape>-<device>.json)")
     args = parser.parse_args(argv)
-    for name, low in (("steps", 1), ("warmup", 0), ("batch", 1), ("seq", 2), ("threads", 1)):
+    for name, low in (("steps", 1), ("warmup", 0), ("batch", 1), ("seq", 2), ("threads", 1), ("profile_rows", 1)):
         value = getattr(args, name)
         if value is not None and value < low:
-            parser.error(f"--{name} must be >= {low}, got {value}")
+            parser.error(f"--{name.replace('_', '-')} must be >= {low}, got {value}")
     if args.device == "cuda":
         import torch
 
@@ -302,20 +379,24 @@ def main(argv=None) -> dict:
         result = _in_fresh_process(run_method, method, shape, args.device, steps, warmup, threads)
         results.append(result)
         shown = f"{result['median_step_s']:.4f} s" if result["status"] == "ok" else result["note"]
-        print(f"  {method:<14} {'peak memory measured' if interleave and result['status'] == 'ok' else shown}",
+        print(f"  {method:<18} {'peak memory measured' if interleave and result['status'] == 'ok' else shown}",
               flush=True)
     if interleave:
         print(f"  timing {args.steps} round-robin steps of each method in one process ...", flush=True)
         times = _in_fresh_process(run_interleaved, args.methods, shape, args.device, args.steps, args.warmup, threads)
         for result in results:
-            if result["method"] in times:
-                result.update(step_s=times[result["method"]], median_step_s=statistics.median(times[result["method"]]))
+            result.update(times.get(result["method"], {}))
     print(table(results, args.device))
     payload = {
         "bench": "step_bench", "shape": args.shape, "shape_settings": shape, "device": args.device,
         "device_name": _device_name(args.device), "steps": args.steps, "warmup": args.warmup, "threads": threads,
         "interleaved": interleave, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "results": results,
     }
+    if args.profile:
+        print(f"  profiling one step of each method (--profile-rows {args.profile_rows}) ...", flush=True)
+        payload["profile"] = _in_fresh_process(profile_steps, args.methods, shape, args.device, threads,
+                                               args.profile_rows)
+        print(payload["profile"])
     if args.setup_time:
         payload["group_count_7b_qkvo"] = setup = group_count_seconds()
         print(f"set-up: counting d={setup['d']:,} group sizes over N={setup['adapted_space_size']:,} coordinates "

@@ -48,6 +48,10 @@ class GPartConfig:
             magnitude of the pretrained weights; ``gpart/grouping.py``).
         init_bound: θ starts uniform in [-init_bound, init_bound] (drawn from torch's global CPU generator, as the
             authors' code does); 0.0 starts θ at zeros, i.e. at the pretrained model.
+        id_cache_mib: memory (MiB) the torch path may spend keeping group ids as int32, 4 bytes per adapted
+            coordinate, instead of hashing them in every forward and backward; layers are cached in order until the
+            budget is spent. 0 (default): stateless, nothing of size N is stored. An execution choice like
+            ``backend``: ``to_dict`` omits it.
     """
 
     d: int
@@ -63,6 +67,7 @@ class GPartConfig:
     partition_scope: str = "global"
     grouping: str = "random"
     init_bound: float = 0.0
+    id_cache_mib: float = 0.0
 
     def __post_init__(self):
         if isinstance(self.target_modules, tuple):
@@ -89,6 +94,9 @@ class GPartConfig:
                 f"init_bound must be a finite number >= 0 (0.0 = θ starts at zeros), got {self.init_bound!r}"
             )
         self.init_bound = float(self.init_bound)
+        if isinstance(self.id_cache_mib, bool) or not isinstance(self.id_cache_mib, (int, float)) \
+                or not 0 <= self.id_cache_mib < float("inf"):
+            raise ValueError(f"id_cache_mib must be a number of MiB >= 0, got {self.id_cache_mib!r}")
         self._check_variant_combination()
 
     @property
@@ -120,7 +128,8 @@ class GPartConfig:
 
     def to_dict(self) -> dict:
         values = dataclasses.asdict(self)
-        del values["backend"]  # saved adapters are identical whichever path trained them
+        for execution_only in ("backend", "id_cache_mib"):
+            del values[execution_only]  # saved adapters are identical however they were trained
         for name, default in VARIANT_DEFAULTS.items():
             if values[name] == default:
                 del values[name]

@@ -17,6 +17,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from gpart.config import GPartConfig
+from gpart.layout import _is_hf_conv1d, _out_in
 from gpart.partition import Partition
 
 
@@ -37,6 +38,19 @@ class GPartAdapter(nn.Module):
         self.theta = nn.Parameter(theta)
         self.register_buffer("scale", partition.scale().to(device), persistent=False)
         self.backends_ran: set[str] = set()  # "torch"/"triton": the paths layers actually took (run records)
+        self._id_cache: dict[tuple, torch.Tensor] = {}  # (start, count, device) -> int32 ids, within the budget
+        self.id_cache_bytes = 0
+
+    def group_ids(self, start: int, count: int, device) -> torch.Tensor:
+        """g(i) for i in [start, start + count): hashed, or kept as int32 while ``config.id_cache_mib`` allows."""
+        key = (start, count, torch.device(device or "cpu"))
+        if (ids := self._id_cache.get(key)) is not None:
+            return ids
+        ids = self.partition.group_ids(start, count, device=device)
+        if self.id_cache_bytes + 4 * count <= self.config.id_cache_mib * 2**20 and self.config.d < 2**31:
+            ids = self._id_cache[key] = ids.to(torch.int32)
+            self.id_cache_bytes += 4 * count
+        return ids
 
     def scaled_theta(self) -> torch.Tensor:
         """The d distinct values of P θ: θ_j / sqrt(n_j)."""
@@ -81,7 +95,7 @@ class GPartLayer(nn.Module):
         if self.adapter.matrix_free:
             return None  # a matrix-free projection has no group ids: delta and theta_grad ask it directly
         start = dict(self._adapted())[name]
-        return self.adapter.partition.group_ids(start, getattr(self.base_layer, name).numel(), device=device)
+        return self.adapter.group_ids(start, getattr(self.base_layer, name).numel(), device)
 
     def triton_ops(self, tensor: torch.Tensor):
         """``gpart.triton_ops`` when ``config.backend`` sends this tensor's device to the Triton kernels, else None.
@@ -109,7 +123,7 @@ class GPartLayer(nn.Module):
             delta = self.adapter.partition.project(scaled_theta, start, base.numel()).view(base.shape)
         else:
             ids = self.group_ids(name, scaled_theta.device) if ids is None else ids
-            delta = scaled_theta[ids].view(base.shape)
+            delta = scaled_theta.index_select(0, ids).view(base.shape)  # ~4x faster on CPU than scaled_theta[ids]
         if dropout_seed is not None:
             delta = delta * _dropout_mask(base.shape, self.adapter.config.dropout, dropout_seed, base.device)
         return delta
@@ -180,11 +194,6 @@ class GPartLayer(nn.Module):
         return f"weight_start={self.weight_start}, bias_start={self.bias_start}, merged={self.merged}"
 
 
-def _is_hf_conv1d(module: nn.Module) -> bool:
-    """transformers' Conv1D (GPT-2 style): a linear layer whose weight is stored (in_features, out_features)."""
-    return type(module).__name__ == "Conv1D" and hasattr(module, "nf") and module.weight.dim() == 2
-
-
 class _AdaptedLinear(torch.autograd.Function):
     """y = x (W0 + ΔW)ᵀ + b, saving only x and θ; backward recomputes W0 + ΔW and returns ∇θ = Pᵀ ∇w."""
 
@@ -220,7 +229,3 @@ class _AdaptedLinear(torch.autograd.Function):
             grad_theta = grad_theta + layer.theta_grad(grad_out_2d.sum(0), "bias", seed)
         return grad_x, grad_theta.to(theta.dtype), None, None
 
-
-def _out_in(layer: GPartLayer, weight: torch.Tensor) -> torch.Tensor:
-    """The weight as (out_features, in_features), whatever the layer's stored layout."""
-    return weight.t() if _is_hf_conv1d(layer.base_layer) else weight

@@ -391,7 +391,7 @@ class AdaptedLinear(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, theta, layer, dropout_seed):
-        from gpart.layers import _out_in
+        from gpart.layout import _out_in
 
         adapter, base_layer = layer.adapter, layer.base_layer
         scaled = theta * adapter.scale
@@ -406,7 +406,7 @@ class AdaptedLinear(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out):
-        from gpart.layers import _is_hf_conv1d, _out_in
+        from gpart.layout import _is_hf_conv1d, _out_in
 
         x, theta = ctx.saved_tensors
         layer, options = ctx.layer, ctx.options

@@ -237,6 +237,55 @@ def test_effective_weight_is_not_saved_for_backward():
     assert max(saved) < 256 * 256, f"a tensor of {max(saved)} elements (a whole weight) was saved for backward"
 
 
+def _two_training_steps(model):
+    """Outputs and ∇θ of two forward/backward passes (the second reads whatever the first cached)."""
+    adapter = find_adapter(model)
+    with torch.no_grad():
+        adapter.theta.normal_(generator=torch.Generator().manual_seed(3))
+    torch.manual_seed(5)  # the same dropout seeds for every model
+    steps = []
+    for _ in range(2):
+        out = model(tokens())
+        out.square().sum().backward()
+        steps.append((out.detach(), adapter.theta.grad.clone()))
+        adapter.theta.grad = None
+    return steps
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_group_id_cache_gives_identical_outputs_and_theta_gradients(dropout):
+    stateless = make(bias="partitioned", dropout=dropout).train()
+    cached = make(bias="partitioned", dropout=dropout, id_cache_mib=1.0).train()  # room for every layer
+    for (out, grad), (out_cached, grad_cached) in zip(_two_training_steps(stateless), _two_training_steps(cached)):
+        assert torch.equal(out, out_cached)
+        assert torch.equal(grad, grad_cached)
+    adapter = find_adapter(cached)
+    assert adapter.id_cache_bytes == 4 * adapter.partition.size  # every coordinate cached, as int32
+    assert all(ids.dtype == torch.int32 for ids in adapter._id_cache.values())
+
+
+def test_group_id_cache_stays_within_its_budget_and_keeps_the_hashed_ids():
+    budget_bytes = 4 * 100  # room for 100 of the 236 adapted coordinates
+    model = make(id_cache_mib=budget_bytes / 2**20)
+    _two_training_steps(model)
+    adapter = find_adapter(model)
+    cache = adapter._id_cache
+    assert 0 < adapter.id_cache_bytes <= budget_bytes
+    assert adapter.id_cache_bytes == sum(4 * ids.numel() for ids in cache.values())
+    assert len(cache) < len(ALL_TARGETS), "the budget should have left some layers uncached"
+    for (start, count, _), ids in cache.items():
+        assert torch.equal(ids.long(), adapter.partition.group_ids(start, count))
+
+
+def test_by_default_nothing_of_size_n_is_stored():
+    model = make()
+    _two_training_steps(model)
+    adapter = find_adapter(model)
+    assert adapter._id_cache == {} and adapter.id_cache_bytes == 0
+    assert max(t.numel() for t in [*adapter.parameters(), *adapter.buffers()]) == adapter.config.d
+    assert "id_cache_mib" not in GPartConfig(d=4, target_modules=["q"], id_cache_mib=64).to_dict()
+
+
 @pytest.mark.parametrize(
     "kwargs,error,message",
     [
@@ -248,6 +297,8 @@ def test_effective_weight_is_not_saved_for_backward():
         (dict(d=4, target_modules=["q"], dropout=1.0), ValueError, r"dropout must be a number in \[0, 1\)"),
         (dict(d=4, target_modules=["q"], bias="all"), ValueError, "bias='all' is not supported"),
         (dict(d=4, target_modules=["q"], seed=-1), ValueError, "seed must be in"),
+        (dict(d=4, target_modules=["q"], id_cache_mib=-1), ValueError, "id_cache_mib must be a number of MiB >= 0"),
+        (dict(d=4, target_modules=["q"], id_cache_mib="64"), ValueError, "id_cache_mib must be a number"),
     ],
 )
 def test_bad_config_values_are_named(kwargs, error, message):

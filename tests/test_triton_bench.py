@@ -59,3 +59,15 @@ def test_the_llama_code_path_runs_in_bfloat16_with_qkvo_targets():
     gpart = step_bench.run_method("gpart-torch", shape, "cpu", steps=1, warmup=0, threads=1)
     assert floor["trainable_params"] == 2 * 4 * 64 * 64  # 2 layers × q,k,v,o of 64×64, nothing else
     assert gpart["trainable_params"] == shape["d"] and gpart["final_loss"] > 0
+
+
+def test_the_id_cache_method_trains_the_same_parameters_and_removes_hashing_from_later_steps(monkeypatch):
+    label = step_bench._label_gpart_sections
+    monkeypatch.setattr(step_bench, "_label_gpart_sections", lambda: label(patch=monkeypatch.setattr))
+    assert run("gpart-torch-cache")["trainable_params"] == run("gpart-torch")["trainable_params"]
+    report = step_bench.profile_steps(["gpart-torch", "gpart-torch-cache"], TINY, "cpu", threads=1, rows=40)
+    stateless, cached = report.split("--- gpart-torch-cache")
+    assert "gpart: hash group ids" in stateless and "gpart: ΔW = gather of θ" in stateless
+    assert "gpart: hash group ids" not in cached, "the profiled step follows a warm-up step that filled the cache"
+    assert "gpart: ΔW = gather of θ" in cached
+
