@@ -26,7 +26,7 @@ SCHEMA_VERSION = 1
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Keys that say where things live or how they are logged, not what is computed; left out of config_hash.
 UNHASHED_TOP = ("seed", "paths", "logger", "hydra", "run_name", "rerun", "lock")  # left out of config_hash
-UNHASHED_ANYWHERE = ("data_dir", "output_dir", "ddp")  # left out at any depth
+UNHASHED_ANYWHERE = ("data_dir", "output_dir", "ddp", "id_cache_mib")  # left out at any depth
 _VERSIONED = ("torch", "transformers", "peft", "accelerate", "datasets", "hydra-core", "timm", "wandb", "gpart")
 
 
