@@ -1,6 +1,6 @@
 """Figures for `make tables`: score vs trainable parameters per table, and score vs d for GPart sweeps.
 
-Called by experiments/tables.py with the tables it built; writes PNGs (Agg backend, no display needed):
+Called by experiments/tables.py with the tables it built (this module reads experiments/table_data.py only); writes PNGs (Agg backend, no display needed):
 `<table>-<model>_score_vs_params.png` and, when a table holds GPart runs at two or more d,
 `<table>-<model>_gpart_score_vs_d.png`.
 """
@@ -16,7 +16,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from experiments.tables import TASK_NAMES, TableData, _missing, parse_param_count, row_averages  # noqa: E402
+from experiments.table_data import TASK_NAMES, TableData, parse_param_count, row_averages  # noqa: E402
+from experiments.table_data import missing as _missing  # noqa: E402
 
 SWEEP_METHOD = "GPart"
 

@@ -28,7 +28,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from experiments.figures import draw_all
 from experiments.records import UNHASHED_ANYWHERE, UNHASHED_TOP
+from experiments.table_data import (  # noqa: F401  (re-exported: tables.parse_param_count, tables.TASK_NAMES, ...)
+    ONE_POINT, STD_FACTOR, TABLE_NAMES, TASK_NAMES, TableData, missing as _missing, parse_param_count, row_averages,
+    verdict,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_RUNS = REPO / "results" / "runs"
@@ -37,8 +42,6 @@ DEFAULT_OUT = REPO / "results"
 DEFAULT_PAPER_DIR = Path(os.environ.get("GPART_PAPER_DIR", REPO / "results" / "paper"))
 PAPER_FILES = ("paper_glue.csv", "paper_vision.csv", "paper_math.csv")
 
-ONE_POINT = 1.0  # smallest tolerance, in points (percent)
-STD_FACTOR = 2.0  # tolerance is also at least this many of our sample stds over seeds
 BUDGET_MATCH_FACTOR = 1.5  # our run matches a paper row of its method when budgets agree within this factor
 NOT_IN_SOURCES = "n/a (not in our sources)"
 NOT_IN_PAPER = "n/a (not in paper)"
@@ -52,13 +55,6 @@ REQUIRED_KEYS = (
     "schema_version", "run_id", "status", "table", "model", "method", "task", "seed", "metric", "config",
     "config_hash", "trainable_params", "test_metric",
 )
-TABLE_NAMES = {"glue": "GLUE", "vision": "Image classification", "math": "Math reasoning"}
-TASK_NAMES = {
-    "sst2": "SST-2", "mrpc": "MRPC", "cola": "CoLA", "qnli": "QNLI", "rte": "RTE", "stsb": "STS-B",
-    "oxford_pets": "OxfordPets", "stanford_cars": "StanfordCars", "cifar10": "CIFAR10", "dtd": "DTD",
-    "eurosat": "EuroSAT", "fgvc_aircraft": "FGVC", "resisc45": "RESISC45", "cifar100": "CIFAR100",
-    "gsm8k": "GSM8K", "math": "MATH", "math500": "MATH500",
-}
 METRIC_NAMES = {"accuracy": "acc", "matthews_correlation": "MCC", "pearson": "Pearson", "exact_match": "EM"}
 # Keys that never make two runs' configs "different" when explaining a mixed cell: those config_hash leaves out,
 # plus per-run identifiers.
@@ -76,22 +72,6 @@ class Loaded:
 
 
 # ---------------------------------------------------------------- reading
-
-
-def parse_param_count(text) -> int | None:
-    """`0.295M` -> 295000, `72K` -> 72000, `125M`, `1.2B`; `-` (no adapter parameters) -> 0; empty -> None."""
-    if text is None or (isinstance(text, float) and math.isnan(text)):
-        return None
-    text = str(text).strip()
-    if text == "":
-        return None
-    if text in {"-", "–", "—"}:
-        return 0
-    match = re.fullmatch(r"([0-9]*\.?[0-9]+)\s*([KMB]?)", text, flags=re.IGNORECASE)
-    if not match:
-        raise ValueError(f"trainable_params={text!r} is not a parameter count; expected e.g. '0.295M', '72K', '125M', '-' or ''")
-    scale = {"": 1, "K": 1e3, "M": 1e6, "B": 1e9}[match.group(2).upper()]
-    return int(round(float(match.group(1)) * scale))
 
 
 def format_params(count) -> str:
@@ -250,14 +230,6 @@ def match_paper_row(method: str, params: int, candidates: pd.DataFrame):
     return best
 
 
-def verdict(delta: float, std: float, n: int) -> tuple[float, str]:
-    """(tolerance, verdict) for Δ = ours − paper under VERDICT_RULE."""
-    tolerance = max(ONE_POINT, STD_FACTOR * std) if n > 1 and math.isfinite(std) else ONE_POINT
-    if abs(round(delta, 9)) <= tolerance:  # rounding: 95.6 − 94.6 must count as exactly 1 point
-        return tolerance, "reproduced"
-    return tolerance, "below" if delta < 0 else "above"
-
-
 def _dedupe_seeds(records: pd.DataFrame, warnings: list[str], where: str) -> pd.DataFrame:
     duplicated = records[records.duplicated("seed", keep=False)]
     if duplicated.empty:
@@ -297,27 +269,6 @@ def aggregate_cell(records: pd.DataFrame, where: str, merge_mixed: bool, warning
 
 
 # ---------------------------------------------------------------- building the tables
-
-
-@dataclass
-class TableData:
-    table: str
-    model: str
-    tasks: list[str]
-    metrics: dict[str, str]  # task -> metric name
-    rows: pd.DataFrame  # one row per method variant (label, method, params, paper_params text, efficiency)
-    cells: pd.DataFrame  # one row per (row label, task): ours, paper, Δ, verdict
-    in_paper: bool
-    sources: list[tuple[str, str]]  # (source, note)
-    n_records: int
-
-    @property
-    def name(self) -> str:
-        return f"{self.table}-{self.model}"
-
-    @property
-    def title(self) -> str:
-        return f"{TABLE_NAMES.get(self.table, self.table)} — {self.model}"
 
 
 def _table_keys(records: pd.DataFrame, paper: pd.DataFrame) -> list[tuple[str, str]]:
@@ -360,10 +311,6 @@ def _variants(records: pd.DataFrame, paper_rows: pd.DataFrame, method_order: dic
     rows = rows.sort_values(["sort", "method", "sort_params"], kind="stable").reset_index(drop=True)
     rows["label"] = _row_labels(rows)
     return rows.drop(columns=["sort", "sort_params"])
-
-
-def _missing(value) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _row_labels(rows: pd.DataFrame) -> list[str]:
@@ -455,19 +402,6 @@ def _compare(cell: dict) -> dict:
         cell["delta"] = cell["median"] - float(cell["paper"])
         cell["tolerance"], cell["verdict"] = verdict(cell["delta"], cell["std"], cell["n"])
     return cell
-
-
-def row_averages(data: TableData) -> pd.DataFrame:
-    """Per row: mean over the table's tasks of our medians and of the paper's values (only when every task has one)."""
-    out = []
-    for label, cells in data.cells.groupby("label", sort=False):
-        ours = cells["median"].mean() if cells["median"].notna().all() else math.nan
-        theirs = cells["paper"].astype(float).mean() if cells["paper"].notna().all() else math.nan
-        delta = ours - theirs
-        tolerance, outcome = verdict(delta, math.nan, 1) if math.isfinite(delta) else (math.nan, "")
-        out.append({"label": label, "avg_median": ours, "avg_tasks": int(cells["median"].notna().sum()),
-                    "avg_paper": theirs, "avg_delta": delta, "avg_tolerance": tolerance, "avg_verdict": outcome})
-    return pd.DataFrame(out)
 
 
 # ---------------------------------------------------------------- rendering
@@ -654,7 +588,6 @@ def write_outputs(tables: list[TableData], warnings_by_table: dict[str, list[str
             csv_frame(data).to_csv(staged["tables"] / f"{data.name}.csv", index=False)
         (staged["tables"] / "README.md").write_text(render_index(tables, skipped, runs_label))
         if figures:
-            from experiments.figures import draw_all
             draw_all(tables, staged["figures"])
         for folder in staged.values():
             (folder / MARKER).write_text("Generated by `python -m experiments.tables`; replaced on every run.\n")
