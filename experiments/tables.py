@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from experiments.claims import claims_tables
 from experiments.figures import draw_all
 from experiments.records import UNHASHED_ANYWHERE, UNHASHED_TOP
 from experiments.table_data import (  # noqa: F401  (re-exported: tables.parse_param_count, tables.TASK_NAMES, ...)
@@ -574,7 +575,9 @@ def replace_folder(staged: Path, target: Path) -> None:
 
 
 def write_outputs(tables: list[TableData], warnings_by_table: dict[str, list[str]], skipped: list[tuple[str, str]],
-                  out: Path, runs_label: str, figures: bool, force: bool) -> list[Path]:
+                  out: Path, runs_label: str, figures: bool, force: bool,
+                  extra_files: dict[str, str] | None = None) -> list[Path]:
+    """Write the tables (+ `extra_files`, {name: text}, e.g. the claims) and figures; swap both folders in."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     targets = {"tables": out / "tables", "figures": out / "figures"} if figures else {"tables": out / "tables"}
@@ -586,7 +589,9 @@ def write_outputs(tables: list[TableData], warnings_by_table: dict[str, list[str
             notes = warnings_by_table.get(data.name, [])
             (staged["tables"] / f"{data.name}.md").write_text(render_markdown(data, runs_label, notes))
             csv_frame(data).to_csv(staged["tables"] / f"{data.name}.csv", index=False)
-        (staged["tables"] / "README.md").write_text(render_index(tables, skipped, runs_label))
+        for name, text in (extra_files or {}).items():
+            (staged["tables"] / name).write_text(text)
+        (staged["tables"] / "README.md").write_text(render_index(tables, skipped, runs_label, extra_files or {}))
         if figures:
             draw_all(tables, staged["figures"])
         for folder in staged.values():
@@ -605,10 +610,15 @@ def write_outputs(tables: list[TableData], warnings_by_table: dict[str, list[str
     return written
 
 
-def render_index(tables: list[TableData], skipped: list[tuple[str, str]], runs_label: str) -> str:
+def render_index(tables: list[TableData], skipped: list[tuple[str, str]], runs_label: str,
+                 extra_files: dict[str, str] | None = None) -> str:
     lines = ["# Generated tables", "", f"Built by `make tables` from the run records under `{runs_label}`. "
              "Do not edit; rerun `make tables`.", "", "| table | runs | file |", "|---|---:|---|"]
     lines += [f"| {data.title} | {data.n_records} | [{data.name}.md]({data.name}.md), [csv]({data.name}.csv) |" for data in tables]
+    claims = [name for name in (extra_files or {}) if name.startswith("claims-") and name.endswith(".md")]
+    if claims:
+        lines += ["", "Claims of the paper tested on the records (experiments/claims.py):", ""]
+        lines += [f"- [{name}]({name}), [csv]({name[:-3]}.csv)" for name in claims]
     if skipped:
         lines += ["", "Records left out:", ""] + [f"- `{path}`: {reason}" for path, reason in skipped]
     return "\n".join(lines) + "\n"
@@ -655,7 +665,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"WARNING: {warning}", file=sys.stderr)
     print(f"read {len(loaded.records)} finished records from {args.runs} ({len(loaded.skipped)} skipped)")
     try:
-        write_outputs(tables, warnings_by_table, loaded.skipped, args.out, str(args.runs), not args.no_figures, args.force)
+        write_outputs(tables, warnings_by_table, loaded.skipped, args.out, str(args.runs), not args.no_figures, args.force,
+                      claims_tables(loaded.records, str(args.runs)))
     except FileExistsError as error:
         print(f"make tables: {error}", file=sys.stderr)
         return 2
