@@ -44,6 +44,7 @@ DEFAULT_PAPER_DIR = Path(os.environ.get("GPART_PAPER_DIR", REPO / "results" / "p
 PAPER_FILES = ("paper_glue.csv", "paper_vision.csv", "paper_math.csv")
 
 BUDGET_MATCH_FACTOR = 1.5  # our run matches a paper row of its method when budgets agree within this factor
+PAPER_METHOD = "GPart"  # the paper's method: its row appears in every table, with or without runs
 NOT_IN_SOURCES = "n/a (not in our sources)"
 NOT_IN_PAPER = "n/a (not in paper)"
 MARKER = ".generated-by-make-tables"
@@ -303,6 +304,9 @@ def _variants(records: pd.DataFrame, paper_rows: pd.DataFrame, method_order: dic
     paper_only = paper_keys.loc[np.array(unmatched, dtype=bool)]
     rows = pd.concat([ours, pd.DataFrame({"method": paper_only["method"], "params": None,
                                           "paper_key": paper_only["trainable_params"]})], ignore_index=True)
+    if PAPER_METHOD not in set(rows["method"]):  # the method under test has a row in every table, runs or not
+        rows = pd.concat([rows, pd.DataFrame({"method": [PAPER_METHOD], "params": [None], "paper_key": [None]})],
+                         ignore_index=True)
     first_of_method = paper_keys.groupby("method")["order"].min().to_dict()
     order_of_key = {(m, t): o for m, t, o in zip(paper_keys["method"], paper_keys["trainable_params"], paper_keys["order"])}
     fallback = {m: len(paper_keys) + i for m, i in method_order.items()}
