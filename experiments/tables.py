@@ -5,7 +5,8 @@
 Reads every `record.json` under `--runs` (format: docs/record-format.md), groups finished runs into cells
 (table, model, method at one trainable-parameter budget, task) and writes, for every paper table and every other
 (table, model) that has records, `<out>/tables/<table>-<model>.{md,csv}` plus an index `<out>/tables/README.md`,
-and the figures of experiments/figures.py under `<out>/figures/`. Both folders are replaced atomically.
+the claims of experiments/claims.py (`claims-<table>-<model>.{md,csv}`) and the figures of experiments/figures.py
+under `<out>/figures/`. Both folders are replaced atomically.
 
 Safety: unfinished, failed or unreadable records are skipped with a printed reason; a cell whose records differ in
 their resolved config (anything but the seed, i.e. different `config_hash`) is refused and the differing keys are

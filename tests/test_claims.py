@@ -112,3 +112,15 @@ def test_no_claims_file_without_gpart_runs(tmp_path):
     write_record(tmp_path / "runs", make_record("LoRA", "sst2", 0, 0.9))
     assert tables.main(["--runs", str(tmp_path / "runs"), "--out", str(tmp_path), "--only-with-runs", "--no-figures"]) == 0
     assert not list((tmp_path / "tables").glob("claims-*"))
+
+
+def test_c4_figure_draws_both_methods_against_d_with_ft_as_a_level_line(tmp_path):
+    from test_tables_figures import assert_real_png
+
+    write_scenario(tmp_path / "runs", "supported")
+    for task in TASKS:
+        for seed in SEEDS:
+            write_record(tmp_path / "runs", make_record("LP", task, seed, 0.6, model="minilm-l6", trainable_params=0))
+    assert tables.main(["--runs", str(tmp_path / "runs"), "--out", str(tmp_path), "--only-with-runs"]) == 0
+    figure = tmp_path / "figures" / "glue-minilm-l6_gpart_score_vs_d.png"
+    assert_real_png(figure)
