@@ -389,6 +389,10 @@ def main(argv=None) -> int:
     if args.dry_run:
         return dry_run(trials, sweep, results, args.jobs)
 
+    problem = glue_problem(tasks)
+    if problem:
+        print(f"reproduce-mini: {problem}", file=sys.stderr)
+        return 2
     rows = trial_scores(trials, results)
     chosen = choose_head_lrs(rows)
     done_trials = [r for r, row in zip(trials, rows) if row["score"] is not None]
@@ -419,6 +423,18 @@ def main(argv=None) -> int:
         return 1
     print(f"reproduce-mini: done; tables and claims in {results}/tables, figures in {results}/figures")
     return 0
+
+
+def glue_problem(tasks) -> str | None:
+    """Why the GLUE train splits cannot be read (`$GLUE_DIR`, else the hub), or None: checked before any run starts."""
+    from experiments.tasks.glue import GlueTask
+
+    for task in tasks:
+        try:
+            GlueTask(key=task, metric="accuracy", data_dir=os.environ.get("GLUE_DIR") or None).load_raw()
+        except (ValueError, RuntimeError, OSError) as error:
+            return f"cannot load GLUE {task}: {error}"
+    return None
 
 
 def dry_run(trials: list[Run], sweep: list[Run], results: Path, jobs: int) -> int:
