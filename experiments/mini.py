@@ -298,7 +298,8 @@ def trial_scores(runs: list[Run], results: Path) -> list[dict]:
         rows.append({"method": run.variant.method, "label": run.variant.label,
                      "head_lr": float(run.extra[0].split("=")[1]),
                      "score": record.get("validation_metric") if finished else None,
-                     "epoch": record.get("best_epoch"), "wall_s": (record.get("timing") or {}).get("wall_s")})
+                     "epoch": record.get("best_epoch") if finished else None,
+                     "wall_s": (record.get("timing") or {}).get("wall_s") if finished else None})
     return rows
 
 
@@ -369,6 +370,8 @@ def main(argv=None) -> int:
     parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated subset of " + ",".join(TASKS))
     parser.add_argument("--seeds", default=",".join(map(str, SEEDS)))
     parser.add_argument("--dry-run", action="store_true", help="list the runs and the time estimate only")
+    parser.add_argument("--status", action="store_true", help="write tuning/README.md from the trial records so far "
+                        "and count finished runs; runs nothing")
     parser.add_argument("--tune-only", action="store_true", help="stop after the head-lr trials")
     parser.add_argument("--smoke", action="store_true", help="a 4-run miniature with tiny subsets (pipeline check)")
     parser.add_argument("--no-tables", action="store_true", help="do not run `experiments.tables` at the end")
@@ -389,6 +392,8 @@ def main(argv=None) -> int:
     if args.dry_run:
         return dry_run(trials, sweep, results, args.jobs)
 
+    if args.status:
+        return status(trials, sweep, results)
     problem = glue_problem(tasks)
     if problem:
         print(f"reproduce-mini: {problem}", file=sys.stderr)
@@ -422,6 +427,17 @@ def main(argv=None) -> int:
         print("reproduce-mini: some runs failed (rerun the same command to retry them):\n  " + "\n  ".join(failures))
         return 1
     print(f"reproduce-mini: done; tables and claims in {results}/tables, figures in {results}/figures")
+    return 0
+
+
+def status(trials: list[Run], sweep: list[Run], results: Path) -> int:
+    rows = trial_scores(trials, results)
+    chosen = choose_head_lrs(rows)
+    write_text_atomic(results / "tuning" / "README.md", tuning_summary(rows, chosen))
+    finished = 0 if chosen is None else sum(status_of(record_path(r, results)) == "finished"
+                                            for r in with_head_lrs(sweep, chosen))
+    print(f"{sum(row['score'] is not None for row in rows)}/{len(trials)} head-lr trials and {finished}/{len(sweep)} "
+          f"sweep runs finished; trials: {results / 'tuning' / 'README.md'}")
     return 0
 
 
