@@ -116,8 +116,8 @@ LEVEL_METHODS = {"FT": "--", "LP": ":"}  # drawn as level lines: they have no d
 
 
 def _sweep_rows(data: TableData, method: str):
-    rows = data.rows[(data.rows["method"] == method) & data.rows["params"].map(lambda p: not _missing(p))]
-    return rows[rows["d"].map(lambda d: not _missing(d))]
+    rows = data.rows
+    return rows.loc[(rows["method"] == method) & rows["params"].notna() & rows["d"].notna()]
 
 
 def score_vs_d(data: TableData, path: Path) -> bool:
