@@ -1,10 +1,13 @@
 """`make reproduce-mini`: the paper's GLUE claims tested at CPU scale — pretrained MiniLM-L6 on five GLUE tasks.
 
-    python -m experiments.mini                 # the whole sweep -> results/mini/runs, then tables + claims
+    python -m experiments.mini                 # head-lr trials, then the sweep -> results/mini, then tables + claims
     python -m experiments.mini --dry-run       # the runs, their count and the time estimate; runs nothing
-    python -m experiments.mini --tune          # the head-lr trials on SST-2's validation split -> results/mini/tuning
-    python -m experiments.mini --smoke --results /tmp/mini   # a 2-run miniature of the whole pipeline
+    python -m experiments.mini --status        # trials and runs finished so far; writes tuning/README.md
+    python -m experiments.mini --tune-only     # the head-lr trials on SST-2's validation split only
+    python -m experiments.mini --smoke --results /tmp/mini   # a 4-run miniature of the whole pipeline
 
+Stage 1 runs the head-lr trials (the same head lrs for each of the five methods, SST-2, seed 0) into
+<results>/tuning/runs and picks each method's head lr on the validation split; stage 2 runs the sweep with it.
 Every run is `python -m experiments.run experiment=glue/base/<method>-<task> +experiment/mini=<method> seed=<s>`
 plus the overrides of its sweep cell: the paper's task, method and adapter lrs, with what the small model changes
 (configs/experiment/mini/*.yaml, each value commented). A small-scale replication, never the paper's numbers.
