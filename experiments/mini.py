@@ -431,7 +431,8 @@ def main(argv=None) -> int:
     if failures:
         print("reproduce-mini: some runs failed (rerun the same command to retry them):\n  " + "\n  ".join(failures))
         return 1
-    print(f"reproduce-mini: done; tables and claims in {results}/tables, figures in {results}/figures")
+    print(f"reproduce-mini: trials done, see {results}/tuning/README.md" if args.tune_only else
+          f"reproduce-mini: done; tables and claims in {results}/tables, figures in {results}/figures")
     return 0
 
 
