@@ -7,11 +7,11 @@ EXTRAS ?= dev,math
 SHARED ?= $(abspath ../shared)
 export WANDB_MODE ?= disabled
 # Offline by default only where nothing needs the hub; reproduce-* use it unless you export HF_HUB_OFFLINE=1.
-OFFLINE_TARGETS := test test-all demo params tables bench
+OFFLINE_TARGETS := test test-all demo params tables analysis bench reproduce-mini
 $(OFFLINE_TARGETS): export HF_HUB_OFFLINE ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-all demo params tables analysis bench gpu-check reproduce-glue reproduce-ablations reproduce-vision reproduce-math clean
+.PHONY: help install test test-all demo params tables analysis bench gpu-check reproduce-glue reproduce-ablations reproduce-mini reproduce-vision reproduce-math clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -52,7 +52,7 @@ gpu-check: ## Prove the Triton path on one CUDA GPU (< 8 min): equivalence, 7B b
 
 # The demo uses the shared GLUE TSVs when they sit beside the repository; an explicit GLUE_DIR wins.
 demo: export GLUE_DIR ?= $(firstword $(wildcard $(SHARED)/data/glue))
-demo: $(STAMP) ## CPU demo: pretrained MiniLM-L6 on SST-2 (GLUE_DIR or hub; else a synthetic task), 5 methods, table [DEMO_ARGS="--epochs 2"]
+demo: $(STAMP) ## 5-min preview of reproduce-mini: MiniLM-L6 on SST-2 (GLUE_DIR or hub; else a synthetic task), 5 methods, seed 0 [DEMO_ARGS="--methods gpart,lora"]
 	$(PY) -m experiments.demo $(DEMO_ARGS)
 
 # DRY=1 prints what the runs will download (models, datasets, sizes, cache folders) before the commands. Downloads do
@@ -90,6 +90,11 @@ reproduce-ablations: $(STAMP) ## GPart ablations + d sweep vs Uni-LoRA, RoBERTa-
 	    echo "$$cmd"; [ -n "$(DRY)" ] || $$cmd; \
 	  done; done
 	@[ -n "$(DRY)" ] || $(PY) -m experiments.ablation_table --runs $(ABLATION_RUNS) --out results/tables
+
+# The paper's claims at CPU scale (docs/mini.md): MiniLM-L6 on the five GLUE tasks with a train split in $(SHARED).
+reproduce-mini: export GLUE_DIR ?= $(firstword $(wildcard $(SHARED)/data/glue))
+reproduce-mini: $(STAMP) ## CPU-scale replication (MiniLM-L6, 5 GLUE tasks, 3 seeds) + claims C1-C5 -> results/mini; resumable [MINI_ARGS="--dry-run"]
+	$(PY) -m experiments.mini $(MINI_ARGS)
 
 VISION_DATASETS := oxford_pets stanford_cars cifar10 dtd eurosat fgvc_aircraft resisc45 cifar100
 VISION_SEEDS := 0,1,2,3,4

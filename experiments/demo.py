@@ -1,38 +1,32 @@
-"""`make demo`: the real pretrained MiniLM-L6 fine-tuned on CPU, offline, with GPart, LoRA, Uni-LoRA, full FT and
-head-only, through the shared runner; prints accuracy, trainable params, step time and peak memory per method.
+"""`make demo`: a five-minute preview of `make reproduce-mini` — pretrained MiniLM-L6 on SST-2, one seed, GPart,
+Uni-LoRA, LoRA, full FT and head-only, on CPU and offline, through the shared runner.
 
-Data: SST-2 (a seeded 2,000-row train subset, 300 of them held out for the best epoch; the full 872-sentence GLUE
-validation split as test) when GLUE data is reachable (`$GLUE_DIR` or the hub); otherwise the project's own
-synthetic sentiment task (`experiments/tasks/synthetic.py`), so the demo never fails for want of data.
-
-Budget rules follow the paper: each method runs its own `experiment=glue/base/<method>-sst2` config (GPart d = 23,040
-= Uni-LoRA's θ length, per-method lrs from setup.md §2), with the model swapped for MiniLM and the epochs, sequence
-length and train size cut to fit a CPU. Each method runs in its own process so peak-memory figures do not mix.
+Each run is exactly the sweep's SST-2 seed-0 cell of its method (configs/experiment/mini/: the paper's SST-2
+experiment with the small model's protocol — 2,000 train rows of which 300 held out pick the best of 3 epochs, the
+872 GLUE dev sentences as test, max length 128, GPart d = 2,880 = Uni-LoRA's θ length), with the head lr the sweep's
+tuning chose (results/mini/tuning) or, before that tuning has run, the demo's own fallback. Two runs at a time, one
+core each. Without GLUE data (`$GLUE_DIR` or the hub) it runs the project's synthetic sentiment task instead
+(`experiments/tasks/synthetic.py`), so the demo never fails for want of data.
 """
 from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-from tqdm.auto import tqdm
-
 import experiments  # noqa: F401  (resolvers)
-from experiments import records
+from experiments import mini, records
 from experiments.atomic import write_text_atomic
 from experiments.tasks.glue import GlueTask
 
 REPO = Path(__file__).resolve().parents[1]
-METHODS = ["gpart", "lora", "unilora", "full", "head_only"]
-# What the demo changes from the paper's SST-2 experiment files, to fit 2 CPU cores in minutes.
-# Head lr 1e-2 for every method: ~110 optimizer steps are too few for a fresh head at the paper's SST-2 head lrs;
-# 1e-2 is the largest head lr of GPart's own roberta-base configs (RTE, setup.md §2). Adapter lrs stay the paper's.
-CPU_BUDGET = ["model=minilm-l6", "task.max_length=64", "trainer.head_lr=1e-2",
-              "trainer.sampling=group_by_length", "trainer.save_checkpoints=false", "trainer.logging_steps=20"]
+METHODS = ["gpart", "unilora", "lora", "full", "head_only"]
+# Head lr before `make reproduce-mini` has tuned it: the largest of the trial grid (mini.TUNING_HEAD_LRS), for every
+# method alike; the tuned choice replaces it as soon as results/mini/tuning holds every trial.
+FALLBACK_HEAD_LR = 1e-2
+FULL_TABLE = "make reproduce-mini   # every method, 5 GLUE tasks, 3 seeds, ablations, d sweep, claims (docs/mini.md)"
 
 
 def glue_reachable() -> tuple[bool, str]:
@@ -46,27 +40,33 @@ def glue_reachable() -> tuple[bool, str]:
     return True, f"SST-2 from {source}: {len(raw['train']['label'])} train rows, {len(raw['test']['label'])} test rows"
 
 
-def overrides_for(method: str, use_glue: bool, epochs: int, results: Path) -> list[str]:
-    task = ["task.train_subset=2000"] if use_glue else ["task=synthetic"]  # synthetic: 2,000 rows by construction
-    return [f"experiment=glue/base/{method}-sst2", *task, *CPU_BUDGET, f"trainer.epochs={epochs}",
-            f"paths.root={results}", "logger=none"]
+def head_lrs() -> tuple[dict[str, float], str]:
+    """The sweep's tuned head lr per method when its trials are all done, else the fallback; and a line saying so."""
+    chosen = mini.choose_head_lrs(mini.trial_scores(mini.tuning_plan(), mini.DEFAULT_RESULTS))
+    if chosen:
+        return chosen, "head lr tuned by `make reproduce-mini` (results/mini/tuning/README.md)"
+    return ({m: FALLBACK_HEAD_LR for m in METHODS},
+            f"head lr {FALLBACK_HEAD_LR:g} for every method (the sweep's tuning has not run yet)")
+
+
+def demo_runs(methods: list[str], use_glue: bool, lrs: dict[str, float]) -> list[mini.Run]:
+    # The synthetic task has its own fixed 2,000 rows (no train_subset) and a table of its own.
+    task = () if use_glue else ("task=synthetic", "~task.train_subset")
+    variants = {v.method: v for v in mini.MAIN_METHODS[:5]}
+    return [mini.Run(variants[m], "sst2", 0, (f"trainer.head_lr={lrs[m]:g}", *task)) for m in methods]
+
+
+def overrides_for(method: str, use_glue: bool, results: Path, head_lr: float = FALLBACK_HEAD_LR) -> list[str]:
+    (run,) = demo_runs([method], use_glue, {method: head_lr})
+    return run.overrides(results)
 
 
 def record_path(overrides: list[str]) -> Path:
+    from hydra import compose, initialize_config_dir
+
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
         cfg = compose("config", overrides=overrides)
-    run_id = records.make_run_id(cfg, records.config_hash(cfg))
-    return Path(cfg.paths.runs_dir) / run_id / "record.json"
-
-
-def run_method(overrides: list[str], log_file: Path) -> None:
-    env = dict(os.environ, HF_HUB_OFFLINE=os.environ.get("HF_HUB_OFFLINE", "1"),
-               WANDB_MODE=os.environ.get("WANDB_MODE", "disabled"))
-    with open(log_file, "w") as log:
-        done = subprocess.run([sys.executable, "-m", "experiments.run", *overrides], cwd=REPO, env=env,
-                              stdout=log, stderr=subprocess.STDOUT)
-    if done.returncode != 0:
-        raise SystemExit(f"demo: `python -m experiments.run {' '.join(overrides)}` failed; see {log_file}")
+    return Path(cfg.paths.runs_dir) / records.make_run_id(cfg, records.config_hash(cfg)) / "record.json"
 
 
 def table(rows: list[dict]) -> str:
@@ -82,34 +82,46 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--results", type=Path, default=REPO / "results" / "demo")
+    parser.add_argument("--jobs", type=int, default=2, help="runs at a time, one core each (default 2)")
     parser.add_argument("--synthetic", action="store_true", help="use the synthetic task even if GLUE is reachable")
     args = parser.parse_args(argv)
+    methods = [m for m in args.methods.split(",") if m]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or args.jobs < 1:
+        parser.error(f"--methods: {unknown} not among {METHODS}" if unknown else f"--jobs={args.jobs}: must be ≥ 1")
 
     use_glue, why = (False, "--synthetic given") if args.synthetic else glue_reachable()
     print(f"demo data: {why}" if use_glue else
           f"demo data: no GLUE data reachable ({why}); using the synthetic sentiment task")
-    args.results.mkdir(parents=True, exist_ok=True)
-    rows, start = [], time.perf_counter()
-    methods = tqdm(args.methods.split(","), desc="demo", unit="method", file=sys.stdout)
-    for method in methods:
-        overrides = overrides_for(method, use_glue, args.epochs, args.results.resolve())
-        log_file = args.results / f"{method}-{'sst2' if use_glue else 'synthetic'}.log"
-        methods.write(f"[{time.perf_counter() - start:5.0f}s] python -m experiments.run {' '.join(overrides)}\n"
-                      f"        training progress: tail -f {log_file}")
-        run_method(overrides, log_file)
-        rows.append(records.read(record_path(overrides)))
-    text = table(rows)
-    print(f"\nMiniLM-L6 (pretrained, CPU, {os.cpu_count()} cores), {args.epochs} epochs, "
-          f"total {time.perf_counter() - start:.0f}s; test = "
-          f"{'the 872 SST-2 validation sentences' if use_glue else 'the 872 synthetic test sentences'}\n")
+    lrs, lr_source = head_lrs()
+    print(f"demo: {lr_source}")
+    results = args.results.resolve()
+    runs = demo_runs(methods, use_glue, lrs)
+    paths = [mini.record_path(run, results) for run in runs]
+    done = [run for run, path in zip(runs, paths) if mini.status_of(path) == "finished"]
+    print(f"demo: {len(runs)} runs ({len(done)} finished already, reused; delete {args.results} to rerun); "
+          f"per-run logs under {results / 'logs'}", flush=True)
+    start = time.perf_counter()
+    progress = mini.Progress(runs, done, "demo")
+    failures = mini.execute([r for r in runs if r not in done], results, args.jobs, 1, progress)
+    progress.close()
+    if failures:
+        print("demo: runs failed:\n  " + "\n  ".join(failures))
+        return 1
+    text = table([records.read(path) for path in paths])
+    name = "sst2" if use_glue else "synthetic"
+    print(f"\nMiniLM-L6 (pretrained, CPU, {os.cpu_count()} cores), seed 0, {time.perf_counter() - start:.0f}s; test = "
+          f"{'the 872 SST-2 GLUE dev sentences' if use_glue else 'the 872 synthetic test sentences'}; "
+          "a small-scale preview, not the paper's numbers\n")
     print(text)
-    write_text_atomic(args.results / f"table-{'sst2' if use_glue else 'synthetic'}.md", text + "\n")
+    write_text_atomic(args.results / f"table-{name}.md", text + "\n")
+    print(f"\nThe full table, with 5 GLUE tasks, 3 seeds, the ablations, the d sweep and the claims:\n  {FULL_TABLE}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

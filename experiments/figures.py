@@ -1,6 +1,6 @@
-"""Figures for `make tables`: score vs trainable parameters per table, and score vs d for GPart sweeps.
+"""Figures for `make tables`: score vs trainable parameters per table, and score vs d for GPart sweeps (claim C4).
 
-Called by experiments/tables.py with the tables it built; writes PNGs (Agg backend, no display needed):
+Called by experiments/tables.py with the tables it built (this module reads experiments/table_data.py only); writes PNGs (Agg backend, no display needed):
 `<table>-<model>_score_vs_params.png` and, when a table holds GPart runs at two or more d,
 `<table>-<model>_gpart_score_vs_d.png`.
 """
@@ -16,7 +16,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from experiments.tables import TASK_NAMES, TableData, _missing, parse_param_count, row_averages  # noqa: E402
+from experiments.table_data import TASK_NAMES, TableData, parse_param_count, row_averages  # noqa: E402
+from experiments.table_data import missing as _missing  # noqa: E402
 
 SWEEP_METHOD = "GPart"
 
@@ -110,39 +111,57 @@ def score_vs_params(data: TableData, path: Path) -> bool:
     return True
 
 
+SWEEP_PEER = "Uni-LoRA"
+LEVEL_METHODS = {"FT": "--", "LP": ":"}  # drawn as level lines: they have no d
+
+
+def _sweep_rows(data: TableData, method: str):
+    rows = data.rows
+    return rows.loc[(rows["method"] == method) & rows["params"].notna() & rows["d"].notna()]
+
+
 def score_vs_d(data: TableData, path: Path) -> bool:
-    """GPart's median score (± std) per task against d, when runs at two or more d exist; paper cells hollow."""
-    rows = data.rows[(data.rows["method"] == SWEEP_METHOD) & data.rows["params"].map(lambda p: not _missing(p))]
-    if rows["d"].nunique() < 2:
+    """Claim C4: per task where GPart ran at two or more d, GPart's and Uni-LoRA's median ± std over seeds against d
+    (log x), full fine-tuning and head-only as level lines (median, band ± std); paper cells hollow."""
+    sweep = {m: _sweep_rows(data, m) for m in (SWEEP_METHOD, SWEEP_PEER)}
+    if sweep[SWEEP_METHOD]["d"].nunique() < 2:
         return False
-    d_of = dict(zip(rows["label"], rows["d"]))
-    cells = data.cells[data.cells["label"].isin(d_of)].copy()
-    cells["d"] = cells["label"].map(d_of)
-    figure, axis = plt.subplots(figsize=(7, 4.6))
-    for i, (task, group) in enumerate(cells.groupby("task", sort=False)):
-        group = group[group["median"].notna()].sort_values("d")
-        if group.empty:
-            continue
-        colour = plt.get_cmap("tab10")(i % 10)
-        axis.errorbar(group["d"], group["median"], yerr=group["std"].fillna(0), marker="o", capsize=3, color=colour,
-                      label=TASK_NAMES.get(task, task))
-    key_of = dict(zip(rows["label"], rows["paper_key"]))
-    for i, (task, group) in enumerate(cells.groupby("task", sort=False)):
-        for label, value in zip(group["label"], group["paper"]):
-            d = parse_param_count(key_of[label]) if isinstance(key_of[label], str) else None
-            if d and not _missing(value):
-                axis.scatter(d, float(value), s=80, facecolors="none", edgecolors=[plt.get_cmap("tab10")(i % 10)],
-                             linewidths=1.5, zorder=3)
-    axis.set_xscale("log")
-    ds = sorted(set(cells["d"].dropna()))
-    axis.set_xticks(ds, [f"{int(d):,}" for d in ds])
-    axis.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-    axis.set_xlabel("d (length of θ, log scale)")
-    axis.set_ylabel("score × 100 (median ± std over seeds)")
-    axis.set_title(f"{data.title}: GPart score vs d (hollow: paper)")
-    axis.grid(True, alpha=0.3)
-    axis.legend(fontsize=8)
-    figure.tight_layout()
+    cells = data.cells.merge(data.rows[["label", "d", "paper_key"]], on="label")
+    swept = cells[cells["label"].isin(sweep[SWEEP_METHOD]["label"]) & cells["median"].notna()]
+    tasks = [t for t in data.tasks if swept.loc[swept["task"] == t, "d"].nunique() >= 2]
+    figure, axes = _grid(len(tasks))
+    colours = {SWEEP_METHOD: "black", SWEEP_PEER: plt.get_cmap("tab10")(0), "FT": plt.get_cmap("tab10")(2),
+               "LP": plt.get_cmap("tab10")(3)}
+    for axis, task in zip(axes, tasks):
+        for method, rows in sweep.items():
+            group = cells[cells["label"].isin(rows["label"]) & (cells["task"] == task) & cells["median"].notna()]
+            group = group.sort_values("d")
+            if len(group):
+                axis.errorbar(group["d"], group["median"], yerr=group["std"].fillna(0), marker="o", capsize=3,
+                              color=colours[method], label=method)
+            for d, key, value in zip(group["d"], group["paper_key"], group["paper"]):
+                if isinstance(key, str) and not _missing(value):
+                    axis.scatter(parse_param_count(key), float(value), s=80, facecolors="none",
+                                 edgecolors=[colours[method]], linewidths=1.5, zorder=3)
+        for method, style in LEVEL_METHODS.items():
+            level = cells[(cells["method"] == method) & (cells["task"] == task) & cells["median"].notna()]
+            for median, std in zip(level["median"], level["std"]):
+                axis.axhline(median, color=colours[method], linestyle=style, linewidth=1.3, label=method)
+                if not _missing(std):
+                    axis.axhspan(median - std, median + std, color=colours[method], alpha=0.12, linewidth=0)
+        ds = sorted(set(swept.loc[swept["task"] == task, "d"]))
+        axis.set_xscale("log")
+        axis.set_xticks(ds, [f"{int(d):,}" for d in ds], fontsize=7)
+        axis.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        axis.set_title(TASK_NAMES.get(task, task), fontsize=10)
+        axis.set_xlabel("d (length of θ, log scale)", fontsize=8)
+        axis.set_ylabel(f"{data.metrics.get(task, 'score')} × 100", fontsize=8)
+        axis.grid(True, alpha=0.3)
+        axis.tick_params(labelsize=8)
+        axis.legend(fontsize=7)
+    figure.suptitle(f"{data.title}: score vs d (median ± std over seeds; FT and head-only (LP) as level lines, "
+                    "band ± std; hollow: paper)", fontsize=10)
+    figure.tight_layout(rect=(0, 0, 1, 0.93))
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return True

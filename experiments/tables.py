@@ -5,7 +5,8 @@
 Reads every `record.json` under `--runs` (format: docs/record-format.md), groups finished runs into cells
 (table, model, method at one trainable-parameter budget, task) and writes, for every paper table and every other
 (table, model) that has records, `<out>/tables/<table>-<model>.{md,csv}` plus an index `<out>/tables/README.md`,
-and the figures of experiments/figures.py under `<out>/figures/`. Both folders are replaced atomically.
+the claims of experiments/claims.py (`claims-<table>-<model>.{md,csv}`) and the figures of experiments/figures.py
+under `<out>/figures/`. Both folders are replaced atomically.
 
 Safety: unfinished, failed or unreadable records are skipped with a printed reason; a cell whose records differ in
 their resolved config (anything but the seed, i.e. different `config_hash`) is refused and the differing keys are
@@ -29,7 +30,14 @@ import numpy as np
 import pandas as pd
 
 from experiments.ablation_table import DEFAULT_ABLATION_RUNS, write_ablation_table
+
+from experiments.claims import claims_tables
+from experiments.figures import draw_all
 from experiments.records import UNHASHED_ANYWHERE, UNHASHED_TOP
+from experiments.table_data import (  # noqa: F401  (re-exported: tables.parse_param_count, tables.TASK_NAMES, ...)
+    ONE_POINT, STD_FACTOR, TABLE_NAMES, TASK_NAMES, TableData, missing as _missing, parse_param_count, row_averages,
+    verdict,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_RUNS = REPO / "results" / "runs"
@@ -38,9 +46,8 @@ DEFAULT_OUT = REPO / "results"
 DEFAULT_PAPER_DIR = Path(os.environ.get("GPART_PAPER_DIR", REPO / "results" / "paper"))
 PAPER_FILES = ("paper_glue.csv", "paper_vision.csv", "paper_math.csv")
 
-ONE_POINT = 1.0  # smallest tolerance, in points (percent)
-STD_FACTOR = 2.0  # tolerance is also at least this many of our sample stds over seeds
 BUDGET_MATCH_FACTOR = 1.5  # our run matches a paper row of its method when budgets agree within this factor
+PAPER_METHOD = "GPart"  # the paper's method: its row appears in every table, with or without runs
 NOT_IN_SOURCES = "n/a (not in our sources)"
 NOT_IN_PAPER = "n/a (not in paper)"
 MARKER = ".generated-by-make-tables"
@@ -53,13 +60,6 @@ REQUIRED_KEYS = (
     "schema_version", "run_id", "status", "table", "model", "method", "task", "seed", "metric", "config",
     "config_hash", "trainable_params", "test_metric",
 )
-TABLE_NAMES = {"glue": "GLUE", "vision": "Image classification", "math": "Math reasoning"}
-TASK_NAMES = {
-    "sst2": "SST-2", "mrpc": "MRPC", "cola": "CoLA", "qnli": "QNLI", "rte": "RTE", "stsb": "STS-B",
-    "oxford_pets": "OxfordPets", "stanford_cars": "StanfordCars", "cifar10": "CIFAR10", "dtd": "DTD",
-    "eurosat": "EuroSAT", "fgvc_aircraft": "FGVC", "resisc45": "RESISC45", "cifar100": "CIFAR100",
-    "gsm8k": "GSM8K", "math": "MATH", "math500": "MATH500",
-}
 METRIC_NAMES = {"accuracy": "acc", "matthews_correlation": "MCC", "pearson": "Pearson", "exact_match": "EM"}
 # Keys that never make two runs' configs "different" when explaining a mixed cell: those config_hash leaves out,
 # plus per-run identifiers.
@@ -77,22 +77,6 @@ class Loaded:
 
 
 # ---------------------------------------------------------------- reading
-
-
-def parse_param_count(text) -> int | None:
-    """`0.295M` -> 295000, `72K` -> 72000, `125M`, `1.2B`; `-` (no adapter parameters) -> 0; empty -> None."""
-    if text is None or (isinstance(text, float) and math.isnan(text)):
-        return None
-    text = str(text).strip()
-    if text == "":
-        return None
-    if text in {"-", "–", "—"}:
-        return 0
-    match = re.fullmatch(r"([0-9]*\.?[0-9]+)\s*([KMB]?)", text, flags=re.IGNORECASE)
-    if not match:
-        raise ValueError(f"trainable_params={text!r} is not a parameter count; expected e.g. '0.295M', '72K', '125M', '-' or ''")
-    scale = {"": 1, "K": 1e3, "M": 1e6, "B": 1e9}[match.group(2).upper()]
-    return int(round(float(match.group(1)) * scale))
 
 
 def format_params(count) -> str:
@@ -251,14 +235,6 @@ def match_paper_row(method: str, params: int, candidates: pd.DataFrame):
     return best
 
 
-def verdict(delta: float, std: float, n: int) -> tuple[float, str]:
-    """(tolerance, verdict) for Δ = ours − paper under VERDICT_RULE."""
-    tolerance = max(ONE_POINT, STD_FACTOR * std) if n > 1 and math.isfinite(std) else ONE_POINT
-    if abs(round(delta, 9)) <= tolerance:  # rounding: 95.6 − 94.6 must count as exactly 1 point
-        return tolerance, "reproduced"
-    return tolerance, "below" if delta < 0 else "above"
-
-
 def _dedupe_seeds(records: pd.DataFrame, warnings: list[str], where: str) -> pd.DataFrame:
     duplicated = records[records.duplicated("seed", keep=False)]
     if duplicated.empty:
@@ -300,27 +276,6 @@ def aggregate_cell(records: pd.DataFrame, where: str, merge_mixed: bool, warning
 # ---------------------------------------------------------------- building the tables
 
 
-@dataclass
-class TableData:
-    table: str
-    model: str
-    tasks: list[str]
-    metrics: dict[str, str]  # task -> metric name
-    rows: pd.DataFrame  # one row per method variant (label, method, params, paper_params text, efficiency)
-    cells: pd.DataFrame  # one row per (row label, task): ours, paper, Δ, verdict
-    in_paper: bool
-    sources: list[tuple[str, str]]  # (source, note)
-    n_records: int
-
-    @property
-    def name(self) -> str:
-        return f"{self.table}-{self.model}"
-
-    @property
-    def title(self) -> str:
-        return f"{TABLE_NAMES.get(self.table, self.table)} — {self.model}"
-
-
 def _table_keys(records: pd.DataFrame, paper: pd.DataFrame) -> list[tuple[str, str]]:
     keys = list(dict.fromkeys(zip(paper["table"], paper["model"])))
     keys += [key for key in dict.fromkeys(zip(records["table"], records["model"])) if key not in keys]
@@ -352,6 +307,9 @@ def _variants(records: pd.DataFrame, paper_rows: pd.DataFrame, method_order: dic
     paper_only = paper_keys.loc[np.array(unmatched, dtype=bool)]
     rows = pd.concat([ours, pd.DataFrame({"method": paper_only["method"], "params": None,
                                           "paper_key": paper_only["trainable_params"]})], ignore_index=True)
+    if PAPER_METHOD not in set(rows["method"]):  # the method under test has a row in every table, runs or not
+        rows = pd.concat([rows, pd.DataFrame({"method": [PAPER_METHOD], "params": [None], "paper_key": [None]})],
+                         ignore_index=True)
     first_of_method = paper_keys.groupby("method")["order"].min().to_dict()
     order_of_key = {(m, t): o for m, t, o in zip(paper_keys["method"], paper_keys["trainable_params"], paper_keys["order"])}
     fallback = {m: len(paper_keys) + i for m, i in method_order.items()}
@@ -361,10 +319,6 @@ def _variants(records: pd.DataFrame, paper_rows: pd.DataFrame, method_order: dic
     rows = rows.sort_values(["sort", "method", "sort_params"], kind="stable").reset_index(drop=True)
     rows["label"] = _row_labels(rows)
     return rows.drop(columns=["sort", "sort_params"])
-
-
-def _missing(value) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _row_labels(rows: pd.DataFrame) -> list[str]:
@@ -456,19 +410,6 @@ def _compare(cell: dict) -> dict:
         cell["delta"] = cell["median"] - float(cell["paper"])
         cell["tolerance"], cell["verdict"] = verdict(cell["delta"], cell["std"], cell["n"])
     return cell
-
-
-def row_averages(data: TableData) -> pd.DataFrame:
-    """Per row: mean over the table's tasks of our medians and of the paper's values (only when every task has one)."""
-    out = []
-    for label, cells in data.cells.groupby("label", sort=False):
-        ours = cells["median"].mean() if cells["median"].notna().all() else math.nan
-        theirs = cells["paper"].astype(float).mean() if cells["paper"].notna().all() else math.nan
-        delta = ours - theirs
-        tolerance, outcome = verdict(delta, math.nan, 1) if math.isfinite(delta) else (math.nan, "")
-        out.append({"label": label, "avg_median": ours, "avg_tasks": int(cells["median"].notna().sum()),
-                    "avg_paper": theirs, "avg_delta": delta, "avg_tolerance": tolerance, "avg_verdict": outcome})
-    return pd.DataFrame(out)
 
 
 # ---------------------------------------------------------------- rendering
@@ -641,7 +582,9 @@ def replace_folder(staged: Path, target: Path) -> None:
 
 
 def write_outputs(tables: list[TableData], warnings_by_table: dict[str, list[str]], skipped: list[tuple[str, str]],
-                  out: Path, runs_label: str, figures: bool, force: bool) -> list[Path]:
+                  out: Path, runs_label: str, figures: bool, force: bool,
+                  extra_files: dict[str, str] | None = None) -> list[Path]:
+    """Write the tables (+ `extra_files`, {name: text}, e.g. the claims) and figures; swap both folders in."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     targets = {"tables": out / "tables", "figures": out / "figures"} if figures else {"tables": out / "tables"}
@@ -653,9 +596,10 @@ def write_outputs(tables: list[TableData], warnings_by_table: dict[str, list[str
             notes = warnings_by_table.get(data.name, [])
             (staged["tables"] / f"{data.name}.md").write_text(render_markdown(data, runs_label, notes))
             csv_frame(data).to_csv(staged["tables"] / f"{data.name}.csv", index=False)
-        (staged["tables"] / "README.md").write_text(render_index(tables, skipped, runs_label))
+        for name, text in (extra_files or {}).items():
+            (staged["tables"] / name).write_text(text)
+        (staged["tables"] / "README.md").write_text(render_index(tables, skipped, runs_label, extra_files or {}))
         if figures:
-            from experiments.figures import draw_all
             draw_all(tables, staged["figures"])
         for folder in staged.values():
             (folder / MARKER).write_text("Generated by `python -m experiments.tables`; replaced on every run.\n")
@@ -673,10 +617,15 @@ def write_outputs(tables: list[TableData], warnings_by_table: dict[str, list[str
     return written
 
 
-def render_index(tables: list[TableData], skipped: list[tuple[str, str]], runs_label: str) -> str:
+def render_index(tables: list[TableData], skipped: list[tuple[str, str]], runs_label: str,
+                 extra_files: dict[str, str] | None = None) -> str:
     lines = ["# Generated tables", "", f"Built by `make tables` from the run records under `{runs_label}`. "
              "Do not edit; rerun `make tables`.", "", "| table | runs | file |", "|---|---:|---|"]
     lines += [f"| {data.title} | {data.n_records} | [{data.name}.md]({data.name}.md), [csv]({data.name}.csv) |" for data in tables]
+    claims = [name for name in (extra_files or {}) if name.startswith("claims-") and name.endswith(".md")]
+    if claims:
+        lines += ["", "Claims of the paper tested on the records (experiments/claims.py):", ""]
+        lines += [f"- [{name}]({name}), [csv]({name[:-3]}.csv)" for name in claims]
     if skipped:
         lines += ["", "Records left out:", ""] + [f"- `{path}`: {reason}" for path, reason in skipped]
     return "\n".join(lines) + "\n"
@@ -725,7 +674,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"WARNING: {warning}", file=sys.stderr)
     print(f"read {len(loaded.records)} finished records from {args.runs} ({len(loaded.skipped)} skipped)")
     try:
-        write_outputs(tables, warnings_by_table, loaded.skipped, args.out, str(args.runs), not args.no_figures, args.force)
+        write_outputs(tables, warnings_by_table, loaded.skipped, args.out, str(args.runs), not args.no_figures, args.force,
+                      claims_tables(loaded.records, str(args.runs)))
     except FileExistsError as error:
         print(f"make tables: {error}", file=sys.stderr)
         return 2

@@ -228,3 +228,17 @@ def test_a_metric_other_than_the_papers_is_not_compared(tmp_path):
     row = cell(built["glue-roberta-base"], "LoRA", "cola")
     assert row["verdict"] == "" and "matthews_correlation" in row["paper_text"]
     assert any("not the paper's" in w for w in warnings["glue-roberta-base"])
+
+
+def test_gpart_has_a_row_in_every_table_even_without_runs(tmp_path):
+    write_record(tmp_path / "runs", make_record("LoRA", "sst2", 0, 0.9))
+    write_record(tmp_path / "runs", make_record("LoRA", "sst2", 0, 0.8, model="minilm-l6"))
+    assert run_main(tmp_path / "runs", tmp_path) == 0
+    names = sorted(p.name for p in (tmp_path / "tables").glob("*.md") if p.name != "README.md")
+    assert {"glue-roberta-base.md", "glue-roberta-large.md", "glue-minilm-l6.md"} <= set(names)
+    assert any(n.startswith("vision-") for n in names) and any(n.startswith("math-") for n in names)
+    for name in names:
+        frame = tables.read_markdown_table(tmp_path / "tables" / name)
+        gpart = frame[frame["Method"] == "GPart"]
+        assert len(gpart) == 1, f"{name}: rows {list(frame['Method'])}"
+        assert gpart.iloc[0].str.contains("no runs").any(), name
