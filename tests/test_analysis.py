@@ -180,6 +180,7 @@ def test_cli_on_real_runs_writes_figures_data_and_command(compose, glue_dir, tmp
               "trainer.batch_size=16", "trainer.save_checkpoints=false", f"paths.root={tmp_path}", "logger=none"]
     runner.run(compose(["method=gpart", "method.config.d=64", *common]))
     runner.run(compose(["method=unilora", "method.config.theta_d_length=64", *common]))
+    runner.run(compose(["method=full", *common]))  # no adapter map: skipped, not a crash
     out = tmp_path / "analysis"
     assert analysis_main(["--runs", str(tmp_path / "runs"), "--out", str(out), "--directions", "8", "--grid", "3",
                           "--batches", "1", "--batch-size", "8", "--lanczos-steps", "8", "--exact-limit", "64"]) == 0
@@ -188,6 +189,7 @@ def test_cli_on_real_runs_writes_figures_data_and_command(compose, glue_dir, tmp
             assert (out / f"{name}{suffix}").stat().st_size > 0, name + suffix
         assert "--grid 3" in (out / f"{name}.cmd.txt").read_text()
     summary = pd.read_csv(out / "distortion-tiny-roberta-sst2.csv").set_index(["label", "point"])
+    assert set(summary.index.get_level_values("label")) == {"GPart", "Uni-LoRA"}
     assert summary.loc[("GPart", "trained"), "condition"] == pytest.approx(1.0, abs=1e-6)  # float32 1/sqrt(n_j)
     assert summary.loc[("GPart", "init"), "exact"]
     assert summary.loc[("Uni-LoRA", "trained"), "condition"] > 1.5  # Uni-LoRA is not end-to-end isometric

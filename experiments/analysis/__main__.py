@@ -61,6 +61,9 @@ def _name(kind: str, group: tuple[str, str], suffix: str = "") -> str:
 def distortion(found: list, args, command: str) -> list[Path]:
     summaries, gains, written = [], [], []
     for run in run_index.one_per_setting(found):
+        if not run.record.get("adapted_modules"):  # full FT, head only, BitFit: no parameter → ΔW map to measure
+            log.info("distortion: skip %s (%s adapts no module)", run.record["run_id"], run.label)
+            continue
         for point in ("init", "trained"):
             _, model, _ = run_index.build(run, trained=point == "trained")
             try:
