@@ -80,7 +80,7 @@ def test_make_tables_writes_the_ablation_table_beside_the_paper_tables(runs, tmp
 
 
 def test_dry_run_lists_every_ablation_beside_uni_lora_at_the_same_d():
-    out = subprocess.run(["make", "-s", "reproduce-ablations", "DRY=1", "TASKS=rte"], cwd=REPO, check=True,
+    out = subprocess.run(["make", "-s", "-o", ".venv/.installed-stamp", "reproduce-ablations", "DRY=1", "TASKS=rte"], cwd=REPO, check=True,
                          capture_output=True, text=True).stdout.splitlines()
     experiments = [line.split("experiment=")[1].split()[0] for line in out]
     assert experiments[:2] == ["glue/base/gpart-rte", "glue/base/unilora-rte"]
