@@ -21,7 +21,6 @@ compares wall clocks across nodes, so ``stale_after_s`` (default 300 s) must exc
 """
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import os

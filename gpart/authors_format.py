@@ -132,5 +132,6 @@ def tensors_to_authors(tensors: dict[str, torch.Tensor], *, theta_key: str, head
             for key, value in tensors.items()}
 
 
-def write_authors_config(path: Path, ours: dict) -> None:
-    Path(path).write_text(json.dumps(config_to_authors(ours), indent=2) + "\n")
+def write_authors_config(path: Path, theirs: dict) -> None:
+    """Write a config already in the authors' field names (``config_to_authors``) as their adapter_config.json."""
+    Path(path).write_text(json.dumps(theirs, indent=2) + "\n")

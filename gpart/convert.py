@@ -24,14 +24,14 @@ def to_authors(source: str | os.PathLike, target: str | os.PathLike) -> Path:
     metadata = read_adapter_config(source)
     if metadata["fingerprint"] is None:
         raise ValueError(f"{source} is already in the authors' layout (peft_type {authors_format.PEFT_TYPE!r})")
-    config = authors_format.config_to_authors(metadata["config"])
+    config = authors_format.config_to_authors(metadata["config"])  # refuses what they cannot read, before any write
     tensors = authors_format.tensors_to_authors(
         _read_tensors(Path(source) / WEIGHTS_NAME), theta_key=THETA_KEY, head_prefix=HEAD_PREFIX
     )
     target = Path(target)
     target.mkdir(parents=True, exist_ok=True)
     _atomic_write(target / WEIGHTS_NAME, lambda path: save_file(tensors, path, metadata={"format": "pt"}))
-    _atomic_write(target / CONFIG_NAME, lambda path: authors_format.write_authors_config(path, metadata["config"]))
+    _atomic_write(target / CONFIG_NAME, lambda path: authors_format.write_authors_config(path, config))
     return target
 
 
