@@ -15,7 +15,8 @@ plus the overrides of its sweep cell: the paper's task, method and adapter lrs, 
 The driver skips finished runs, and the runner resumes a killed one from its last epoch checkpoint, so rerunning the
 same command (in this session or the next) continues where the last one stopped. One progress bar covers all runs;
 its ETA weighs each remaining run by its estimated cost. At the end it runs `python -m experiments.tables` on the
-records, which writes the tables, the claims (experiments/claims.py) and the figures under the results folder.
+records, which writes the tables, the claims (experiments/claims.py) and the figures under the results folder, and
+experiments/mini_summary.py rewrites the README's results block from them (default results folder only).
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 import experiments
-from experiments import records
+from experiments import mini_summary, records
 from experiments.atomic import write_text_atomic
 
 REPO = experiments.REPO
@@ -426,8 +427,11 @@ def main(argv=None) -> int:
     todo = [r for r in sweep if status_of(record_path(r, results)) != "finished"]
     failures += execute(todo, results, args.jobs, args.threads, progress)
     progress.close()
-    if not args.no_tables and not args.tune_only and make_tables(results) != 0:
-        failures.append("experiments.tables failed")
+    if not args.no_tables and not args.tune_only:
+        if make_tables(results) != 0:
+            failures.append("experiments.tables failed")
+        elif results == DEFAULT_RESULTS.resolve():  # the README shows the committed results only, never a smoke run's
+            mini_summary.main(["--results", str(results)])
     if failures:
         print("reproduce-mini: some runs failed (rerun the same command to retry them):\n  " + "\n  ".join(failures))
         return 1
