@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -25,6 +26,29 @@ TABLE = "glue-minilm-l6"
 TASK_LABELS = {"sst2": "SST-2 (acc)", "mrpc": "MRPC (acc)", "cola": "CoLA (MCC)", "rte": "RTE (acc)",
                "stsb": "STS-B (Pearson)"}
 COMMAND = "make reproduce-mini"
+
+
+def chance_scores(tasks: list[str], glue_dir: Path | None) -> dict[str, float | None]:
+    """What a constant predictor scores on each task's GLUE dev set (× 100): the training split's majority label for
+    accuracy, 0 for MCC; None for Pearson (undefined for a constant) or when the data cannot be read."""
+    from experiments.tasks.glue import GlueTask
+
+    scores = {}
+    for task in tasks:
+        if task == "stsb":
+            scores[task] = None
+        elif task == "cola":
+            scores[task] = 0.0
+        else:
+            try:
+                raw = GlueTask(key=task, metric="accuracy", data_dir=str(glue_dir) if glue_dir else None).load_raw()
+            except (ValueError, RuntimeError, OSError):
+                scores[task] = None
+                continue
+            train, test = raw["train"]["label"], raw["test"]["label"]
+            majority = max(set(train), key=train.count)
+            scores[task] = 100.0 * sum(label == majority for label in test) / len(test)
+    return scores
 
 
 def _tasks(table: pd.DataFrame) -> list[str]:
@@ -44,8 +68,9 @@ def _params(count) -> str:
     return f"{count / 1e6:.2f}M" if count >= 1e6 else f"{count:,}"
 
 
-def main_table(table: pd.DataFrame) -> str:
-    """Methods with runs on every task of the table (the d sweep's and the variants' rows live in the full table)."""
+def main_table(table: pd.DataFrame, glue_dir: Path | None = None) -> str:
+    """Methods with runs on every task of the table (the d sweep's and the variants' rows live in the full table), and
+    the constant predictor's score as the last row, so a cell at chance level shows as one."""
     tasks = _tasks(table)
     complete = table[(table[[f"{t}.n" for t in tasks]] > 0).all(axis=1)]
     seed_counts = sorted({int(n) for t in tasks for n in complete[f"{t}.n"]})
@@ -55,6 +80,9 @@ def main_table(table: pd.DataFrame) -> str:
         cells = [row["method"], _params(row["trainable_params"]), *(_cell(row, t) for t in tasks),
                  f"{row['avg.median']:.2f}"]
         lines.append("| " + " | ".join(cells) + " |")
+    chance = chance_scores(tasks, glue_dir)
+    lines.append("| " + " | ".join(["*constant prediction (majority label)*", "0",
+                                    *("n/a" if chance[t] is None else f"{chance[t]:.2f}" for t in tasks), ""]) + " |")
     note = (f"Test metric × 100 on the GLUE dev set: median ± sample std over n = "
             f"{'/'.join(map(str, seed_counts))} seeds per cell (the same seeds for every method); trainable "
             f"parameters exclude the task head.")
@@ -73,7 +101,7 @@ def compute_line(runs: Path) -> str:
     return f"{len(finished)} finished runs, {hours:.1f} h of run wall time in all (two runs at a time on 2 cores)."
 
 
-def block(results: Path) -> str:
+def block(results: Path, glue_dir: Path | None = None) -> str:
     tables, figures = results / "tables", results / "figures"
     table = pd.read_csv(tables / f"{TABLE}.csv")
     relative = results.relative_to(experiments.REPO) if results.is_relative_to(experiments.REPO) else results
@@ -86,7 +114,7 @@ def block(results: Path) -> str:
         f"here with `{COMMAND}` (skips finished runs; records in `{relative}/runs/`): "
         + compute_line(results / "runs"),
         "",
-        main_table(table),
+        main_table(table, glue_dir),
         "",
         f"Full table with the d sweep and the GPart variants: [`{relative}/tables/{TABLE}.md`]"
         f"({relative}/tables/{TABLE}.md). Claims (paired by task × seed, 95% Student-t intervals; rules in "
@@ -117,13 +145,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=experiments.REPO / "results" / "mini",
                         help="the folder `make reproduce-mini` wrote (holds tables/ and figures/)")
     parser.add_argument("--readme", type=Path, default=experiments.REPO / "README.md")
+    parser.add_argument("--glue-dir", type=Path, default=os.environ.get("GLUE_DIR") or None,
+                        help="GLUE TSVs for the constant-prediction row (default $GLUE_DIR, else the hub)")
     args = parser.parse_args(argv)
     csv = args.results / "tables" / f"{TABLE}.csv"
     if not csv.is_file():
         parser.error(f"--results={args.results}: no {csv.relative_to(args.results)} (run `{COMMAND}` or "
                      f"`make tables RUNS={args.results}/runs OUT={args.results}` first)")
     try:
-        splice(args.readme, block(args.results.resolve()))
+        splice(args.readme, block(args.results.resolve(), args.glue_dir))
     except ValueError as error:
         parser.error(str(error))
     print(f"wrote the results/mini block of {args.readme}")

@@ -71,3 +71,23 @@ def test_results_without_tables_name_the_folder_and_the_command(tmp_path, capsys
         mini_summary.main(["--results", str(tmp_path), "--readme", str(readme(tmp_path))])
     err = capsys.readouterr().err
     assert f"--results={tmp_path}" in err and "make reproduce-mini" in err
+
+
+def test_constant_prediction_row_gives_the_dev_share_of_the_training_majority(results, tmp_path, glue_dir):
+    path = readme(tmp_path)
+    mini_summary.main(["--results", str(results), "--readme", str(path), "--glue-dir", str(glue_dir)])
+    row = next(line for line in path.read_text().splitlines() if line.startswith("| *constant prediction"))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    for task, cell in zip(("SST-2", "MRPC", "RTE"), cells[2:5]):
+        train = mini_summary.pd.read_csv(glue_dir / task / "train.tsv", sep="\t", quoting=3)
+        dev = mini_summary.pd.read_csv(glue_dir / task / "dev.tsv", sep="\t", quoting=3)
+        label = {"SST-2": "label", "MRPC": "Quality", "RTE": "label"}[task]
+        majority = train[label].mode()[0]
+        assert float(cell) == pytest.approx(100 * (dev[label] == majority).mean(), abs=0.005), task
+
+
+def test_constant_prediction_row_reads_na_when_the_data_is_missing(results, tmp_path):
+    path = readme(tmp_path)
+    mini_summary.main(["--results", str(results), "--readme", str(path), "--glue-dir", str(tmp_path / "absent")])
+    row = next(line for line in path.read_text().splitlines() if line.startswith("| *constant prediction"))
+    assert row.count("n/a") == 3
