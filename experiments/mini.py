@@ -36,7 +36,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 import experiments
-from experiments import mini_summary, records
+from experiments import records
 from experiments.atomic import write_text_atomic
 
 REPO = experiments.REPO
@@ -434,6 +434,8 @@ def main(argv=None) -> int:
         if make_tables(results) != 0:
             failures.append("experiments.tables failed")
         elif results == DEFAULT_RESULTS.resolve():  # the README shows the committed results only, never a smoke run's
+            from experiments import mini_summary  # pandas and the tables stay out of the driver's (and demo's) start-up
+
             mini_summary.main(["--results", str(results)])
     if failures:
         print("reproduce-mini: some runs failed (rerun the same command to retry them):\n  " + "\n  ".join(failures))
