@@ -7,11 +7,11 @@ EXTRAS ?= dev,math
 SHARED ?= $(abspath ../shared)
 export WANDB_MODE ?= disabled
 # Offline by default only where nothing needs the hub; reproduce-* use it unless you export HF_HUB_OFFLINE=1.
-OFFLINE_TARGETS := test test-all demo params tables analysis bench reproduce-mini
+OFFLINE_TARGETS := test test-all demo params tables analysis bench reproduce-mini mini-lr-scan
 $(OFFLINE_TARGETS): export HF_HUB_OFFLINE ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-all demo params tables analysis bench gpu-check reproduce-glue reproduce-ablations reproduce-mini reproduce-vision reproduce-math clean
+.PHONY: help install test test-all demo params tables analysis bench gpu-check reproduce-glue reproduce-ablations reproduce-mini mini-lr-scan reproduce-vision reproduce-math clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -95,6 +95,10 @@ reproduce-ablations: $(STAMP) ## GPart ablations + d sweep vs Uni-LoRA, RoBERTa-
 reproduce-mini: export GLUE_DIR ?= $(firstword $(wildcard $(SHARED)/data/glue))
 reproduce-mini: $(STAMP) ## CPU-scale replication (MiniLM-L6, 5 GLUE tasks, 3 seeds) + claims C1-C5 -> results/mini; resumable [MINI_ARGS="--dry-run"]
 	$(PY) -m experiments.mini $(MINI_ARGS)
+
+mini-lr-scan: export GLUE_DIR ?= $(firstword $(wildcard $(SHARED)/data/glue))
+mini-lr-scan: $(STAMP) ## Post-hoc diagnostic after reproduce-mini: θ lr of GPart and Uni-LoRA scanned, seed 0 -> results/mini/lr-scan
+	$(PY) -m experiments.mini_lr_scan $(SCAN_ARGS)
 
 VISION_DATASETS := oxford_pets stanford_cars cifar10 dtd eurosat fgvc_aircraft resisc45 cifar100
 VISION_SEEDS := 0,1,2,3,4
