@@ -26,7 +26,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from experiments import mini, records
+from experiments import mini, mini_summary, records
 from experiments.atomic import atomic_write, write_text_atomic
 
 TASKS = ("sst2", "stsb")
@@ -126,9 +126,7 @@ def _find(rows, **keys) -> dict | None:
 
 
 def task_section(rows: list[dict], task: str, metric: str, paper_lr: float) -> list[str]:
-    from experiments.mini_summary import task_label
-
-    lines = [f"### {task_label(task)}", "", "| θ lr | " + " | ".join(SCANNED) + " |", "|---:|" + "---:|" * len(SCANNED)]
+    lines = [f"### {mini_summary.task_label(task)}", "", "| θ lr | " + " | ".join(SCANNED) + " |", "|---:|" + "---:|" * len(SCANNED)]
     best = {label: best_on_validation(rows, label, task) for label in SCANNED}
     for lr in LRS:
         cells = []
@@ -154,7 +152,6 @@ def task_section(rows: list[dict], task: str, metric: str, paper_lr: float) -> l
 
 
 def report(cells: list[Cell], results: Path, paper_lr: float, group: float) -> str:
-    from experiments.mini_summary import task_metric
     from experiments.tables import METRIC_NAMES
 
     rows = scores(cells)
@@ -169,7 +166,7 @@ def report(cells: list[Cell], results: Path, paper_lr: float, group: float) -> s
              "within seed noise (see the sweep's ± std). Not a claim verdict: the pre-registered claims are in "
              "`../tables/claims-glue-minilm-l6.md`.", "", f"{done}/{len(rows)} cells finished.", ""]
     for task in TASKS:
-        lines += task_section(rows, task, METRIC_NAMES.get(task_metric(task), task_metric(task)), paper_lr)
+        lines += task_section(rows, task, METRIC_NAMES.get(mini_summary.task_metric(task), mini_summary.task_metric(task)), paper_lr)
     lines += ["![score vs θ lr](lr_scan.png)", ""]
     return "\n".join(lines)
 
@@ -179,8 +176,6 @@ def draw(cells: list[Cell], path: Path) -> bool:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from experiments.mini_summary import task_label
 
     rows = scores(cells)
     if not any(r["test"] is not None for r in rows if r["kind"] == "scan"):
@@ -206,7 +201,7 @@ def draw(cells: list[Cell], path: Path) -> bool:
         axis.set_xscale("log")
         axis.set_xlabel("θ learning rate (log scale)", fontsize=8)
         axis.set_ylabel("test score × 100", fontsize=8)
-        axis.set_title(task_label(task), fontsize=10)
+        axis.set_title(mini_summary.task_label(task), fontsize=10)
         axis.grid(True, alpha=0.3)
         axis.legend(fontsize=7)
     figure.suptitle("MiniLM-L6, d = 2,880, seed 0: score vs θ lr (post-hoc diagnostic, one seed)", fontsize=10)
@@ -261,6 +256,8 @@ def main(argv=None) -> int:
     write_text_atomic(out / "README.md", report(cells, results, paper_lr, group))
     draw(cells, out / "lr_scan.png")
     print(f"mini_lr_scan: {out / 'README.md'}")
+    if results == mini.DEFAULT_RESULTS.resolve() and (results / "tables" / f"{mini_summary.TABLE}.csv").is_file():
+        mini_summary.main(["--results", str(results)])   # the README's results block links the report
     if failures:
         print("mini_lr_scan: some runs failed (rerun to retry):\n  " + "\n  ".join(failures))
         return 1

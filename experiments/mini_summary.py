@@ -115,6 +115,15 @@ def compute_line(runs: Path) -> str:
     return f"{len(finished)} finished runs, {hours:.1f} h of run wall time in all (two runs at a time on 2 cores)."
 
 
+def diagnostic_lines(results: Path, relative: Path) -> list[str]:
+    """A link to the post-hoc θ-lr scan (experiments/mini_lr_scan.py) once it has written its report."""
+    if not (results / "lr-scan" / "README.md").is_file():
+        return []
+    return [f"Post-hoc diagnostic, one seed, no claim verdict rests on it: GPart's and Uni-LoRA's θ lr scanned, and "
+            f"GPart at lr·√g, wd/√g, which AdamW makes equivalent to the non-isometric ablation — "
+            f"[`{relative}/lr-scan/README.md`]({relative}/lr-scan/README.md) (`make mini-lr-scan`).", ""]
+
+
 def block(results: Path, glue_dir: Path | None = None) -> str:
     tables, figures = results / "tables", results / "figures"
     table = pd.read_csv(tables / f"{TABLE}.csv")
@@ -138,6 +147,7 @@ def block(results: Path, glue_dir: Path | None = None) -> str:
         "",
         *figure_lines,
         "",
+        *diagnostic_lines(results, relative),
         END,
     ]
     return "\n".join(parts)

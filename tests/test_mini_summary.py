@@ -91,3 +91,20 @@ def test_constant_prediction_row_reads_na_when_the_data_is_missing(results, tmp_
     mini_summary.main(["--results", str(results), "--readme", str(path), "--glue-dir", str(tmp_path / "absent")])
     row = next(line for line in path.read_text().splitlines() if line.startswith("| *constant prediction"))
     assert row.count("n/a") == 3
+
+
+def test_the_lr_scan_is_linked_once_its_report_exists_and_not_before(results, tmp_path):
+    path = readme(tmp_path)
+    mini_summary.main(["--results", str(results), "--readme", str(path)])
+    assert "lr-scan" not in path.read_text()
+    report = results / "lr-scan" / "README.md"
+    report.parent.mkdir()
+    report.write_text("# scan\n")
+    try:
+        mini_summary.main(["--results", str(results), "--readme", str(path)])
+        text = path.read_text()
+        assert "lr-scan/README.md" in text and "one seed" in text
+        assert text.index("lr-scan/README.md") < text.index(mini_summary.END)
+    finally:
+        report.unlink()
+        report.parent.rmdir()
