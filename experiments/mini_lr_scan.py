@@ -126,7 +126,8 @@ def _find(rows, **keys) -> dict | None:
 
 
 def task_section(rows: list[dict], task: str, metric: str, paper_lr: float) -> list[str]:
-    lines = [f"### {mini_summary.task_label(task)}", "", "| θ lr | " + " | ".join(SCANNED) + " |", "|---:|" + "---:|" * len(SCANNED)]
+    lines = [f"### {mini_summary.task_label(task)}", "", "| θ lr | " + " | ".join(SCANNED) + " |",
+             "|---:|" + "---:|" * len(SCANNED)]
     best = {label: best_on_validation(rows, label, task) for label in SCANNED}
     for lr in LRS:
         cells = []
@@ -166,7 +167,8 @@ def report(cells: list[Cell], results: Path, paper_lr: float, group: float) -> s
              "within seed noise (see the sweep's ± std). Not a claim verdict: the pre-registered claims are in "
              "`../tables/claims-glue-minilm-l6.md`.", "", f"{done}/{len(rows)} cells finished.", ""]
     for task in TASKS:
-        lines += task_section(rows, task, METRIC_NAMES.get(mini_summary.task_metric(task), mini_summary.task_metric(task)), paper_lr)
+        metric = mini_summary.task_metric(task)
+        lines += task_section(rows, task, METRIC_NAMES.get(metric, metric), paper_lr)
     lines += ["![score vs θ lr](lr_scan.png)", ""]
     return "\n".join(lines)
 
