@@ -368,14 +368,26 @@ def available(runs: list[Run]) -> list[Run]:
     return [r for r in runs if not r.variant.requires or r.variant.requires in fields]
 
 
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"got {value}, must be at least 1")
+    return value
+
+
+def add_worker_options(parser: argparse.ArgumentParser) -> None:
+    """--jobs and --threads, shared with the drivers built on this one (experiments/mini_lr_scan.py)."""
+    parser.add_argument("--jobs", type=_count, default=2, help="runs at a time (default 2: one per core)")
+    parser.add_argument("--threads", type=_count, default=1, help="torch threads per run (default 1; the records "
+                        "are reproducible bit for bit at a fixed value)")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="runs go to <results>/runs, trials "
                         "to <results>/tuning/runs (default results/mini)")
-    parser.add_argument("--jobs", type=int, default=2, help="runs at a time (default 2: one per core)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1; the records are "
-                        "reproducible bit for bit at a fixed value)")
+    add_worker_options(parser)
     parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated subset of " + ",".join(TASKS))
     parser.add_argument("--seeds", default=",".join(map(str, SEEDS)))
     parser.add_argument("--dry-run", action="store_true", help="list the runs and the time estimate only")
@@ -385,9 +397,6 @@ def main(argv=None) -> int:
     parser.add_argument("--smoke", action="store_true", help="a 4-run miniature with tiny subsets (pipeline check)")
     parser.add_argument("--no-tables", action="store_true", help="do not run `experiments.tables` at the end")
     args = parser.parse_args(argv)
-    for name, value in (("--jobs", args.jobs), ("--threads", args.threads)):
-        if value < 1:
-            parser.error(f"{name}={value}: must be at least 1")
     tasks = tuple(t for t in args.tasks.split(",") if t)
     unknown = [t for t in tasks if t not in TASKS]
     if unknown:

@@ -221,14 +221,10 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", type=Path, default=mini.DEFAULT_RESULTS, help="the sweep's results folder "
                         "(default results/mini); the scan's runs go to <results>/lr-scan/runs")
-    parser.add_argument("--jobs", type=int, default=2, help="runs at a time (default 2)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1, as the sweep)")
+    mini.add_worker_options(parser)
     parser.add_argument("--dry-run", action="store_true", help="list the runs only")
     parser.add_argument("--report", action="store_true", help="write the README and figure only; run nothing")
     args = parser.parse_args(argv)
-    for name, value in (("--jobs", args.jobs), ("--threads", args.threads)):
-        if value < 1:
-            parser.error(f"{name}={value}: must be at least 1")
     results = args.results.resolve()
     head_lrs = mini.choose_head_lrs(mini.trial_scores(mini.tuning_plan(), results))
     if head_lrs is None:

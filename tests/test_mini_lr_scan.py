@@ -96,7 +96,8 @@ def test_task_section_bolds_the_validation_pick_and_states_the_gap_at_each_best_
     assert "**33.00 (34.00)**" in text and "31.00 (32.00)" in text and "weight decay 0.004" in text
 
 
-def test_rejects_non_positive_jobs(capsys):
+@pytest.mark.parametrize("main", [mini_lr_scan.main, mini.main])
+def test_rejects_non_positive_jobs_naming_the_argument_and_value(capsys, main):
     with pytest.raises(SystemExit):
-        mini_lr_scan.main(["--jobs", "0"])
-    assert "--jobs=0: must be at least 1" in capsys.readouterr().err
+        main(["--jobs", "0"])
+    assert "argument --jobs: got 0, must be at least 1" in capsys.readouterr().err
