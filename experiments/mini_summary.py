@@ -120,7 +120,8 @@ def diagnostic_lines(results: Path, relative: Path) -> list[str]:
     if not (results / "lr-scan" / "README.md").is_file():
         return []
     return [f"Post-hoc diagnostic, one seed, no claim verdict rests on it: GPart's and Uni-LoRA's θ lr scanned, and "
-            f"GPart at lr·√g, wd/√g, which AdamW makes equivalent to the non-isometric ablation — "
+            f"GPart at lr·√g, wd/√g, which under AdamW is the non-isometric ablation (exactly with equal groups and no "
+            f"gradient clipping) — "
             f"[`{relative}/lr-scan/README.md`]({relative}/lr-scan/README.md) (`make mini-lr-scan`).", ""]
 
 
