@@ -1,6 +1,6 @@
 """The README's block of `make reproduce-mini` results, regenerated from the tables `make tables` wrote.
 
-    python -m experiments.mini_summary [--results results/mini] [--readme README.md]
+    GLUE_DIR=../shared/data/glue python -m experiments.mini_summary [--results results/mini] [--readme README.md]
 
 The block sits between two marker lines of the README and holds the main table (each method with runs on every task,
 median ± sample std over seeds), the claims table (copied from `claims-glue-minilm-l6.md`), the figures and the command
@@ -56,7 +56,9 @@ def chance_scores(tasks: list[str], glue_dir: Path | None) -> dict[str, float | 
         else:
             try:
                 raw = GlueTask(key=task, metric=metric, data_dir=str(glue_dir) if glue_dir else None).load_raw()
-            except (ValueError, RuntimeError, OSError):
+            except (ValueError, RuntimeError, OSError) as error:
+                print(f"mini_summary: cannot read GLUE {task} ({error}); its constant-prediction cell reads n/a. "
+                      "Set GLUE_DIR (or --glue-dir) to the GLUE TSVs, as `make reproduce-mini` does", file=sys.stderr)
                 scores[task] = None
                 continue
             train, test = raw["train"]["label"], raw["test"]["label"]

@@ -86,11 +86,13 @@ def test_constant_prediction_row_gives_the_dev_share_of_the_training_majority(re
         assert float(cell) == pytest.approx(100 * (dev[label] == majority).mean(), abs=0.005), task
 
 
-def test_constant_prediction_row_reads_na_when_the_data_is_missing(results, tmp_path):
+def test_constant_prediction_row_reads_na_when_the_data_is_missing_and_says_why(results, tmp_path, capsys):
     path = readme(tmp_path)
     mini_summary.main(["--results", str(results), "--readme", str(path), "--glue-dir", str(tmp_path / "absent")])
     row = next(line for line in path.read_text().splitlines() if line.startswith("| *constant prediction"))
     assert row.count("n/a") == 3
+    warnings = capsys.readouterr().err
+    assert "cannot read GLUE sst2" in warnings and "GLUE_DIR" in warnings
 
 
 def test_the_lr_scan_is_linked_once_its_report_exists_and_not_before(results, tmp_path):
