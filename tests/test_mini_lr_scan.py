@@ -21,7 +21,7 @@ def write_gpart_reference(results, *, size=1000, d=10, lr=0.004, weight_decay=0.
 def planned(tmp_path_factory):
     results = tmp_path_factory.mktemp("mini")
     write_gpart_reference(results, lr=5e-3, weight_decay=0.1, size=1000, d=10)   # g = 100, √g = 10
-    return results, mini_lr_scan.plan(results, HEAD_LRS)
+    return results, mini_lr_scan.plan(results, HEAD_LRS, mini_lr_scan.paper_values(results, HEAD_LRS))
 
 
 def test_equivalence_run_takes_lr_times_sqrt_group_and_decay_over_it(planned):
@@ -57,7 +57,7 @@ def test_scan_cells_of_one_method_differ_only_in_the_lr(planned):
 
 def test_without_the_sweeps_gpart_record_the_scan_says_to_run_the_sweep_first(tmp_path):
     with pytest.raises(SystemExit, match="make reproduce-mini"):
-        mini_lr_scan.plan(tmp_path, HEAD_LRS)
+        mini_lr_scan.paper_values(tmp_path, HEAD_LRS)
 
 
 def row(label, lr, test, validation, kind="scan", task="stsb", weight_decay=None):
