@@ -35,7 +35,7 @@ SEED = 0
 LRS = (1.5e-3, 5e-3, 1.5e-2, 5e-2, 1.5e-1)   # about ×3 apart around the paper's 5e-3 (setup.md §2), 100× in all
 LABELS = {"GPart": "GPart", "Uni-LoRA": "Uni-LoRA", "non-isometric": "GPart (non-isometric)", "FT": "FT"}
 SCANNED = ("GPart", "Uni-LoRA")
-FOLDER = "lr-scan"
+FOLDER = mini_summary.LR_SCAN
 
 
 def variant(label: str) -> mini.Variant:
