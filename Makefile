@@ -92,11 +92,10 @@ reproduce-ablations: $(STAMP) ## GPart ablations + d sweep vs Uni-LoRA, RoBERTa-
 	@[ -n "$(DRY)" ] || $(PY) -m experiments.ablation_table --runs $(ABLATION_RUNS) --out results/tables
 
 # The paper's claims at CPU scale (docs/mini.md): MiniLM-L6 on the five GLUE tasks with a train split in $(SHARED).
-reproduce-mini: export GLUE_DIR ?= $(firstword $(wildcard $(SHARED)/data/glue))
+reproduce-mini mini-lr-scan: export GLUE_DIR ?= $(firstword $(wildcard $(SHARED)/data/glue))
 reproduce-mini: $(STAMP) ## CPU-scale replication (MiniLM-L6, 5 GLUE tasks, 3 seeds) + claims C1-C5 -> results/mini; resumable [MINI_ARGS="--dry-run"]
 	$(PY) -m experiments.mini $(MINI_ARGS)
 
-mini-lr-scan: export GLUE_DIR ?= $(firstword $(wildcard $(SHARED)/data/glue))
 mini-lr-scan: $(STAMP) ## Post-hoc diagnostic after reproduce-mini: θ lr of GPart and Uni-LoRA scanned, seed 0 -> results/mini/lr-scan
 	$(PY) -m experiments.mini_lr_scan $(SCAN_ARGS)
 
