@@ -112,7 +112,11 @@ def make_batch(model, shape: dict, device: str) -> dict:
 
 
 def prepare(method: str, model, shape: dict):
-    """Apply the method; return (model, optimizer or None). Raises RuntimeError(reason) to skip a method."""
+    """Apply the method; return (model, optimizer or None). Raises RuntimeError or ImportError to skip a method.
+
+    ImportError too: a PEFT without ``UniLoraConfig``, or one too old for the installed transformers, skips that row
+    with its reason instead of ending the whole bench.
+    """
     import torch
 
     if method == "floor":
@@ -166,7 +170,7 @@ def run_method(method: str, shape: dict, device: str, steps: int, warmup: int, t
     started = time.perf_counter()
     try:
         model, optimizer = prepare(method, model, shape)
-    except RuntimeError as reason:
+    except (RuntimeError, ImportError) as reason:
         return {"method": method, "status": "skipped", "note": str(reason)}
     setup_s = time.perf_counter() - started
     model.train()
@@ -232,7 +236,7 @@ def _prepared(methods: list[str], shape: dict, device: str):
         model = build_model(shape, device)
         try:
             model, optimizer = prepare(method, model, shape)
-        except RuntimeError:
+        except (RuntimeError, ImportError):
             continue
         yield method, model.train(), optimizer, make_batch(model, shape, device)
 
