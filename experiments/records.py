@@ -18,6 +18,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Optional
 
+from experiments import portable
 from experiments.atomic import write_text_atomic
 
 from omegaconf import DictConfig, OmegaConf
@@ -48,12 +49,15 @@ def _drop_keys(node: Any, names: tuple[str, ...]) -> Any:
 
 def config_hash(cfg: DictConfig) -> str:
     """sha256 of the resolved config without seed, paths and logger. The seed is set to 0 *before* resolving, so
-    values interpolated from it (e.g. a partition seed `${seed}`) do not split runs of one setting apart."""
+    values interpolated from it (e.g. a partition seed `${seed}`) do not split runs of one setting apart. A local
+    model file or folder enters as the digest of its contents (experiments/portable.py), never as its path, so the
+    id is the same in every checkout."""
     pinned = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
     if "seed" in pinned:
         pinned.seed = 0
     resolved = resolved_config(pinned)
     kept = _drop_keys({k: v for k, v in resolved.items() if k not in UNHASHED_TOP}, UNHASHED_ANYWHERE)
+    kept = portable.identities(kept)
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -135,7 +139,7 @@ def new_record(cfg: DictConfig, run_id: str, digest: str) -> dict:
         "task": cfg.task.key,
         "seed": int(cfg.seed),
         "metric": cfg.task.metric,
-        "config": resolved_config(cfg),
+        "config": portable.portable(resolved_config(cfg), OmegaConf.to_container(cfg, resolve=False)),
         "config_hash": digest,
         "adapted_space_size": None,
         "adapted_modules": None,
@@ -154,7 +158,7 @@ def new_record(cfg: DictConfig, run_id: str, digest: str) -> dict:
         "versions": package_versions(),
         "git": git_state(),
         "hardware": hardware(),
-        "command": " ".join(sys.argv),
+        "command": portable.portable_command(sys.argv),
         "started_at": utc_now(),
         "finished_at": None,
         "error": None,
