@@ -31,6 +31,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
 import experiments  # noqa: F401  (registers the OmegaConf resolvers)
 from experiments import config_checks, distributed, records, reporting, resume, run_lock
+from experiments.atomic import atomic_write
 from experiments.distributed import is_main_process
 from experiments.methods import Method, build_method, is_head_parameter
 from experiments.tasks.base import Splits, Task
@@ -118,9 +119,14 @@ class EpochRecorder(TrainerCallback):
     """After every epoch: score validation and test with the task, append to the record, save the adapter when
     validation improves, and rewrite the record atomically. Also times optimizer steps."""
 
-    def __init__(self, task: Task, splits: Splits, method: Method, record: dict, run_dir: Path, save_adapter: bool):
+    def __init__(self, task: Task, splits: Splits, method: Method, record: dict, run_dir: Path, save_adapter: bool,
+                 test_at: str = "every_epoch"):
+        if test_at not in TEST_AT:
+            raise ValueError(f"trainer.test_at={test_at!r}; allowed: {', '.join(TEST_AT)}")
         self.task, self.splits, self.method = task, splits, method
         self.record, self.run_dir, self.save_adapter = record, run_dir, save_adapter
+        self.test_each_epoch = test_at == "every_epoch"
+        self.best_state = BestState(run_dir / BEST_STATE_FILE)
         self.trainer: Optional[RunnerTrainer] = None
         self.step_times: list[float] = []
         self.eval_seconds = 0.0
@@ -147,6 +153,22 @@ class EpochRecorder(TrainerCallback):
     def on_train_end(self, args, state, control, **kwargs):
         if self._last_evaluated_step != state.global_step:
             self.evaluate_epoch(state)  # max_steps stopped mid-epoch
+        if not self.test_each_epoch:
+            self.test_best_epoch()
+
+    def test_best_epoch(self) -> None:
+        """Score test once, with the validation-picked epoch's trainable weights put back into the model."""
+        best = records.best_epoch(self.record["epochs"], self.task.metric)
+        if best is None:
+            return
+        self.best_state.restore(self.trainer.model)
+        start = time.perf_counter()
+        best["test"] = self.task.evaluate(self.trainer, self.splits.test, "test")
+        self.eval_seconds += time.perf_counter() - start
+        log.info("test at the best epoch (%s): %s", best["epoch"], best["test"])
+        if self.trainer.is_world_process_zero():
+            records.write_atomic(self.run_dir / "record.json", records.finalize(self.record))
+            self.best_state.remove()
 
     def on_train_begin(self, args, state, control, **kwargs):
         self._train_start = time.perf_counter()
@@ -163,8 +185,8 @@ class EpochRecorder(TrainerCallback):
     def evaluate_epoch(self, state) -> None:
         self._last_evaluated_step = state.global_step
         start = time.perf_counter()
-        scores = {split: self.task.evaluate(self.trainer, getattr(self.splits, split), split)
-                  for split in ("validation", "test")}
+        splits = ("validation", "test") if self.test_each_epoch else ("validation",)
+        scores = {split: self.task.evaluate(self.trainer, getattr(self.splits, split), split) for split in splits}
         self.eval_seconds += time.perf_counter() - start
         losses = [loss for rank_losses in distributed.gather_objects(self.trainer.step_losses) for loss in rank_losses]
         entry = {"epoch": max(1, math.ceil((state.epoch or 0) - 1e-6)), "step": state.global_step,
@@ -172,14 +194,51 @@ class EpochRecorder(TrainerCallback):
         self.trainer.step_losses.clear()
         improved = records.best_epoch(self.record["epochs"] + [entry], self.task.metric) is entry
         self.record["epochs"].append(entry)
+        if improved and not self.test_each_epoch:
+            self.best_state.keep(self.trainer.model, write=self.trainer.is_world_process_zero())
         if not self.trainer.is_world_process_zero():
             return
         if improved and self.save_adapter:
             save_directory_atomically(lambda path: self.method.save(self.trainer.model, path),
                                       self.run_dir / "adapter")
-        log.info("epoch %s: validation %s, test %s", entry["epoch"], scores["validation"], scores["test"])
+        log.info("epoch %s: %s", entry["epoch"], scores)
         self.note_attempt()
         records.write_atomic(self.run_dir / "record.json", records.finalize(self.record))
+
+
+TEST_AT = ("every_epoch", "best_epoch")
+BEST_STATE_FILE = "best-state.safetensors"
+
+
+class BestState:
+    """The trainable weights of the best epoch so far, in memory and (for a resumed run) in one file of the run."""
+
+    def __init__(self, path: Path):
+        self.path, self.tensors = path, None
+
+    def keep(self, model, write: bool) -> None:
+        self.tensors = {name: p.detach().to("cpu", copy=True) for name, p in model.named_parameters()
+                        if p.requires_grad}
+        if write:
+            from safetensors.torch import save_file
+
+            atomic_write(self.path, lambda temporary: save_file(self.tensors, str(temporary)))
+
+    def restore(self, model) -> None:
+        if self.tensors is None:
+            if not self.path.exists():
+                raise RuntimeError(f"{self.path}: the best epoch's weights are gone; cannot score test at that "
+                                   "epoch (rerun with rerun=true)")
+            from safetensors.torch import load_file
+
+            self.tensors = load_file(self.path)
+        parameters = dict(model.named_parameters())
+        with torch.no_grad():
+            for name, tensor in self.tensors.items():
+                parameters[name].copy_(tensor.to(parameters[name].device))
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
 
 
 def save_directory_atomically(save, target: Path) -> None:
@@ -277,7 +336,8 @@ def train(cfg: DictConfig, record: dict, run_dir: Path, resume_from: Optional[st
     record["adapted_space_size"], record["adapted_modules"] = method.adapted(model)
     splits = task.build_splits(processor, int(cfg.seed))
     record["skipped_rows"] = dict(getattr(task, "skipped_rows", None) or {})  # task.skip_bad_rows=true
-    recorder = EpochRecorder(task, splits, method, record, run_dir, bool(cfg.trainer.save_adapter))
+    recorder = EpochRecorder(task, splits, method, record, run_dir, bool(cfg.trainer.save_adapter),
+                             str(cfg.trainer.test_at))
     recorder.clock_start = clock_start
     trainer = make_trainer(cfg, task, model, processor, splits, recorder, run_dir, record["run_id"])
     record["distributed"] = distributed.describe(trainer.args)

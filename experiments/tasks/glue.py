@@ -100,7 +100,8 @@ def stratified_subset(labels, size: int, seed: int, stratify: bool) -> np.ndarra
 class GlueTask(Task):
     """One GLUE task. Config keys (`configs/task/glue/<name>.yaml`): `key` (sst2|cola|mrpc|qnli|rte|stsb), `metric`,
     `table`, `data_dir`, `hub_id`, `max_length`, `validation_fraction`, `validation_min_rows`, `train_subset`,
-    `test_subset`. Reads `model.name_or_path`, `model.tokenizer`, `model.random_init` (see `Task`)."""
+    `test_subset`. Reads `model.name_or_path`, `model.tokenizer`, `model.random_init` (see `Task`) and
+    `model.pooling` (`cls`, the default, or `mean`)."""
 
     def __init__(self, key: str, metric: str, table: str = "glue", data_dir: Optional[str] = None,
                  hub_id: str = "nyu-mll/glue", max_length: int = 512, validation_fraction: float = 0.15,
@@ -258,11 +259,21 @@ class GlueTask(Task):
 
     # -- model and metrics ----------------------------------------------------------------------------------------
     def build_model(self, model_cfg):
-        from transformers import AutoModelForSequenceClassification
+        """The model's own sequence-classification head ([CLS]), or with `model.pooling: mean` the mean-pooled
+        linear head that sentence-embedding checkpoints were trained for (experiments/tasks/pooling.py)."""
+        from transformers import AutoModel, AutoModelForSequenceClassification
 
         problem = "regression" if self.is_regression else "single_label_classification"
-        return load_pretrained(AutoModelForSequenceClassification, model_cfg,
-                               num_labels=self.num_labels, problem_type=problem)
+        pooling = model_cfg.get("pooling") or "cls"
+        if pooling == "cls":
+            return load_pretrained(AutoModelForSequenceClassification, model_cfg,
+                                   num_labels=self.num_labels, problem_type=problem)
+        if pooling != "mean":
+            raise ValueError(f"model.pooling={pooling!r}; allowed: 'cls' (the model's own head), 'mean'")
+        from experiments.tasks.pooling import MeanPooledClassifier
+
+        encoder, tokenizer = load_pretrained(AutoModel, model_cfg)
+        return MeanPooledClassifier(encoder, self.num_labels, problem), tokenizer
 
     def data_collator(self, processor):
         from transformers import DataCollatorWithPadding
