@@ -7,11 +7,11 @@ EXTRAS ?= dev,math
 SHARED ?= $(abspath ../shared)
 export WANDB_MODE ?= disabled
 # Offline by default only where nothing needs the hub; reproduce-* use it unless you export HF_HUB_OFFLINE=1.
-OFFLINE_TARGETS := test test-all demo params tables analysis bench reproduce-mini mini-lr-scan
+OFFLINE_TARGETS := test test-all demo params tables analysis bench reproduce-mini
 $(OFFLINE_TARGETS): export HF_HUB_OFFLINE ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-all demo params tables analysis bench gpu-check reproduce-glue reproduce-ablations reproduce-mini mini-lr-scan reproduce-vision reproduce-math clean
+.PHONY: help install test test-all demo params tables analysis bench gpu-check reproduce-glue reproduce-ablations reproduce-mini reproduce-vision reproduce-math clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -91,13 +91,10 @@ reproduce-ablations: $(STAMP) ## GPart ablations + d sweep vs Uni-LoRA, RoBERTa-
 	  done; done
 	@[ -n "$(DRY)" ] || $(PY) -m experiments.ablation_table --runs $(ABLATION_RUNS) --out results/tables
 
-# The paper's claims at CPU scale (docs/mini.md): MiniLM-L6 on the five GLUE tasks with a train split in $(SHARED).
-reproduce-mini mini-lr-scan: export GLUE_DIR ?= $(firstword $(wildcard $(SHARED)/data/glue))
-reproduce-mini: $(STAMP) ## CPU-scale replication (MiniLM-L6, 5 GLUE tasks, 3 seeds) + claims C1-C5 -> results/mini; resumable [MINI_ARGS="--dry-run"]
+# The paper's claims at CPU scale (docs/mini.md): MiniLM-L6 on SST-2 and STS-B from $(SHARED), every arm's lr tuned.
+reproduce-mini: export GLUE_DIR ?= $(firstword $(wildcard $(SHARED)/data/glue))
+reproduce-mini: $(STAMP) ## CPU-scale study (MiniLM-L6, SST-2 + STS-B, lrs tuned on seed 0, seeds 1-5) + claims C1-C5 -> results/mini; resumable [MINI_ARGS="--status"]
 	$(PY) -m experiments.mini $(MINI_ARGS)
-
-mini-lr-scan: $(STAMP) ## Post-hoc diagnostic after reproduce-mini: θ lr of GPart and Uni-LoRA scanned, seed 0 -> results/mini/lr-scan
-	$(PY) -m experiments.mini_lr_scan $(SCAN_ARGS)
 
 VISION_DATASETS := oxford_pets stanford_cars cifar10 dtd eurosat fgvc_aircraft resisc45 cifar100
 VISION_SEEDS := 0,1,2,3,4

@@ -1,22 +1,21 @@
-"""`make reproduce-mini`: the paper's GLUE claims tested at CPU scale — pretrained MiniLM-L6 on five GLUE tasks.
+"""`make reproduce-mini`: the paper's GLUE claims tested at CPU scale — pretrained MiniLM-L6 on SST-2 and STS-B.
 
-    python -m experiments.mini                 # head-lr trials, then the sweep -> results/mini, then tables + claims
-    python -m experiments.mini --dry-run       # the runs, their count and the time estimate; runs nothing
-    python -m experiments.mini --status        # trials and runs finished so far; writes tuning/README.md
-    python -m experiments.mini --tune-only     # the head-lr trials on SST-2's validation split only
-    python -m experiments.mini --smoke --results /tmp/mini   # a 4-run miniature of the whole pipeline
+    python -m experiments.mini                 # selection, report runs, d sweep -> results/mini, then tables + claims
+    python -m experiments.mini --dry-run       # the runs known so far, their count and the time estimate; runs nothing
+    python -m experiments.mini --status        # what has finished, stage by stage, and the choices made; writes nothing
+    python -m experiments.mini --smoke --results /tmp/mini   # a miniature of the whole pipeline on tiny subsets
 
-Stage 1 runs the head-lr trials (the same head lrs for each of the five methods, SST-2, seed 0) into
-<results>/tuning/runs and picks each method's head lr on the validation split; stage 2 runs the sweep with it.
-Every run is `python -m experiments.run experiment=glue/base/<method>-<task> +experiment/mini=<method> seed=<s>`
-plus the overrides of its sweep cell: the paper's task, method and adapter lrs, with what the small model changes
-(configs/experiment/mini/*.yaml, each value commented). A small-scale replication, never the paper's numbers.
+The protocol and the analysis plan are in docs/mini.md, written before the first record. In short: every arm's
+learning rate is chosen on seed 0's validation split from a grid of four points a factor √10 apart (one more point
+beyond the edge when the winner sits on it); the head lr is chosen the same way on the linear probe and shared by
+every arm of the task; seeds 1-5 then report at the chosen lrs; the d sweep scales the chosen θ lr by √(d_main/d).
+Selection runs go to <results>/selection/runs, report runs to <results>/runs. Each run is
+`python -m experiments.run experiment=glue/base/<method>-<task> +experiment/mini=<method> seed=<s>` plus its cell's
+overrides (configs/experiment/mini/*.yaml, each value commented). A small-scale replication, never the paper's numbers.
 
 The driver skips finished runs, and the runner resumes a killed one from its last epoch checkpoint, so rerunning the
-same command (in this session or the next) continues where the last one stopped. One progress bar covers all runs;
-its ETA weighs each remaining run by its estimated cost. At the end it runs `python -m experiments.tables` on the
-records, which writes the tables, the claims (experiments/claims.py) and the figures under the results folder, and
-experiments/mini_summary.py rewrites the README's results block from them (default results folder only).
+same command (in this session or the next) continues where the last one stopped. Runs that wait on a choice start as
+soon as the choice is made.
 """
 from __future__ import annotations
 
@@ -24,6 +23,7 @@ import argparse
 import ctypes
 import dataclasses
 import functools
+import math
 import os
 import signal
 import subprocess
@@ -42,149 +42,192 @@ from experiments.atomic import write_text_atomic
 REPO = experiments.REPO
 DEFAULT_RESULTS = REPO / "results" / "mini"
 
-TASKS = ("sst2", "mrpc", "cola", "rte", "stsb")   # the GLUE tasks whose train split ../shared/data/glue holds
-SEEDS = (0, 1, 2)                                  # the same seeds for every method: paired comparisons
-MAIN_D = 2880                                      # configs/experiment/mini/gpart.yaml: 1,769,472 x 23,040 / 14,155,776
-D_SWEEP = (288, 2880, 9600, 28800)                 # 100x; finer above MAIN_D, where GPart should near full FT
-SWEEP_TASKS = ("sst2", "stsb")                     # d sweep: SST-2 (the cheapest) and STS-B, where seed 0 spread
-                                                   # the methods most (Pearson: FT 78, LP 35). Not CoLA, the first
-                                                   # choice: at seed 0 every method, FT included, stayed at chance
-                                                   # (MCC -0.02..0.04), so no d could rise there. Decided from the
-                                                   # main runs before any d-sweep run.
-VARIANT_TASKS = ("sst2",)                          # GPart variants (no claim rests on them): the cheapest task
-TUNING_HEAD_LRS = (1e-3, 1e-2, 3e-3)               # the same trials for every method, extremes first (configs/experiment/mini/*)
+# Rows drawn (seeded, stratified) from each task's GLUE train split; 500 of them are held out for validation. Test is
+# the full GLUE dev split. docs/mini.md, "Protocol".
+TRAIN_ROWS = {"sst2": 3500, "stsb": 2500}
+TASKS = tuple(TRAIN_ROWS)
+SELECTION_SEED = 0
+REPORT_SEEDS = (1, 2, 3, 4, 5)
+D_SWEEP_SEEDS = (1, 2, 3)
+ADAPTED_SIZE = 1_769_472          # MiniLM-L6 q,v: 6 layers x 2 x 384 x 384
+MAIN_D = 2880                     # configs/experiment/mini/gpart.yaml: the paper's d/N (23,040 / 14,155,776)
+D_SWEEP = (288, 28800)            # 100x around nothing: 10x below and above MAIN_D
+GRID_STEP = math.sqrt(10)
+
+
+def grid(lowest: float, points: int = 4) -> tuple[float, ...]:
+    """`points` learning rates a factor √10 apart, from `lowest` up, each to three significant digits."""
+    return tuple(float(f"{lowest * GRID_STEP ** i:.3g}") for i in range(points))
 
 
 @dataclass(frozen=True)
-class Variant:
-    """A row of the mini table: a paper method (its config name) under a table label, with extra overrides."""
+class Arm:
+    """A row of the study: a method (its config name) under a table label, with the grid its lr is chosen from."""
 
-    label: str                 # `method.key` of the records, i.e. the table row and the claims' name
-    method: str                # configs/method/<method>.yaml and configs/experiment/mini/<method>.yaml
+    label: str                     # `method.key` of the records: the table row and the claims' name
+    method: str                    # configs/method/<method>.yaml and configs/experiment/mini/<method>.yaml
+    lr_key: str = "trainer.lr"     # the override its grid sets
+    lowest: float | None = None    # the grid's lowest point; None: the arm takes `lr_from`'s choice
     overrides: tuple[str, ...] = ()
-    requires: str | None = None  # a GPartConfig field this variant needs; absent -> its runs are skipped
+    lr_from: str | None = None
+
+    @property
+    def grid(self) -> tuple[float, ...]:
+        return grid(self.lowest) if self.lowest is not None else ()
 
 
-MAIN_METHODS = (
-    Variant("GPart", "gpart"),
-    Variant("Uni-LoRA", "unilora"),
-    Variant("LoRA", "lora"),
-    Variant("FT", "full"),
-    Variant("LP", "head_only"),
-    Variant("GPart (non-isometric)", "gpart", ("method.config.isometric=false",)),   # claim C3
-    Variant("GPart (balanced)", "gpart", ("method.config.assignment=balanced",)),   # claim C5
+GROUP_SIZE = ADAPTED_SIZE / MAIN_D  # g = N/d = 614.4 coordinates per θ entry
+PROBE = Arm("LP", "head_only", "trainer.head_lr", 1e-3)                 # head lr 1e-3 (setup.md §2's) and up
+TUNED_ARMS = (
+    Arm("GPart", "gpart", lowest=5e-3),                                 # from setup.md §2's θ lr 5e-3 up
+    # Under AdamW the isometric map moves each weight √g times less per step than the plain one at the same lr
+    # (tests/test_gpart_isometry_adam.py), so its natural grid is GPart's divided by √g.
+    Arm("GPart (non-isometric)", "gpart", lowest=5e-3 / math.sqrt(GROUP_SIZE),
+        overrides=("method.config.isometric=false",)),
+    Arm("Uni-LoRA", "unilora", lowest=5e-3 / GRID_STEP),                 # setup.md §2's 5e-3 second
+    Arm("LoRA", "lora", lowest=5e-4 / GRID_STEP),                        # setup.md §2's 5e-4 (SST-2) second
+    Arm("FT", "full", lowest=5e-6),                                      # around setup.md §2's 2e-5
 )
-# The GPart variants beside the partition (issue 11): run where the library has the field, skipped otherwise.
-GPART_VARIANTS = (
-    Variant("GPart (Fastfood)", "gpart", ("++method.config.projection=fastfood",), "projection"),
-    Variant("GPart (block scope)", "gpart", ("++method.config.partition_scope=transformer_block",), "partition_scope"),
-    Variant("GPart (signed-magnitude)", "gpart", ("++method.config.grouping=signed_magnitude",), "grouping"),
-    # θ drawn from ±0.02 (Uni-LoRA's init, setup.md §2) instead of zeros (setup.md §1)
-    Variant("GPart (init ±0.02)", "gpart", ("++method.config.init_bound=0.02",), "init_bound"),
-)
+# Claim C5 compares the two assignments at identical settings: the balanced arm takes GPart's chosen lr.
+BALANCED = Arm("GPart (balanced)", "gpart", overrides=("method.config.assignment=balanced",), lr_from="GPart")
+REPORT_ARMS = (*TUNED_ARMS, PROBE, BALANCED)
+D_SWEEP_ARMS = ("GPart", "Uni-LoRA")
+ARMS = {arm.label: arm for arm in (PROBE, *REPORT_ARMS)}
 
 
 @dataclass(frozen=True)
 class Run:
-    variant: Variant
+    arm: Arm
     task: str
     seed: int
-    extra: tuple[str, ...] = ()   # d-sweep, head-lr and miniature overrides
-    stage: str = "sweep"          # "tuning" runs go to <results>/tuning/runs, the sweep's to <results>/runs
+    lr: float                      # the value of arm.lr_key (the head lr for the probe)
+    head_lr: float
+    d: int | None = None           # None: the arm's main d
+    stage: str = "report"          # "selection" runs go to <results>/selection/runs, the others to <results>/runs
+    extra: tuple[str, ...] = ()    # the smoke test's cuts
 
     def root(self, results: Path) -> Path:
-        return results / "tuning" if self.stage == "tuning" else results
+        return results / "selection" if self.stage == "selection" else results
 
     def overrides(self, results: Path) -> list[str]:
-        label = self.variant.label.replace("'", "")
-        return [f"experiment=glue/base/{self.variant.method}-{self.task}", f"+experiment/mini={self.variant.method}",
-                *self.variant.overrides, *self.extra, f"method.key='{label}'", f"seed={self.seed}",
-                f"paths.root={self.root(results)}", "logger=none"]
+        label = self.arm.label.replace("'", "")
+        lrs = [f"{self.arm.lr_key}={self.lr:g}"] + ([] if self.arm.lr_key == "trainer.head_lr"
+                                                    else [f"trainer.head_lr={self.head_lr:g}"])
+        size = [] if self.d is None else [d_override(self.arm.method, self.d)]
+        return [f"experiment=glue/base/{self.arm.method}-{self.task}", f"+experiment/mini={self.arm.method}",
+                *self.arm.overrides, f"task.train_subset={TRAIN_ROWS[self.task]}", *lrs, *size, *self.extra,
+                f"method.key='{label}'", f"seed={self.seed}", f"paths.root={self.root(results)}", "logger=none"]
 
     @property
     def name(self) -> str:
-        return " ".join([self.variant.label, *self.extra, self.task, f"s{self.seed}"])
-
-    def with_extra(self, *extra: str) -> "Run":
-        return dataclasses.replace(self, extra=self.extra + extra)
+        size = [] if self.d is None else [f"d={self.d}"]
+        return " ".join([self.arm.label, *size, self.task, f"lr={self.lr:g}", f"s{self.seed}"])
 
 
 def d_override(method: str, d: int) -> str:
     return f"method.config.d={d}" if method == "gpart" else f"method.config.theta_d_length={d}"
 
 
-def plan(tasks=TASKS, seeds=SEEDS, sweep_tasks=SWEEP_TASKS, variant_tasks=VARIANT_TASKS) -> list[Run]:
-    """Every run of the sweep (before the tuned head lrs are added), seed by seed so early seeds give whole tables
-    soonest."""
-    runs = []
-    for seed in seeds:
-        for task in tasks:
-            runs += [Run(v, task, seed) for v in MAIN_METHODS]
-        for task in (t for t in variant_tasks if t in tasks):
-            runs += [Run(v, task, seed) for v in GPART_VARIANTS]
-        for task in (t for t in sweep_tasks if t in tasks):
-            for d in D_SWEEP:
-                if d != MAIN_D:
-                    runs += [Run(v, task, seed, (d_override(v.method, d),)) for v in MAIN_METHODS[:2]]
-    return runs
+def scaled_lr(lr: float, d: int) -> float:
+    """The d sweep's rule: under AdamW each weight moves ∝ lr·√(d/N) per step, so lr·√(MAIN_D/d) keeps that step."""
+    return float(f"{lr * math.sqrt(MAIN_D / d):.3g}")
 
 
-def tuning_plan() -> list[Run]:
-    """The head-lr trials: SST-2, seed 0, the same head lrs for each of the five methods; only validation picks, so
-    the test split is cut to 200 rows to keep the trials cheap."""
-    return [Run(v, "sst2", 0, (f"trainer.head_lr={lr:g}", "task.test_subset=200"), "tuning")
-            for lr in TUNING_HEAD_LRS for v in MAIN_METHODS[:5]]
+# ---------------------------------------------------------------- choices on seed 0's validation split
 
 
-def with_head_lrs(runs: list[Run], head_lrs: dict[str, float]) -> list[Run]:
-    """Each run with its method's tuned head lr (the variants and the d sweep take their method's)."""
-    return [r.with_extra(f"trainer.head_lr={head_lrs[r.variant.method]:g}") for r in runs]
+@dataclass(frozen=True)
+class Choice:
+    lr: float | None               # None until every grid point (and an edge extension) has finished
+    scores: dict                   # lr -> best validation score (None: not finished)
+    extended: float | None = None  # the point added beyond the grid's edge, if any
+
+    @property
+    def at_edge(self) -> bool:
+        finished = {lr: s for lr, s in self.scores.items() if s is not None}
+        return bool(finished) and self.lr in (min(finished), max(finished))
 
 
-def gpart_fields() -> set[str]:
-    from gpart import GPartConfig
-
-    return {f.name for f in dataclasses.fields(GPartConfig)}
-
-
-# ---------------------------------------------------------------- cost model (for the ETA and --dry-run)
-# Mean MiniLM tokens per example (train, GLUE dev), measured on 2,000-row samples at max length 128.
-TOKENS = {"sst2": (13.3, 25.2), "mrpc": (53.3, 53.2), "cola": (11.4, 11.7), "rte": (67.2, 64.6), "stsb": (27.9, 31.5)}
-DEV_ROWS = {"sst2": 872, "mrpc": 408, "cola": 1043, "rte": 277, "stsb": 1500}
-# Single-thread CPU seconds per token, measured side by side (batch 32 x 64, MiniLM-L6, 2026-12-01, loaded machine):
-# GPart 1.40 s/step, LoRA 1.43, Uni-LoRA 1.36, full FT 1.99, head-only 0.71; inference 1.1 s per 64 x 64.
-TRAIN_S_PER_TOKEN = {"gpart": 1.40 / 2048, "unilora": 1.36 / 2048, "lora": 1.43 / 2048, "full": 1.99 / 2048,
-                     "head_only": 0.71 / 2048}
-EVAL_S_PER_TOKEN = 1.1 / 4096
-START_S = 15.0  # python + torch + transformers import, model load, tokenisation
-# Two runs side by side on 2 cores take longer than one thread alone (shared memory bandwidth and caches): the
-# committed sweep's 153 runs took 1.35x the estimate above (8.35 h of run wall against 6.19 h; 1.05-1.76x per method
-# and task). tests/test_mini.py checks this factor against the committed records.
-SIDE_BY_SIDE = 1.35
+def best_lr(scores: dict) -> float:
+    """The lr with the best validation score; ties go to the smaller lr."""
+    return max(sorted(scores), key=lambda lr: (scores[lr], -lr))
 
 
-@functools.cache
-def protocol() -> tuple[int, int, int]:
-    """(train rows, validation rows, epochs) of configs/experiment/mini/_protocol.yaml."""
-    from omegaconf import OmegaConf
-
-    config = OmegaConf.load(REPO / "configs" / "experiment" / "mini" / "_protocol.yaml")
-    rows, validation = int(config.task.train_subset), int(config.task.validation_min_rows)
-    return rows - validation, validation, int(config.trainer.epochs)
+def selection_runs(arm: Arm, task: str, head_lr: float, extra=()) -> list[Run]:
+    return [Run(arm, task, SELECTION_SEED, lr, head_lr if arm is not PROBE else lr, stage="selection", extra=extra)
+            for lr in arm.grid]
 
 
-def estimated_seconds(run: Run) -> float:
-    """Wall seconds of one run on one core, two runs side by side, under the cost model above (the ETA's weights)."""
-    train_rows, validation_rows, epochs = protocol()
-    train_tokens, test_tokens = TOKENS[run.task]
-    train = epochs * train_rows * train_tokens * TRAIN_S_PER_TOKEN[run.variant.method]
-    evaluate = epochs * (validation_rows * train_tokens + DEV_ROWS[run.task] * test_tokens) * EVAL_S_PER_TOKEN
-    return SIDE_BY_SIDE * (START_S + train + evaluate)
+def choose(runs: list[Run], results: Path) -> tuple[Choice, Run | None]:
+    """The choice among `runs` (a grid, perhaps with its edge extension), or the edge extension still to run."""
+    scores = {run.lr: validation_score(run, results) for run in runs}
+    if any(score is None for score in scores.values()):
+        return Choice(None, scores), None
+    grid_points = runs[0].arm.grid
+    extended = next((lr for lr in scores if lr not in grid_points), None)
+    winner = best_lr({lr: s for lr, s in scores.items() if lr in grid_points})
+    if extended is not None or winner not in (grid_points[0], grid_points[-1]):
+        return Choice(best_lr(scores), scores, extended), None
+    factor = GRID_STEP if winner == grid_points[-1] else 1 / GRID_STEP
+    lr = float(f"{winner * factor:.3g}")
+    extension = dataclasses.replace(runs[0], lr=lr, head_lr=lr if runs[0].arm is PROBE else runs[0].head_lr)
+    return Choice(None, scores), extension
+
+
+def validation_score(run: Run, results: Path) -> float | None:
+    record = records.read(record_path(run, results)) or {}
+    return record.get("validation_metric") if record.get("status") == "finished" else None
+
+
+# ---------------------------------------------------------------- the plan, as far as the choices made allow
+
+
+@dataclass
+class State:
+    ready: list[Run] = dataclasses.field(default_factory=list)      # runs whose settings are known
+    waiting: list[str] = dataclasses.field(default_factory=list)    # what still waits on a choice
+    choices: dict = dataclasses.field(default_factory=dict)         # (arm label, task) -> Choice
+
+
+def state(results: Path, tasks=TASKS, extra=()) -> State:
+    """Every run whose settings the finished records determine, in the order they should run."""
+    now = State()
+    report, sweep = [], []
+    for task in tasks:
+        probe = _select(now, PROBE, task, None, results, extra)
+        if probe.lr is None:
+            now.waiting.append(f"{task}: every other arm waits for the head lr (LP grid)")
+            continue
+        for arm in TUNED_ARMS:
+            _select(now, arm, task, probe.lr, results, extra)
+        for arm in REPORT_ARMS:
+            lr = now.choices.get((arm.lr_from or arm.label, task), Choice(None, {})).lr
+            if lr is None:
+                now.waiting.append(f"{task}: {arm.label} waits for {arm.lr_from or arm.label}'s lr")
+                continue
+            report += [Run(arm, task, seed, lr, probe.lr, extra=extra) for seed in REPORT_SEEDS]
+            if arm.label in D_SWEEP_ARMS:
+                sweep += [Run(arm, task, seed, scaled_lr(lr, d), probe.lr, d, extra=extra)
+                          for d in D_SWEEP for seed in D_SWEEP_SEEDS]
+    now.ready += sorted(report, key=lambda r: r.seed) + sweep   # seed by seed: whole tables soonest
+    return now
+
+
+def _select(now: State, arm: Arm, task: str, head_lr: float | None, results: Path, extra) -> Choice:
+    runs = selection_runs(arm, task, head_lr, extra)
+    choice, extension = choose(runs, results)
+    if extension is not None:
+        runs.append(extension)
+        choice, _ = choose(runs, results)
+    now.ready += runs
+    now.choices[(arm.label, task)] = choice
+    return choice
 
 
 # ---------------------------------------------------------------- running
 
 
+@functools.cache
 def record_path(run: Run, results: Path) -> Path:
     from hydra import compose, initialize_config_dir
 
@@ -260,7 +303,7 @@ class Progress:
     def finished(self, run: Run) -> None:
         self.done += 1
         self.bar.set_description_str(self._desc(), refresh=False)
-        self.bar.update(round(self.cost[run]))
+        self.bar.update(round(estimated_seconds(run)))
 
     def write(self, text: str) -> None:
         self.bar.write(text)
@@ -299,77 +342,64 @@ def make_tables(results: Path) -> int:
     return subprocess.call(command, cwd=REPO)
 
 
-# ---------------------------------------------------------------- the head-lr choice
+# ---------------------------------------------------------------- cost model (for the ETA and --dry-run)
+# Mean MiniLM tokens per example (train, GLUE dev), measured on 2,000-row samples at max length 128.
+TOKENS = {"sst2": (13.3, 25.2), "stsb": (27.9, 31.5)}
+DEV_ROWS = {"sst2": 872, "stsb": 1500}
+VALIDATION_ROWS = 500   # configs/experiment/mini/_protocol.yaml
+EPOCHS = 5              # configs/experiment/mini/_protocol.yaml
+# Single-thread CPU seconds per token, measured side by side (batch 32 x 64, MiniLM-L6, 2026-12-01, loaded machine):
+# GPart 1.40 s/step, LoRA 1.43, Uni-LoRA 1.36, full FT 1.99, head-only 0.71; inference 1.1 s per 64 x 64.
+TRAIN_S_PER_TOKEN = {"gpart": 1.40 / 2048, "unilora": 1.36 / 2048, "lora": 1.43 / 2048, "full": 1.99 / 2048,
+                     "head_only": 0.71 / 2048}
+EVAL_S_PER_TOKEN = 1.1 / 4096
+START_S = 15.0  # python + torch + transformers import, model load, tokenisation
+SIDE_BY_SIDE = 1.35  # two runs on 2 cores take 1.35x one thread alone (measured on the previous study's 153 runs)
 
 
-def trial_scores(runs: list[Run], results: Path) -> list[dict]:
-    """One row per tuning run: method, head lr, best validation score (None until finished), best epoch, wall."""
-    rows = []
-    for run in runs:
-        record = records.read(record_path(run, results)) or {}
-        finished = record.get("status") == "finished"
-        rows.append({"method": run.variant.method, "label": run.variant.label,
-                     "head_lr": float(run.extra[0].split("=")[1]),
-                     "score": record.get("validation_metric") if finished else None,
-                     "epoch": record.get("best_epoch") if finished else None,
-                     "wall_s": (record.get("timing") or {}).get("wall_s") if finished else None})
-    return rows
+def estimated_seconds(run: Run) -> float:
+    """Wall seconds of one run on one core, two runs side by side, under the cost model above (the ETA's weights)."""
+    train_tokens, test_tokens = TOKENS[run.task]
+    train_rows = TRAIN_ROWS[run.task] - VALIDATION_ROWS
+    train = EPOCHS * train_rows * train_tokens * TRAIN_S_PER_TOKEN[run.arm.method]
+    evaluate = (EPOCHS * VALIDATION_ROWS * train_tokens + DEV_ROWS[run.task] * test_tokens) * EVAL_S_PER_TOKEN
+    return SIDE_BY_SIDE * (START_S + train + evaluate)
 
 
-def choose_head_lrs(rows: list[dict]) -> dict[str, float] | None:
-    """Per method, the head lr with the best validation score — only once every trial finished (equal trials)."""
-    if any(row["score"] is None for row in rows):
-        return None
-    best: dict[str, dict] = {}
-    for row in rows:  # ties keep the earlier trial
-        if row["method"] not in best or row["score"] > best[row["method"]]["score"]:
-            best[row["method"]] = row
-    return {method: row["head_lr"] for method, row in best.items()}
+def nominal_plan(tasks=TASKS) -> list[Run]:
+    """Every run of the study with placeholder lrs (no edge extensions): what the ETA and --dry-run count."""
+    runs = []
+    for task in tasks:
+        runs += selection_runs(PROBE, task, 0.0) + [r for arm in TUNED_ARMS for r in selection_runs(arm, task, 0.0)]
+        runs += [Run(arm, task, seed, 0.0, 0.0) for arm in REPORT_ARMS for seed in REPORT_SEEDS]
+        runs += [Run(ARMS[label], task, seed, 0.0, 0.0, d) for label in D_SWEEP_ARMS for d in D_SWEEP
+                 for seed in D_SWEEP_SEEDS]
+    return runs
 
 
-def tuning_summary(rows: list[dict], chosen: dict[str, float] | None) -> str:
-    lines = ["# Head-lr trials of the CPU-scale replication (SST-2, seed 0)", "",
-             "Generated by `python -m experiments.mini` (`make reproduce-mini`, first stage) from the records in "
-             f"`runs/`. Every method ran the same {len(TUNING_HEAD_LRS)} head lrs "
-             f"({', '.join(f'{lr:g}' for lr in TUNING_HEAD_LRS)}) under the protocol of `configs/experiment/mini/`, "
-             "seed 0, on SST-2; the best validation accuracy (the 300 training rows held out, never the GLUE dev set) "
-             "picks the head lr every run of that method (its ablations, variants and d sweep included) uses on every "
-             "task. The test split of these trials is cut to 200 rows: no choice reads it.", "",
-             "| method | head lr | validation acc (best epoch) | best epoch | wall (s) | chosen |",
-             "|---|---:|---:|---:|---:|---|"]
-    for row in rows:
-        chosen_here = chosen is not None and chosen.get(row["method"]) == row["head_lr"]
-        cells = [row["label"], f"{row['head_lr']:g}", "—" if row["score"] is None else f"{100 * row['score']:.2f}",
-                 str(row["epoch"] or "—"), "—" if row["wall_s"] is None else f"{row['wall_s']:.0f}",
-                 "**yes**" if chosen_here else ""]
-        lines.append("| " + " | ".join(cells) + " |")
-    if chosen is None:
-        lines += ["", "Not every trial has finished yet: no head lr is chosen, and the sweep waits for the trials."]
+# ---------------------------------------------------------------- reports of the driver
+
+
+def selection_summary(now: State) -> str:
+    """results/mini/selection/README.md: every grid, its validation scores and the choice."""
+    lines = ["# Learning-rate selection (seed 0, validation split)", "",
+             "Generated by `python -m experiments.mini` from the records in `runs/`. Each arm's lr is the grid point "
+             "with the best validation score (the 500 held-out training rows; ties to the smaller lr), after one more "
+             "point beyond the edge when the winner sat on it (docs/mini.md). The probe's grid is the head lr, which "
+             "every arm of the task then uses. No choice reads the test split.", "",
+             "| task | arm | lr grid: validation score × 100 | chosen | note |", "|---|---|---|---:|---|"]
+    for (label, task), choice in now.choices.items():
+        cells = ", ".join(f"{lr:g}: {'…' if score is None else f'{100 * score:.2f}'}"
+                          for lr, score in sorted(choice.scores.items()))
+        note = "edge extended" if choice.extended is not None else ""
+        note += "; chosen at the edge" if choice.lr is not None and choice.at_edge else ""
+        lines.append(f"| {task} | {label} | {cells} | {'—' if choice.lr is None else f'{choice.lr:g}'} | "
+                     f"{note.strip('; ')} |")
     return "\n".join(lines) + "\n"
 
 
-# ---------------------------------------------------------------- entry point
-
-
-SMOKE_CUTS = ("task.train_subset=160", "task.validation_min_rows=40", "task.test_subset=64", "trainer.epochs=2",
-              "task.max_length=32")
-
-
-def smoke_plans() -> tuple[list[Run], list[Run]]:
-    """A miniature of the target: 2 trials and 2 sweep runs on tiny subsets (bar, skip, resume, tables, claims)."""
-    pair = MAIN_METHODS[:2]  # GPart and Uni-LoRA: enough for a claims table (C1)
-    trials = [Run(v, "sst2", 0, (f"trainer.head_lr={lr:g}", *SMOKE_CUTS), "tuning") for lr in TUNING_HEAD_LRS[:1]
-              for v in pair]
-    return trials, [Run(v, "sst2", 0, SMOKE_CUTS) for v in pair]
-
-
-def available(runs: list[Run]) -> list[Run]:
-    """The runs this checkout can do: a variant whose GPartConfig field is missing is left out, with one line."""
-    fields = gpart_fields()
-    for field in sorted({r.variant.requires for r in runs if r.variant.requires and r.variant.requires not in fields}):
-        labels = sorted({r.variant.label for r in runs if r.variant.requires == field})
-        print(f"skip {', '.join(labels)}: GPartConfig has no field {field!r} in this checkout")
-    return [r for r in runs if not r.variant.requires or r.variant.requires in fields]
+SMOKE_CUTS = ("task.validation_min_rows=40", "task.test_subset=64", "trainer.epochs=1", "task.max_length=32")
+SMOKE_ROWS = 120
 
 
 def _count(text: str) -> int:
@@ -380,7 +410,7 @@ def _count(text: str) -> int:
 
 
 def add_worker_options(parser: argparse.ArgumentParser) -> None:
-    """--jobs and --threads, shared with the drivers built on this one (experiments/mini_lr_scan.py)."""
+    """--jobs and --threads, shared with the drivers built on this one (experiments/demo.py)."""
     parser.add_argument("--jobs", type=_count, default=2, help="runs at a time (default 2: one per core)")
     parser.add_argument("--threads", type=_count, default=1, help="torch threads per run (default 1; the records "
                         "are reproducible bit for bit at a fixed value)")
@@ -389,16 +419,13 @@ def add_worker_options(parser: argparse.ArgumentParser) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="runs go to <results>/runs, trials "
-                        "to <results>/tuning/runs (default results/mini)")
+    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="selection runs go to "
+                        "<results>/selection/runs, the others to <results>/runs (default results/mini)")
     add_worker_options(parser)
     parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated subset of " + ",".join(TASKS))
-    parser.add_argument("--seeds", default=",".join(map(str, SEEDS)))
-    parser.add_argument("--dry-run", action="store_true", help="list the runs and the time estimate only")
-    parser.add_argument("--status", action="store_true", help="write tuning/README.md from the trial records so far "
-                        "and count finished runs; runs nothing")
-    parser.add_argument("--tune-only", action="store_true", help="stop after the head-lr trials")
-    parser.add_argument("--smoke", action="store_true", help="a 4-run miniature with tiny subsets (pipeline check)")
+    parser.add_argument("--dry-run", action="store_true", help="list the runs known so far and the time estimate")
+    parser.add_argument("--status", action="store_true", help="what has finished and the choices made; writes nothing")
+    parser.add_argument("--smoke", action="store_true", help="the pipeline on tiny subsets (a check, not results)")
     parser.add_argument("--no-tables", action="store_true", help="do not run `experiments.tables` at the end")
     args = parser.parse_args(argv)
     tasks = tuple(t for t in args.tasks.split(",") if t)
@@ -406,66 +433,71 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"--tasks: {unknown} not among {list(TASKS)}")
     results = args.results.resolve()
+    extra = SMOKE_CUTS if args.smoke else ()
     if args.smoke:
-        trials, sweep = smoke_plans()
-    else:
-        trials, sweep = tuning_plan(), plan(tasks, tuple(int(s) for s in args.seeds.split(",") if s))
-    sweep = [] if args.tune_only else available(sweep)
-    if args.dry_run:
-        return dry_run(trials, sweep, results, args.jobs)
-
+        TRAIN_ROWS.update({task: SMOKE_ROWS for task in TRAIN_ROWS})
     if args.status:
-        return status(trials, sweep, results)
+        return status(results, tasks, extra)
+    if args.dry_run:
+        return dry_run(results, tasks, extra, args.jobs)
     problem = glue_problem(tasks)
     if problem:
         print(f"reproduce-mini: {problem}", file=sys.stderr)
         return 2
-    rows = trial_scores(trials, results)
-    chosen = choose_head_lrs(rows)
-    done_trials = [r for r, row in zip(trials, rows) if row["score"] is not None]
-    done_sweep = [] if chosen is None else [r for r in sweep if status_of(record_path(
-        with_head_lrs([r], chosen)[0], results)) == "finished"]
-    print(f"reproduce-mini: {len(trials)} head-lr trials ({len(done_trials)} finished) + {len(sweep)} sweep runs "
-          f"({len(done_sweep)} finished) -> {results}; finished runs are skipped, killed ones resume", flush=True)
-    progress = Progress(trials + sweep, done_trials + done_sweep, "reproduce-mini")
-    failures = execute([r for r in trials if r not in done_trials], results, args.jobs, args.threads, progress)
-    rows = trial_scores(trials, results)
-    chosen = choose_head_lrs(rows)
-    write_text_atomic(results / "tuning" / "README.md", tuning_summary(rows, chosen))
-    if chosen is None:
-        progress.close()
-        print("reproduce-mini: head-lr trials failed, the sweep cannot start:\n  " + "\n  ".join(failures))
-        return 1
-    progress.write("head lr chosen on SST-2 validation: " + ", ".join(f"{m} {lr:g}" for m, lr in chosen.items())
-                   + f" (trials: {results / 'tuning' / 'README.md'})")
-    sweep = with_head_lrs(sweep, chosen)
-    progress.cost.update({r: estimated_seconds(r) for r in sweep})
-    todo = [r for r in sweep if status_of(record_path(r, results)) != "finished"]
-    failures += execute(todo, results, args.jobs, args.threads, progress)
-    progress.close()
-    if not args.no_tables and not args.tune_only:
+    failures = sweep(results, tasks, extra, args.jobs, args.threads)
+    if not args.no_tables and not failures:
         if make_tables(results) != 0:
             failures.append("experiments.tables failed")
-        elif results == DEFAULT_RESULTS.resolve():  # the README shows the committed results only, never a smoke run's
-            from experiments import mini_summary  # pandas and the tables stay out of the driver's (and demo's) start-up
-
-            mini_summary.main(["--results", str(results)])
     if failures:
         print("reproduce-mini: some runs failed (rerun the same command to retry them):\n  " + "\n  ".join(failures))
         return 1
-    print(f"reproduce-mini: trials done, see {results}/tuning/README.md" if args.tune_only else
-          f"reproduce-mini: done; tables and claims in {results}/tables, figures in {results}/figures")
+    print(f"reproduce-mini: done; tables and claims in {results}/tables, figures in {results}/figures")
     return 0
 
 
-def status(trials: list[Run], sweep: list[Run], results: Path) -> int:
-    rows = trial_scores(trials, results)
-    chosen = choose_head_lrs(rows)
-    write_text_atomic(results / "tuning" / "README.md", tuning_summary(rows, chosen))
-    finished = 0 if chosen is None else sum(status_of(record_path(r, results)) == "finished"
-                                            for r in with_head_lrs(sweep, chosen))
-    print(f"{sum(row['score'] is not None for row in rows)}/{len(trials)} head-lr trials and {finished}/{len(sweep)} "
-          f"sweep runs finished; trials: {results / 'tuning' / 'README.md'}")
+def sweep(results: Path, tasks, extra, jobs: int, threads: int) -> list[str]:
+    """Run whatever the finished records allow, again and again, until every run of the study has finished."""
+    nominal = nominal_plan(tasks)
+    progress = None
+    while True:
+        now = state(results, tasks, extra)
+        write_text_atomic(results / "selection" / "README.md", selection_summary(now))
+        todo = [r for r in now.ready if status_of(record_path(r, results)) != "finished"]
+        if progress is None:
+            done = len(now.ready) - len(todo)
+            print(f"reproduce-mini: {done} runs finished, {len(todo)} ready, about {len(nominal)} in all -> "
+                  f"{results}; finished runs are skipped, killed ones resume", flush=True)
+            progress = Progress(nominal, nominal[:done], "reproduce-mini")
+        if not todo:
+            break
+        failures = execute(todo, results, jobs, threads, progress)
+        if failures:
+            progress.close()
+            return failures
+    progress.close()
+    waiting = state(results, tasks, extra).waiting
+    return [f"still waiting: {line}" for line in waiting]
+
+
+def status(results: Path, tasks, extra) -> int:
+    """Read-only: finished runs per stage and the choices made so far."""
+    now = state(results, tasks, extra)
+    by_stage: dict[str, list[int]] = {}
+    for run in now.ready:
+        stage = "d sweep" if run.d is not None else run.stage
+        counts = by_stage.setdefault(stage, [0, 0])
+        counts[0] += status_of(record_path(run, results)) == "finished"
+        counts[1] += 1
+    for stage, (finished, known) in by_stage.items():
+        print(f"{stage:10s} {finished}/{known} runs finished")
+    for (label, task), choice in now.choices.items():
+        print(f"choice     {task} {label}: {'pending' if choice.lr is None else f'lr {choice.lr:g}'}")
+    for line in now.waiting:
+        print(f"waiting    {line}")
+    total = len(nominal_plan(tasks))
+    finished = sum(f for f, _ in by_stage.values())
+    print(f"{finished} of about {total} runs finished" + (" (the study is complete)" if finished >= total
+                                                         and not now.waiting else ""))
     return 0
 
 
@@ -481,15 +513,18 @@ def glue_problem(tasks) -> str | None:
     return None
 
 
-def dry_run(trials: list[Run], sweep: list[Run], results: Path, jobs: int) -> int:
-    for run in trials + sweep:
-        tuned = "" if run.stage == "tuning" else " trainer.head_lr=<tuned>"
-        print(f"{run.name:55s} ~{estimated_seconds(run):4.0f} s  python -m experiments.run "
-              + " ".join(run.overrides(results)) + tuned)
-    total = sum(estimated_seconds(r) for r in trials + sweep)
-    print(f"{len(trials)} head-lr trials + {len(sweep)} sweep runs: ~{total / 3600:.1f} run-hours under the cost "
-          f"model (calibrated on this 2-core machine, two runs side by side), ~{total / 3600 / jobs:.1f} h wall with "
-          f"{jobs} jobs")
+def dry_run(results: Path, tasks, extra, jobs: int) -> int:
+    now = state(results, tasks, extra)
+    for run in now.ready:
+        print(f"{run.name:60s} ~{estimated_seconds(run):4.0f} s  python -m experiments.run "
+              + " ".join(run.overrides(results)))
+    for line in now.waiting:
+        print(f"# {line}")
+    nominal = nominal_plan(tasks)
+    total = sum(estimated_seconds(r) for r in nominal)
+    print(f"{len(now.ready)} runs known now; about {len(nominal)} in all (without edge extensions): "
+          f"~{total / 3600:.1f} run-hours under the cost model (two runs side by side), ~{total / 3600 / jobs:.1f} h "
+          f"wall with {jobs} jobs")
     return 0
 
 
