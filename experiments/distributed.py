@@ -10,6 +10,8 @@ The runner stays the same program on every rank; this module holds what differs:
 * :func:`split_global_batch` — `trainer.batch_size × trainer.grad_accum` is the batch of one optimizer step as the
   paper states it; under N processes it is split over them (accumulation first, then the per-device batch).
 * :func:`is_main_process` / :func:`gather_objects` — rank 0 alone writes files; evaluation results are gathered.
+* :func:`share_from_main` — rank 0 decides whether a run is trained (it holds the run's claim) and whether the claim
+  is still held before each write; every rank follows that answer, so no two ranks ever work on different runs.
 * :func:`quiet_hydra_on_other_ranks` — Hydra's own files (`.hydra/`, the job log, `multirun.yaml`) from rank 0 only.
 
 θ is one parameter used by every GPart layer: autograd sums its contributions before its gradient accumulator runs,
@@ -100,6 +102,42 @@ def training_arguments(trainer_cfg) -> dict[str, Any]:
         kwargs["use_cpu"] = True
         init_cpu_process_group(kwargs["ddp_timeout"], kwargs["ddp_backend"] or "gloo")
     return kwargs
+
+
+def start_process_group(trainer_cfg) -> None:
+    """Under a launcher, open the default process group before the first run decision (accelerate and the Trainer
+    reuse it): CPU with gloo; with an accelerator the backend accelerate would pick (NCCL on CUDA), on this rank's
+    device."""
+    if launched_world_size() == 1 or torch.distributed.is_initialized():
+        return
+    ddp = trainer_cfg.get("ddp") or {}
+    timeout_s, backend = int(ddp.get("timeout", 1800)), ddp.get("backend")
+    if not has_accelerator():
+        init_cpu_process_group(timeout_s, backend or "gloo")
+        return
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    torch.distributed.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_s))
+
+
+_DECISIONS: dict[str, Any] = {}
+# Rank 0 may wait for another owner's run (lock.if_claimed=wait) while the other ranks wait for its decision; a dead
+# rank 0 ends the job through the launcher, so this only bounds a rank 0 that hangs.
+DECISION_TIMEOUT = timedelta(days=7)
+
+
+def share_from_main(value: Any) -> Any:
+    """Rank 0's `value` on every rank (a pickled broadcast over a gloo group, which works beside NCCL); `value`
+    itself in a single process. Every rank must call it at the same point."""
+    if launched_world_size() == 1:
+        return value
+    if not torch.distributed.is_initialized():
+        raise RuntimeError("share_from_main under a launcher needs the process group: call start_process_group first")
+    if "group" not in _DECISIONS:
+        _DECISIONS["group"] = torch.distributed.new_group(backend="gloo", timeout=DECISION_TIMEOUT)
+    box = [value if is_main_process() else None]
+    torch.distributed.broadcast_object_list(box, src=0, group=_DECISIONS["group"])
+    return box[0]
 
 
 def init_cpu_process_group(timeout_s: int, backend: str) -> None:
