@@ -22,7 +22,7 @@ import torch
 import hashlib
 
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 from torch import nn
 
 from gpart import authors_format
@@ -53,7 +53,8 @@ def save_adapter(model: nn.Module, directory: str | os.PathLike) -> Path:
         "fingerprint": adapter.fingerprint,
     }
     file_metadata = {"format": "pt", CHECKSUM_KEY: tensors_checksum(tensors)}
-    _atomic_write(directory / WEIGHTS_NAME, lambda path: save_file(tensors, path, metadata=file_metadata))
+    payload = _deterministic_safetensors(tensors, file_metadata)
+    _atomic_write(directory / WEIGHTS_NAME, lambda path: Path(path).write_bytes(payload))
     _atomic_write(directory / CONFIG_NAME, lambda path: Path(path).write_text(json.dumps(metadata, indent=2) + "\n"))
     return directory
 
@@ -144,6 +145,18 @@ def _check_same_mapping(present: GPartConfig, saved: GPartConfig, directory) -> 
         raise ValueError(f"adapter at {directory} was saved for another GPart configuration than the one this model "
                          f"already carries ({'; '.join(differing)}); load it onto a model without a GPart adapter, "
                          f"or apply the saved configuration")
+
+
+def _deterministic_safetensors(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
+    """safetensors bytes whose header lists the metadata in sorted order: safetensors writes it from a Rust hash map
+    whose order changes from process to process, and equal adapters must be equal files."""
+    data = save(tensors, metadata=metadata)
+    length = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + length])
+    header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # safetensors aligns the data to 8 bytes with spaces
+    return len(text).to_bytes(8, "little") + text + data[8 + length:]
 
 
 def tensors_checksum(tensors: dict[str, torch.Tensor]) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -131,3 +132,17 @@ def test_adapter_files_are_readable_like_records(tmp_path):
     modes = {p.name: os.stat(p).st_mode & 0o777 for p in (tmp_path / "adapter").iterdir()}
     assert modes == {"adapter_config.json": 0o644, WEIGHTS_NAME: 0o644}, modes
     json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+
+
+def test_equal_adapters_saved_by_two_processes_are_equal_files(tmp_path):
+    """The safetensors metadata (format, checksum) is written in a fixed order, not a hash map's."""
+    import subprocess
+    import sys
+
+    script = ("import sys; sys.path.insert(0, 'tests'); from pathlib import Path; "
+              "from test_gpart_io import trained_adapter; trained_adapter(Path(sys.argv[1]))")
+    for name in ("a", "b", "c"):
+        subprocess.run([sys.executable, "-c", script, str(tmp_path / name)], check=True, timeout=300,
+                       cwd=Path(__file__).resolve().parents[1])
+    files = {(tmp_path / name / "adapter" / WEIGHTS_NAME).read_bytes() for name in ("a", "b", "c")}
+    assert len(files) == 1
