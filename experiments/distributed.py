@@ -190,6 +190,39 @@ def gather_objects(value: Any) -> list[Any]:
     return gathered
 
 
+def requested_processes(launcher_argv: list[str]) -> Optional[int]:
+    """`--num_processes N` (or `=N`) of an `accelerate launch` command line; None without one."""
+    for index, arg in enumerate(launcher_argv):
+        if arg.startswith("--num_processes="):
+            value = arg.split("=", 1)[1]
+        elif arg == "--num_processes" and index + 1 < len(launcher_argv):
+            value = launcher_argv[index + 1]
+        else:
+            continue
+        return int(value) if value.isdigit() else None
+    return None
+
+
+def launcher_dropped_processes(launcher_argv: Optional[list[str]] = None) -> Optional[str]:
+    """A warning when `accelerate launch --num_processes N` (N > 1) started one process: without GPUs its simple
+    launcher ignores the number unless `--multi_gpu` is given. None when nothing was dropped."""
+    if "ACCELERATE_USE_CPU" not in os.environ or launched_world_size() > 1:
+        return None  # not accelerate's single-process launcher
+    if launcher_argv is None:
+        try:
+            import psutil
+
+            launcher_argv = psutil.Process().parent().cmdline()
+        except Exception:
+            return None
+    wanted = requested_processes(launcher_argv)
+    if not wanted or wanted < 2:
+        return None
+    return (f"accelerate launch --num_processes {wanted} started ONE process: on a machine without GPUs accelerate "
+            f"needs --multi_gpu to start {wanted} (accelerate launch --multi_gpu --num_processes {wanted} ...); this "
+            "run trains in a single process")
+
+
 class StoppedByLauncher(RuntimeError):
     """SIGTERM under a launcher: torchrun stops every rank when one fails (or the job was cancelled)."""
 

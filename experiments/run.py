@@ -555,6 +555,9 @@ def main(cfg: DictConfig) -> Optional[float]:
     from hydra.types import RunMode
 
     distributed.raise_on_sigterm()
+    dropped = distributed.launcher_dropped_processes()
+    if dropped:
+        log.warning("%s", dropped)
     hydra_cfg = HydraConfig.get()
     sweeping = hydra_cfg.mode == RunMode.MULTIRUN
     output_dir = Path(hydra_cfg.runtime.output_dir)
