@@ -341,11 +341,20 @@ def ddp_claim_race_trial(glue_dir: str, work: Path, reference: dict) -> dict:
 
 
 def foreign_pidns_trial(glue_dir: str, work: Path, reference: dict) -> dict:
+    import psutil
+
     root = Path(tempfile.mkdtemp(prefix="foreign_pidns-", dir=work))
     args = overrides(glue_dir, root)
     owner = start(child_command(own_hydra_dir(args, root / "hydra-first"), prefix=UNSHARE), root / "first.log")
     run_dir = wait_for_first_epoch(root, owner)
-    second = launch([*own_hydra_dir(args, root / "hydra-second"), "lock.if_claimed=skip"])
+    inside = [p for p in psutil.Process(owner.pid).children(recursive=True) if "--child" in p.cmdline()]
+    for process in inside:  # held still (heartbeat fresh) so the second launch surely meets it alive
+        process.suspend()
+    try:
+        second = launch([*own_hydra_dir(args, root / "hydra-second"), "lock.if_claimed=skip"])
+    finally:
+        for process in inside:
+            process.resume()
     code = owner.wait(timeout=900)
     notes = []
     if second.returncode != 75 or "claimed by" not in second.stdout + second.stderr:
