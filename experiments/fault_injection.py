@@ -94,20 +94,6 @@ def _kill_inside(owner, name: str, nth: int, max_delay_s: float) -> None:
     setattr(owner, name, wrapped)
 
 
-def _fail_with_enospc(owner, name: str, nth: int, half_write=None) -> None:
-    real = getattr(owner, name)
-    calls = {"n": 0}
-
-    def wrapped(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == nth:
-            if half_write:
-                half_write(*args, **kwargs)
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return real(*args, **kwargs)
-    setattr(owner, name, wrapped)
-
-
 def arm(fault: str, nth: int, seed: int) -> None:
     random.seed(seed)
     import transformers
@@ -143,9 +129,19 @@ def arm(fault: str, nth: int, seed: int) -> None:
     elif fault == "enospc_adapter":
         import gpart.io
 
-        def half(tensors, path, metadata=None):
+        real_atomic_write, calls = gpart.io._atomic_write, {"n": 0}
+
+        def half_then_full(path):
             Path(path).write_bytes(b"\0" * 100)
-        _fail_with_enospc(gpart.io, "save_file", nth, half)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        def atomic_write(target, write):
+            if target.name == gpart.io.WEIGHTS_NAME:
+                calls["n"] += 1
+                if calls["n"] == nth:
+                    return real_atomic_write(target, half_then_full)
+            return real_atomic_write(target, write)
+        gpart.io._atomic_write = atomic_write
     else:
         raise ValueError(f"fault {fault!r} is not known; allowed: {FAULTS}")
 
