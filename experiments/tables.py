@@ -124,6 +124,10 @@ def _record_problem(record) -> str | None:
     metric = record["test_metric"]
     if isinstance(metric, bool) or not isinstance(metric, (int, float)) or not math.isfinite(metric):
         return f"test_metric={metric!r} is not a finite number"
+    if not -1.0 <= metric <= 1.0:  # every metric of the suite is a fraction or a correlation
+        return f"test_metric={metric!r} is outside [-1, 1]; records hold fractions (a value given in percent?)"
+    if isinstance(record["seed"], bool) or not isinstance(record["seed"], int):
+        return f"seed={record['seed']!r} is not an integer"
     if isinstance(record["trainable_params"], bool) or not isinstance(record["trainable_params"], int):
         return f"trainable_params={record['trainable_params']!r} is not an integer"
     if not isinstance(record["config"], dict):

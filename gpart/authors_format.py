@@ -116,7 +116,8 @@ def tensors_from_authors(tensors: dict[str, torch.Tensor], *, theta_key: str, he
     thetas = [key for key in tensors if key == THETA_KEY or key.startswith(THETA_KEY + ".")]
     if len(thetas) != 1:
         raise ValueError(f"{where} holds {len(thetas)} θ tensors ({thetas}); expected one key {THETA_KEY!r}")
-    renamed = {theta_key: tensors[thetas[0]].float()}
+    theta = tensors[thetas[0]]
+    renamed = {theta_key: theta.float() if theta.is_floating_point() else theta}  # an integer θ is refused later
     for key, value in tensors.items():
         if key == thetas[0]:
             continue

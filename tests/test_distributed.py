@@ -250,3 +250,22 @@ def test_math_evaluation_split_over_two_ranks_gives_one_process_predictions(tmp_
     assert one["problems_per_rank"] == [11] and two["problems_per_rank"] == [6, 5]   # batches of 3: 2 + 2 each
     assert two["rows"] == one["rows"]                                   # every field of every problem, in order
     assert len({row["generation"] for row in one["rows"]}) > 1
+
+
+@pytest.mark.parametrize("argv,warned", [
+    (["accelerate", "launch", "--num_processes", "2", "-m", "experiments.run"], True),
+    (["accelerate", "launch", "--num_processes=4", "-m", "experiments.run"], True),
+    (["accelerate", "launch", "--num_processes", "1", "-m", "experiments.run"], False),
+    (["accelerate", "launch", "-m", "experiments.run"], False),
+])
+def test_accelerate_starting_one_process_of_several_is_said(monkeypatch, argv, warned):
+    from experiments.distributed import launcher_dropped_processes
+
+    monkeypatch.setenv("ACCELERATE_USE_CPU", "False")
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    message = launcher_dropped_processes(argv)
+    assert (message is not None) == warned
+    if warned:
+        assert "started ONE process" in message and "--multi_gpu" in message
+    monkeypatch.delenv("ACCELERATE_USE_CPU")
+    assert launcher_dropped_processes(argv) is None   # not accelerate's launcher

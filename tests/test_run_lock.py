@@ -16,11 +16,13 @@ from experiments import run_lock
 from experiments.run_lock import LOCK_NAME, RunClaimed, claim, orphaned_files
 
 
-def foreign_owner(run_dir, age_s=0.0, host="node-elsewhere", pid=4242):
-    """A claim written by another process (another node by default), its heartbeat `age_s` old."""
+def foreign_owner(run_dir, age_s=0.0, host="node-elsewhere", pid=4242, **scope):
+    """A claim written by another process (another node by default; on this host, in our pid namespace unless
+    `scope` says otherwise), its heartbeat `age_s` old."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    owner = {"host": host, "pid": pid, "pid_started": None, "started_at": "2026-12-01T00:00:00Z",
-             "heartbeat": time.time() - age_s, "token": "f" * 32}
+    here = run_lock.where_pids_mean_something() if host == socket.gethostname() else {}
+    owner = {**here, "host": host, "pid": pid, "pid_started": None, "started_at": "2026-12-01T00:00:00Z",
+             "heartbeat": time.time() - age_s, "token": "f" * 32, **scope}
     (run_dir / LOCK_NAME).write_text(json.dumps(owner))
     return owner
 

@@ -28,7 +28,7 @@ def run_dir_of(cfg) -> Path:
 
 
 def test_a_run_claimed_by_a_live_process_is_skipped_naming_it(compose, glue_dir, tmp_path, monkeypatch, caplog):
-    cfg = compose(tiny(glue_dir, tmp_path, "head_only", "trainer.epochs=1"))
+    cfg = compose(tiny(glue_dir, tmp_path, "head_only", "trainer.epochs=1", "lock.if_claimed=skip"))
     run_dir = run_dir_of(cfg)
     foreign_owner(run_dir, age_s=2)
     (run_dir / "record.json").write_text(json.dumps({"status": "running", "config_hash": records.config_hash(cfg)}))

@@ -242,3 +242,21 @@ def test_gpart_has_a_row_in_every_table_even_without_runs(tmp_path):
         gpart = frame[frame["Method"] == "GPart"]
         assert len(gpart) == 1, f"{name}: rows {list(frame['Method'])}"
         assert gpart.iloc[0].str.contains("no runs").any(), name
+
+
+@pytest.mark.parametrize("change,reason", [
+    ({"seed": "7"}, "seed='7' is not an integer"), ({"seed": None}, "seed=None is not an integer"),
+    ({"seed": True}, "seed=True is not an integer"),
+    ({"test_metric": 51.0}, r"test_metric=51.0 is outside [-1, 1]; records hold fractions (a value given in percent?)"),
+])
+def test_records_with_a_string_seed_or_a_percent_metric_are_skipped_with_a_reason(tmp_path, change, reason):
+    runs = tmp_path / "runs"
+    write_record(runs, make_record("LoRA", "sst2", 0, 0.95))
+    write_record(runs, make_record("LoRA", "sst2", 1, 0.93))
+    bad = make_record("LoRA", "sst2", 2, 0.94)
+    bad.update(change)
+    bad["run_id"] += "-bad"
+    path = write_record(runs, bad)
+    built, _, loaded = build(runs)
+    assert dict(loaded.skipped) == {str(path): reason}
+    assert cell(built["glue-roberta-base"], "LoRA", "sst2")["n"] == 2

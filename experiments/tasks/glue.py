@@ -35,6 +35,7 @@ class GlueLayout:
     header: Optional[tuple[str, ...]] = None   # column names for files without a header line
     label_names: Optional[tuple[str, ...]] = None  # string labels in the TSVs, in hub id order
     has_local_train: bool = True
+    score_range: Optional[tuple[float, float]] = None  # regression: the scale the scores are given on
 
 
 LAYOUTS = {
@@ -46,7 +47,8 @@ LAYOUTS = {
                        label_names=("entailment", "not_entailment"), has_local_train=False),
     "rte": GlueLayout("RTE", ("sentence1", "sentence2"), "label", ("sentence1", "sentence2"),
                       label_names=("entailment", "not_entailment")),
-    "stsb": GlueLayout("STS-B", ("sentence1", "sentence2"), "score", ("sentence1", "sentence2"), num_labels=1),
+    "stsb": GlueLayout("STS-B", ("sentence1", "sentence2"), "score", ("sentence1", "sentence2"), num_labels=1,
+                       score_range=(0.0, 5.0)),  # STS-B: similarity from 0 (unrelated) to 5 (equivalent)
 }
 
 
@@ -60,7 +62,7 @@ def read_tsv(path: Path, header: Optional[tuple[str, ...]] = None, *, required: 
     Every row gets its line number under ``"_line"``. A file without rows, a header lacking a `required` column, or
     a line with the wrong number of fields raises `BadDataError`; with a `bad_rows` list, bad lines are appended to
     it instead (as messages) and skipped."""
-    text = Path(path).read_text(encoding="utf-8-sig")
+    text = _decoded(Path(path))
     numbered = [(n, line.rstrip("\r")) for n, line in enumerate(text.split("\n"), start=1) if line.strip()]
     if not numbered or (not header and len(numbered) == 1):
         raise BadDataError(f"{path} is empty; expected a GLUE TSV with "
@@ -79,6 +81,16 @@ def read_tsv(path: Path, header: Optional[tuple[str, ...]] = None, *, required: 
             continue
         rows.append({**dict(zip(names, cells)), "_line": number})
     return rows
+
+
+def _decoded(path: Path) -> str:
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[:error.start].count(b"\n") + 1
+        raise BadDataError(f"{path}: line {line} is not valid UTF-8 (byte {data[error.start]:#04x} at offset "
+                           f"{error.start}); expected a UTF-8 GLUE TSV") from None
 
 
 def _bad_row(message: str, bad_rows: Optional[list]) -> None:
@@ -186,7 +198,8 @@ class GlueTask(Task):
 
     def _allowed_labels(self) -> str:
         if self.is_regression:
-            return "a number (the similarity score)"
+            low, high = self.layout.score_range or (-math.inf, math.inf)
+            return f"a finite number in [{low:g}, {high:g}] (the similarity score)"
         ids = list(range(self.num_labels))
         names = self.layout.label_names
         return f"one of {ids}" + (f" or {list(names)}" if names else "")
@@ -214,7 +227,7 @@ class GlueTask(Task):
 
     def _label(self, value, from_hub: bool):
         if self.is_regression:
-            return float(value)
+            return self._score(value)
         names = self.layout.label_names
         if names and not from_hub and isinstance(value, str) and value in names:
             return names.index(value)
@@ -223,17 +236,35 @@ class GlueTask(Task):
             raise ValueError(f"label {label} out of range")
         return label
 
+    def _score(self, value) -> float:
+        """A regression label: finite and on the task's scale (a NaN label would make every metric NaN)."""
+        score = float(value)
+        low, high = self.layout.score_range or (-math.inf, math.inf)
+        if not (math.isfinite(score) and low <= score <= high):
+            raise ValueError(f"score {value!r} is not a finite number in [{low:g}, {high:g}]")
+        return score
+
     def build_splits(self, processor, seed: int) -> Splits:
         raw = self.load_raw()
         train, test = raw["train"], raw["test"]
         if self.train_subset:
+            self._check_subset("train_subset", self.train_subset, train["label"])
             train = _take(train, stratified_subset(train["label"], int(self.train_subset), seed, not self.is_regression))
         if self.test_subset:
+            self._check_subset("test_subset", self.test_subset, test["label"])
             test = _take(test, stratified_subset(test["label"], int(self.test_subset), seed, not self.is_regression))
         fit, held_out = self.hold_out(train, seed)
         train_set, validation_set, test_set = (self.tokenize(processor, part) for part in (fit, held_out, test))
         # Scores do not depend on row order; length-sorted evaluation batches carry far less padding.
         return Splits(train_set, by_length(validation_set), by_length(test_set))
+
+    def _check_subset(self, name: str, size, labels) -> None:
+        """A stratified subset needs a row of every class (sklearn would fail with its own message)."""
+        classes = 1 if self.is_regression else len(set(labels))
+        if int(size) < len(labels) and int(size) < max(classes, 2):
+            raise ValueError(f"task.{name}={size} is too small for task {self.key!r}: a seeded subset needs at "
+                             f"least {max(classes, 2)} rows ({classes} classes); allowed: null or an integer "
+                             f">= {max(classes, 2)}")
 
     def hold_out(self, train: dict, seed: int) -> tuple[dict, dict]:
         """Split train into (fit, validation): seeded, stratified, max(fraction·n, min_rows) validation rows."""
