@@ -39,6 +39,7 @@ def apply_gpart(model: nn.Module, config: GPartConfig) -> nn.Module:
     for (name, module), (_, _, weight_start, bias_start) in zip(targets, layout):
         layer = GPartLayer(module, adapter, weight_start, bias_start)
         layer.name = name
+        layer.training = module.training  # a model already in eval mode must not start dropping ΔW
         model.set_submodule(name, layer)
     for module in _match_trainable(model, config.trainable_modules):
         module.requires_grad_(True)
