@@ -114,7 +114,7 @@ def test_merge_and_unload_gives_apply_gpart_merged_weights_and_the_adapter_outpu
         assert any(not torch.equal(base.state_dict()[k], v) for k, v in merged.state_dict().items())
 
 
-def test_disable_adapter_gives_the_base_outputs():
+def test_disable_adapter_and_unload_give_the_base_outputs():
     _, theirs, base = pair("roberta")
     theirs.eval(), base.eval()
     with torch.no_grad():
@@ -123,7 +123,10 @@ def test_disable_adapter_gives_the_base_outputs():
         with theirs.disable_adapter():
             assert torch.equal(theirs(input_ids=INPUT_IDS).logits, base(input_ids=INPUT_IDS).logits)
         assert torch.equal(theirs(input_ids=INPUT_IDS).logits, adapted)
-    assert (adapted - base(input_ids=INPUT_IDS).logits).abs().max() > 1e-4
+        assert (adapted - base(input_ids=INPUT_IDS).logits).abs().max() > 1e-4
+        plain = theirs.unload()  # the base modules back, without ΔW
+        assert not any(isinstance(m, GPartPeftLayer) for m in plain.modules())
+        assert torch.equal(plain(input_ids=INPUT_IDS).logits, base(input_ids=INPUT_IDS).logits)
 
 
 def test_print_trainable_parameters_counts_theta_and_the_head(capsys):
