@@ -129,9 +129,8 @@ class GPartPeftConfig(PeftConfig):
     def __post_init__(self):
         super().__post_init__()
         self.peft_type = PeftType.GPART
-        if isinstance(self.target_modules, (set, tuple)):
-            self.target_modules = sorted(self.target_modules) if isinstance(self.target_modules, set) \
-                else list(self.target_modules)
+        if isinstance(self.target_modules, (set, tuple)):  # a list in the saved JSON, in a stable order
+            self.target_modules = sorted(self.target_modules)
         if self.modules_to_save is not None:
             self.modules_to_save = list(self.modules_to_save)
         # Validated now, naming the field; PEFT fills target_modules=None from the model type later.
