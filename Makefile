@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
-EXTRAS ?= dev,math
+EXTRAS ?= suite,dev,math
 SHARED ?= $(abspath ../shared)
 export WANDB_MODE ?= disabled
 # Offline by default only where nothing needs the hub; reproduce-* use it unless you export HF_HUB_OFFLINE=1.
@@ -22,9 +22,11 @@ $(STAMP): pyproject.toml
 	# torch first and pinned to the build this workplace serves from disk (a newer one would download GBs).
 	$(PY) -m pip install --quiet "torch==2.14.1" "torchvision==0.29.1"
 	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
+	# The gpart package is the library alone; the suite (experiments/, baselines/, bench/) imports from this checkout.
+	echo "$(CURDIR)" > "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/gpart-suite.pth"
 	touch $(STAMP)
 
-install: $(STAMP) ## Create .venv with the suite and its test dependencies
+install: $(STAMP) ## Create .venv with the gpart library (editable), the suite's dependencies and the test tools
 
 test: $(STAMP) ## Run the fast test suite (CPU, offline)
 	$(PY) -m pytest -q -m "not slow" -n 2 --dist loadfile

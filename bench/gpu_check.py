@@ -748,7 +748,7 @@ def why_not_runnable() -> str | None:
     from gpart import triton_ops
 
     if not triton_ops.AVAILABLE:
-        return "the triton package is not installed (pip install 'gpart[gpu]')"
+        return "the triton package is not installed (pip install 'gpart[triton]')"
     return None
 
 

@@ -33,19 +33,29 @@ def apply_gpart(model: nn.Module, config: GPartConfig) -> nn.Module:
         # θ's holder is registered on the root, and nn.Sequential would call it as its last layer.
         raise ValueError("apply_gpart needs a root module that is not an nn.Sequential; wrap the Sequential in a Module")
     targets = _match_targets(model, config.target_modules)
-    layout, size = _layout(targets, config.bias)
-    partition = build_projection(config, targets, layout, size)  # gpart.Partition unless a variant is asked for
-    device = targets[0][1].weight.device
-    adapter = GPartAdapter(config, partition, fingerprint(layout, size), device=device)
+    adapter, layout = build_adapter(config, targets)
     model.requires_grad_(False)
     model.add_module(ADAPTER_NAME, adapter)
     for (name, module), (_, _, weight_start, bias_start) in zip(targets, layout):
         layer = GPartLayer(module, adapter, weight_start, bias_start)
         layer.name = name
+        layer.training = module.training  # a model already in eval mode must not start dropping ΔW
         model.set_submodule(name, layer)
     for module in _match_trainable(model, config.trainable_modules):
         module.requires_grad_(True)
     return model
+
+
+def build_adapter(config: GPartConfig, targets: list[tuple[str, nn.Module]]) -> tuple[GPartAdapter, list[tuple]]:
+    """θ and P over ``targets`` ((name, module) pairs in adapted-space order), and the layout placing each target.
+
+    The one construction that ``apply_gpart`` and the PEFT plugin (``gpart.peft``) share; raises ``ValueError`` when d
+    exceeds the adapted-space size N.
+    """
+    layout, size = _layout(targets, config.bias)
+    partition = build_projection(config, targets, layout, size)  # gpart.Partition unless a variant is asked for
+    adapter = GPartAdapter(config, partition, fingerprint(layout, size), device=targets[0][1].weight.device)
+    return adapter, layout
 
 
 def find_adapter(model: nn.Module) -> GPartAdapter | None:

@@ -53,7 +53,7 @@ def selected(backend: str, device: torch.device) -> bool:
     if backend == "auto":
         return AVAILABLE and device.type == "cuda" and auto_prefers_torch() is None
     if not AVAILABLE:
-        raise ValueError("backend='triton' needs the triton package (pip install 'gpart[gpu]'); use 'auto' or 'torch'")
+        raise ValueError("backend='triton' needs the triton package (pip install 'gpart[triton]'); use 'auto' or 'torch'")
     if device.type != "cuda" and not interpreting():
         raise ValueError(
             f"backend='triton' got tensors on {device}; Triton runs on CUDA, or on CPU only with TRITON_INTERPRET=1 "

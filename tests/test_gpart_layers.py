@@ -209,6 +209,18 @@ def test_training_moves_only_theta_and_head():
     assert all(not torch.equal(params[n], v) for n, v in trainable.items())
 
 
+def test_applied_to_a_model_in_eval_mode_the_layers_do_not_drop_delta():
+    """The wrappers take the mode of the modules they wrap: an adapter loaded for inference is deterministic."""
+    torch.manual_seed(0)
+    model = apply_gpart(TinyNet().eval(), GPartConfig(d=13, target_modules=ALL_TARGETS, dropout=0.5))
+    with torch.no_grad():
+        find_adapter(model).theta.normal_()
+        assert all(not layer.training for _, layer in gpart_layers(model))
+        assert torch.equal(model(tokens()), model(tokens()))
+        model.train()
+        assert not torch.equal(model(tokens()), model(tokens()))  # in training, dropout on ΔW does act
+
+
 def test_training_is_deterministic_under_a_seed():
     def train():
         model = make(dropout=0.1)
