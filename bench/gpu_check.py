@@ -8,10 +8,10 @@ whole run's, is recorded as skipped; the JSON report is rewritten atomically aft
 still reports everything it finished):
 
 * ``equivalence`` — the Triton and torch paths on CUDA: group ids bit-exact at starts 0, 3·10⁹, 2³³ and seeds
-  0, 3·10⁹, 2⁶³+5, 2⁶⁴−3 for d from 1 to 2¹⁹+1 (scalars in [2³¹, 2³²) included, which the interpreter cannot
-  pass); W0 + ΔW bit-identical; outputs, ∇θ and ∇x against a float64 reference for fp32/fp16/bf16 weights, odd
-  shapes, Conv1D layout, partitioned bias, non-isometric, balanced, a transposed weight; NaN propagation; a tensor
-  of more than 2³¹ elements (group sums equal a bincount); build and reduce at starts in [2³¹, 2³²); bf16 θ,
+  0, 3·10⁹, 2⁶³+5, 2⁶⁴−3 for d from 1 to 2¹⁹+1 (scalars in [2³¹, 2³²) included, which Triton types as uint32);
+  W0 + ΔW bit-identical; outputs, ∇θ and ∇x against a float64 reference for fp32/fp16/bf16 weights, odd shapes,
+  Conv1D layout, partitioned bias, non-isometric, balanced, a transposed weight; NaN propagation; a tensor of more
+  than 2³¹ elements (group sums equal a bincount); build and reduce at starts in [2³¹, 2³²); bf16 θ,
   autocast and torch.compile; dropout keep rate and mask reuse; the device check; whether two reduces agree bitwise.
 * ``kernel_costs`` — issue 14 item 7, measured: the cost of dropout's Philox draw, and of same-address atomic
   contention as d shrinks, on a 4096² bf16 layer.

@@ -79,8 +79,13 @@ if AVAILABLE:
 
     @triton.jit
     def _u64(value):
-        """A scalar int argument (any width, int64 bit pattern of a uint64) as uint64."""
-        return value.to(tl.int64).to(tl.uint64, bitcast=True)
+        """A scalar int argument (any width, int64 bit pattern of a uint64) as uint64.
+
+        A plain cast: Triton types an int argument by its value (int32, uint32 for [2^31, 2^32), int64), widens it
+        by its own signedness and keeps the bits of a same-width one, so each arrives as its uint64 pattern. (A
+        bitcast through int64 compiles the same on a GPU, but the interpreter refuses it for a uint32.)
+        """
+        return value.to(tl.uint64)
 
     @triton.jit
     def _splitmix64(x):

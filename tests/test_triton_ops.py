@@ -78,14 +78,52 @@ def test_kernel_group_ids_equal_partition_bit_for_bit(assignment, size, d, seed)
         assert torch.equal(triton_ops.group_ids(partition, start, count, "cpu"), expected)
 
 
-def test_group_ids_of_a_7b_scale_space_at_its_end():
-    """Global indices past 2^31 (N = 2^31 for Llama-2-7B q,k,v,o): 64-bit offsets, no truncation."""
-    size, d = 1 << 31, 1 << 19
-    partition = Partition.__new__(Partition)  # skip counting 2^31 group sizes; ids need only (N, d, seed)
+def test_group_ids_of_a_7b_scale_space_across_2_31_and_2_32():
+    """Global indices on both sides of 2^31 and of 2^32 (N = 2^31 for Llama-2-7B q,k,v,o): 64-bit offsets, no
+    truncation at either boundary."""
+    size, d = 1 << 33, 1 << 19
+    partition = Partition.__new__(Partition)  # skip counting 2^33 group sizes; ids need only (N, d, seed)
     partition.size, partition.d, partition.seed, partition.assignment = size, d, 7, "stateless"
-    start = size - 3000
-    expected = Partition.group_ids(partition, start, 3000)
-    assert torch.equal(triton_ops.group_ids(partition, start, 3000, "cpu"), expected)
+    for boundary in (1 << 31, 1 << 32):
+        start = boundary - 1500
+        expected = Partition.group_ids(partition, start, 3000)
+        assert torch.equal(triton_ops.group_ids(partition, start, 3000, "cpu"), expected)
+
+
+SCALARS_2_31_TO_2_32 = (1 << 31, 3 * 10**9, (1 << 32) - 1)  # the interpreter types these as uint32
+
+
+@pytest.mark.parametrize("assignment", ["stateless", "balanced"])
+@pytest.mark.parametrize("start", SCALARS_2_31_TO_2_32)
+@pytest.mark.parametrize("seed", SCALARS_2_31_TO_2_32)
+def test_group_ids_at_starts_and_seeds_between_2_31_and_2_32(assignment, start, seed):
+    partition = Partition((1 << 32) + 64, 97, seed=seed, assignment=assignment) if assignment == "balanced" \
+        else _uncounted(seed)
+    expected = Partition.group_ids(partition, start, 64)
+    assert torch.equal(triton_ops.group_ids(partition, start, 64, "cpu"), expected)
+
+
+def test_build_and_reduce_at_a_start_and_seed_between_2_31_and_2_32():
+    start, seed = 3 * 10**9, 3 * 10**9 + 17
+    partition = _uncounted(seed)
+    generator = torch.Generator().manual_seed(0)
+    ids = Partition.group_ids(partition, start, 4096)
+    scaled = torch.randn(partition.d, generator=generator)
+    base = torch.randn(4096, generator=generator).to(torch.bfloat16)
+    grad = torch.randint(-4, 5, (4096,), generator=generator).to(torch.bfloat16)  # integer sums: exact in any order
+    expected_weight = base + scaled[ids].to(torch.bfloat16)
+    sums, weight = triton_ops.group_sums(partition, grad, start, base=base, scaled_theta=scaled)
+    assert torch.equal(triton_ops.build(partition, scaled, start, base, like=base), expected_weight)
+    assert torch.equal(weight, expected_weight)
+    assert torch.equal(sums, torch.zeros(partition.d).index_add_(0, ids, grad.float()))
+
+
+def _uncounted(seed, size=1 << 33, d=97):
+    """A stateless Partition of a large space without counting its group sizes (ids need only N, d, seed)."""
+    partition = Partition.__new__(Partition)
+    partition.size, partition.d, partition.seed, partition.assignment = size, d, seed, "stateless"
+    partition.isometric = True
+    return partition
 
 
 # ------------------------------------------------------------------------------------------------ W0 + ΔW
