@@ -621,11 +621,11 @@ def loss_curves(check: Check):
 BENCH_ORDER = ("lora", "gpart-triton", "floor", "unilora", "gpart-torch")  # the target's two rows first
 
 
-def case_bench_method(method: str, rows: dict, steps: int = 10, warmup: int = 3) -> dict:
+def case_bench_method(method: str, rows: dict, steps: int = 10, warmup: int = 3, shape: str = "llama2-7b") -> dict:
     from bench import step_bench
 
-    result = step_bench._in_fresh_process(step_bench.run_method, method, step_bench.SHAPES["llama2-7b"], "cuda",
-                                          steps, warmup, os.cpu_count() or 1)
+    result = step_bench._in_fresh_process(step_bench.run_method, method, step_bench.SHAPES[shape], DEVICE, steps,
+                                          warmup, os.cpu_count() or 1)
     rows[method] = result
     if result["status"] != "ok":
         return {"ok": None, "detail": f"skipped: {result.get('note')}"}

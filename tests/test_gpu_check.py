@@ -116,13 +116,11 @@ def fake_row(step_s, peak):
 def test_7b_rows_give_ratios_to_lora_and_the_target_verdict(monkeypatch):
     from bench import step_bench
 
-    measured = {"lora": fake_row(0.2, 26.0), "gpart-triton": fake_row(0.21, 25.0),
-                "unilora": {"method": "unilora", "status": "skipped", "note": "peft too old"}}
+    measured = {"lora": fake_row(0.2, 26.0), "gpart-triton": fake_row(0.21, 25.0)}
     monkeypatch.setattr(step_bench, "_in_fresh_process", lambda function, method, *args: measured[method])
     rows = {}
-    for method in ("lora", "gpart-triton", "unilora"):
-        result = gpu_check.case_bench_method(method, rows)
-    assert result == {"ok": None, "detail": "skipped: peft too old"}
+    for method in ("lora", "gpart-triton"):
+        gpu_check.case_bench_method(method, rows)
     assert gpu_check.case_bench_method("gpart-triton", rows)["ratio_to_lora"] == pytest.approx(1.05)
     assert gpu_check.case_target(rows)["ok"] is True
     rows["gpart-triton"] = fake_row(0.25, 25.0)  # 1.25× LoRA
@@ -161,6 +159,21 @@ def on_cpu(monkeypatch):
 def test_small_cases_pass_on_the_interpreter(on_cpu, case, args, options):
     result = case(*args, **options)
     assert result["ok"] is True, result["detail"]
+
+
+def test_a_peft_without_unilora_gives_a_skipped_row_with_its_reason_not_an_error(on_cpu, monkeypatch):
+    """The real bench path (step_bench.run_method, in process): prepare's ImportError becomes a skipped row."""
+    import peft
+
+    from bench import step_bench
+
+    monkeypatch.delattr(peft, "UniLoraConfig")  # as in a PEFT release that predates Uni-LoRA
+    monkeypatch.setattr(step_bench, "_in_fresh_process", lambda function, *args: function(*args))
+    rows = {}
+    result = gpu_check.case_bench_method("unilora", rows, steps=1, warmup=0, shape="tiny-llama")
+    assert rows["unilora"]["status"] == "skipped"
+    assert result["ok"] is None and result["detail"].startswith("skipped: cannot import name 'UniLoraConfig'")
+    assert gpu_check.case_target(rows)["ok"] is None  # no LoRA or GPart row: no verdict, no crash
 
 
 def test_a_wrong_kernel_fails_the_equivalence_case(on_cpu, monkeypatch):
