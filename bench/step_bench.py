@@ -26,7 +26,7 @@ import os
 import statistics
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+import traceback
 from datetime import datetime, timezone
 from multiprocessing import get_context
 from pathlib import Path
@@ -412,8 +412,44 @@ def main(argv=None) -> dict:
 
 
 def _in_fresh_process(function, *args):
-    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
-        return pool.submit(function, *args).result()
+    """``function(*args)`` in a new (spawned) process: its result, or its exception raised here.
+
+    Interrupted while it waits (Ctrl-C, or ``bench.gpu_check`` stopping a case at its deadline), this kills the
+    child instead of waiting for it: a 7B step loop would otherwise run on past any time budget.
+    """
+    context = get_context("spawn")
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(target=_run_and_send, args=(send, function, args), daemon=True)
+    child.start()
+    send.close()  # the child holds the only writing end: a child that dies makes recv() raise EOFError
+    try:
+        status, value = receive.recv()
+    except EOFError:
+        child.join()
+        raise RuntimeError(f"the process running {function.__name__} died (exit code {child.exitcode})") from None
+    except BaseException:
+        child.kill()
+        raise
+    finally:
+        child.join()
+        receive.close()
+    if status == "error":
+        raise value
+    return value
+
+
+def _run_and_send(send, function, args):
+    """The child's side of _in_fresh_process: send ("ok", result) or ("error", exception with its traceback)."""
+    try:
+        reply = ("ok", function(*args))
+    except BaseException as error:  # noqa: BLE001 (re-raised in the parent)
+        error.add_note(f"in the fresh process:\n{traceback.format_exc()}")
+        reply = ("error", error)
+    try:
+        send.send(reply)
+    except Exception as unpicklable:  # an exception that cannot be pickled still arrives, as text
+        send.send(("error", RuntimeError(f"{reply[1]!r} (not picklable: {unpicklable})")))
+    send.close()
 
 
 def _device_name(device: str) -> str:
