@@ -38,6 +38,7 @@ class GPartAdapter(nn.Module):
         self.theta = nn.Parameter(theta)
         self.register_buffer("scale", partition.scale().to(device), persistent=False)
         self.backends_ran: set[str] = set()  # "torch"/"triton": the paths layers actually took (run records)
+        self.triton_refused: dict[str, list[str]] = {}  # why the kernels cannot run some layers -> their names
         self._id_cache: dict[tuple, torch.Tensor] = {}  # (start, count, device) -> int32 ids, within the budget
         self.id_cache_bytes = 0
 

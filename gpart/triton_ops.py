@@ -62,6 +62,23 @@ def selected(backend: str, device: torch.device) -> bool:
     return True
 
 
+# Weight and θ dtypes the kernels compute exactly as torch does (they add, gather and reduce in float32).
+DTYPES = (torch.bfloat16, torch.float16, torch.float32)
+
+
+def unsupported(weight_dtype: torch.dtype, theta_dtype: torch.dtype) -> str | None:
+    """Why the kernels cannot run a layer with these weight and θ dtypes (float64: they would round to float32)."""
+    allowed = ", ".join(_dtype_name(dtype) for dtype in DTYPES)
+    for what, dtype in (("weights", weight_dtype), ("θ", theta_dtype)):
+        if dtype not in DTYPES:
+            return f"{_dtype_name(dtype)} {what} (the kernels compute in float32; they support {allowed})"
+    return None
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
 def auto_prefers_torch() -> str | None:
     """Why ``backend="auto"`` keeps CUDA tensors on the torch path, or None when Triton may run them."""
     if torch.are_deterministic_algorithms_enabled():
