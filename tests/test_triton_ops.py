@@ -9,6 +9,7 @@ changes what an adapter file holds.
 
 import copy
 import json
+import weakref
 
 import pytest
 
@@ -275,6 +276,73 @@ def test_tensors_on_different_devices_are_a_clear_error_naming_each():
         triton_ops.build(partition, torch.zeros(8, device="meta"), 0, base, like=base)
     with pytest.raises(ValueError, match="grad on cpu, base on cpu, scaled_theta on meta"):
         triton_ops.group_sums(partition, base, 0, base=base, scaled_theta=torch.zeros(8, device="meta"))
+
+
+# What the kernels write, allocated by the wrappers on the checked tensors' device (weight_ptr only when written:
+# otherwise the argument is a placeholder for a tensor that is read).
+KERNEL_OUTPUTS = {"out_ptr", "sums_ptr"}
+
+
+class _CheckedLaunches:
+    """Stands in for every jitted kernel: each tensor a launch reads must have passed ``_same_device`` first.
+
+    Tensors are matched by identity while alive (weak references): a freed tensor's address or id may be reused.
+    """
+
+    def __init__(self, monkeypatch):
+        self.checked, self.launches = {}, []
+        real = triton_ops._same_device
+
+        def spy(**tensors):
+            self.checked.update((id(t), weakref.ref(t)) for t in tensors.values() if t is not None)
+            return real(**tensors)
+
+        monkeypatch.setattr(triton_ops, "_same_device", spy)
+        for name in ("_ids_kernel", "_build_kernel", "_reduce_kernel"):
+            monkeypatch.setattr(triton_ops, name, self._wrap(getattr(triton_ops, name)))
+
+    def _wrap(self, kernel):
+        def index(grid):
+            def launch(*args, **kwargs):
+                named = dict(zip(kernel.arg_names, args), **kwargs)
+                written = KERNEL_OUTPUTS | ({"weight_ptr"} if named.get("WRITE_WEIGHT") else set())
+                outputs = [named[n] for n in written & named.keys()]
+                unchecked = [n for n, value in named.items() if isinstance(value, torch.Tensor)
+                             and not self._was_checked(value) and not any(value is out for out in outputs)]
+                self.launches.append((kernel.fn.__name__, unchecked))
+                return kernel[grid](*args, **kwargs)
+            return launch
+        return type("Launcher", (), {"__getitem__": lambda _, grid: index(grid)})()
+
+    def _was_checked(self, tensor) -> bool:
+        ref = self.checked.get(id(tensor))
+        return ref is not None and ref() is tensor
+
+
+def test_every_kernel_launch_reads_only_tensors_the_device_check_saw(monkeypatch):
+    """Not just the helper: every path that launches a kernel (build, both reduces, the generic autograd, the fused
+    linear forward and backward, with a partitioned bias and an input with or without grad) checks its tensors'
+    devices first. A launch site that skipped the check would launch with an unchecked tensor and fail here."""
+    layer = linear_layer(p=0.0)
+    embed = adapted(Tiny(), "triton").embed
+    for partition, dtype in ((layer.adapter.partition, torch.float32), (embed.adapter.partition, torch.float32)):
+        triton_ops._self_check(partition, torch.device("cpu"), dtype)  # its own launches use its own tensors
+    spy = _CheckedLaunches(monkeypatch)
+    partition, scaled = layer.adapter.partition, torch.linspace(-1, 1, 97)
+    base, grad = torch.randn(129, 65), torch.randn(129, 65)
+    triton_ops.build(partition, scaled, 0, base, like=base)
+    triton_ops.build(partition, scaled, 0, None, like=base, dropout_seed=3, p=0.5)
+    triton_ops.group_sums(partition, grad, 0)
+    triton_ops.group_sums(partition, grad, 0, base=base, scaled_theta=scaled)
+    theta = torch.randn(211, requires_grad=True)
+    weight = triton_ops.layer_tensor(embed, theta * embed.adapter.scale, "weight", None)
+    (weight * torch.randn(weight.shape)).sum().backward()  # a contiguous gradient reaches the reduce as it is
+    for needs_grad in (True, False):
+        x = torch.randn(3, 65, requires_grad=needs_grad)
+        triton_ops.AdaptedLinear.apply(x, torch.randn(97, requires_grad=True), layer, None).sum().backward()
+    kernels = {name for name, _ in spy.launches}
+    assert kernels == {"_build_kernel", "_reduce_kernel"} and len(spy.launches) >= 12
+    assert [launch for launch in spy.launches if launch[1]] == []
 
 
 def test_kernels_launch_under_the_tensors_own_cuda_device():
