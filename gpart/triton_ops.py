@@ -4,7 +4,8 @@ The pure-torch path in ``gpart.layers`` is the reference and the CPU default. Th
 things without ever writing a group-id tensor: each program hashes the global indices of its block of coordinates
 in registers (splitmix64, or the keyed Feistel bijection for ``balanced``), gathers θ_j / sqrt(n_j) from the
 d-sized vector, and either adds it to W0 (forward) or atomically adds the weight gradient into a float32 θ-sized
-buffer (backward). One backward kernel does both for a layer, so the ids are hashed twice per step, not three times.
+buffer (backward). One backward kernel does both for a layer, so the ids are hashed twice per step, not three times,
+and there θ̃ comes back with the atomic itself (one random access per coordinate, not two: ``_add_and_fetch_theta``).
 
 * The group ids, W0 + ΔW and the group sums are bit-for-bit those of ``gpart.partition`` and plain torch (checked
   in ``tests/test_triton_ops.py``, and once per partition, device and dtype at first use, see ``_self_check``);
@@ -208,23 +209,43 @@ if AVAILABLE:
         tl.store(out_ptr + offsets, value, mask=inside)
 
     @triton.jit(do_not_specialize=_SCALARS)
-    def _reduce_kernel(grad_ptr, sums_ptr, base_ptr, scaled_theta_ptr, weight_ptr, numel, start, seed,
-                       k0, k1, k2, k3, dropout_seed, p,
+    def _reduce_kernel(grad_ptr, sums_ptr, base_ptr, weight_ptr, numel, start, seed, k0, k1, k2, k3, dropout_seed, p,
                        D: tl.constexpr, SIZE: tl.constexpr, HALF_BITS: tl.constexpr, BALANCED: tl.constexpr,
                        HAS_DROPOUT: tl.constexpr, WRITE_WEIGHT: tl.constexpr, BLOCK_SIZE: tl.constexpr):
-        """sums[g(i)] += mask_i · ∇w_i (float32 atomics); with WRITE_WEIGHT also weight = W0 + ΔW from the same ids."""
+        """sums[g(i)] += mask_i · ∇w_i (float32 atomics); with WRITE_WEIGHT also weight = W0 + ΔW from the same ids.
+
+        With WRITE_WEIGHT, ``sums_ptr`` holds d pairs (sum_j, θ̃_j) and one 8-byte atomic per coordinate both adds
+        into sum_j and returns θ̃_j (see _add_and_fetch_theta).
+        """
         offsets = tl.program_id(0).to(tl.int64) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
         inside = offsets < numel
         index = _global_index(offsets, start)
         ids = _group_ids(index, seed, k0, k1, k2, k3, D, SIZE, HALF_BITS, BALANCED)
         kept = _kept_scale(index, dropout_seed, p, HAS_DROPOUT)
-        grad = tl.load(grad_ptr + offsets, mask=inside, other=0.0).to(tl.float32)
-        tl.atomic_add(sums_ptr + ids, grad * kept, mask=inside, sem="relaxed")
+        grad = tl.load(grad_ptr + offsets, mask=inside, other=0.0).to(tl.float32) * kept
         if WRITE_WEIGHT:
             out_type = weight_ptr.dtype.element_ty
-            delta = _rounded(tl.load(scaled_theta_ptr + ids, mask=inside, other=0.0) * kept, out_type)
+            delta = _rounded(_add_and_fetch_theta(sums_ptr, ids, grad, inside) * kept, out_type)
             value = _rounded(tl.load(base_ptr + offsets, mask=inside).to(tl.float32) + delta.to(tl.float32), out_type)
             tl.store(weight_ptr + offsets, value, mask=inside)
+        else:
+            tl.atomic_add(sums_ptr + ids, grad, mask=inside, sem="relaxed")
+
+    @triton.jit
+    def _add_and_fetch_theta(pairs_ptr, ids, grad, inside):
+        """Atomically add (grad, -0.0) to the pairs (sum_j, θ̃_j) at ``ids``; return θ̃_j as it was.
+
+        Random accesses into L2 bound this kernel, and gathering θ̃ was one per coordinate besides the atomic: riding
+        on the atomic's return value (sm_90's atom.global.v2.f32), it costs none. Adding -0.0 leaves every float as
+        it is (-0.0 and NaN included), except that the GPU's float atomics flush a subnormal θ̃_j (|θ̃_j| < 2⁻¹²⁶)
+        to zero for the coordinates that read it after the first: a difference below 2⁻¹²⁶ in the rebuilt weight.
+        """
+        lanes = tl.arange(0, 2)
+        negative_zero = tl.full(grad.shape, 0x80000000, tl.uint32).to(tl.float32, bitcast=True)
+        before = tl.atomic_add(pairs_ptr + ids[:, None] * 2 + lanes[None, :], tl.join(grad, negative_zero),
+                               mask=inside[:, None], sem="relaxed")
+        _, theta = tl.split(before)
+        return theta
 else:
     _INTERPRET_AT_IMPORT = False
 
@@ -365,17 +386,20 @@ def group_sums(partition: Partition, grad: torch.Tensor, start: int, *, dropout_
 
 def _group_sums(partition, grad, start, *, dropout_seed=None, p=0.0, base=None, scaled_theta=None):
     grad = grad.contiguous()
-    sums = torch.zeros(partition.d, dtype=torch.float32, device=grad.device)
-    # Row-major like the kernel writes it, whatever base's strides (a transposed weight's would scramble ∇x).
-    weight = torch.empty(base.shape, dtype=base.dtype, device=base.device) if base is not None else None
+    if base is None:
+        sums = torch.zeros(partition.d, dtype=torch.float32, device=grad.device)
+        weight = None
+    else:  # d pairs (0, θ̃_j): the kernel adds into the first and reads the second with one atomic
+        sums = F.pad(scaled_theta.float().unsqueeze(1), (1, 0))
+        # Row-major like the kernel writes it, whatever base's strides (a transposed weight's would scramble ∇x).
+        weight = torch.empty(base.shape, dtype=base.dtype, device=base.device)
     with _on(grad.device):
         _reduce_kernel[_grid(grad.numel())](
-            grad, sums, base.contiguous() if base is not None else grad,
-            scaled_theta.contiguous() if base is not None else sums, weight if base is not None else grad,
+            grad, sums, base.contiguous() if base is not None else grad, weight if base is not None else grad,
             grad.numel(), **_partition_args(partition, start), **_dropout_args(dropout_seed, p),
             WRITE_WEIGHT=base is not None, BLOCK_SIZE=BLOCK,
         )
-    return sums if base is None else (sums, weight)
+    return sums if base is None else (sums[:, 0], weight)
 
 
 # ------------------------------------------------------------------------------------------- autograd, per layer

@@ -369,6 +369,22 @@ def test_bf16_weight_keeps_the_gpus_canonical_nan():
                                rtol=0, atol=0, equal_nan=True)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_the_rebuilt_weight_equals_the_built_one_bit_for_bit_signed_zeros_included(dtype):
+    """The backward reads θ̃ back from its own atomics, which add -0.0 to it: every later reader of a group must see
+    θ̃ unchanged (adding +0.0 would turn a -0.0 into +0.0, and -0.0 + -0.0 into +0.0 in the weight)."""
+    partition = Partition(256, 5, seed=4)  # about 51 coordinates per group: each θ̃_j is read back many times
+    scaled_theta = torch.tensor([-0.0, 0.0, -1.5, 2.0**-20, float("nan")])
+    base = torch.full((16, 16), -0.0).to(dtype)
+    built = triton_ops.build(partition, scaled_theta, 0, base, like=base)
+    sums, rebuilt = triton_ops.group_sums(partition, torch.ones(16, 16, dtype=dtype), 0, base=base,
+                                          scaled_theta=scaled_theta)
+    bits = torch.int32 if dtype == torch.float32 else torch.int16
+    assert torch.equal(rebuilt.view(bits), built.view(bits))
+    assert (built.view(bits) == torch.tensor(-0.0, dtype=dtype).view(bits)).any()  # -0.0 + -0.0 stays -0.0
+    assert torch.equal(sums, partition.counts.float())  # and the sums are the group sizes
+
+
 def transposed_linear(backend):
     """A Linear whose weight is a transposed (non-contiguous) view, as after weight tying or a manual .t()."""
     model = nn.Module()
