@@ -17,10 +17,13 @@ child process is killed) and recorded as ``overrun``.
   than 2³¹ elements (group sums equal a bincount); build and reduce at starts in [2³¹, 2³²); bf16 θ,
   autocast and torch.compile; dropout keep rate and mask reuse; the device check; whether two reduces agree bitwise.
 * ``kernel_costs`` — issue 14 item 7, measured: the cost of dropout's Philox draw, and of same-address atomic
-  contention as d shrinks, on a 4096² bf16 layer.
+  contention as d shrinks, on a 4096² bf16 layer; the backward kernel with θ̃ read back from paired atomics beside
+  the same kernel gathering it separately.
 * ``loss_curves`` — 50 AdamW steps of a small random Llama with each backend: the loss curves must agree.
 * ``bench_7b`` — ``make bench``'s Llama-2-7B shape (setup.md §5): floor, LoRA, Uni-LoRA, GPart torch, GPart
-  Triton, each in a fresh process: median step, ratio to LoRA, peak memory; target ≤ 1.10× LoRA, memory ≤ LoRA.
+  Triton, each in a fresh process (``--bench-methods`` picks some): median step, ratio to LoRA, peak memory; target
+  ≤ 1.10× LoRA, memory ≤ LoRA. Then one profiled step of the floor and of GPart Triton: device time by kind of
+  kernel (matmul, attention, GPart's own, other) and the top kernels, so the overhead over the floor has names.
 * ``group_count`` — counting the d group sizes of the 7B q,k,v,o partition (N = 2³¹) on the GPU.
 * ``glue_throughput`` — GPart's training throughput at RoBERTa-base/-large shapes, GLUE batch 32, turned into a
   measured GPU-hours estimate for ``make reproduce-glue`` (docs/runner.md).
@@ -112,8 +115,10 @@ def _stop_after(seconds: float):
 class Check:
     """Runs cases under section budgets and keeps the report on disk current after every case."""
 
-    def __init__(self, path: Path, budget_s: float, clock=time.monotonic, meta: dict | None = None):
+    def __init__(self, path: Path, budget_s: float, clock=time.monotonic, meta: dict | None = None,
+                 options: dict | None = None):
         self.path, self.clock = path, clock
+        self.options = options or {}  # what the sections read from the command line (bench_methods)
         self.deadline = clock() + budget_s
         self.section_deadline = self.deadline
         self.section_name = None
@@ -621,6 +626,9 @@ def case_kernel_costs() -> dict:
                                                                  dropout_seed=5, p=0.05))
     times["reduce+weight"] = _median_ms(lambda: triton_ops.group_sums(partition, grad, 0, base=base,
                                                                       scaled_theta=scaled))
+    with _setting(triton_ops, "PAIRED_ATOMICS", False):  # θ̃ gathered beside each atomic, as before pairing
+        times["reduce+weight unpaired"] = _median_ms(lambda: triton_ops.group_sums(partition, grad, 0, base=base,
+                                                                                   scaled_theta=scaled))
     for d in (1, 64, 4096, 524_288):
         partition_d = _partition(1 << 31, d, 0)
         times[f"reduce d={d}"] = _median_ms(lambda: triton_ops.group_sums(partition_d, grad, 0))
@@ -629,6 +637,16 @@ def case_kernel_costs() -> dict:
     detail = " ".join(f"{k} {v:.3f}" for k, v in times.items()) + f" ms (bf16 copy {copy_ms:.3f} ms)"
     return {"ok": None, "detail": detail, "ms": times, "copy_ms": copy_ms, "triton": triton.__version__,
             "coordinates": count}
+
+
+@contextlib.contextmanager
+def _setting(owner, name: str, value):
+    previous = getattr(owner, name)
+    setattr(owner, name, value)
+    try:
+        yield
+    finally:
+        setattr(owner, name, previous)
 
 
 def kernel_costs(check: Check):
@@ -682,6 +700,7 @@ def loss_curves(check: Check):
 # ---------------------------------------------------------------------------------------------- 7B bench
 
 BENCH_ORDER = ("lora", "gpart-triton", "floor", "unilora", "gpart-torch")  # the target's two rows first
+PROFILED = ("floor", "gpart-triton")  # what GPart adds over the weight-gradient floor, kernel by kernel
 
 
 def case_bench_method(method: str, rows: dict, steps: int = 10, warmup: int = 3, shape: str = "llama2-7b") -> dict:
@@ -710,12 +729,24 @@ def case_target(rows: dict) -> dict:
                       f"{gpart['peak_memory_gib']:.1f} vs LoRA {lora['peak_memory_gib']:.1f} GiB"}
 
 
+def case_profile(methods=PROFILED, shape: str = "llama2-7b", rows: int = 25) -> dict:
+    """One profiled step per method (step_bench.profile_kernels, in a fresh process): device time by kind of kernel."""
+    from bench import step_bench
+
+    found = step_bench._in_fresh_process(step_bench.profile_kernels, list(methods), step_bench.SHAPES[shape], DEVICE,
+                                         os.cpu_count() or 1, rows)
+    detail = "; ".join(f"{method}: {found[method]['total_ms']:.1f} ms (" + ", ".join(
+        f"{kind} {ms:.1f}" for kind, ms in found[method]["by_kind_ms"].items()) + ")" for method in found)
+    return {"ok": None, "detail": detail, "profiles": found}
+
+
 def bench_7b(check: Check):
     rows: dict = {}
-    for method in BENCH_ORDER:
+    for method in check.options.get("bench_methods", BENCH_ORDER):
         check.case(f"llama2-7b {method}", case_bench_method, method, rows, expect_s=20)
     check.case("7B target: ≤ 1.10× LoRA, memory ≤ LoRA", case_target, rows)
     check.report["bench_7b_rows"] = rows
+    check.case("7B step profile: floor vs GPart Triton", case_profile, expect_s=40)
 
 
 # ------------------------------------------------------------------------------------------- group count
@@ -849,6 +880,8 @@ def parse_args(argv=None):
     parser.add_argument("--budget", type=float, default=TOTAL_BUDGET_S, help="seconds for the whole run")
     parser.add_argument("--out", type=Path, default=None, help=f"report path (default $OUT/ or bench/results/"
                                                                f"{REPORT_NAME})")
+    parser.add_argument("--bench-methods", nargs="+", choices=BENCH_ORDER, default=list(BENCH_ORDER),
+                        help="the bench_7b rows to measure, in this order (default: all)")
     parser.add_argument("--summary", type=Path, default=None, metavar="REPORT",
                         help="only print the summary table of an existing report (finished or cut off); no GPU")
     args = parser.parse_args(argv)
@@ -881,7 +914,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("TQDM_DISABLE", "1")  # counting 2³¹ group sizes would fill the output tail with bars
     path = args.out or default_report_path()
     meta = {"device": torch.cuda.get_device_name(), "versions": _versions(), "report": shown_path(path)}
-    check = Check(path, args.budget, meta=meta)
+    check = Check(path, args.budget, meta=meta, options={"bench_methods": args.bench_methods})
     print(f"gpu_check on {meta['device']} ({meta['versions']}), budget {args.budget:.0f} s -> {path}", flush=True)
     scale = args.budget / sum(SECTIONS[name] for name in args.sections)
     for name in args.sections:

@@ -39,6 +39,9 @@ except ImportError:  # the torch path needs nothing from here
 
 AVAILABLE = triton is not None
 BLOCK = 1024
+# The backward reads θ̃ back from its own 8-byte atomics (see _add_and_fetch_theta). False: a separate 4-byte gather
+# beside a 4-byte atomic, as before; bench/gpu_check.py times both side by side (kernel_costs).
+PAIRED_ATOMICS = True
 SELF_CHECK_COUNT = 4096  # coordinates per end of the space compared with torch at first use (see _self_check)
 
 
@@ -211,11 +214,12 @@ if AVAILABLE:
     @triton.jit(do_not_specialize=_SCALARS)
     def _reduce_kernel(grad_ptr, sums_ptr, base_ptr, weight_ptr, numel, start, seed, k0, k1, k2, k3, dropout_seed, p,
                        D: tl.constexpr, SIZE: tl.constexpr, HALF_BITS: tl.constexpr, BALANCED: tl.constexpr,
-                       HAS_DROPOUT: tl.constexpr, WRITE_WEIGHT: tl.constexpr, BLOCK_SIZE: tl.constexpr):
+                       HAS_DROPOUT: tl.constexpr, WRITE_WEIGHT: tl.constexpr, PAIRED: tl.constexpr,
+                       BLOCK_SIZE: tl.constexpr):
         """sums[g(i)] += mask_i · ∇w_i (float32 atomics); with WRITE_WEIGHT also weight = W0 + ΔW from the same ids.
 
-        With WRITE_WEIGHT, ``sums_ptr`` holds d pairs (sum_j, θ̃_j) and one 8-byte atomic per coordinate both adds
-        into sum_j and returns θ̃_j (see _add_and_fetch_theta).
+        With WRITE_WEIGHT, ``sums_ptr`` holds d pairs (sum_j, θ̃_j), and with PAIRED one 8-byte atomic per
+        coordinate both adds into sum_j and returns θ̃_j (see _add_and_fetch_theta).
         """
         offsets = tl.program_id(0).to(tl.int64) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
         inside = offsets < numel
@@ -224,8 +228,13 @@ if AVAILABLE:
         kept = _kept_scale(index, dropout_seed, p, HAS_DROPOUT)
         grad = tl.load(grad_ptr + offsets, mask=inside, other=0.0).to(tl.float32) * kept
         if WRITE_WEIGHT:
+            if PAIRED:
+                theta = _add_and_fetch_theta(sums_ptr, ids, grad, inside)
+            else:
+                tl.atomic_add(sums_ptr + ids * 2, grad, mask=inside, sem="relaxed")
+                theta = tl.load(sums_ptr + ids * 2 + 1, mask=inside, other=0.0)
             out_type = weight_ptr.dtype.element_ty
-            delta = _rounded(_add_and_fetch_theta(sums_ptr, ids, grad, inside) * kept, out_type)
+            delta = _rounded(theta * kept, out_type)
             value = _rounded(tl.load(base_ptr + offsets, mask=inside).to(tl.float32) + delta.to(tl.float32), out_type)
             tl.store(weight_ptr + offsets, value, mask=inside)
         else:
@@ -397,7 +406,7 @@ def _group_sums(partition, grad, start, *, dropout_seed=None, p=0.0, base=None, 
         _reduce_kernel[_grid(grad.numel())](
             grad, sums, base.contiguous() if base is not None else grad, weight if base is not None else grad,
             grad.numel(), **_partition_args(partition, start), **_dropout_args(dropout_seed, p),
-            WRITE_WEIGHT=base is not None, BLOCK_SIZE=BLOCK,
+            WRITE_WEIGHT=base is not None, PAIRED=PAIRED_ATOMICS, BLOCK_SIZE=BLOCK,
         )
     return sums if base is None else (sums[:, 0], weight)
 

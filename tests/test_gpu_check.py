@@ -182,6 +182,23 @@ def test_chosen_sections_share_the_whole_budget_in_proportion(tmp_path, monkeypa
     assert sum(section["budget_s"] for section in sections.values()) == pytest.approx(230)
 
 
+def test_bench_methods_choose_the_7b_rows_and_the_profile_follows(tmp_path, monkeypatch):
+    monkeypatch.setattr(gpu_check, "why_not_runnable", lambda: None)
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    monkeypatch.setattr("torch.cuda.get_device_name", lambda *a: "Fake GPU")
+    measured = []
+    monkeypatch.setattr(gpu_check, "case_bench_method", lambda method, rows: measured.append(method))
+    monkeypatch.setattr(gpu_check, "case_profile", lambda: {"ok": None, "detail": "profiled"})
+    gpu_check.main(["--out", str(tmp_path / "r.json"), "--sections", "bench_7b", "--bench-methods", "lora",
+                    "gpart-triton"])
+    assert measured == ["lora", "gpart-triton"]
+    names = [c["name"] for c in json.loads((tmp_path / "r.json").read_text())["cases"]]
+    assert names == ["llama2-7b lora", "llama2-7b gpart-triton", "7B target: ≤ 1.10× LoRA, memory ≤ LoRA",
+                     "7B step profile: floor vs GPart Triton"]
+    with pytest.raises(SystemExit):
+        gpu_check.parse_args(["--bench-methods", "qlora"])
+
+
 def test_a_report_inside_the_repository_is_recorded_by_its_relative_path():
     assert gpu_check.shown_path(gpu_check.RESULTS_DIR / "gpu_check.json") == "bench/results/gpu_check.json"
 
@@ -251,6 +268,25 @@ def test_a_peft_without_unilora_gives_a_skipped_row_with_its_reason_not_an_error
     assert rows["unilora"]["status"] == "skipped"
     assert result["ok"] is None and result["detail"].startswith("skipped: cannot import name 'UniLoraConfig'")
     assert gpu_check.case_target(rows)["ok"] is None  # no LoRA or GPart row: no verdict, no crash
+
+
+def test_the_step_profile_sorts_device_time_by_kind_per_method(on_cpu, monkeypatch):
+    """The profile case on the tiny Llama on CPU (operations' self times stand in for kernels' device times)."""
+    from bench import step_bench
+
+    monkeypatch.setattr(step_bench, "_in_fresh_process", lambda function, *args: function(*args))
+    result = gpu_check.case_profile(("floor", "gpart-torch"), shape="tiny-llama", rows=5)
+    profiles = result["profiles"]
+    assert list(profiles) == ["floor", "gpart-torch"] and "floor:" in result["detail"]
+    for found in profiles.values():
+        assert set(found["by_kind_ms"]) == {"gpart", "matmul", "attention", "other"}
+        assert found["by_kind_ms"]["matmul"] > 0
+        assert sum(found["by_kind_ms"].values()) == pytest.approx(found["total_ms"], abs=0.01)
+        times = [ms for _, _, ms in found["top"]]
+        assert len(times) == 5 and times == sorted(times, reverse=True)
+    assert step_bench._kernel_kind("_reduce_kernel") == "gpart"
+    assert step_bench._kernel_kind("nvjet_tst_128x256_64x4_2x1_v_bz_coopB_TNT") == "matmul"
+    assert step_bench._kernel_kind("void at::native::vectorized_elementwise_kernel<4, ...>") == "other"
 
 
 def test_a_wrong_kernel_fails_the_equivalence_case(on_cpu, monkeypatch):

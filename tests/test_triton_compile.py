@@ -45,7 +45,8 @@ def variants():
         for write in (False, True):
             yield ("reduce+weight" if write else "reduce", T._reduce_kernel, [("grad_ptr", "*" + dtype),
                    ("sums_ptr", "*fp32"), ("base_ptr", "*" + dtype), ("weight_ptr", "*" + dtype),
-                   ("numel", "i64")] + scalars + dropout, dict(part, HAS_DROPOUT=drop, WRITE_WEIGHT=write), balanced)
+                   ("numel", "i64")] + scalars + dropout, dict(part, HAS_DROPOUT=drop, WRITE_WEIGHT=write, PAIRED=T.PAIRED_ATOMICS),
+                   balanced)
 
 report = []
 for name, fn, signature, constants, balanced in variants():

@@ -369,10 +369,13 @@ def test_bf16_weight_keeps_the_gpus_canonical_nan():
                                rtol=0, atol=0, equal_nan=True)
 
 
+@pytest.mark.parametrize("paired", [True, False])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_the_rebuilt_weight_equals_the_built_one_bit_for_bit_signed_zeros_included(dtype):
+def test_the_rebuilt_weight_equals_the_built_one_bit_for_bit_signed_zeros_included(dtype, paired, monkeypatch):
     """The backward reads θ̃ back from its own atomics, which add -0.0 to it: every later reader of a group must see
-    θ̃ unchanged (adding +0.0 would turn a -0.0 into +0.0, and -0.0 + -0.0 into +0.0 in the weight)."""
+    θ̃ unchanged (adding +0.0 would turn a -0.0 into +0.0, and -0.0 + -0.0 into +0.0 in the weight). The unpaired
+    variant (a gather beside each atomic, kept for side-by-side timing) gives the same."""
+    monkeypatch.setattr(triton_ops, "PAIRED_ATOMICS", paired)
     partition = Partition(256, 5, seed=4)  # about 51 coordinates per group: each θ̃_j is read back many times
     scaled_theta = torch.tensor([-0.0, 0.0, -1.5, 2.0**-20, float("nan")])
     base = torch.full((16, 16), -0.0).to(dtype)
