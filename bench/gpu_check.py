@@ -626,7 +626,7 @@ def case_kernel_costs() -> dict:
                                                                  dropout_seed=5, p=0.05))
     times["reduce+weight"] = _median_ms(lambda: triton_ops.group_sums(partition, grad, 0, base=base,
                                                                       scaled_theta=scaled))
-    with _setting(triton_ops, "PAIRED_ATOMICS", False):  # θ̃ gathered beside each atomic, as before pairing
+    with _setting(triton_ops, "PAIRED_ATOMICS", False):  # θ̃ gathered beside each atomic: two random accesses
         times["reduce+weight unpaired"] = _median_ms(lambda: triton_ops.group_sums(partition, grad, 0, base=base,
                                                                                    scaled_theta=scaled))
     for d in (1, 64, 4096, 524_288):

@@ -39,8 +39,8 @@ except ImportError:  # the torch path needs nothing from here
 
 AVAILABLE = triton is not None
 BLOCK = 1024
-# The backward reads θ̃ back from its own 8-byte atomics (see _add_and_fetch_theta). False: a separate 4-byte gather
-# beside a 4-byte atomic, as before; bench/gpu_check.py times both side by side (kernel_costs).
+# The backward reads θ̃ back from its own 8-byte atomics where the GPU has them (see _paired_atomics). False: a
+# 4-byte gather beside each 4-byte atomic, kept so that bench/gpu_check.py can time both side by side.
 PAIRED_ATOMICS = True
 SELF_CHECK_COUNT = 4096  # coordinates per end of the space compared with torch at first use (see _self_check)
 
@@ -244,10 +244,11 @@ if AVAILABLE:
     def _add_and_fetch_theta(pairs_ptr, ids, grad, inside):
         """Atomically add (grad, -0.0) to the pairs (sum_j, θ̃_j) at ``ids``; return θ̃_j as it was.
 
-        Random accesses into L2 bound this kernel, and gathering θ̃ was one per coordinate besides the atomic: riding
-        on the atomic's return value (sm_90's atom.global.v2.f32), it costs none. Adding -0.0 leaves every float as
-        it is (-0.0 and NaN included), except that the GPU's float atomics flush a subnormal θ̃_j (|θ̃_j| < 2⁻¹²⁶)
-        to zero for the coordinates that read it after the first: a difference below 2⁻¹²⁶ in the rebuilt weight.
+        Random accesses into L2 bound this kernel; a gather of θ̃ would be a second one per coordinate beside the
+        atomic. Riding on the atomic's return value (sm_90's atom.global.v2.f32), θ̃ costs none. Adding -0.0 leaves
+        every float as it is (-0.0 and NaN included), except that the GPU's float atomics flush a subnormal θ̃_j
+        (|θ̃_j| < 2⁻¹²⁶) to zero for the coordinates that read it after the first: a difference below 2⁻¹²⁶ in the
+        rebuilt weight.
         """
         lanes = tl.arange(0, 2)
         negative_zero = tl.full(grad.shape, 0x80000000, tl.uint32).to(tl.float32, bitcast=True)
@@ -406,9 +407,21 @@ def _group_sums(partition, grad, start, *, dropout_seed=None, p=0.0, base=None, 
         _reduce_kernel[_grid(grad.numel())](
             grad, sums, base.contiguous() if base is not None else grad, weight if base is not None else grad,
             grad.numel(), **_partition_args(partition, start), **_dropout_args(dropout_seed, p),
-            WRITE_WEIGHT=base is not None, PAIRED=PAIRED_ATOMICS, BLOCK_SIZE=BLOCK,
+            WRITE_WEIGHT=base is not None, PAIRED=_paired_atomics(grad.device), BLOCK_SIZE=BLOCK,
         )
     return sums if base is None else (sums[:, 0], weight)
+
+
+def _paired_atomics(device: torch.device) -> bool:
+    """Whether the backward reads θ̃ back from 8-byte paired atomics: GPUs from sm_90 on have them; on older ones
+    they split into two scalar atomics, one of them on θ̃, and a plain gather costs less. (The interpreter runs both.)
+    """
+    return PAIRED_ATOMICS and (device.type != "cuda" or _compute_capability(device.index) >= (9, 0))
+
+
+@functools.lru_cache(maxsize=None)
+def _compute_capability(index: int | None) -> tuple[int, int]:
+    return torch.cuda.get_device_capability(index)
 
 
 # ------------------------------------------------------------------------------------------- autograd, per layer

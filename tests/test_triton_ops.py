@@ -470,3 +470,14 @@ def test_auto_picks_torch_under_deterministic_algorithms(monkeypatch):
         assert "deterministic" in triton_ops.auto_prefers_torch()
     finally:
         torch.use_deterministic_algorithms(previous)
+
+
+def test_paired_atomics_only_where_the_gpu_has_them(monkeypatch):
+    """sm_90+ has 8-byte float atomics; older GPUs would split each into two scalar ones (one on θ̃), so they gather."""
+    capabilities = {0: (9, 0), 1: (8, 0)}
+    monkeypatch.setattr(triton_ops, "_compute_capability", lambda index: capabilities[index])
+    assert triton_ops._paired_atomics(torch.device("cuda", 0))
+    assert not triton_ops._paired_atomics(torch.device("cuda", 1))
+    assert triton_ops._paired_atomics(torch.device("cpu"))  # the interpreter: the tests run the paired kernel
+    monkeypatch.setattr(triton_ops, "PAIRED_ATOMICS", False)
+    assert not triton_ops._paired_atomics(torch.device("cuda", 0))
