@@ -255,7 +255,7 @@ if AVAILABLE:
         before = tl.atomic_add(pairs_ptr + ids[:, None] * 2 + lanes[None, :], tl.join(grad, negative_zero),
                                mask=inside[:, None], sem="relaxed")
         _, theta = tl.split(before)
-        return theta
+        return tl.where(inside, theta, 0.0)  # masked-off lanes return undefined bits (the interpreter's: garbage)
 else:
     _INTERPRET_AT_IMPORT = False
 
