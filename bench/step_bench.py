@@ -26,7 +26,7 @@ import os
 import statistics
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+import traceback
 from datetime import datetime, timezone
 from multiprocessing import get_context
 from pathlib import Path
@@ -267,6 +267,61 @@ def profile_steps(methods: list[str], shape: dict, device: str, threads: int, ro
     return "\n".join(reports)
 
 
+# Kernel (CUDA) or operation (CPU) names by what they compute, for profile_kernels' totals; first match wins.
+KERNEL_KINDS = {
+    "gpart": ("_build_kernel", "_reduce_kernel", "_ids_kernel"),
+    "matmul": ("gemm", "nvjet", "xmma", "cutlass", "cublas", "aten::mm", "aten::addmm", "aten::bmm"),
+    "attention": ("flash", "fmha", "attention", "sdpa", "cudnn"),
+}
+
+
+def profile_kernels(methods: list[str], shape: dict, device: str, threads: int, rows: int) -> dict:
+    """Per method, one profiled step after a warm-up step: where its device time goes, as numbers.
+
+    {method: {"step_s", "total_ms", "by_kind_ms" (KERNEL_KINDS and "other"), "top" ([name, calls, ms] by time)}}.
+    On CUDA the kernels' own times (each kernel once, not again under the operation that launched it); on CPU the
+    operations' self times.
+    """
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.set_num_threads(threads)
+    cuda = device == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    found = {}
+    for method, model, optimizer, batch in _prepared(methods, shape, device):
+        train_step(model, optimizer, batch, sync)
+        with profile(activities=activities) as profiler:
+            seconds, _, _ = train_step(model, optimizer, batch, sync)
+        found[method] = dict(step_s=seconds, **_kernel_times(profiler.key_averages(), cuda, rows))
+        del model, optimizer
+    return found
+
+
+def _kernel_times(events, cuda: bool, rows: int) -> dict:
+    from torch.autograd import DeviceType
+
+    if cuda:
+        timed = [(e.key, e.count, getattr(e, "self_device_time_total", 0.0) / 1e3) for e in events
+                 if e.device_type == DeviceType.CUDA]
+    else:
+        timed = [(e.key, e.count, e.self_cpu_time_total / 1e3) for e in events]
+    by_kind = {kind: 0.0 for kind in (*KERNEL_KINDS, "other")}
+    for name, _, ms in timed:
+        by_kind[_kernel_kind(name)] += ms
+    top = sorted(timed, key=lambda row: -row[2])[:rows]
+    return {"total_ms": round(sum(ms for _, _, ms in timed), 3),
+            "by_kind_ms": {kind: round(ms, 3) for kind, ms in by_kind.items()},
+            "top": [[name[:90], count, round(ms, 3)] for name, count, ms in top]}
+
+
+def _kernel_kind(name: str) -> str:
+    lowered = name.lower()
+    return next((kind for kind, marks in KERNEL_KINDS.items() if any(mark.lower() in lowered for mark in marks)),
+                "other")
+
+
 def _label_gpart_sections(patch=setattr):
     """Name GPart's per-layer work in the profile (numpy's hashing is no torch operation and is otherwise unseen).
 
@@ -412,8 +467,44 @@ def main(argv=None) -> dict:
 
 
 def _in_fresh_process(function, *args):
-    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
-        return pool.submit(function, *args).result()
+    """``function(*args)`` in a new (spawned) process: its result, or its exception raised here.
+
+    Interrupted while it waits (Ctrl-C, or ``bench.gpu_check`` stopping a case at its deadline), this kills the
+    child instead of waiting for it: a 7B step loop would otherwise run on past any time budget.
+    """
+    context = get_context("spawn")
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(target=_run_and_send, args=(send, function, args), daemon=True)
+    child.start()
+    send.close()  # the child holds the only writing end: a child that dies makes recv() raise EOFError
+    try:
+        status, value = receive.recv()
+    except EOFError:
+        child.join()
+        raise RuntimeError(f"the process running {function.__name__} died (exit code {child.exitcode})") from None
+    except BaseException:
+        child.kill()
+        raise
+    finally:
+        child.join()
+        receive.close()
+    if status == "error":
+        raise value
+    return value
+
+
+def _run_and_send(send, function, args):
+    """The child's side of _in_fresh_process: send ("ok", result) or ("error", exception with its traceback)."""
+    try:
+        reply = ("ok", function(*args))
+    except BaseException as error:  # noqa: BLE001 (re-raised in the parent)
+        error.add_note(f"in the fresh process:\n{traceback.format_exc()}")
+        reply = ("error", error)
+    try:
+        send.send(reply)
+    except Exception as unpicklable:  # an exception that cannot be pickled still arrives, as text
+        send.send(("error", RuntimeError(f"{reply[1]!r} (not picklable: {unpicklable})")))
+    send.close()
 
 
 def _device_name(device: str) -> str:

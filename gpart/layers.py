@@ -18,7 +18,7 @@ from torch.utils.checkpoint import checkpoint
 
 from gpart.config import GPartConfig
 from gpart.layout import _is_hf_conv1d, _out_in
-from gpart.partition import Partition
+from gpart.partition import Partition, _as_int64, splitmix64
 
 
 class GPartAdapter(nn.Module):
@@ -38,6 +38,7 @@ class GPartAdapter(nn.Module):
         self.theta = nn.Parameter(theta)
         self.register_buffer("scale", partition.scale().to(device), persistent=False)
         self.backends_ran: set[str] = set()  # "torch"/"triton": the paths layers actually took (run records)
+        self.triton_refused: dict[str, list[str]] = {}  # why the kernels cannot run some layers -> their names
         self._id_cache: dict[tuple, torch.Tensor] = {}  # (start, count, device) -> int32 ids, within the budget
         self.id_cache_bytes = 0
 
@@ -61,9 +62,14 @@ class GPartAdapter(nn.Module):
         return f"d={c.d}, N={self.partition.size}, assignment={c.assignment}, seed={c.seed}, isometric={c.isometric}"
 
 
-def _dropout_mask(shape, p: float, seed: int, device) -> torch.Tensor:
-    """A keep-mask scaled by 1/(1-p), reproducible from ``seed`` so backward rebuilds the forward's mask."""
-    generator = torch.Generator(device=device).manual_seed(seed)
+def _dropout_mask(shape, p: float, seed: int, start: int, device) -> torch.Tensor:
+    """A keep-mask scaled by 1/(1-p), reproducible from ``seed`` so backward rebuilds the forward's mask.
+
+    The generator is seeded by the forward's dropout seed mixed with the tensor's global ``start``: a layer's weight
+    and bias draw separate streams (one seed for both would make the bias's mask the first entries of the weight's).
+    """
+    stream = int(splitmix64(torch.tensor([_as_int64(seed + start)]))[0]) & ((1 << 63) - 1)
+    generator = torch.Generator(device=device).manual_seed(stream)
     keep = torch.rand(shape, generator=generator, device=device) >= p
     return keep / (1.0 - p)
 
@@ -125,14 +131,13 @@ class GPartLayer(nn.Module):
             ids = self.group_ids(name, scaled_theta.device) if ids is None else ids
             delta = scaled_theta.index_select(0, ids).view(base.shape)  # ~4x faster on CPU than scaled_theta[ids]
         if dropout_seed is not None:
-            delta = delta * _dropout_mask(base.shape, self.adapter.config.dropout, dropout_seed, base.device)
+            delta = delta * self._dropout_mask(name, dropout_seed)
         return delta
 
     def theta_grad(self, grad: torch.Tensor, name: str, dropout_seed: int | None = None, ids=None) -> torch.Tensor:
         """Pᵀ restricted to this tensor's rows: group sums of ``grad`` (dropout-masked), times 1/sqrt(n_j)."""
-        base = getattr(self.base_layer, name)
         if dropout_seed is not None:
-            grad = grad * _dropout_mask(base.shape, self.adapter.config.dropout, dropout_seed, base.device)
+            grad = grad * self._dropout_mask(name, dropout_seed)
         dtype = self.adapter.theta.dtype  # float32 in training; float64 under gradcheck
         if self.adapter.matrix_free:
             sums = self.adapter.partition.project_transpose(grad.reshape(-1).to(dtype), dict(self._adapted())[name])
@@ -141,6 +146,11 @@ class GPartLayer(nn.Module):
         sums = torch.zeros(self.adapter.config.d, dtype=dtype, device=grad.device)
         sums.index_add_(0, ids, grad.reshape(-1).to(dtype))
         return sums * self.adapter.scale.to(dtype)
+
+    def _dropout_mask(self, name: str, seed: int) -> torch.Tensor:
+        """The torch path's dropout keep-scale for ``base_layer.<name>`` under the forward's seed."""
+        base = getattr(self.base_layer, name)
+        return _dropout_mask(base.shape, self.adapter.config.dropout, seed, dict(self._adapted())[name], base.device)
 
     def effective(self, scaled_theta: torch.Tensor, dropout_seed: int | None) -> dict[str, torch.Tensor]:
         """W0 + ΔW (and b0 + Δb) for every adapted tensor."""
@@ -213,7 +223,7 @@ class _AdaptedLinear(torch.autograd.Function):
         base = layer.base_layer.weight
         # Hashed and drawn once, used both to rebuild W and to reduce ∇W.
         ids = layer.group_ids("weight", grad_out.device)
-        keep = None if seed is None else _dropout_mask(base.shape, layer.adapter.config.dropout, seed, base.device)
+        keep = None if seed is None else layer._dropout_mask("weight", seed)
         grad_x = None
         if ctx.needs_input_grad[0]:
             delta = layer.delta(theta * layer.adapter.scale, "weight", ids=ids)

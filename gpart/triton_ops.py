@@ -4,7 +4,8 @@ The pure-torch path in ``gpart.layers`` is the reference and the CPU default. Th
 things without ever writing a group-id tensor: each program hashes the global indices of its block of coordinates
 in registers (splitmix64, or the keyed Feistel bijection for ``balanced``), gathers θ_j / sqrt(n_j) from the
 d-sized vector, and either adds it to W0 (forward) or atomically adds the weight gradient into a float32 θ-sized
-buffer (backward). One backward kernel does both for a layer, so the ids are hashed twice per step, not three times.
+buffer (backward). One backward kernel does both for a layer, so the ids are hashed twice per step, not three times,
+and there θ̃ comes back with the atomic itself (one random access per coordinate, not two: ``_add_and_fetch_theta``).
 
 * The group ids, W0 + ΔW and the group sums are bit-for-bit those of ``gpart.partition`` and plain torch (checked
   in ``tests/test_triton_ops.py``, and once per partition, device and dtype at first use, see ``_self_check``);
@@ -38,6 +39,9 @@ except ImportError:  # the torch path needs nothing from here
 
 AVAILABLE = triton is not None
 BLOCK = 1024
+# The backward reads θ̃ back from its own 8-byte atomics where the GPU has them (see _paired_atomics). False: a
+# 4-byte gather beside each 4-byte atomic, kept so that bench/gpu_check.py can time both side by side.
+PAIRED_ATOMICS = True
 SELF_CHECK_COUNT = 4096  # coordinates per end of the space compared with torch at first use (see _self_check)
 
 
@@ -62,6 +66,23 @@ def selected(backend: str, device: torch.device) -> bool:
     return True
 
 
+# Weight and θ dtypes the kernels compute exactly as torch does (they add, gather and reduce in float32).
+DTYPES = (torch.bfloat16, torch.float16, torch.float32)
+
+
+def unsupported(weight_dtype: torch.dtype, theta_dtype: torch.dtype) -> str | None:
+    """Why the kernels cannot run a layer with these weight and θ dtypes (float64: they would round to float32)."""
+    allowed = ", ".join(_dtype_name(dtype) for dtype in DTYPES)
+    for what, dtype in (("weights", weight_dtype), ("θ", theta_dtype)):
+        if dtype not in DTYPES:
+            return f"{_dtype_name(dtype)} {what} (the kernels compute in float32; they support {allowed})"
+    return None
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
 def auto_prefers_torch() -> str | None:
     """Why ``backend="auto"`` keeps CUDA tensors on the torch path, or None when Triton may run them."""
     if torch.are_deterministic_algorithms_enabled():
@@ -79,8 +100,13 @@ if AVAILABLE:
 
     @triton.jit
     def _u64(value):
-        """A scalar int argument (any width, int64 bit pattern of a uint64) as uint64."""
-        return value.to(tl.int64).to(tl.uint64, bitcast=True)
+        """A scalar int argument (any width, int64 bit pattern of a uint64) as uint64.
+
+        A plain cast: Triton types an int argument by its value (int32, uint32 for [2^31, 2^32), int64), widens it
+        by its own signedness and keeps the bits of a same-width one, so each arrives as its uint64 pattern. (A
+        bitcast through int64 compiles the same on a GPU, but the interpreter refuses it for a uint32.)
+        """
+        return value.to(tl.uint64)
 
     @triton.jit
     def _splitmix64(x):
@@ -186,23 +212,50 @@ if AVAILABLE:
         tl.store(out_ptr + offsets, value, mask=inside)
 
     @triton.jit(do_not_specialize=_SCALARS)
-    def _reduce_kernel(grad_ptr, sums_ptr, base_ptr, scaled_theta_ptr, weight_ptr, numel, start, seed,
-                       k0, k1, k2, k3, dropout_seed, p,
+    def _reduce_kernel(grad_ptr, sums_ptr, base_ptr, weight_ptr, numel, start, seed, k0, k1, k2, k3, dropout_seed, p,
                        D: tl.constexpr, SIZE: tl.constexpr, HALF_BITS: tl.constexpr, BALANCED: tl.constexpr,
-                       HAS_DROPOUT: tl.constexpr, WRITE_WEIGHT: tl.constexpr, BLOCK_SIZE: tl.constexpr):
-        """sums[g(i)] += mask_i · ∇w_i (float32 atomics); with WRITE_WEIGHT also weight = W0 + ΔW from the same ids."""
+                       HAS_DROPOUT: tl.constexpr, WRITE_WEIGHT: tl.constexpr, PAIRED: tl.constexpr,
+                       BLOCK_SIZE: tl.constexpr):
+        """sums[g(i)] += mask_i · ∇w_i (float32 atomics); with WRITE_WEIGHT also weight = W0 + ΔW from the same ids.
+
+        With WRITE_WEIGHT, ``sums_ptr`` holds d pairs (sum_j, θ̃_j), and with PAIRED one 8-byte atomic per
+        coordinate both adds into sum_j and returns θ̃_j (see _add_and_fetch_theta).
+        """
         offsets = tl.program_id(0).to(tl.int64) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
         inside = offsets < numel
         index = _global_index(offsets, start)
         ids = _group_ids(index, seed, k0, k1, k2, k3, D, SIZE, HALF_BITS, BALANCED)
         kept = _kept_scale(index, dropout_seed, p, HAS_DROPOUT)
-        grad = tl.load(grad_ptr + offsets, mask=inside, other=0.0).to(tl.float32)
-        tl.atomic_add(sums_ptr + ids, grad * kept, mask=inside, sem="relaxed")
+        grad = tl.load(grad_ptr + offsets, mask=inside, other=0.0).to(tl.float32) * kept
         if WRITE_WEIGHT:
+            if PAIRED:
+                theta = _add_and_fetch_theta(sums_ptr, ids, grad, inside)
+            else:
+                tl.atomic_add(sums_ptr + ids * 2, grad, mask=inside, sem="relaxed")
+                theta = tl.load(sums_ptr + ids * 2 + 1, mask=inside, other=0.0)
             out_type = weight_ptr.dtype.element_ty
-            delta = _rounded(tl.load(scaled_theta_ptr + ids, mask=inside, other=0.0) * kept, out_type)
+            delta = _rounded(theta * kept, out_type)
             value = _rounded(tl.load(base_ptr + offsets, mask=inside).to(tl.float32) + delta.to(tl.float32), out_type)
             tl.store(weight_ptr + offsets, value, mask=inside)
+        else:
+            tl.atomic_add(sums_ptr + ids, grad, mask=inside, sem="relaxed")
+
+    @triton.jit
+    def _add_and_fetch_theta(pairs_ptr, ids, grad, inside):
+        """Atomically add (grad, -0.0) to the pairs (sum_j, θ̃_j) at ``ids``; return θ̃_j as it was.
+
+        Random accesses into L2 bound this kernel; a gather of θ̃ would be a second one per coordinate beside the
+        atomic. Riding on the atomic's return value (sm_90's atom.global.v2.f32), θ̃ costs none. Adding -0.0 leaves
+        every float as it is (-0.0 and NaN included), except that the GPU's float atomics flush a subnormal θ̃_j
+        (|θ̃_j| < 2⁻¹²⁶) to zero for the coordinates that read it after the first: a difference below 2⁻¹²⁶ in the
+        rebuilt weight.
+        """
+        lanes = tl.arange(0, 2)
+        negative_zero = tl.full(grad.shape, 0x80000000, tl.uint32).to(tl.float32, bitcast=True)
+        before = tl.atomic_add(pairs_ptr + ids[:, None] * 2 + lanes[None, :], tl.join(grad, negative_zero),
+                               mask=inside[:, None], sem="relaxed")
+        _, theta = tl.split(before)
+        return tl.where(inside, theta, 0.0)  # masked-off lanes return undefined bits (the interpreter's: garbage)
 else:
     _INTERPRET_AT_IMPORT = False
 
@@ -343,17 +396,32 @@ def group_sums(partition: Partition, grad: torch.Tensor, start: int, *, dropout_
 
 def _group_sums(partition, grad, start, *, dropout_seed=None, p=0.0, base=None, scaled_theta=None):
     grad = grad.contiguous()
-    sums = torch.zeros(partition.d, dtype=torch.float32, device=grad.device)
-    # Row-major like the kernel writes it, whatever base's strides (a transposed weight's would scramble ∇x).
-    weight = torch.empty(base.shape, dtype=base.dtype, device=base.device) if base is not None else None
+    if base is None:
+        sums = torch.zeros(partition.d, dtype=torch.float32, device=grad.device)
+        weight = None
+    else:  # d pairs (0, θ̃_j): the kernel adds into the first and reads the second with one atomic
+        sums = F.pad(scaled_theta.float().unsqueeze(1), (1, 0))
+        # Row-major like the kernel writes it, whatever base's strides (a transposed weight's would scramble ∇x).
+        weight = torch.empty(base.shape, dtype=base.dtype, device=base.device)
     with _on(grad.device):
         _reduce_kernel[_grid(grad.numel())](
-            grad, sums, base.contiguous() if base is not None else grad,
-            scaled_theta.contiguous() if base is not None else sums, weight if base is not None else grad,
+            grad, sums, base.contiguous() if base is not None else grad, weight if base is not None else grad,
             grad.numel(), **_partition_args(partition, start), **_dropout_args(dropout_seed, p),
-            WRITE_WEIGHT=base is not None, BLOCK_SIZE=BLOCK,
+            WRITE_WEIGHT=base is not None, PAIRED=_paired_atomics(grad.device), BLOCK_SIZE=BLOCK,
         )
-    return sums if base is None else (sums, weight)
+    return sums if base is None else (sums[:, 0], weight)
+
+
+def _paired_atomics(device: torch.device) -> bool:
+    """Whether the backward reads θ̃ back from 8-byte paired atomics: GPUs from sm_90 on have them; on older ones
+    they split into two scalar atomics, one of them on θ̃, and a plain gather costs less. (The interpreter runs both.)
+    """
+    return PAIRED_ATOMICS and (device.type != "cuda" or _compute_capability(device.index) >= (9, 0))
+
+
+@functools.lru_cache(maxsize=None)
+def _compute_capability(index: int | None) -> tuple[int, int]:
+    return torch.cuda.get_device_capability(index)
 
 
 # ------------------------------------------------------------------------------------------- autograd, per layer

@@ -146,6 +146,20 @@ def test_gradcheck_with_dropout_uses_the_same_mask_in_backward():
     assert not torch.allclose(first, f(theta)), "dropout must be active in training and off in eval"
 
 
+def test_weight_and_bias_draw_different_dropout_masks():
+    """Each adapted tensor draws its own mask stream: a bias's mask is not the first entries of its weight's (one
+    generator seed for both made them equal)."""
+    model = make(d=7, targets=["query"], bias="partitioned", dropout=0.5)
+    layer, ones = model.query, torch.ones(7)
+    for seed in (31, 2**61 + 3):
+        weight_kept = layer.delta(ones, "weight", seed) != 0
+        bias_kept = layer.delta(ones, "bias", seed) != 0
+        assert not torch.equal(bias_kept, weight_kept.flatten()[: bias_kept.numel()])
+        assert torch.equal(weight_kept, layer.delta(ones, "weight", seed) != 0)  # and each repeats under its seed
+    kept = torch.cat([layer.delta(ones, "bias", seed) != 0 for seed in range(64)])  # 512 draws
+    assert 0.4 < kept.float().mean() < 0.6
+
+
 class OneLinear(nn.Module):
     def __init__(self, n_in, n_out):
         super().__init__()

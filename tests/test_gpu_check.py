@@ -4,6 +4,10 @@ not this script).
 """
 
 import json
+import multiprocessing
+import signal
+import threading
+import time
 
 import pytest
 
@@ -66,6 +70,61 @@ def test_report_is_on_disk_after_every_case_and_budgets_skip_what_is_left(tmp_pa
     assert [p.name for p in path.parent.iterdir()] == ["report.json"]  # atomic: no temporary left
 
 
+needs_alarm = pytest.mark.skipif(not hasattr(signal, "setitimer") or threading.current_thread()
+                                 is not threading.main_thread(), reason="case deadlines use SIGALRM in the main thread")
+
+
+def sleeps_through_exceptions(seconds):
+    """A case whose code catches Exception (as the Triton guard does): the deadline must still stop it."""
+    try:
+        time.sleep(seconds)
+    except Exception:
+        return {"ok": True, "detail": "swallowed the deadline"}
+    return {"ok": True}
+
+
+@needs_alarm
+def test_a_case_running_past_its_section_is_stopped_and_recorded_as_overrun(tmp_path):
+    check = gpu_check.Check(tmp_path / "r.json", budget_s=100)
+    check.start_section("slow", 0.5)
+    started = time.monotonic()
+    entry = check.case("sleeps", sleeps_through_exceptions, 30)
+    assert time.monotonic() - started < 5
+    assert entry["status"] == "overrun" and "section slow's time budget ran out" in entry["detail"]
+    check.start_section("next", 10)
+    assert check.case("runs after it", lambda: {"ok": True})["status"] == "pass"
+    assert json.loads((tmp_path / "r.json").read_text())["cases"][0]["status"] == "overrun"
+
+
+@needs_alarm
+def test_a_bench_row_past_its_section_has_its_child_process_killed(tmp_path):
+    from bench import step_bench
+
+    check = gpu_check.Check(tmp_path / "r.json", budget_s=100)
+    check.start_section("bench_7b", 3)
+    started = time.monotonic()
+    entry = check.case("a 7B row", step_bench._in_fresh_process, time.sleep, 60)
+    assert entry["status"] == "overrun" and time.monotonic() - started < 15
+    assert multiprocessing.active_children() == []  # killed and reaped, not left running on the GPU
+
+
+def test_summary_prints_the_table_of_a_report_on_disk_even_one_cut_off(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)  # no GPU needed
+    clock, path = FakeClock(), tmp_path / "r.json"
+    check = gpu_check.Check(path, budget_s=100, clock=clock, meta={"device": "H200"})
+    check.start_section("equivalence", 50)
+    check.case("fine", lambda: {"ok": True, "detail": "bit-exact"})
+    clock.now = 12.5
+    check.case("broken", lambda: {"ok": False, "detail": "∇θ 0.5"})  # the run is killed here: no finish()
+    capsys.readouterr()
+    assert gpu_check.main(["--summary", str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2].startswith("FAIL") and "∇θ 0.5" in lines[2] and "bit-exact" in lines[3]
+    assert lines[-1] == "gpu_check cut off (running at its last case) in 12.5 s on H200: 1 FAIL, 1 pass"
+    assert gpu_check.main(["--summary", str(tmp_path / "missing.json")]) == 2
+    assert "cannot read a report there" in capsys.readouterr().out
+
+
 def test_summary_table_puts_failures_first_and_ends_with_the_counts():
     report = {"status": "finished", "elapsed_s": 12.5, "device": "H200", "counts": {"pass": 1, "FAIL": 1},
               "cases": [{"section": "a", "name": "fine", "status": "pass", "detail": "ok"},
@@ -103,10 +162,45 @@ def test_main_runs_every_section_in_order_and_prints_the_table(tmp_path, monkeyp
     report = json.loads((tmp_path / "r.json").read_text())
     assert [c["section"] for c in report["cases"]] == list(gpu_check.SECTIONS)
     assert report["device"] == "Fake GPU" and report["triton_guard_fallback"] is None
+    assert report["report"] == "r.json"  # outside the repository: its name, not this machine's path
+    assert {"torch", "triton", "transformers", "peft", "python"} <= set(report["versions"])
     budgets = [report["sections"][name]["budget_s"] for name in gpu_check.SECTIONS]
-    assert sum(budgets) == pytest.approx(60 * sum(gpu_check.SECTIONS.values()) / gpu_check.TOTAL_BUDGET_S)
+    assert sum(budgets) == pytest.approx(60)
     out = capsys.readouterr().out
     assert "FAIL     bench_7b" in out and f"wrote {tmp_path / 'r.json'}" in out
+
+
+def test_chosen_sections_share_the_whole_budget_in_proportion(tmp_path, monkeypatch):
+    monkeypatch.setattr(gpu_check, "why_not_runnable", lambda: None)
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    monkeypatch.setattr("torch.cuda.get_device_name", lambda *a: "Fake GPU")
+    monkeypatch.setattr(gpu_check, "SECTION_RUNNERS", {name: lambda check: None for name in gpu_check.SECTIONS})
+    gpu_check.main(["--out", str(tmp_path / "r.json"), "--budget", "230", "--sections", "equivalence", "bench_7b"])
+    sections = json.loads((tmp_path / "r.json").read_text())["sections"]
+    share = 230 / (gpu_check.SECTIONS["equivalence"] + gpu_check.SECTIONS["bench_7b"])
+    assert sections["bench_7b"]["budget_s"] == pytest.approx(gpu_check.SECTIONS["bench_7b"] * share)
+    assert sum(section["budget_s"] for section in sections.values()) == pytest.approx(230)
+
+
+def test_bench_methods_choose_the_7b_rows_and_the_profile_follows(tmp_path, monkeypatch):
+    monkeypatch.setattr(gpu_check, "why_not_runnable", lambda: None)
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    monkeypatch.setattr("torch.cuda.get_device_name", lambda *a: "Fake GPU")
+    measured = []
+    monkeypatch.setattr(gpu_check, "case_bench_method", lambda method, rows: measured.append(method))
+    monkeypatch.setattr(gpu_check, "case_profile", lambda: {"ok": None, "detail": "profiled"})
+    gpu_check.main(["--out", str(tmp_path / "r.json"), "--sections", "bench_7b", "--bench-methods", "lora",
+                    "gpart-triton"])
+    assert measured == ["lora", "gpart-triton"]
+    names = [c["name"] for c in json.loads((tmp_path / "r.json").read_text())["cases"]]
+    assert names == ["llama2-7b lora", "llama2-7b gpart-triton", "7B target: ≤ 1.10× LoRA, memory ≤ LoRA",
+                     "7B step profile: floor vs GPart Triton"]
+    with pytest.raises(SystemExit):
+        gpu_check.parse_args(["--bench-methods", "qlora"])
+
+
+def test_a_report_inside_the_repository_is_recorded_by_its_relative_path():
+    assert gpu_check.shown_path(gpu_check.RESULTS_DIR / "gpu_check.json") == "bench/results/gpu_check.json"
 
 
 def fake_row(step_s, peak):
@@ -116,13 +210,11 @@ def fake_row(step_s, peak):
 def test_7b_rows_give_ratios_to_lora_and_the_target_verdict(monkeypatch):
     from bench import step_bench
 
-    measured = {"lora": fake_row(0.2, 26.0), "gpart-triton": fake_row(0.21, 25.0),
-                "unilora": {"method": "unilora", "status": "skipped", "note": "peft too old"}}
+    measured = {"lora": fake_row(0.2, 26.0), "gpart-triton": fake_row(0.21, 25.0)}
     monkeypatch.setattr(step_bench, "_in_fresh_process", lambda function, method, *args: measured[method])
     rows = {}
-    for method in ("lora", "gpart-triton", "unilora"):
-        result = gpu_check.case_bench_method(method, rows)
-    assert result == {"ok": None, "detail": "skipped: peft too old"}
+    for method in ("lora", "gpart-triton"):
+        gpu_check.case_bench_method(method, rows)
     assert gpu_check.case_bench_method("gpart-triton", rows)["ratio_to_lora"] == pytest.approx(1.05)
     assert gpu_check.case_target(rows)["ok"] is True
     rows["gpart-triton"] = fake_row(0.25, 25.0)  # 1.25× LoRA
@@ -161,6 +253,40 @@ def on_cpu(monkeypatch):
 def test_small_cases_pass_on_the_interpreter(on_cpu, case, args, options):
     result = case(*args, **options)
     assert result["ok"] is True, result["detail"]
+
+
+def test_a_peft_without_unilora_gives_a_skipped_row_with_its_reason_not_an_error(on_cpu, monkeypatch):
+    """The real bench path (step_bench.run_method, in process): prepare's ImportError becomes a skipped row."""
+    import peft
+
+    from bench import step_bench
+
+    monkeypatch.delattr(peft, "UniLoraConfig")  # as in a PEFT release that predates Uni-LoRA
+    monkeypatch.setattr(step_bench, "_in_fresh_process", lambda function, *args: function(*args))
+    rows = {}
+    result = gpu_check.case_bench_method("unilora", rows, steps=1, warmup=0, shape="tiny-llama")
+    assert rows["unilora"]["status"] == "skipped"
+    assert result["ok"] is None and result["detail"].startswith("skipped: cannot import name 'UniLoraConfig'")
+    assert gpu_check.case_target(rows)["ok"] is None  # no LoRA or GPart row: no verdict, no crash
+
+
+def test_the_step_profile_sorts_device_time_by_kind_per_method(on_cpu, monkeypatch):
+    """The profile case on the tiny Llama on CPU (operations' self times stand in for kernels' device times)."""
+    from bench import step_bench
+
+    monkeypatch.setattr(step_bench, "_in_fresh_process", lambda function, *args: function(*args))
+    result = gpu_check.case_profile(("floor", "gpart-torch"), shape="tiny-llama", rows=5)
+    profiles = result["profiles"]
+    assert list(profiles) == ["floor", "gpart-torch"] and "floor:" in result["detail"]
+    for found in profiles.values():
+        assert set(found["by_kind_ms"]) == {"gpart", "matmul", "attention", "other"}
+        assert found["by_kind_ms"]["matmul"] > 0
+        assert sum(found["by_kind_ms"].values()) == pytest.approx(found["total_ms"], abs=0.01)
+        times = [ms for _, _, ms in found["top"]]
+        assert len(times) == 5 and times == sorted(times, reverse=True)
+    assert step_bench._kernel_kind("_reduce_kernel") == "gpart"
+    assert step_bench._kernel_kind("nvjet_tst_128x256_64x4_2x1_v_bz_coopB_TNT") == "matmul"
+    assert step_bench._kernel_kind("void at::native::vectorized_elementwise_kernel<4, ...>") == "other"
 
 
 def test_a_wrong_kernel_fails_the_equivalence_case(on_cpu, monkeypatch):

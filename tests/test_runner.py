@@ -234,7 +234,7 @@ def test_cli_sweep_writes_one_record_per_seed_and_a_rerun_skips_them(glue_dir, t
 
 
 @pytest.mark.parametrize("method, backend", [
-    ("gpart", {"requested": "auto", "ran": ["torch"], "fallback": None}), ("lora", None),
+    ("gpart", {"requested": "auto", "ran": ["torch"], "fallback": None, "refused": {}}), ("lora", None),
 ])
 def test_record_names_the_compute_path_that_ran(compose, glue_dir, tmp_path, method, backend):
     """GPart's `auto` on CPU runs the torch path; the record says so (on a GPU: ["triton"], or the fallback)."""

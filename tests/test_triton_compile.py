@@ -2,9 +2,10 @@
 
 The interpreter used by test_triton_ops.py runs kernels as Python and accepts code the GPU compiler rejects (it once
 accepted a helper with two return types). This compiles every kernel variant the library launches — both
-assignments, bf16/fp16/fp32, with and without dropout — and checks two properties of the generated code: ∇θ is
-accumulated with atomics, and `mod d` never becomes a 64-bit division (d is a compile-time constant, so the
-compiler turns it into a multiply-high and shifts; a power-of-two d into a mask).
+assignments, bf16/fp16/fp32, with and without dropout — and checks three properties of the generated code: ∇θ is
+accumulated with atomics; the backward that also rebuilds the weight reads θ̃ back from 8-byte paired atomics
+(atom.global.v2.f32), not with a second random load; and `mod d` never becomes a 64-bit division (d is a
+compile-time constant, so the compiler turns it into a multiply-high and shifts; a power-of-two d into a mask).
 
 Runs in a subprocess: the compiled (non-interpreted) kernels must be defined without TRITON_INTERPRET, which
 test_triton_ops.py sets for its own process.
@@ -42,17 +43,23 @@ def variants():
                ("out_ptr", "*" + dtype), ("numel", "i64")] + scalars + dropout,
                dict(part, HAS_BASE=True, HAS_DROPOUT=drop), balanced)
         for write in (False, True):
-            yield ("reduce", T._reduce_kernel, [("grad_ptr", "*" + dtype), ("sums_ptr", "*fp32"),
-                   ("base_ptr", "*" + dtype), ("scaled_theta_ptr", "*fp32"), ("weight_ptr", "*" + dtype),
-                   ("numel", "i64")] + scalars + dropout, dict(part, HAS_DROPOUT=drop, WRITE_WEIGHT=write), balanced)
+            yield ("reduce+weight" if write else "reduce", T._reduce_kernel, [("grad_ptr", "*" + dtype),
+                   ("sums_ptr", "*fp32"), ("base_ptr", "*" + dtype), ("weight_ptr", "*" + dtype),
+                   ("numel", "i64")] + scalars + dropout, dict(part, HAS_DROPOUT=drop, WRITE_WEIGHT=write, PAIRED=T.PAIRED_ATOMICS),
+                   balanced)
 
 report = []
 for name, fn, signature, constants, balanced in variants():
+    # As launched: pointers 16-byte aligned and numel a multiple of 16 (Triton specialises on both).
+    aligned = {(fn.arg_names.index(n),): [["tt.divisibility", 16]] for n, t in signature if t[0] == "*" or n == "numel"}
     signature = dict(signature, **{k: "constexpr" for k in constants})
-    kernel = triton.compile(ASTSource(fn, signature, constexprs=constants), target=GPUTarget("cuda", 90, 32))
+    kernel = triton.compile(ASTSource(fn, signature, constexprs=constants, attrs=aligned),
+                            target=GPUTarget("cuda", 90, 32))
     ptx = kernel.asm["ptx"]
     report.append(dict(name=name, balanced=balanced, d=constants["D"], cubin=len(kernel.asm["cubin"]),
-                       atomics="atom." in ptx or "red." in ptx, div64=any(op in ptx for op in ("div.u64", "rem.u64"))))
+                       atomics="atom." in ptx or "red." in ptx, paired="add.v2.f32" in ptx,
+                       gathers=ptx.count("ld.global.b32"),
+                       div64=any(op in ptx for op in ("div.u64", "rem.u64"))))
 print(json.dumps(report))
 """
 
@@ -67,6 +74,8 @@ def test_every_kernel_variant_compiles_to_sm90_without_64_bit_division(tmp_path)
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert len(report) == (3 + 1 + 1) * 2 * 3  # (dtypes of one partition + two more) × dropout × kernels
     assert all(r["cubin"] > 0 for r in report)
-    assert all(r["atomics"] for r in report if r["name"] == "reduce")
+    assert all(r["atomics"] for r in report if r["name"].startswith("reduce"))
+    # The rebuilt weight's θ̃ comes back with the atomics: no scalar 4-byte gather of θ̃ beside them.
+    assert all(r["paired"] and r["gathers"] == 0 for r in report if r["name"] == "reduce+weight")
     # Stateless ids: splitmix64 then `mod d` with d constant, no 64-bit divide. (The balanced map divides by N.)
     assert not any(r["div64"] for r in report if not r["balanced"])

@@ -6,6 +6,7 @@ naming the layer and the error, and the model then runs on the torch path, givin
 rest of the process; `backend="triton"` raises instead; the run record's backend says what ran.
 """
 
+import contextlib
 import warnings
 
 import pytest
@@ -77,7 +78,7 @@ def test_a_passing_check_lets_triton_run_and_the_record_says_so():
         run(model("auto"))
     net = model("auto")
     run(net)
-    assert backend_report(find_adapter(net)) == {"requested": "auto", "ran": ["triton"], "fallback": None}
+    assert backend_report(find_adapter(net)) == {"requested": "auto", "ran": ["triton"], "fallback": None, "refused": {}}
 
 
 @pytest.mark.parametrize("broken, quantity", [("build", "output differs"), ("group_sums", "∇θ differs")])
@@ -121,3 +122,95 @@ def test_explicit_triton_raises_instead_of_falling_back(monkeypatch):
     with pytest.raises(TritonCheckError, match="layer proj .*output differs"):
         run(model("triton"))
     assert triton_guard.fallback_reason() is None
+
+
+# ------------------------------------------------------------------ kernel variants the first use must cover
+
+
+class FailingVariant:
+    """Stands in for a jitted kernel: launches normally, except the variants ``fails(args, kwargs)`` picks raise, as
+    a variant that fails to compile on the GPU would."""
+
+    def __init__(self, kernel, fails):
+        self.kernel, self.fails = kernel, fails
+
+    def __getitem__(self, grid):
+        def launch(*args, **kwargs):
+            if self.fails(args, kwargs):
+                raise RuntimeError("PTX compile error in this variant (simulated)")
+            return self.kernel[grid](*args, **kwargs)
+        return launch
+
+
+def break_variant(monkeypatch, fails):
+    for name in ("_build_kernel", "_reduce_kernel"):
+        monkeypatch.setattr(triton_ops, name, FailingVariant(getattr(triton_ops, name), fails))
+    triton_ops._SELF_CHECKED.clear()
+
+
+def model_with(backend, *, dropout=0.0, bias="partitioned", dtype=torch.float32):
+    net = Net().to(dtype)
+    apply_gpart(net, GPartConfig(d=37, target_modules=["proj"], seed=5, bias=bias, dropout=dropout, backend=backend))
+    with torch.no_grad():
+        net.gpart_adapter.theta.copy_(torch.randn(37, generator=torch.Generator().manual_seed(1)))
+    return net
+
+
+def seeded_run(net, seed=0):
+    torch.manual_seed(seed)  # the dropout seeds come from torch's global generator
+    return run(net)
+
+
+@pytest.mark.parametrize("case", ["dropout", "autocast", "input without grad"])
+def test_a_variant_first_used_in_training_is_checked_first_and_falls_back(monkeypatch, case):
+    """Dropout on, autocast's compute dtype, or an input that needs no gradient compile other kernels than the
+    plain probe: their first use is checked too, so a failing variant falls back instead of raising mid-step."""
+    options = {"dropout": dict(dropout=0.2), "autocast": {}, "input without grad": dict(bias="none")}[case]
+    fails = {"dropout": lambda args, kwargs: kwargs.get("HAS_DROPOUT"),
+             "autocast": lambda args, kwargs: args[0].dtype == torch.bfloat16,
+             "input without grad": lambda args, kwargs: kwargs.get("WRITE_WEIGHT") is False}[case]
+    context = torch.autocast("cpu", dtype=torch.bfloat16) if case == "autocast" else contextlib.nullcontext()
+    with context:
+        expected = seeded_run(model_with("torch", **options))
+    break_variant(monkeypatch, fails)
+    with pytest.warns(RuntimeWarning, match="layer proj .*PTX compile error in this variant"), context:
+        got = seeded_run(model_with("auto", **options))
+    assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
+
+
+def test_the_dropout_variant_is_checked_against_its_own_mask(monkeypatch):
+    """With dropout the check compares Triton with the dense reference under Triton's own mask: a reduce that
+    ignored the mask is a mismatch, not a pass."""
+    monkeypatch.setattr(triton_ops, "group_sums", lambda *a, **k: _without_dropout(triton_ops._group_sums, *a, **k))
+    with pytest.warns(RuntimeWarning, match=r"layer proj .*∇θ differs"):
+        seeded_run(model_with("auto", dropout=0.2))
+
+
+def _without_dropout(function, *args, **kwargs):
+    kwargs.update(dropout_seed=None, p=0.0)
+    return function(*args, **kwargs)
+
+
+@pytest.mark.parametrize("backend", ["auto", "triton"])
+def test_float64_layers_take_torch_with_a_reason_and_leave_triton_on_for_the_rest(backend):
+    expected = run(model_with("torch", dtype=torch.float64))
+    with pytest.warns(RuntimeWarning, match=r"layer proj: float64 weights .*bfloat16, float16, float32"):
+        net = model_with(backend, dtype=torch.float64)
+        got = run(net)
+    assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
+    report = backend_report(find_adapter(net))
+    assert report["ran"] == ["torch"] and report["fallback"] is None and triton_guard.fallback_reason() is None
+    assert report["refused"] == {"float64 weights (the kernels compute in float32; they support bfloat16, "
+                                 "float16, float32)": ["proj"]}
+    other = model_with(backend)
+    run(other)
+    assert backend_report(find_adapter(other))["ran"] == ["triton"]
+
+
+def test_a_float64_theta_takes_torch_too():
+    """gradcheck runs θ in float64: the kernels would round it to float32."""
+    net = model_with("auto")
+    net.gpart_adapter.theta.data = net.gpart_adapter.theta.data.double()
+    with pytest.warns(RuntimeWarning, match=r"layer proj: float64 θ"):
+        run(net)
+    assert backend_report(find_adapter(net))["ran"] == ["torch"]

@@ -9,6 +9,7 @@ changes what an adapter file holds.
 
 import copy
 import json
+import weakref
 
 import pytest
 
@@ -78,14 +79,52 @@ def test_kernel_group_ids_equal_partition_bit_for_bit(assignment, size, d, seed)
         assert torch.equal(triton_ops.group_ids(partition, start, count, "cpu"), expected)
 
 
-def test_group_ids_of_a_7b_scale_space_at_its_end():
-    """Global indices past 2^31 (N = 2^31 for Llama-2-7B q,k,v,o): 64-bit offsets, no truncation."""
-    size, d = 1 << 31, 1 << 19
-    partition = Partition.__new__(Partition)  # skip counting 2^31 group sizes; ids need only (N, d, seed)
+def test_group_ids_of_a_7b_scale_space_across_2_31_and_2_32():
+    """Global indices on both sides of 2^31 and of 2^32 (N = 2^31 for Llama-2-7B q,k,v,o): 64-bit offsets, no
+    truncation at either boundary."""
+    size, d = 1 << 33, 1 << 19
+    partition = Partition.__new__(Partition)  # skip counting 2^33 group sizes; ids need only (N, d, seed)
     partition.size, partition.d, partition.seed, partition.assignment = size, d, 7, "stateless"
-    start = size - 3000
-    expected = Partition.group_ids(partition, start, 3000)
-    assert torch.equal(triton_ops.group_ids(partition, start, 3000, "cpu"), expected)
+    for boundary in (1 << 31, 1 << 32):
+        start = boundary - 1500
+        expected = Partition.group_ids(partition, start, 3000)
+        assert torch.equal(triton_ops.group_ids(partition, start, 3000, "cpu"), expected)
+
+
+SCALARS_2_31_TO_2_32 = (1 << 31, 3 * 10**9, (1 << 32) - 1)  # the interpreter types these as uint32
+
+
+@pytest.mark.parametrize("assignment", ["stateless", "balanced"])
+@pytest.mark.parametrize("start", SCALARS_2_31_TO_2_32)
+@pytest.mark.parametrize("seed", SCALARS_2_31_TO_2_32)
+def test_group_ids_at_starts_and_seeds_between_2_31_and_2_32(assignment, start, seed):
+    partition = Partition((1 << 32) + 64, 97, seed=seed, assignment=assignment) if assignment == "balanced" \
+        else _uncounted(seed)
+    expected = Partition.group_ids(partition, start, 64)
+    assert torch.equal(triton_ops.group_ids(partition, start, 64, "cpu"), expected)
+
+
+def test_build_and_reduce_at_a_start_and_seed_between_2_31_and_2_32():
+    start, seed = 3 * 10**9, 3 * 10**9 + 17
+    partition = _uncounted(seed)
+    generator = torch.Generator().manual_seed(0)
+    ids = Partition.group_ids(partition, start, 4096)
+    scaled = torch.randn(partition.d, generator=generator)
+    base = torch.randn(4096, generator=generator).to(torch.bfloat16)
+    grad = torch.randint(-4, 5, (4096,), generator=generator).to(torch.bfloat16)  # integer sums: exact in any order
+    expected_weight = base + scaled[ids].to(torch.bfloat16)
+    sums, weight = triton_ops.group_sums(partition, grad, start, base=base, scaled_theta=scaled)
+    assert torch.equal(triton_ops.build(partition, scaled, start, base, like=base), expected_weight)
+    assert torch.equal(weight, expected_weight)
+    assert torch.equal(sums, torch.zeros(partition.d).index_add_(0, ids, grad.float()))
+
+
+def _uncounted(seed, size=1 << 33, d=97):
+    """A stateless Partition of a large space without counting its group sizes (ids need only N, d, seed)."""
+    partition = Partition.__new__(Partition)
+    partition.size, partition.d, partition.seed, partition.assignment = size, d, seed, "stateless"
+    partition.isometric = True
+    return partition
 
 
 # ------------------------------------------------------------------------------------------------ W0 + ΔW
@@ -239,6 +278,73 @@ def test_tensors_on_different_devices_are_a_clear_error_naming_each():
         triton_ops.group_sums(partition, base, 0, base=base, scaled_theta=torch.zeros(8, device="meta"))
 
 
+# What the kernels write, allocated by the wrappers on the checked tensors' device (weight_ptr only when written:
+# otherwise the argument is a placeholder for a tensor that is read).
+KERNEL_OUTPUTS = {"out_ptr", "sums_ptr"}
+
+
+class _CheckedLaunches:
+    """Stands in for every jitted kernel: each tensor a launch reads must have passed ``_same_device`` first.
+
+    Tensors are matched by identity while alive (weak references): a freed tensor's address or id may be reused.
+    """
+
+    def __init__(self, monkeypatch):
+        self.checked, self.launches = {}, []
+        real = triton_ops._same_device
+
+        def spy(**tensors):
+            self.checked.update((id(t), weakref.ref(t)) for t in tensors.values() if t is not None)
+            return real(**tensors)
+
+        monkeypatch.setattr(triton_ops, "_same_device", spy)
+        for name in ("_ids_kernel", "_build_kernel", "_reduce_kernel"):
+            monkeypatch.setattr(triton_ops, name, self._wrap(getattr(triton_ops, name)))
+
+    def _wrap(self, kernel):
+        def index(grid):
+            def launch(*args, **kwargs):
+                named = dict(zip(kernel.arg_names, args), **kwargs)
+                written = KERNEL_OUTPUTS | ({"weight_ptr"} if named.get("WRITE_WEIGHT") else set())
+                outputs = [named[n] for n in written & named.keys()]
+                unchecked = [n for n, value in named.items() if isinstance(value, torch.Tensor)
+                             and not self._was_checked(value) and not any(value is out for out in outputs)]
+                self.launches.append((kernel.fn.__name__, unchecked))
+                return kernel[grid](*args, **kwargs)
+            return launch
+        return type("Launcher", (), {"__getitem__": lambda _, grid: index(grid)})()
+
+    def _was_checked(self, tensor) -> bool:
+        ref = self.checked.get(id(tensor))
+        return ref is not None and ref() is tensor
+
+
+def test_every_kernel_launch_reads_only_tensors_the_device_check_saw(monkeypatch):
+    """Not just the helper: every path that launches a kernel (build, both reduces, the generic autograd, the fused
+    linear forward and backward, with a partitioned bias and an input with or without grad) checks its tensors'
+    devices first. A launch site that skipped the check would launch with an unchecked tensor and fail here."""
+    layer = linear_layer(p=0.0)
+    embed = adapted(Tiny(), "triton").embed
+    for partition, dtype in ((layer.adapter.partition, torch.float32), (embed.adapter.partition, torch.float32)):
+        triton_ops._self_check(partition, torch.device("cpu"), dtype)  # its own launches use its own tensors
+    spy = _CheckedLaunches(monkeypatch)
+    partition, scaled = layer.adapter.partition, torch.linspace(-1, 1, 97)
+    base, grad = torch.randn(129, 65), torch.randn(129, 65)
+    triton_ops.build(partition, scaled, 0, base, like=base)
+    triton_ops.build(partition, scaled, 0, None, like=base, dropout_seed=3, p=0.5)
+    triton_ops.group_sums(partition, grad, 0)
+    triton_ops.group_sums(partition, grad, 0, base=base, scaled_theta=scaled)
+    theta = torch.randn(211, requires_grad=True)
+    weight = triton_ops.layer_tensor(embed, theta * embed.adapter.scale, "weight", None)
+    (weight * torch.randn(weight.shape)).sum().backward()  # a contiguous gradient reaches the reduce as it is
+    for needs_grad in (True, False):
+        x = torch.randn(3, 65, requires_grad=needs_grad)
+        triton_ops.AdaptedLinear.apply(x, torch.randn(97, requires_grad=True), layer, None).sum().backward()
+    kernels = {name for name, _ in spy.launches}
+    assert kernels == {"_build_kernel", "_reduce_kernel"} and len(spy.launches) >= 12
+    assert [launch for launch in spy.launches if launch[1]] == []
+
+
 def test_kernels_launch_under_the_tensors_own_cuda_device():
     """Triton launches on the current CUDA device; the wrappers switch to the tensors' one (no GPU needed to build it)."""
     guard = triton_ops._on(torch.device("cuda", 1))
@@ -261,6 +367,25 @@ def test_bf16_weight_keeps_the_gpus_canonical_nan():
     # Exact elsewhere, NaN where torch has NaN (NaN payloads differ even between torch's own bf16 casts).
     torch.testing.assert_close(triton_ops.build(partition, scaled_theta, 0, base, like=base), expected,
                                rtol=0, atol=0, equal_nan=True)
+
+
+@pytest.mark.parametrize("paired", [True, False])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_the_rebuilt_weight_equals_the_built_one_bit_for_bit_signed_zeros_included(dtype, paired, monkeypatch):
+    """The backward reads θ̃ back from its own atomics, which add -0.0 to it: every later reader of a group must see
+    θ̃ unchanged (adding +0.0 would turn a -0.0 into +0.0, and -0.0 + -0.0 into +0.0 in the weight). The unpaired
+    variant (a gather beside each atomic, kept for side-by-side timing) gives the same."""
+    monkeypatch.setattr(triton_ops, "PAIRED_ATOMICS", paired)
+    partition = Partition(256, 5, seed=4)  # about 51 coordinates per group: each θ̃_j is read back many times
+    scaled_theta = torch.tensor([-0.0, 0.0, -1.5, 2.0**-20, float("nan")])
+    base = torch.full((16, 16), -0.0).to(dtype)
+    built = triton_ops.build(partition, scaled_theta, 0, base, like=base)
+    sums, rebuilt = triton_ops.group_sums(partition, torch.ones(16, 16, dtype=dtype), 0, base=base,
+                                          scaled_theta=scaled_theta)
+    bits = torch.int32 if dtype == torch.float32 else torch.int16
+    assert torch.equal(rebuilt.view(bits), built.view(bits))
+    assert (built.view(bits) == torch.tensor(-0.0, dtype=dtype).view(bits)).any()  # -0.0 + -0.0 stays -0.0
+    assert torch.equal(sums, partition.counts.float())  # and the sums are the group sizes
 
 
 def transposed_linear(backend):
@@ -345,3 +470,14 @@ def test_auto_picks_torch_under_deterministic_algorithms(monkeypatch):
         assert "deterministic" in triton_ops.auto_prefers_torch()
     finally:
         torch.use_deterministic_algorithms(previous)
+
+
+def test_paired_atomics_only_where_the_gpu_has_them(monkeypatch):
+    """sm_90+ has 8-byte float atomics; older GPUs would split each into two scalar ones (one on θ̃), so they gather."""
+    capabilities = {0: (9, 0), 1: (8, 0)}
+    monkeypatch.setattr(triton_ops, "_compute_capability", lambda index: capabilities[index])
+    assert triton_ops._paired_atomics(torch.device("cuda", 0))
+    assert not triton_ops._paired_atomics(torch.device("cuda", 1))
+    assert triton_ops._paired_atomics(torch.device("cpu"))  # the interpreter: the tests run the paired kernel
+    monkeypatch.setattr(triton_ops, "PAIRED_ATOMICS", False)
+    assert not triton_ops._paired_atomics(torch.device("cuda", 0))
