@@ -132,7 +132,7 @@ def _params(count) -> str:
 
 
 def _lr(value) -> str:
-    return "—" if value is None else f"{value:g}"
+    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:g}"
 
 
 def task_label(task: str) -> str:
