@@ -36,8 +36,10 @@ class Run:
     def label(self) -> str:
         """The paper's method key, plus the variant it is (e.g. ``GPart (non-isometric)``)."""
         options = (self.record.get("config", {}).get("method", {}) or {}).get("config") or {}
-        tags = [tag for (key, value), tag in VARIANT_TAGS.items() if options.get(key, object()) == value]
-        return self.record["method"] + (f" ({', '.join(tags)})" if tags else "")
+        method = self.record["method"]
+        tags = [tag for (key, value), tag in VARIANT_TAGS.items()
+                if options.get(key, object()) == value and tag not in method]   # `GPart (balanced)` is named already
+        return method + (f" ({', '.join(tags)})" if tags else "")
 
     @property
     def group(self) -> tuple[str, str]:
@@ -72,6 +74,21 @@ def one_per_setting(runs: list[Run]) -> list[Run]:
     for run in runs:
         chosen.setdefault((*run.group, run.label, run.record.get("trainable_params")), run)
     return list(chosen.values())
+
+
+def main_budget(runs: list[Run]) -> list[Run]:
+    """Per (model, task, label): the lowest-seed run at the budget with the most runs (ties: the larger budget). In a
+    study with a d sweep (results/mini) that is the main d, whose report seeds outnumber the sweep's."""
+    counts: dict = {}
+    for run in runs:
+        key = (*run.group, run.label)
+        budget = run.record.get("trainable_params") or 0
+        counts.setdefault(key, {}).setdefault(budget, []).append(run)
+    chosen = []
+    for key, budgets in counts.items():
+        budget = max(budgets, key=lambda b: (len(budgets[b]), b))
+        chosen.append(min(budgets[budget], key=lambda r: r.record.get("seed", 0)))
+    return chosen
 
 
 def build(run: Run, trained: bool, dtype=torch.float64):
