@@ -516,6 +516,11 @@ def main(argv=None) -> int:
         write_text_atomic(results / SMOKE_MARKER, "Written by `python -m experiments.mini --smoke`: tiny runs that "
                           "check the pipeline. Nothing here is a result.\n")
     failures = sweep(results, tasks, design, args.jobs, args.threads)
+    if not failures and design is STUDY and "stsb" in tasks and not (results / "zero-shot.json").is_file():
+        print("$ python -m experiments.mini_zero_shot  # STS-B's zero-shot reference (docs/mini.md)", flush=True)
+        if subprocess.call([sys.executable, "-m", "experiments.mini_zero_shot", "--results", shown(results)],
+                           cwd=REPO, env=dict(os.environ, OMP_NUM_THREADS="1")) != 0:
+            failures.append("experiments.mini_zero_shot failed")
     if not args.no_tables and not failures:
         if make_tables(results) != 0:
             failures.append("experiments.tables failed")

@@ -49,6 +49,7 @@ class Study:
     planned: int                                     # report + d-sweep runs known so far
     waiting: list[str] = field(default_factory=list)
     left_out: list[str] = field(default_factory=list)  # run ids under runs/ that are not in the plan
+    zero_shot: dict = field(default_factory=dict)    # experiments/mini_zero_shot.py's file: {"stsb": {"pearson": ..}}
 
     def chosen(self, label: str, task: str) -> float | None:
         choice = self.choices.get((label, task))
@@ -105,7 +106,10 @@ def collect(results: Path, tasks=mini.TASKS) -> Study:
     report["sweep"] = report["sweep"].astype(bool)
     present = sorted(p.parent.name for p in (results / "runs").glob("*/record.json"))
     left_out = [run_id for run_id in present if run_id not in planned_ids]
-    return Study(design, list(tasks), now.choices, report, planned, list(now.waiting), left_out)
+    from experiments import mini_zero_shot
+
+    return Study(design, list(tasks), now.choices, report, planned, list(now.waiting), left_out,
+                 mini_zero_shot.read(results))
 
 
 # ---------------------------------------------------------------- formatting
@@ -225,6 +229,10 @@ def main_markdown(study: Study, frame: pd.DataFrame, label: str) -> str:
         rows.append([arm, _params(params.iloc[0]) if len(params) else "—",
                      *(_cell_text(mine.loc[t].to_dict()) for t in study.tasks),
                      *(_lr(mine.loc[t, "lr"]) for t in study.tasks), f"{last}/{runs}" if runs else "—"])
+    if study.zero_shot:
+        rows.append(["*zero-shot cosine, mean-pooled (no training)*", "0",
+                     *(_num(study.zero_shot[t]["pearson"]) if t in study.zero_shot else "—" for t in study.tasks),
+                     *("—" for _ in study.tasks), "—"])
     lines += _table(header, rows)
     head = ", ".join(f"{TASK_NAMES.get(t, t)} {_lr(study.chosen(plan.LP, t))}" for t in study.tasks)
     lines += ["", f"Head lr (LP's choice, shared by every arm of the task): {head}.", ""]
@@ -497,6 +505,9 @@ def score_vs_d_figure(study: Study, sweep: pd.DataFrame, path: Path) -> bool:
                              label=f"{arm} (n = {main.loc[(arm, task), 'n']})")
                 if not math.isnan(std):
                     axis.axhspan(median - std, median + std, color=colours[arm], alpha=0.12, linewidth=0)
+        if task in study.zero_shot:
+            axis.axhline(study.zero_shot[task]["pearson"], color="tab:purple", linestyle="-.", linewidth=1.1,
+                         label="zero-shot cosine (no training)")
         ds = sorted(sweep["d"].unique())
         axis.set_xscale("log")
         axis.set_xticks(ds, [f"{int(d):,}" for d in ds])

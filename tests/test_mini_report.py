@@ -137,3 +137,19 @@ def test_study_tables_show_every_arm_with_its_lr_and_the_claims(study):
     assert "SMOKE" not in text
     selection = (folder / "selection.md").read_text()
     assert "| SST-2 | 85.00 | 70.00 | +15.00 | yes |" in selection         # FT − LP = 15 validation points
+
+
+def test_the_zero_shot_reference_is_a_row_and_a_level_line_once_computed(tmp_path, smoke):
+    results = tmp_path / "copy"
+    shutil.copytree(smoke, results)
+    assert "zero-shot" not in (make_tables(results) / "main.md").read_text()
+    (results / "zero-shot.json").write_text(json.dumps({"stsb": {"pearson": 87.01, "pairs": 1500}}))
+    main = (make_tables(results) / "main.md").read_text()
+    assert "| *zero-shot cosine, mean-pooled (no training)* | 0 | — | 87.01 |" in main
+
+
+def test_zero_shot_cosine_of_mean_pooled_embeddings_tracks_the_gold_similarity(glue_dir):
+    from experiments import mini_zero_shot
+
+    result = mini_zero_shot.zero_shot_stsb(str(glue_dir), limit=48)
+    assert result["pairs"] == 48 and 50 < result["pearson"] < 100   # no training: the checkpoint's own similarity
