@@ -232,3 +232,15 @@ def test_landscape_runs_are_each_methods_main_budget_and_labels_name_a_variant_o
     assert chosen == {"GPart": (2880, 1), "Uni-LoRA": (28800, 2)}
     assert run("GPart (balanced)", 2880, 1, {"assignment": "balanced"}).label == "GPart (balanced)"
     assert run("GPart", 2880, 1, {"isometric": False}).label == "GPart (non-isometric)"
+
+
+def test_a_records_portable_paths_are_made_local_again(tmp_path, monkeypatch):
+    """Records keep `<shared-data>/glue` (experiments/portable.py); rebuilding a run's model must find the data here."""
+    import experiments
+    from experiments.analysis.runs import localised
+
+    config = {"task": {"data_dir": "<shared-data>/glue", "key": "sst2"}, "paths": {"root": "results/mini"}}
+    assert localised(config)["task"]["data_dir"] == str(experiments.shared_data_dir()) + "/glue"
+    monkeypatch.setattr(experiments, "shared_data_dir", lambda: tmp_path / "absent")
+    assert localised(config, glue_dir="/data/glue")["task"]["data_dir"] == "/data/glue"
+    assert localised(config)["paths"] == {"root": "results/mini"}

@@ -91,11 +91,31 @@ def main_budget(runs: list[Run]) -> list[Run]:
     return chosen
 
 
+def localised(node, glue_dir: str | None = None):
+    """A record's config made runnable here: `<shared-data>/...` (experiments/portable.py) back to this checkout's
+    shared data folder, and a GLUE `data_dir` that is not here to `$GLUE_DIR` when that is set."""
+    import experiments
+
+    if isinstance(node, dict):
+        out = {key: localised(value, glue_dir) for key, value in node.items()}
+        data_dir = out.get("data_dir")
+        if isinstance(data_dir, str) and glue_dir and not Path(data_dir).exists():
+            out["data_dir"] = glue_dir
+        return out
+    if isinstance(node, list):
+        return [localised(value, glue_dir) for value in node]
+    if isinstance(node, str) and node.startswith("<shared-data>"):
+        return str(experiments.shared_data_dir()) + node[len("<shared-data>"):]
+    return node
+
+
 def build(run: Run, trained: bool, dtype=torch.float64):
     """(task, model, processor): the run's model at initialisation, or with its trained adapter loaded."""
     from experiments.run import prepare  # the runner's own model building, so nothing here can drift from it
 
-    cfg = OmegaConf.create(run.record["config"])
+    import os
+
+    cfg = OmegaConf.create(localised(run.record["config"], os.environ.get("GLUE_DIR") or None))
     task, method, model, processor = prepare(cfg)
     if trained:
         model = method.load(model, run.directory / "adapter")
