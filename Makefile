@@ -7,11 +7,11 @@ EXTRAS ?= suite,dev,math
 SHARED ?= $(abspath ../shared)
 export WANDB_MODE ?= disabled
 # Offline by default only where nothing needs the hub; reproduce-* use it unless you export HF_HUB_OFFLINE=1.
-OFFLINE_TARGETS := test test-all demo params tables analysis bench reproduce-mini
+OFFLINE_TARGETS := test test-all demo params tables analysis mini-analysis bench reproduce-mini
 $(OFFLINE_TARGETS): export HF_HUB_OFFLINE ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-all demo params tables analysis bench gpu-check reproduce-glue reproduce-ablations reproduce-mini reproduce-mini-base reproduce-vision reproduce-math clean
+.PHONY: help install test test-all demo params tables analysis mini-analysis bench gpu-check reproduce-glue reproduce-ablations reproduce-mini reproduce-mini-base reproduce-vision reproduce-math clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -37,11 +37,19 @@ test-all: $(STAMP) ## Run every test, the slow ones included
 params: $(STAMP) ## Print adapted-space sizes and trainable parameters for the paper's budgets (offline)
 	$(PY) -m experiments.param_counts
 
-tables: $(STAMP) ## Paper tables (ours vs published, Δ, verdict) + figures from run records [RUNS=results/runs OUT=results]
-	$(PY) -m experiments.tables --runs "$(or $(RUNS),results/runs)" --out "$(or $(OUT),results)" $(TABLES_ARGS)
+# Without results/runs (a fresh clone) and without RUNS=, the committed CPU study: results/mini/runs -> results/mini.
+TABLES_RUNS = $(or $(RUNS),$(if $(wildcard results/runs),results/runs,$(if $(wildcard results/mini/selection/runs),results/mini/runs,results/runs)))
+TABLES_OUT = $(or $(OUT),$(if $(filter results/mini/runs,$(TABLES_RUNS)),results/mini,results))
+tables: $(STAMP) ## Paper tables (ours vs published, Δ, verdict) + figures from run records; a CPU study's own tables and claims for results/mini/runs [RUNS=results/runs OUT=results]
+	$(PY) -m experiments.tables --runs "$(TABLES_RUNS)" --out "$(TABLES_OUT)" $(TABLES_ARGS)
 
 analysis: $(STAMP) ## Distortion of each method's parameter -> update map, loss landscapes, θ histograms from run records [RUNS=results/mini/runs OUT=results/analysis ANALYSIS_ARGS="--what distortion"]
 	$(PY) -m experiments.analysis --runs "$(or $(RUNS),$(firstword $(wildcard results/mini/runs) results/runs))" --out "$(or $(OUT),results/analysis)" $(ANALYSIS_ARGS)
+
+# The CPU study's runs (their adapters are local, not committed): distortion, θ histograms and the loss landscape of
+# GPart vs Uni-LoRA at d = 2,880 on SST-2.
+mini-analysis: $(STAMP) ## make analysis on the CPU study's SST-2 runs -> results/mini/analysis [ANALYSIS_ARGS=...]
+	$(PY) -m experiments.analysis --runs results/mini/runs --out results/mini/analysis --tasks sst2 $(or $(ANALYSIS_ARGS),--directions 64 --lanczos-steps 32)
 
 bench: $(STAMP) ## Step time + peak memory: GPart (torch, Triton) vs LoRA, Uni-LoRA, floor -> bench/out/ [BENCH_ARGS="--shape llama2-7b --device cuda"]
 	$(PY) -m bench.step_bench $(or $(BENCH_ARGS),--shape roberta-base --device cpu --profile)
@@ -54,7 +62,7 @@ gpu-check: ## Prove the Triton path on one CUDA GPU (< 8 min): equivalence, 7B b
 
 # The demo uses the shared GLUE TSVs when they sit beside the repository; an explicit GLUE_DIR wins.
 demo: export GLUE_DIR ?= $(firstword $(wildcard $(SHARED)/data/glue))
-demo: $(STAMP) ## 5-min preview of reproduce-mini: MiniLM-L6 on SST-2 (GLUE_DIR or hub; else a synthetic task), 5 methods, seed 0 [DEMO_ARGS="--methods gpart,lora"]
+demo: $(STAMP) ## Preview of reproduce-mini: the study's SST-2 seed-0 cells of 5 methods at the tuned lrs (reused if committed; else a ~5-min fallback) [DEMO_ARGS="--methods gpart,lora"]
 	$(PY) -m experiments.demo $(DEMO_ARGS)
 
 # DRY=1 prints what the runs will download (models, datasets, sizes, cache folders) before the commands. Downloads do

@@ -3,7 +3,7 @@
     python -m experiments.mini                 # selection, report runs, d sweep -> results/mini, then tables + claims
     python -m experiments.mini --dry-run       # the runs known so far, their count and the time estimate; runs nothing
     python -m experiments.mini --status        # what has finished, stage by stage, and the choices made; writes nothing
-    python -m experiments.mini --smoke --results /tmp/mini   # a miniature of the whole pipeline on tiny subsets
+    python -m experiments.mini --smoke --results /tmp/mini   # ~11 tiny runs per task through the whole pipeline
 
 The protocol and the analysis plan are in docs/mini.md, written before the first record. In short: every arm's
 learning rate is chosen on seed 0's validation split from a grid of four points a factor √10 apart (one more point
@@ -70,10 +70,16 @@ class Arm:
     lowest: float | None = None    # the grid's lowest point; None: the arm takes `lr_from`'s choice
     overrides: tuple[str, ...] = ()
     lr_from: str | None = None
+    points: int = 4                # grid size: 4 in the study (docs/mini.md); only the smoke design uses fewer
 
     @property
     def grid(self) -> tuple[float, ...]:
-        return grid(self.lowest) if self.lowest is not None else ()
+        return grid(self.lowest, self.points) if self.lowest is not None else ()
+
+    @property
+    def is_probe(self) -> bool:
+        """The linear probe: its grid is the head lr (the study's PROBE and the smoke's copy of it)."""
+        return self.lr_key == "trainer.head_lr"
 
 
 GROUP_SIZE = ADAPTED_SIZE / MAIN_D  # g = N/d = 614.4 coordinates per θ entry
@@ -93,6 +99,30 @@ BALANCED = Arm("GPart (balanced)", "gpart", overrides=("method.config.assignment
 REPORT_ARMS = (*TUNED_ARMS, PROBE, BALANCED)
 D_SWEEP_ARMS = ("GPart", "Uni-LoRA")
 ARMS = {arm.label: arm for arm in (PROBE, *REPORT_ARMS)}
+
+
+@dataclass(frozen=True)
+class Design:
+    """Which arms, seeds and d the driver plans. STUDY is docs/mini.md's; SMOKE a handful of tiny runs through the
+    same code (state, choose, tables, claims) to check the pipeline end to end. The runs' settings come from Run and
+    Arm alone, so a design changes which runs exist, never what a given run computes."""
+
+    name: str
+    probe: Arm
+    tuned: tuple[Arm, ...]
+    report: tuple[Arm, ...]
+    report_seeds: tuple[int, ...]
+    d_sweep: tuple[int, ...]
+    d_sweep_seeds: tuple[int, ...]
+    d_sweep_arms: tuple[str, ...]
+    extra: tuple[str, ...] = ()    # overrides appended to every run (the smoke's cuts)
+
+    @property
+    def arms(self) -> dict[str, Arm]:
+        return {arm.label: arm for arm in (self.probe, *self.report)}
+
+
+STUDY = Design("study", PROBE, TUNED_ARMS, REPORT_ARMS, REPORT_SEEDS, D_SWEEP, D_SWEEP_SEEDS, D_SWEEP_ARMS)
 
 
 @dataclass(frozen=True)
@@ -154,7 +184,7 @@ def best_lr(scores: dict) -> float:
 
 
 def selection_runs(arm: Arm, task: str, head_lr: float, extra=()) -> list[Run]:
-    return [Run(arm, task, SELECTION_SEED, lr, head_lr if arm is not PROBE else lr, stage="selection", extra=extra)
+    return [Run(arm, task, SELECTION_SEED, lr, head_lr if not arm.is_probe else lr, stage="selection", extra=extra)
             for lr in arm.grid]
 
 
@@ -170,7 +200,7 @@ def choose(runs: list[Run], results: Path) -> tuple[Choice, Run | None]:
         return Choice(best_lr(scores), scores, extended), None
     factor = GRID_STEP if winner == grid_points[-1] else 1 / GRID_STEP
     lr = float(f"{winner * factor:.3g}")
-    extension = dataclasses.replace(runs[0], lr=lr, head_lr=lr if runs[0].arm is PROBE else runs[0].head_lr)
+    extension = dataclasses.replace(runs[0], lr=lr, head_lr=lr if runs[0].arm.is_probe else runs[0].head_lr)
     return Choice(None, scores), extension
 
 
@@ -189,26 +219,27 @@ class State:
     choices: dict = dataclasses.field(default_factory=dict)         # (arm label, task) -> Choice
 
 
-def state(results: Path, tasks=TASKS, extra=()) -> State:
+def state(results: Path, tasks=TASKS, extra=(), design: Design = STUDY) -> State:
     """Every run whose settings the finished records determine, in the order they should run."""
     now = State()
     report, sweep = [], []
+    extra = tuple(extra) or design.extra
     for task in tasks:
-        probe = _select(now, PROBE, task, None, results, extra)
+        probe = _select(now, design.probe, task, None, results, extra)
         if probe.lr is None:
             now.waiting.append(f"{task}: every other arm waits for the head lr (LP grid)")
             continue
-        for arm in TUNED_ARMS:
+        for arm in design.tuned:
             _select(now, arm, task, probe.lr, results, extra)
-        for arm in REPORT_ARMS:
+        for arm in design.report:
             lr = now.choices.get((arm.lr_from or arm.label, task), Choice(None, {})).lr
             if lr is None:
                 now.waiting.append(f"{task}: {arm.label} waits for {arm.lr_from or arm.label}'s lr")
                 continue
-            report += [Run(arm, task, seed, lr, probe.lr, extra=extra) for seed in REPORT_SEEDS]
-            if arm.label in D_SWEEP_ARMS:
+            report += [Run(arm, task, seed, lr, probe.lr, extra=extra) for seed in design.report_seeds]
+            if arm.label in design.d_sweep_arms:
                 sweep += [Run(arm, task, seed, scaled_lr(lr, d), probe.lr, d, extra=extra)
-                          for d in D_SWEEP for seed in D_SWEEP_SEEDS]
+                          for d in design.d_sweep for seed in design.d_sweep_seeds]
     now.ready += sorted(report, key=lambda r: r.seed) + sweep   # seed by seed: whole tables soonest
     return now
 
@@ -335,11 +366,23 @@ def execute(todo: list[Run], results: Path, jobs: int, threads: int, progress: P
     return failures
 
 
+def shown(path: Path) -> str:
+    """A path as generated files print it: relative to the repository when inside it (the same in every checkout)."""
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
 def make_tables(results: Path) -> int:
-    command = [sys.executable, "-m", "experiments.tables", "--runs", str(results / "runs"), "--out", str(results),
-               "--only-with-runs"]
+    """`make tables` on the study's records (experiments/mini_report.py through experiments/tables.py); for the
+    default results folder, the README block too (experiments/mini_summary.py)."""
+    command = [sys.executable, "-m", "experiments.tables", "--runs", shown(results / "runs"), "--out", shown(results)]
     print("$ " + " ".join(command), flush=True)
-    return subprocess.call(command, cwd=REPO)
+    code = subprocess.call(command, cwd=REPO)
+    if code == 0 and Path(results).resolve() == DEFAULT_RESULTS.resolve():
+        summary = [sys.executable, "-m", "experiments.mini_summary", "--results", shown(results)]
+        print("$ " + " ".join(summary), flush=True)
+        code = subprocess.call(summary, cwd=REPO)
+    return code
 
 
 # ---------------------------------------------------------------- cost model (for the ETA and --dry-run)
@@ -366,14 +409,15 @@ def estimated_seconds(run: Run) -> float:
     return SIDE_BY_SIDE * (START_S + train + evaluate)
 
 
-def nominal_plan(tasks=TASKS) -> list[Run]:
+def nominal_plan(tasks=TASKS, design: Design = STUDY) -> list[Run]:
     """Every run of the study with placeholder lrs (no edge extensions): what the ETA and --dry-run count."""
     runs = []
     for task in tasks:
-        runs += selection_runs(PROBE, task, 0.0) + [r for arm in TUNED_ARMS for r in selection_runs(arm, task, 0.0)]
-        runs += [Run(arm, task, seed, 0.0, 0.0) for arm in REPORT_ARMS for seed in REPORT_SEEDS]
-        runs += [Run(ARMS[label], task, seed, 0.0, 0.0, d) for label in D_SWEEP_ARMS for d in D_SWEEP
-                 for seed in D_SWEEP_SEEDS]
+        runs += selection_runs(design.probe, task, 0.0)
+        runs += [r for arm in design.tuned for r in selection_runs(arm, task, 0.0)]
+        runs += [Run(arm, task, seed, 0.0, 0.0) for arm in design.report for seed in design.report_seeds]
+        runs += [Run(design.arms[label], task, seed, 0.0, 0.0, d) for label in design.d_sweep_arms
+                 for d in design.d_sweep for seed in design.d_sweep_seeds]
     return runs
 
 
@@ -398,8 +442,29 @@ def selection_summary(now: State) -> str:
     return "\n".join(lines) + "\n"
 
 
-SMOKE_CUTS = ("task.validation_min_rows=40", "task.test_subset=64", "trainer.epochs=1", "task.max_length=32")
 SMOKE_ROWS = 120
+# Appended after each run's own overrides (the last value of a key wins): tiny data, one epoch, short sequences.
+SMOKE_CUTS = ("task.validation_min_rows=40", "task.test_subset=64", "trainer.epochs=1", "task.max_length=32",
+              f"task.train_subset={SMOKE_ROWS}")
+
+
+def _one_point(arm: Arm) -> Arm:
+    return dataclasses.replace(arm, points=1)
+
+
+_SMOKE_TUNED = (_one_point(TUNED_ARMS[0]), _one_point(ARMS["FT"]))   # GPart and FT
+# The smoke: a handful of runs through the real code path (about 11 per task, ~20 s each): the probe, GPart and FT
+# each on a one-point grid (so the edge extension runs too), one report seed, GPart (balanced) at GPart's lr, and
+# one d of the sweep. Enough for every table, figure and claim to be built (most claims read "not run").
+SMOKE = Design("smoke", _one_point(PROBE), _SMOKE_TUNED, (*_SMOKE_TUNED, _one_point(PROBE), BALANCED),
+               report_seeds=(1,), d_sweep=(D_SWEEP[0],), d_sweep_seeds=(1,), d_sweep_arms=("GPart",),
+               extra=SMOKE_CUTS)
+SMOKE_MARKER = "SMOKE.txt"   # in a results folder written by --smoke: its tables are a pipeline check, not results
+
+
+def design_of(results: Path) -> Design:
+    """The design a results folder was written with: SMOKE when the smoke's marker is there, else the study's."""
+    return SMOKE if (Path(results) / SMOKE_MARKER).is_file() else STUDY
 
 
 def _count(text: str) -> int:
@@ -425,7 +490,8 @@ def main(argv=None) -> int:
     parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated subset of " + ",".join(TASKS))
     parser.add_argument("--dry-run", action="store_true", help="list the runs known so far and the time estimate")
     parser.add_argument("--status", action="store_true", help="what has finished and the choices made; writes nothing")
-    parser.add_argument("--smoke", action="store_true", help="the pipeline on tiny subsets (a check, not results)")
+    parser.add_argument("--smoke", action="store_true", help="a handful of tiny runs through the whole pipeline, "
+                        "tables and claims included (a check, not results; ~11 runs per task)")
     parser.add_argument("--no-tables", action="store_true", help="do not run `experiments.tables` at the end")
     args = parser.parse_args(argv)
     tasks = tuple(t for t in args.tasks.split(",") if t)
@@ -433,18 +499,28 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"--tasks: {unknown} not among {list(TASKS)}")
     results = args.results.resolve()
-    extra = SMOKE_CUTS if args.smoke else ()
-    if args.smoke:
-        TRAIN_ROWS.update({task: SMOKE_ROWS for task in TRAIN_ROWS})
+    design = SMOKE if args.smoke else design_of(results)
     if args.status:
-        return status(results, tasks, extra)
+        return status(results, tasks, design)
     if args.dry_run:
-        return dry_run(results, tasks, extra, args.jobs)
+        return dry_run(results, tasks, design, args.jobs)
+    if design is SMOKE and not args.smoke:
+        parser.error(f"--results={results} holds a smoke run ({SMOKE_MARKER}); pass --smoke or another folder")
+    if args.smoke and design_of(results) is not SMOKE and (results / "selection" / "runs").is_dir():
+        parser.error(f"--smoke: {results} holds the study's runs; give the smoke a folder of its own (--results)")
     problem = glue_problem(tasks)
     if problem:
         print(f"reproduce-mini: {problem}", file=sys.stderr)
         return 2
-    failures = sweep(results, tasks, extra, args.jobs, args.threads)
+    if design is SMOKE:
+        write_text_atomic(results / SMOKE_MARKER, "Written by `python -m experiments.mini --smoke`: tiny runs that "
+                          "check the pipeline. Nothing here is a result.\n")
+    failures = sweep(results, tasks, design, args.jobs, args.threads)
+    if not failures and design is STUDY and "stsb" in tasks and not (results / "zero-shot.json").is_file():
+        print("$ python -m experiments.mini_zero_shot  # STS-B's zero-shot reference (docs/mini.md)", flush=True)
+        if subprocess.call([sys.executable, "-m", "experiments.mini_zero_shot", "--results", shown(results)],
+                           cwd=REPO, env=dict(os.environ, OMP_NUM_THREADS="1")) != 0:
+            failures.append("experiments.mini_zero_shot failed")
     if not args.no_tables and not failures:
         if make_tables(results) != 0:
             failures.append("experiments.tables failed")
@@ -455,12 +531,12 @@ def main(argv=None) -> int:
     return 0
 
 
-def sweep(results: Path, tasks, extra, jobs: int, threads: int) -> list[str]:
+def sweep(results: Path, tasks, design: Design, jobs: int, threads: int) -> list[str]:
     """Run whatever the finished records allow, again and again, until every run of the study has finished."""
-    nominal = nominal_plan(tasks)
+    nominal = nominal_plan(tasks, design)
     progress = None
     while True:
-        now = state(results, tasks, extra)
+        now = state(results, tasks, design=design)
         write_text_atomic(results / "selection" / "README.md", selection_summary(now))
         todo = [r for r in now.ready if status_of(record_path(r, results)) != "finished"]
         if progress is None:
@@ -475,13 +551,13 @@ def sweep(results: Path, tasks, extra, jobs: int, threads: int) -> list[str]:
             progress.close()
             return failures
     progress.close()
-    waiting = state(results, tasks, extra).waiting
+    waiting = state(results, tasks, design=design).waiting
     return [f"still waiting: {line}" for line in waiting]
 
 
-def status(results: Path, tasks, extra) -> int:
+def status(results: Path, tasks, design: Design = STUDY) -> int:
     """Read-only: finished runs per stage and the choices made so far."""
-    now = state(results, tasks, extra)
+    now = state(results, tasks, design=design)
     by_stage: dict[str, list[int]] = {}
     for run in now.ready:
         stage = "d sweep" if run.d is not None else run.stage
@@ -494,10 +570,12 @@ def status(results: Path, tasks, extra) -> int:
         print(f"choice     {task} {label}: {'pending' if choice.lr is None else f'lr {choice.lr:g}'}")
     for line in now.waiting:
         print(f"waiting    {line}")
-    total = len(nominal_plan(tasks))
+    total = len(nominal_plan(tasks, design))
     finished = sum(f for f, _ in by_stage.values())
-    print(f"{finished} of about {total} runs finished" + (" (the study is complete)" if finished >= total
-                                                         and not now.waiting else ""))
+    known = sum(k for _, k in by_stage.values())
+    complete = finished == known and not now.waiting and finished >= total
+    print(f"{finished} of {known} known runs finished (about {total} in all without edge extensions)"
+          + (": the study is complete" if complete else ""))
     return 0
 
 
@@ -513,14 +591,14 @@ def glue_problem(tasks) -> str | None:
     return None
 
 
-def dry_run(results: Path, tasks, extra, jobs: int) -> int:
-    now = state(results, tasks, extra)
+def dry_run(results: Path, tasks, design: Design, jobs: int) -> int:
+    now = state(results, tasks, design=design)
     for run in now.ready:
         print(f"{run.name:60s} ~{estimated_seconds(run):4.0f} s  python -m experiments.run "
               + " ".join(run.overrides(results)))
     for line in now.waiting:
         print(f"# {line}")
-    nominal = nominal_plan(tasks)
+    nominal = nominal_plan(tasks, design)
     total = sum(estimated_seconds(r) for r in nominal)
     print(f"{len(now.ready)} runs known now; about {len(nominal)} in all (without edge extensions): "
           f"~{total / 3600:.1f} run-hours under the cost model (two runs side by side), ~{total / 3600 / jobs:.1f} h "

@@ -651,6 +651,13 @@ def build_tables(records: pd.DataFrame, paper: pd.DataFrame, merge_mixed: bool =
     return tables, warnings_by_table
 
 
+def _shown(path: Path) -> str:
+    """How generated files name a folder: relative to the repository when inside it, so every checkout writes the
+    same text."""
+    resolved = Path(path).resolve()
+    return str(resolved.relative_to(REPO)) if resolved.is_relative_to(REPO) else str(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -664,6 +671,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ablation-runs", type=Path, default=DEFAULT_ABLATION_RUNS,
                         help="records of `make reproduce-ablations` (default results/ablation-runs)")
     args = parser.parse_args(argv)
+    from experiments import mini_report
+
+    if mini_report.is_study(args.runs):  # the CPU study (docs/mini.md): its own tables, claims and figures
+        try:
+            mini_report.write(args.runs.parent, args.out, figures=not args.no_figures, force=args.force,
+                              label=_shown(args.runs))
+        except FileExistsError as error:
+            print(f"make tables: {error}", file=sys.stderr)
+            return 2
+        return 0
     try:
         loaded = load_records(args.runs)
         paper = load_paper(args.paper_dir)
@@ -678,8 +695,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"WARNING: {warning}", file=sys.stderr)
     print(f"read {len(loaded.records)} finished records from {args.runs} ({len(loaded.skipped)} skipped)")
     try:
-        write_outputs(tables, warnings_by_table, loaded.skipped, args.out, str(args.runs), not args.no_figures, args.force,
-                      claims_tables(loaded.records, str(args.runs)))
+        write_outputs(tables, warnings_by_table, loaded.skipped, args.out, _shown(args.runs), not args.no_figures,
+                      args.force, claims_tables(loaded.records, _shown(args.runs)))
     except FileExistsError as error:
         print(f"make tables: {error}", file=sys.stderr)
         return 2

@@ -214,3 +214,33 @@ def test_tied_lora_a_degree_four_map_is_measured_exactly():
     v = unit_directions(update_map.size, 1, seed=8, like=update_map.params[0])[0]
     u = unit_directions(update_map.output_size, 1, seed=9, like=update_map.params[0])[0]
     assert float(u @ update_map.jvp(v)) == pytest.approx(float(update_map.vjp(u) @ v), rel=1e-9)
+
+
+def test_landscape_runs_are_each_methods_main_budget_and_labels_name_a_variant_once():
+    """In the CPU study GPart and Uni-LoRA also ran at the d sweep's ends (3 seeds each); the landscape compares them
+    at the main d (5 seeds), and a record already named `GPart (balanced)` is not tagged twice."""
+    from experiments.analysis.runs import Run, main_budget
+
+    def run(method, params, seed, options=None):
+        record = {"method": method, "model": "minilm-l6", "task": "sst2", "trainable_params": params, "seed": seed,
+                  "config": {"method": {"config": options or {}}}}
+        return Run(record, None)
+
+    runs = [run("GPart", d, s) for d, seeds in ((288, (1, 2, 3)), (2880, (1, 2, 3, 4, 5)), (28800, (1, 2, 3)))
+            for s in seeds] + [run("Uni-LoRA", 28800, s) for s in (2, 3)] + [run("Uni-LoRA", 2880, 3)]
+    chosen = {r.label: (r.record["trainable_params"], r.record["seed"]) for r in main_budget(runs)}
+    assert chosen == {"GPart": (2880, 1), "Uni-LoRA": (28800, 2)}
+    assert run("GPart (balanced)", 2880, 1, {"assignment": "balanced"}).label == "GPart (balanced)"
+    assert run("GPart", 2880, 1, {"isometric": False}).label == "GPart (non-isometric)"
+
+
+def test_a_records_portable_paths_are_made_local_again(tmp_path, monkeypatch):
+    """Records keep `<shared-data>/glue` (experiments/portable.py); rebuilding a run's model must find the data here."""
+    import experiments
+    from experiments.analysis.runs import localised
+
+    config = {"task": {"data_dir": "<shared-data>/glue", "key": "sst2"}, "paths": {"root": "results/mini"}}
+    assert localised(config)["task"]["data_dir"] == str(experiments.shared_data_dir()) + "/glue"
+    monkeypatch.setattr(experiments, "shared_data_dir", lambda: tmp_path / "absent")
+    assert localised(config, glue_dir="/data/glue")["task"]["data_dir"] == "/data/glue"
+    assert localised(config)["paths"] == {"root": "results/mini"}

@@ -43,6 +43,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--theta-methods", nargs="+", default=["GPart", "Uni-LoRA"],
                         help="methods whose trained parameters are one vector θ (labels starting with these)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random directions")
+    parser.add_argument("--tasks", nargs="+", default=None, help="only runs of these tasks (default: every task)")
     args = parser.parse_args(argv)
     for name in ("exact_limit", "lanczos_steps", "directions", "batches", "batch_size"):
         if getattr(args, name) < 1:
@@ -109,7 +110,8 @@ def validation_batches(task, model, processor, seed: int, count: int, batch_size
 
 
 def landscapes(found: list, args, command: str) -> list[Path]:
-    wanted = {label: [r for r in run_index.one_per_setting(found) if r.label == label]
+    # Each method at its main budget (in the CPU study, GPart and Uni-LoRA at d = 2,880, not the d sweep's ends).
+    wanted = {label: [r for r in run_index.main_budget(found) if r.label == label]
               for label in args.landscape_methods}
     written = []
     for group in dict.fromkeys(r.group for runs in wanted.values() for r in runs):
@@ -163,8 +165,11 @@ def main(argv=None) -> int:
     except FileNotFoundError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if args.tasks:
+        found = [run for run in found if run.record.get("task") in args.tasks]
     if not found:
-        print(f"error: no finished run with a saved adapter under {args.runs}", file=sys.stderr)
+        print(f"error: no finished run with a saved adapter under {args.runs}"
+              + (f" for tasks {args.tasks}" if args.tasks else ""), file=sys.stderr)
         return 2
     steps = {"distortion": distortion, "landscape": landscapes, "theta": theta_histograms}
     for what in args.what:

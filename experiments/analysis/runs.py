@@ -36,8 +36,10 @@ class Run:
     def label(self) -> str:
         """The paper's method key, plus the variant it is (e.g. ``GPart (non-isometric)``)."""
         options = (self.record.get("config", {}).get("method", {}) or {}).get("config") or {}
-        tags = [tag for (key, value), tag in VARIANT_TAGS.items() if options.get(key, object()) == value]
-        return self.record["method"] + (f" ({', '.join(tags)})" if tags else "")
+        method = self.record["method"]
+        tags = [tag for (key, value), tag in VARIANT_TAGS.items()
+                if options.get(key, object()) == value and tag not in method]   # `GPart (balanced)` is named already
+        return method + (f" ({', '.join(tags)})" if tags else "")
 
     @property
     def group(self) -> tuple[str, str]:
@@ -74,11 +76,46 @@ def one_per_setting(runs: list[Run]) -> list[Run]:
     return list(chosen.values())
 
 
+def main_budget(runs: list[Run]) -> list[Run]:
+    """Per (model, task, label): the lowest-seed run at the budget with the most runs (ties: the larger budget). In a
+    study with a d sweep (results/mini) that is the main d, whose report seeds outnumber the sweep's."""
+    counts: dict = {}
+    for run in runs:
+        key = (*run.group, run.label)
+        budget = run.record.get("trainable_params") or 0
+        counts.setdefault(key, {}).setdefault(budget, []).append(run)
+    chosen = []
+    for key, budgets in counts.items():
+        budget = max(budgets, key=lambda b: (len(budgets[b]), b))
+        chosen.append(min(budgets[budget], key=lambda r: r.record.get("seed", 0)))
+    return chosen
+
+
+def localised(node, glue_dir: str | None = None):
+    """A record's config made runnable here: `<shared-data>/...` (experiments/portable.py) back to this checkout's
+    shared data folder, and a GLUE `data_dir` that is not here to `$GLUE_DIR` when that is set."""
+    import experiments
+
+    if isinstance(node, dict):
+        out = {key: localised(value, glue_dir) for key, value in node.items()}
+        data_dir = out.get("data_dir")
+        if isinstance(data_dir, str) and glue_dir and not Path(data_dir).exists():
+            out["data_dir"] = glue_dir
+        return out
+    if isinstance(node, list):
+        return [localised(value, glue_dir) for value in node]
+    if isinstance(node, str) and node.startswith("<shared-data>"):
+        return str(experiments.shared_data_dir()) + node[len("<shared-data>"):]
+    return node
+
+
 def build(run: Run, trained: bool, dtype=torch.float64):
     """(task, model, processor): the run's model at initialisation, or with its trained adapter loaded."""
     from experiments.run import prepare  # the runner's own model building, so nothing here can drift from it
 
-    cfg = OmegaConf.create(run.record["config"])
+    import os
+
+    cfg = OmegaConf.create(localised(run.record["config"], os.environ.get("GLUE_DIR") or None))
     task, method, model, processor = prepare(cfg)
     if trained:
         model = method.load(model, run.directory / "adapter")
