@@ -357,7 +357,9 @@ def convergence(report: pd.DataFrame) -> pd.DataFrame:
 
 def convergence_sentence(table: pd.DataFrame) -> str:
     """The plan's reading of the convergence shares, over the main cells' report runs (the d sweep's rows aside)."""
-    main = table[~table["row"].str.contains(r"\(d = ", regex=True)]
+    if table.empty:
+        return "No report run has finished yet."
+    main = table[~table["row"].astype(str).str.contains(r"\(d = ", regex=True)]
     runs, last = int(main["runs"].sum()), int(main["at_last"].sum())
     if runs == 0:
         return "No report run has finished yet."

@@ -314,8 +314,8 @@ ADMISSION_HEADER = ["task", "FT (validation)", "LP (validation)", "FT − LP", f
 
 def selection_markdown(study: Study, frame: pd.DataFrame, label: str) -> str:
     lines = _header(study, "Learning-rate selection and admission (seed 0, validation split)", label)
-    lines += ["Each arm's lr: the grid point with the best validation score (best epoch, the 500 held-out training "
-              "rows; ties to the smaller lr), after one more point beyond the edge when the winner sat on it. LP's "
+    lines += ["Each arm's lr: the grid point with the best validation score (best epoch, the held-out training rows: "
+              "525 on SST-2, 500 on STS-B; ties to the smaller lr), after one more point beyond the edge when the winner sat on it. LP's "
               "grid is the head lr, which every arm of the task then uses. No choice reads the test split. Scores "
               "× 100; **bold**: chosen; *italic*: the edge extension. The driver writes the same choices to "
               "`selection/README.md` as it goes.", ""]

@@ -215,3 +215,9 @@ def test_convergence_share_per_arm_and_the_sentence():
     assert "short of convergence" in plan.convergence_sentence(plan.convergence(report))
     report["best_epoch"] = 2
     assert "before the last epoch" in plan.convergence_sentence(plan.convergence(report))
+
+
+def test_convergence_reads_no_report_run_yet_instead_of_failing():
+    """Before the first report record (selection records only), the tables still write."""
+    empty = frame({}).iloc[0:0]
+    assert plan.convergence_sentence(plan.convergence(empty)) == "No report run has finished yet."
