@@ -4,7 +4,7 @@
 finished run) and writes `claims-<table>-<model>.{md,csv}` for every (table, model) whose records hold GPart and at
 least one peer a claim needs. This module reads only that DataFrame; it imports nothing of tables or figures.
 
-Claims (issue 10), each a difference in points (test metric × 100) paired by (task, seed) — the same seed means the
+Claims, each a difference in points (test metric × 100) paired by (task, seed) — the same seed means the
 same data subset, split and partition seed, so pairing removes most of the seed-to-seed noise:
 
 - C1  GPart ≥ Uni-LoRA at equal d, overall and per task (and at each other d both methods ran).

@@ -1,4 +1,4 @@
-"""The first paper-scale run on a machine with the hub (issue 16): offline mode only where it belongs, offline failures
+"""The first paper-scale run on a machine with the hub: offline mode only where it belongs, offline failures
 that name the variable to set, `make reproduce-* DRY=1`'s download plan, the ViT image processor key, and MATH's
 `eval_size` sampling every subject. DTD, Stanford Cars and the hub layouts are rehearsed in test_hub_rehearsal.py."""
 from __future__ import annotations
