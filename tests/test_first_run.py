@@ -74,6 +74,16 @@ def test_reproduce_math_dry_run_runs_nothing():
     assert "-m experiments.run -m experiment=math/qwen2.5-0.5b/gpart task=math/math" in result.stdout
 
 
+@needs_make
+def test_reproduce_math_smoke_scores_math500_so_it_stays_offline():
+    """Full MATH is hub-only; MODEL=smoke (documented as offline) scores the shipped MATH500 subset instead."""
+    result = make("reproduce-math", "RUN=echo", "MODEL=smoke", "METHODS=gpart", f"PY={sys.executable}",
+                  env=clean_env())
+    assert result.returncode == 0, result.stderr
+    commands = [line for line in result.stdout.splitlines() if "-m experiments.run" in line]
+    assert [c.split("task=")[1].split()[0] for c in commands] == ["math/gsm8k", "math/math500"], result.stdout
+
+
 # -- offline failures name the variable -----------------------------------------------------------------------------
 def test_a_hub_load_in_offline_mode_names_the_variable(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
