@@ -11,7 +11,7 @@ OFFLINE_TARGETS := test test-all demo params tables analysis mini-analysis bench
 $(OFFLINE_TARGETS): export HF_HUB_OFFLINE ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-all demo params tables analysis mini-analysis bench gpu-check reproduce-glue reproduce-ablations reproduce-mini reproduce-mini-base reproduce-vision reproduce-math clean
+.PHONY: help install lint test test-all demo params tables analysis mini-analysis bench gpu-check reproduce-glue reproduce-ablations reproduce-mini reproduce-mini-base reproduce-vision reproduce-math clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -27,6 +27,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP) ## Create .venv with the gpart library (editable), the suite's dependencies and the test tools
+
+lint: $(STAMP) ## Static checks (ruff: syntax errors, undefined names, unused imports and variables; pyproject.toml)
+	$(PY) -m ruff check .
 
 test: $(STAMP) ## Run the fast test suite (CPU, offline)
 	$(PY) -m pytest -q -m "not slow" -n 2 --dist loadfile

@@ -30,8 +30,8 @@ LORA_MARGIN = 1.0          # C2: "within 1 point"
 PARAM_RATIO = 10.0         # C2: "with at least 10x fewer trainable parameters"
 
 RULES = [
-    f"**Interval**: mean of the paired differences ± t(0.975, n−1)·sd/√n over the n (task, seed) pairs present for "
-    f"both arms (Student t over the pairs; no interval when n < 2).",
+    "**Interval**: mean of the paired differences ± t(0.975, n−1)·sd/√n over the n (task, seed) pairs present for "
+    "both arms (Student t over the pairs; no interval when n < 2).",
     "**≥ claims (C1, C3, C4)**: *supported* if the interval lies above 0, *contradicted* if it lies below 0, "
     "*inconclusive* if it contains 0.",
     f"**C2**: *supported* if the LoRA/GPart parameter ratio is ≥ {PARAM_RATIO:g} and the interval's lower end is ≥ "
