@@ -16,7 +16,7 @@ child process is killed) and recorded as ``overrun``.
   Conv1D layout, partitioned bias, non-isometric, balanced, a transposed weight; NaN propagation; a tensor of more
   than 2³¹ elements (group sums equal a bincount); build and reduce at starts in [2³¹, 2³²); bf16 θ,
   autocast and torch.compile; dropout keep rate and mask reuse; the device check; whether two reduces agree bitwise.
-* ``kernel_costs`` — issue 14 item 7, measured: the cost of dropout's Philox draw, and of same-address atomic
+* ``kernel_costs`` — measured: the cost of dropout's Philox draw, and of same-address atomic
   contention as d shrinks, on a 4096² bf16 layer; the backward kernel with θ̃ read back from paired atomics beside
   the same kernel gathering it separately.
 * ``loss_curves`` — 50 AdamW steps of a small random Llama with each backend: the loss curves must agree.
@@ -54,7 +54,7 @@ DEVICE = "cuda"  # the tests run the small cases on "cpu" under TRITON_INTERPRET
 REPO = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO / "bench" / "results"
 REPORT_NAME = "gpu_check.json"
-TOTAL_BUDGET_S = 460.0  # the issue's 8 minutes, less start-up
+TOTAL_BUDGET_S = 460.0  # the 8-minute budget of a GPU check, less start-up
 # Seconds per section, in run order, at the default budget (about TOTAL_BUDGET_S in all); a run of some sections
 # shares its --budget among them in these proportions. What a section leaves unused is not lent on.
 SECTIONS = {
@@ -67,7 +67,7 @@ SECTIONS = {
 }
 # Relative error (‖got − ref‖ / ‖ref‖ against float64) allowed per weight dtype, or twice the torch path's own.
 TOLERANCE = {"float32": 1e-5, "float16": 3e-3, "bfloat16": 2e-2}
-STEP_TARGET = 1.10  # GPart step ≤ 1.10 × LoRA's on the 7B shape (issue 7)
+STEP_TARGET = 1.10  # GPart step ≤ 1.10 × LoRA's on the 7B shape (docs/performance.md)
 # make reproduce-glue, per method and seed, in training-sequence equivalents (docs/runner.md: 7.06 M trained + 1.7 M
 # evaluated at a third of the cost on roberta-base; 5.15 M + 1.3 M on roberta-large), over 9 methods × 5 seeds.
 GLUE_SEQUENCES = {"roberta-base": 7.6e6, "roberta-large": 5.6e6}

@@ -33,7 +33,7 @@ from pathlib import Path
 
 OUT_DIR = Path(__file__).resolve().parent / "out"
 METHODS = ("floor", "lora", "unilora", "gpart-torch", "gpart-torch-cache", "gpart-triton")
-GPART_ID_CACHE_MIB = 64  # the memory allowance over LoRA; RoBERTa-base q,v ids take 54 MiB as int32
+GPART_ID_CACHE_MIB = 64  # the memory allowed over LoRA; RoBERTa-base q,v ids take 54 MiB as int32
 LLAMA2_7B_QKVO = (1 << 31, 524_288)  # N = 32 layers × 4 × 4096², d for the 7B class (setup.md §4, §5)
 
 # Sizes and method settings per shape; each number's source in ../shared/reference/setup.md.

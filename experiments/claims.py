@@ -4,7 +4,7 @@
 finished run) and writes `claims-<table>-<model>.{md,csv}` for every (table, model) whose records hold GPart and at
 least one peer a claim needs. This module reads only that DataFrame; it imports nothing of tables or figures.
 
-Claims (issue 10), each a difference in points (test metric × 100) paired by (task, seed) — the same seed means the
+Claims, each a difference in points (test metric × 100) paired by (task, seed) — the same seed means the
 same data subset, split and partition seed, so pairing removes most of the seed-to-seed noise:
 
 - C1  GPart ≥ Uni-LoRA at equal d, overall and per task (and at each other d both methods ran).
@@ -30,8 +30,8 @@ LORA_MARGIN = 1.0          # C2: "within 1 point"
 PARAM_RATIO = 10.0         # C2: "with at least 10x fewer trainable parameters"
 
 RULES = [
-    f"**Interval**: mean of the paired differences ± t(0.975, n−1)·sd/√n over the n (task, seed) pairs present for "
-    f"both arms (Student t over the pairs; no interval when n < 2).",
+    "**Interval**: mean of the paired differences ± t(0.975, n−1)·sd/√n over the n (task, seed) pairs present for "
+    "both arms (Student t over the pairs; no interval when n < 2).",
     "**≥ claims (C1, C3, C4)**: *supported* if the interval lies above 0, *contradicted* if it lies below 0, "
     "*inconclusive* if it contains 0.",
     f"**C2**: *supported* if the LoRA/GPart parameter ratio is ≥ {PARAM_RATIO:g} and the interval's lower end is ≥ "

@@ -470,8 +470,8 @@ def main(argv=None) -> int:
 
 
 def print_table(rows: list[dict], seconds: float) -> None:
-    print(f"\n| fault | trials | killed / failed first | finished | identical metrics + adapter | files intact, "
-          f"no lock | resumed (times) |\n|---|---:|---:|---:|---:|---:|---|")
+    print("\n| fault | trials | killed / failed first | finished | identical metrics + adapter | files intact, "
+          "no lock | resumed (times) |\n|---|---:|---:|---:|---:|---:|---|")
     for fault in dict.fromkeys(r["fault"] for r in rows):
         mine = [r for r in rows if r["fault"] == fault]
         stopped = sum(r["killed"] or r["failed"] for r in mine)

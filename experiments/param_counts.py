@@ -63,7 +63,7 @@ def _llama2_7b():
 
 # Architecture values are the public configs of roberta-{base,large}, google/vit-{base,large}-patch16-224-in21k and
 # Llama-2-7B. Budgets: setup.md §2 (GLUE: d = 23,040, LoRA r = 8, Uni-LoRA r = 4), §3 (ViT: d = 72,000 / 144,000),
-# §4 (7B: d = 524,288), §5 (7B benchmark: LoRA r = 4). ViT LoRA r = 4 is the vision issue's choice, not setup.md's.
+# §4 (7B: d = 524,288), §5 (7B benchmark: LoRA r = 4). ViT LoRA r = 4 is the suite's choice, not setup.md's.
 BUDGETS = [
     Budget("roberta-base q,v", "roberta-base", _roberta(768, 12, 12, 3072), 23_040, 23_040, 8),
     Budget("roberta-large q,v", "roberta-large", _roberta(1024, 24, 16, 4096), 23_040, 23_040, 8),

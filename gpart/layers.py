@@ -87,6 +87,12 @@ class GPartLayer(nn.Module):
         self.weight_start, self.bias_start = weight_start, bias_start
         self.merged = False
 
+    def over(self, base_layer: nn.Module, bias_start: int | None) -> "GPartLayer":
+        """A GPartLayer of the same adapter at the same weight start over another base module: how
+        ``gpart.triton_guard`` builds its probe (a copy of this layer's first rows) without importing this module,
+        which imports the guard."""
+        return GPartLayer(base_layer, self.adapter, self.weight_start, bias_start)
+
     @property
     def is_linear(self) -> bool:
         return isinstance(self.base_layer, nn.Linear) or _is_hf_conv1d(self.base_layer)

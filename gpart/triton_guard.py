@@ -208,8 +208,6 @@ def _relative_error(got: torch.Tensor, expected: torch.Tensor) -> float:
 
 def _probe(layer):
     """A GPartLayer over a copy of the first rows of ``layer``'s stored weight, at the same global indices."""
-    from gpart.layers import GPartLayer
-
     base = layer.base_layer
     rows = min(PROBE_ROWS, base.weight.shape[0])
     small = copy.copy(base)  # same class and attributes (nn.Linear, transformers' Conv1D, Embedding, ...)
@@ -220,7 +218,7 @@ def _probe(layer):
         if isinstance(base, nn.Linear) and bias is not None:  # (out, in): the bias follows the output rows
             small.bias = nn.Parameter(bias[:rows].clone(), requires_grad=False)
     bias_start = layer.bias_start if isinstance(getattr(small, "bias", None), nn.Parameter) else None
-    return GPartLayer(small, layer.adapter, layer.weight_start, bias_start)
+    return layer.over(small, bias_start)
 
 
 def _in_features(probe) -> int:

@@ -17,6 +17,20 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TRITON_INTERPRET", "1")
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config):
+    """Under pytest-xdist (`make test` runs `-n 2`) the workers already fill the cores, so each one's torch and OpenMP
+    get one thread (GPART_TEST_WORKER_THREADS to change it); left alone, every worker's torch takes every core and
+    n workers oversubscribe them n times. A single-process run keeps torch's defaults."""
+    if not hasattr(config, "workerinput"):  # the controller or a plain run, not an xdist worker
+        return
+    threads = os.environ.get("GPART_TEST_WORKER_THREADS", "1")
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[name] = threads  # also what the subprocesses a test starts inherit
+    import torch
+
+    torch.set_num_threads(int(threads))
 CONFIGS = REPO / "configs"
 SHARED_DATA = shared_data_dir()
 

@@ -116,7 +116,7 @@ def _gpart_fields() -> set[str]:
 
 
 @pytest.mark.skipif(not {"projection", "partition_scope", "grouping"} <= _gpart_fields(),
-                    reason="GPartConfig has no projection/partition_scope/grouping yet (variants11, issue 11 part A)")
+                    reason="GPartConfig has no projection/partition_scope/grouping yet (the authors' variants)")
 @pytest.mark.parametrize("ablation", [a for a in ABLATION_FILES if "unilora" not in a])
 def test_each_gpart_ablation_builds_on_a_tiny_model(compose, ablation):
     from hydra.utils import instantiate

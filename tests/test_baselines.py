@@ -172,7 +172,7 @@ def test_an_unknown_config_key_names_the_adapter_function():
 
 
 def test_baselines_import_nothing_from_experiments():
-    """methods.py wraps baselines/; the reverse import would bring back the circle (issue 11, item 5)."""
+    """methods.py wraps baselines/; the reverse import would make an import circle (baselines must stay plain torch)."""
     import ast
     from pathlib import Path
 

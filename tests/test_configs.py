@@ -23,7 +23,7 @@ def paper_methods() -> set[str]:
         return {row["method"] for row in csv.DictReader(handle)}
 
 
-def test_the_issue_methods_and_both_glue_tables_exist():
+def test_the_paper_methods_and_both_glue_tables_exist():
     assert {"gpart", "lora", "unilora", "full", "vera", "vblora", "fourierft", "bitfit", "head_only"} <= set(METHOD_FILES)
     for size in ("base", "large"):
         for method in ("gpart", "lora", "unilora", "vera", "vblora", "fourierft", "full", "bitfit", "head_only"):

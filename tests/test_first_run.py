@@ -1,4 +1,4 @@
-"""The first paper-scale run on a machine with the hub (issue 16): offline mode only where it belongs, offline failures
+"""The first paper-scale run on a machine with the hub: offline mode only where it belongs, offline failures
 that name the variable to set, `make reproduce-* DRY=1`'s download plan, the ViT image processor key, and MATH's
 `eval_size` sampling every subject. DTD, Stanford Cars and the hub layouts are rehearsed in test_hub_rehearsal.py."""
 from __future__ import annotations
@@ -72,6 +72,16 @@ def test_reproduce_math_dry_run_runs_nothing():
     assert "meta-math/MetaMathQA" in result.stdout
     # echoed, not run: run online here, the command would have tried to download Qwen and failed
     assert "-m experiments.run -m experiment=math/qwen2.5-0.5b/gpart task=math/math" in result.stdout
+
+
+@needs_make
+def test_reproduce_math_smoke_scores_math500_so_it_stays_offline():
+    """Full MATH is hub-only; MODEL=smoke (documented as offline) scores the shipped MATH500 subset instead."""
+    result = make("reproduce-math", "RUN=echo", "MODEL=smoke", "METHODS=gpart", f"PY={sys.executable}",
+                  env=clean_env())
+    assert result.returncode == 0, result.stderr
+    commands = [line for line in result.stdout.splitlines() if "-m experiments.run" in line]
+    assert [c.split("task=")[1].split()[0] for c in commands] == ["math/gsm8k", "math/math500"], result.stdout
 
 
 # -- offline failures name the variable -----------------------------------------------------------------------------

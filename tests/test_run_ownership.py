@@ -18,7 +18,7 @@ from safetensors.torch import save_file
 
 from experiments import config_checks, records, resume
 from experiments import run as runner
-from experiments.run_lock import LOCK_NAME, orphaned_files
+from experiments.run_lock import orphaned_files
 from test_run_lock import foreign_owner
 from test_runner import Killed, record_of, tiny
 

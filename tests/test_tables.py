@@ -1,4 +1,4 @@
-"""experiments/tables.py: fixture run records in, paper-table Markdown/CSV out, with the safety rules of issue 4."""
+"""experiments/tables.py: fixture run records in, paper-table Markdown/CSV out, with its safety rules (unfinished runs skipped, mixed cells refused)."""
 from __future__ import annotations
 
 import filecmp

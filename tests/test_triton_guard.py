@@ -214,3 +214,19 @@ def test_a_float64_theta_takes_torch_too():
     with pytest.warns(RuntimeWarning, match=r"layer proj: float64 θ"):
         run(net)
     assert backend_report(find_adapter(net))["ran"] == ["torch"]
+
+
+def test_the_guard_imports_nothing_of_the_layers_it_guards():
+    """gpart.layers calls the guard; the guard builds its probe through GPartLayer.over, so no import runs back."""
+    import ast
+    from pathlib import Path
+
+    import gpart
+
+    for module in ("triton_guard", "triton_ops"):
+        tree = ast.parse((Path(gpart.__file__).parent / f"{module}.py").read_text())
+        imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        imported |= {f"gpart.{alias.name}" for node in ast.walk(tree)
+                     if isinstance(node, ast.ImportFrom) and node.module == "gpart" for alias in node.names}
+        assert "gpart.layers" not in imported, module

@@ -264,7 +264,7 @@ def test_backend_does_not_change_adapter_files(tmp_path):
     assert "backend" not in json.loads(files["torch"][0])["config"]
 
 
-# ------------------------------------------------------------------------- defects a GPU hits (issue 14)
+# ------------------------------------------------------------------------- defects a GPU hits
 
 NVIDIA_NAN = torch.tensor([0x7FFFFFFF], dtype=torch.int32).view(torch.float32)  # the GPU's canonical NaN
 
