@@ -62,14 +62,16 @@ class GPartAdapter(nn.Module):
         return f"d={c.d}, N={self.partition.size}, assignment={c.assignment}, seed={c.seed}, isometric={c.isometric}"
 
 
-def _dropout_mask(shape, p: float, seed: int, start: int, device) -> torch.Tensor:
+def _dropout_mask(shape, p: float, seed: int, stream: int | None, device) -> torch.Tensor:
     """A keep-mask scaled by 1/(1-p), reproducible from ``seed`` so backward rebuilds the forward's mask.
 
-    The generator is seeded by the forward's dropout seed mixed with the tensor's global ``start``: a layer's weight
-    and bias draw separate streams (one seed for both would make the bias's mask the first entries of the weight's).
+    ``stream`` None draws from ``seed`` itself (a layer's weight); a tensor beside it (its bias) passes its global
+    start, mixed into the seed, so that it draws a stream of its own: one seed for both would make the bias's mask
+    the first entries of the weight's.
     """
-    stream = int(splitmix64(torch.tensor([_as_int64(seed + start)]))[0]) & ((1 << 63) - 1)
-    generator = torch.Generator(device=device).manual_seed(stream)
+    if stream is not None:
+        seed = int(splitmix64(torch.tensor([_as_int64(seed + stream)]))[0]) & ((1 << 63) - 1)
+    generator = torch.Generator(device=device).manual_seed(seed)
     keep = torch.rand(shape, generator=generator, device=device) >= p
     return keep / (1.0 - p)
 
@@ -156,7 +158,8 @@ class GPartLayer(nn.Module):
     def _dropout_mask(self, name: str, seed: int) -> torch.Tensor:
         """The torch path's dropout keep-scale for ``base_layer.<name>`` under the forward's seed."""
         base = getattr(self.base_layer, name)
-        return _dropout_mask(base.shape, self.adapter.config.dropout, seed, dict(self._adapted())[name], base.device)
+        stream = None if name == "weight" else dict(self._adapted())[name]
+        return _dropout_mask(base.shape, self.adapter.config.dropout, seed, stream, base.device)
 
     def effective(self, scaled_theta: torch.Tensor, dropout_seed: int | None) -> dict[str, torch.Tensor]:
         """W0 + ΔW (and b0 + Δb) for every adapted tensor."""

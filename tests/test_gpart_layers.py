@@ -160,6 +160,16 @@ def test_weight_and_bias_draw_different_dropout_masks():
     assert 0.4 < kept.float().mean() < 0.6
 
 
+def test_a_weights_dropout_mask_is_drawn_from_the_forward_seed_itself():
+    """The weight's mask is torch.rand under the forward's seed, as it has always been on the torch path: runs
+    recorded before the bias got a stream of its own rerun to the same numbers."""
+    model = make(d=7, targets=["query"], dropout=0.5)
+    layer = model.query
+    shape = layer.base_layer.weight.shape
+    expected = torch.rand(shape, generator=torch.Generator().manual_seed(1234)) >= 0.5
+    assert torch.equal(layer.delta(torch.ones(7), "weight", 1234) != 0, expected)
+
+
 class OneLinear(nn.Module):
     def __init__(self, n_in, n_out):
         super().__init__()
