@@ -83,16 +83,8 @@ def main(argv=None) -> int:
     now = state(results, minilm)
     if args.status or args.dry_run:
         return report(now, results, args.dry_run, args.jobs)
-    failures: list[str] = []
-    progress = mini.Progress(now.ready, [], "reproduce-mini-base")
-    while True:
-        todo = [r for r in now.ready if mini.status_of(mini.record_path(r, results)) != "finished"]
-        if not todo or failures:
-            break
-        failures += mini.execute(todo, results, args.jobs, args.threads, progress)
-        now = state(results, minilm)
-    progress.close()
-    failures += [f"still waiting: {line}" for line in now.waiting]
+    failures = mini.run_until_done(lambda: state(results, minilm), results, args.jobs, args.threads,
+                                   lambda now, todo: mini.Progress(now.ready, [], "reproduce-mini-base"))
     if not failures and not args.no_tables and mini.make_tables(results) != 0:
         failures.append("experiments.tables failed")
     for line in failures:
