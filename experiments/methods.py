@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 import baselines
-from experiments.atomic import atomic_write
+from experiments.runner.atomic import atomic_write
 
 
 def is_head_parameter(name: str, head_modules) -> bool:

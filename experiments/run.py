@@ -2,7 +2,7 @@
 
     python -m experiments.run experiment=glue/base/gpart-sst2 seed=0
     python -m experiments.run -m experiment=glue/base/gpart-sst2 seed=0,1,2,3,4     # a sweep
-    torchrun --nproc_per_node 4 -m experiments.run experiment=...                   # DDP (experiments/distributed.py)
+    torchrun --nproc_per_node 4 -m experiments.run experiment=...                   # DDP (experiments/runner/distributed.py)
 
 It composes `configs/config.yaml`, instantiates the task (`cfg.task._target_`), builds the model and applies the
 method from the registry (`experiments/methods.py`), trains with `transformers.Trainer` (two learning rates: adapter
@@ -31,9 +31,9 @@ from omegaconf import DictConfig
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
 import experiments  # noqa: F401  (registers the OmegaConf resolvers)
-from experiments import config_checks, distributed, records, reporting, resume, run_lock, sweep_summary
-from experiments.atomic import atomic_write
-from experiments.distributed import is_main_process
+from experiments.runner import config_checks, distributed, records, trackers, resume, run_lock, sweep_summary
+from experiments.runner.atomic import atomic_write
+from experiments.runner.distributed import is_main_process
 from experiments.methods import Method, build_method, is_head_parameter
 from experiments.tasks.base import Splits, Task
 
@@ -395,7 +395,7 @@ def make_trainer(cfg: DictConfig, task: Task, model, processor, splits: Splits, 
         callbacks=[recorder], head_modules=list(cfg.model.head_modules), head_lr=float(cfg.trainer.head_lr))
     trainer.model_accepts_loss_kwargs = task.token_level_loss   # see Task.token_level_loss
     recorder.trainer = trainer
-    reporting.tolerate_tracker_failures(trainer)
+    trackers.tolerate_tracker_failures(trainer)
     return trainer
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from conftest import CONFIGS, REPO
-from experiments.ablation_table import build_ablation_table, load_ablation_records, write_ablation_table
+from experiments.report.ablation_table import build_ablation_table, load_ablation_records, write_ablation_table
 
 
 def record(tmp_path, name, method, task, seed, score, config, status="finished"):
@@ -71,7 +71,7 @@ def test_no_runs_writes_nothing(tmp_path, capsys):
 
 
 def test_make_tables_writes_the_ablation_table_beside_the_paper_tables(runs, tmp_path):
-    from experiments import tables
+    from experiments.report import tables
 
     assert tables.main(["--runs", str(runs), "--out", str(tmp_path / "out"), "--no-figures",
                         "--ablation-runs", str(runs)]) == 0

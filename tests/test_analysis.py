@@ -235,7 +235,7 @@ def test_landscape_runs_are_each_methods_main_budget_and_labels_name_a_variant_o
 
 
 def test_a_records_portable_paths_are_made_local_again(tmp_path, monkeypatch):
-    """Records keep `<shared-data>/glue` (experiments/portable.py); rebuilding a run's model must find the data here."""
+    """Records keep `<shared-data>/glue` (experiments/runner/portable.py); rebuilding a run's model must find the data here."""
     import experiments
     from experiments.analysis.runs import localised
 

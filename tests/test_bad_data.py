@@ -7,10 +7,10 @@ import re
 import pytest
 from PIL import Image
 
-from experiments.math.data import BadDataError, evaluation_problems, load_rows, training_rows
+from experiments.tasks.math.data import BadDataError, evaluation_problems, load_rows, training_rows
 from experiments.tasks.glue import GlueTask
-from experiments.vision.data import ImageDecodeError, TransformedImages, load_raw_split
-from experiments.vision.transforms import build_transforms
+from experiments.tasks.vision.data import ImageDecodeError, TransformedImages, load_raw_split
+from experiments.tasks.vision.transforms import build_transforms
 
 SST2_HEADER = "sentence\tlabel\n"
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from experiments import resume, run_lock, sweep_summary
+from experiments.runner import resume, run_lock, sweep_summary
 from experiments import run as runner
-from experiments.run_lock import ClaimLost, RunClaimed, claim
+from experiments.runner.run_lock import ClaimLost, RunClaimed, claim
 from experiments.tasks.glue import GlueTask
 from test_run_lock import foreign_owner
 from test_run_ownership import dead_pid, run_dir_of
@@ -103,7 +103,7 @@ def unshare_works() -> bool:
 
 @pytest.mark.skipif(not unshare_works(), reason="unshare (user + pid namespaces) is not available here")
 def test_a_real_owner_in_a_container_with_our_hostname_keeps_its_claim(tmp_path):
-    script = ("import sys, time; from experiments.run_lock import claim; "
+    script = ("import sys, time; from experiments.runner.run_lock import claim; "
               f"held = claim({str(tmp_path)!r}, heartbeat_s=1, stale_after_s=60); print('held', flush=True); "
               "sys.stdin.read(); held.release()")
     owner = subprocess.Popen(["unshare", "--user", "--map-root-user", "--pid", "--fork", "--mount-proc",

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, compose_config
-from experiments import fault_injection, records
+from experiments.tools import fault_injection
+from experiments.runner import records
 from test_distributed import environment, runner_command
 from test_run_lock import foreign_owner
 from test_runner import tiny

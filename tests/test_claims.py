@@ -1,4 +1,4 @@
-"""experiments/claims.py through `make tables`: fixture records built so that every claim gets each verdict."""
+"""experiments/report/claims.py through `make tables`: fixture records built so that every claim gets each verdict."""
 from __future__ import annotations
 
 import math
@@ -6,7 +6,7 @@ import math
 import pandas as pd
 import pytest
 
-from experiments import claims, tables
+from experiments.report import claims, tables
 from test_tables_fixtures import make_record, write_record
 
 TASKS = ("sst2", "mrpc", "rte")

@@ -126,7 +126,7 @@ def test_slurm_launcher_config_composes():
 
 
 def test_config_hash_ignores_seed_and_paths_but_not_hyperparameters(compose):
-    from experiments.records import config_hash, make_run_id
+    from experiments.runner.records import config_hash, make_run_id
 
     base = compose(["experiment=glue/base/gpart-sst2", "seed=0"])
     other_seed = compose(["experiment=glue/base/gpart-sst2", "seed=4", "paths.root=/elsewhere"])

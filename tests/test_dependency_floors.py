@@ -1,5 +1,5 @@
 """The installed libraries meet the floors the code relies on; a too-old transformers is refused with a clear message
-(pyproject.toml and experiments/dependencies.py state the same floor)."""
+(pyproject.toml and experiments/runner/dependencies.py state the same floor)."""
 from __future__ import annotations
 
 import re
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from packaging.version import Version
 
-from experiments.dependencies import MIN_TRANSFORMERS, check_transformers
+from experiments.runner.dependencies import MIN_TRANSFORMERS, check_transformers
 
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 

@@ -1,4 +1,4 @@
-"""Data-parallel runs (experiments/distributed.py): the batch split and rank-0 rules (fast), and real two-process
+"""Data-parallel runs (experiments/runner/distributed.py): the batch split and rank-0 rules (fast), and real two-process
 gloo runs under torchrun (slow): DDP trains like one process with the same global batch, a killed rank fails the
 job and the rerun resumes, and the math evaluation split over ranks gives one process's predictions."""
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from experiments.distributed import quiet_hydra_on_other_ranks, split_global_batch
+from experiments.runner.distributed import quiet_hydra_on_other_ranks, split_global_batch
 
 REPO = Path(__file__).resolve().parents[1]
 TORCHRUN = str(Path(sys.executable).parent / "torchrun")
@@ -56,7 +56,7 @@ def test_only_rank_zero_writes_hydra_files(monkeypatch):
 
 
 def test_ddp_settings_are_not_part_of_the_run_id(compose):
-    from experiments.records import config_hash
+    from experiments.runner.records import config_hash
 
     base = compose(["model=tiny-roberta"])
     assert base.trainer.keep_global_batch is True
@@ -67,7 +67,7 @@ def test_ddp_settings_are_not_part_of_the_run_id(compose):
 def test_resume_skips_a_checkpoint_killed_while_being_written(tmp_path):
     from safetensors.torch import save_file
 
-    from experiments.resume import usable_checkpoint
+    from experiments.runner.resume import usable_checkpoint
 
     for step, complete in ((10, True), (20, True), (30, False)):
         folder = tmp_path / f"checkpoint-{step}"
@@ -259,7 +259,7 @@ def test_math_evaluation_split_over_two_ranks_gives_one_process_predictions(tmp_
     (["accelerate", "launch", "-m", "experiments.run"], False),
 ])
 def test_accelerate_starting_one_process_of_several_is_said(monkeypatch, argv, warned):
-    from experiments.distributed import launcher_dropped_processes
+    from experiments.runner.distributed import launcher_dropped_processes
 
     monkeypatch.setenv("ACCELERATE_USE_CPU", "False")
     monkeypatch.delenv("WORLD_SIZE", raising=False)

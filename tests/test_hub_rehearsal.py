@@ -1,5 +1,5 @@
 """First-run rehearsal: every dataset and model the paper configs fetch from the hub (or torchvision), rebuilt tiny
-and local with exactly the published schema / checkpoint layout (`experiments/hub_catalog.py`), then loaded by the
+and local with exactly the published schema / checkpoint layout (`experiments/tools/hub_catalog.py`), then loaded by the
 suite's own code through the same path as the hub load: `load_dataset(<folder laid out like the hub repository>)`
 and `from_pretrained(<folder holding a checkpoint in the hub's key layout>)`, with the real task and model configs.
 """
@@ -15,7 +15,7 @@ import yaml
 from conftest import CONFIGS as CONFIG_DIR, compose_config
 from PIL import Image
 
-from experiments.hub_catalog import ARCHIVES, DATASETS, MODELS, HubDataset, features
+from experiments.tools.hub_catalog import ARCHIVES, DATASETS, MODELS, HubDataset, features
 
 ROWS = 20   # per split: enough for the seeded 10% hold-outs
 
@@ -49,8 +49,8 @@ def config_hub_ids() -> tuple[set[str], set[str]]:
 def test_every_hub_dataset_and_model_in_configs_is_in_the_catalog():
     dataset_ids, model_ids = config_hub_ids()
     assert dataset_ids and model_ids
-    assert dataset_ids <= set(DATASETS), f"not in experiments/hub_catalog.py: {sorted(dataset_ids - set(DATASETS))}"
-    assert model_ids <= set(MODELS), f"not in experiments/hub_catalog.py: {sorted(model_ids - set(MODELS))}"
+    assert dataset_ids <= set(DATASETS), f"not in experiments/tools/hub_catalog.py: {sorted(dataset_ids - set(DATASETS))}"
+    assert model_ids <= set(MODELS), f"not in experiments/tools/hub_catalog.py: {sorted(model_ids - set(MODELS))}"
     torchvision_classes = {yaml.safe_load(p.read_text()).get("dataset_class")
                            for p in (CONFIG_DIR / "task" / "vision").glob("*.yaml")} - {None}
     assert torchvision_classes <= set(ARCHIVES)
@@ -138,7 +138,7 @@ HUB_VISION_TASKS = sorted(p.stem for p in (CONFIG_DIR / "task" / "vision").glob(
 
 @pytest.mark.parametrize("name", HUB_VISION_TASKS)
 def test_vision_task_loads_the_hub_layout(tmp_path, name):
-    from experiments.vision.models import _vit_processor
+    from experiments.tasks.vision.models import _vit_processor
 
     cfg = compose(f"task=vision/{name}")
     folder = write_repo(DATASETS[cfg.task.path], tmp_path)
@@ -201,7 +201,7 @@ def test_fgvc_aircraft_reads_the_official_archive_layout(tmp_path):
 
 # -- math: MetaMathQA (one JSON file), GSM8K, MATH (seven configs), MATH-500 (one JSONL) ----------------------------
 def test_math_sources_load_the_hub_layouts(tmp_path):
-    from experiments.math.data import evaluation_problems, load_rows, training_rows
+    from experiments.tasks.math.data import evaluation_problems, load_rows, training_rows
     from experiments.tasks.math import EVAL_SAMPLE_SEED
 
     folders = {repo: write_repo(DATASETS[repo], tmp_path) for repo in (

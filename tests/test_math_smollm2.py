@@ -14,7 +14,7 @@ pytestmark = [pytest.mark.slow,
 
 @pytest.fixture(scope="module")
 def smollm2():
-    from experiments.math.bench_generation import load_model
+    from experiments.tools.generation_bench import load_model
 
     return load_model("smollm2")
 
@@ -23,9 +23,9 @@ def test_real_generation_is_extracted_scored_and_batch_invariant(smollm2):
     """Prompt formatting, left-padded batching, decoding, extraction and scoring on real weights. The 135M instruct
     model answers in the trained format ("The answer is: X") but is often wrong; what is checked is the pipeline:
     answers are extracted from real text, verdicts agree with the extracted numbers, batching changes nothing."""
-    from experiments.math.evaluation import evaluate_problems
-    from experiments.math.generation import adds_bos, generate_transformers
-    from experiments.math.scoring import parse_number
+    from experiments.tasks.math.evaluation import evaluate_problems
+    from experiments.tasks.math.generation import adds_bos, generate_transformers
+    from experiments.tasks.math.scoring import parse_number
 
     model, tokenizer = smollm2
     assert not adds_bos(tokenizer)          # SmolLM2's "BOS" is the chat marker <|im_start|>: not prepended

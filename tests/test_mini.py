@@ -1,4 +1,4 @@
-"""`make reproduce-mini` (experiments/mini.py): the plan docs/mini.md states (grids, choices on seed 0, shared head lr,
+"""`make reproduce-mini` (experiments/studies/mini/driver.py): the plan docs/mini.md states (grids, choices on seed 0, shared head lr,
 report seeds, d sweep), with fake finished records at the driver's own record paths; `--status` writes nothing;
 (slow) a committed report cell reruns to its committed metric, and the smoke runs the pipeline end to end."""
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments import mini
+from experiments.studies.mini import driver
 from mini_fakes import finish, write_fake
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,55 +33,55 @@ def grid_winner(position: int):
 
 
 def test_every_grid_has_four_points_a_factor_sqrt10_apart():
-    for arm in (mini.PROBE, *mini.TUNED_ARMS):
+    for arm in (driver.PROBE, *driver.TUNED_ARMS):
         assert len(arm.grid) == 4, arm.label
         for low, high in zip(arm.grid, arm.grid[1:]):
             assert high / low == pytest.approx(math.sqrt(10), rel=2e-3), arm.label   # three significant digits
-    assert mini.BALANCED.grid == () and mini.BALANCED.lr_from == "GPart"
-    assert mini.ARMS["GPart"].grid == (5e-3, 1.58e-2, 5e-2, 1.58e-1)
-    assert mini.ARMS["FT"].grid == (5e-6, 1.58e-5, 5e-5, 1.58e-4)
-    assert mini.PROBE.grid == (1e-3, 3.16e-3, 1e-2, 3.16e-2)
-    non_isometric = mini.ARMS["GPart (non-isometric)"].grid
-    assert non_isometric[0] == pytest.approx(5e-3 / math.sqrt(mini.GROUP_SIZE), rel=2e-3)
+    assert driver.BALANCED.grid == () and driver.BALANCED.lr_from == "GPart"
+    assert driver.ARMS["GPart"].grid == (5e-3, 1.58e-2, 5e-2, 1.58e-1)
+    assert driver.ARMS["FT"].grid == (5e-6, 1.58e-5, 5e-5, 1.58e-4)
+    assert driver.PROBE.grid == (1e-3, 3.16e-3, 1e-2, 3.16e-2)
+    non_isometric = driver.ARMS["GPart (non-isometric)"].grid
+    assert non_isometric[0] == pytest.approx(5e-3 / math.sqrt(driver.GROUP_SIZE), rel=2e-3)
 
 
 def test_report_seeds_exclude_the_selection_seed_and_the_sweep_seeds_are_report_seeds():
-    assert mini.SELECTION_SEED not in mini.REPORT_SEEDS and len(mini.REPORT_SEEDS) == 5
-    assert set(mini.D_SWEEP_SEEDS) <= set(mini.REPORT_SEEDS)
+    assert driver.SELECTION_SEED not in driver.REPORT_SEEDS and len(driver.REPORT_SEEDS) == 5
+    assert set(driver.D_SWEEP_SEEDS) <= set(driver.REPORT_SEEDS)
 
 
 def test_d_sweep_lr_keeps_the_step_size_of_the_main_d():
-    assert mini.D_SWEEP == (288, 28800) and mini.MAIN_D == 2880
-    assert mini.scaled_lr(1.58e-2, 288) == pytest.approx(5e-2, rel=2e-3)
-    assert mini.scaled_lr(1.58e-2, 28800) == pytest.approx(5e-3, rel=2e-3)
-    assert mini.scaled_lr(1.58e-2, mini.MAIN_D) == 1.58e-2
+    assert driver.D_SWEEP == (288, 28800) and driver.MAIN_D == 2880
+    assert driver.scaled_lr(1.58e-2, 288) == pytest.approx(5e-2, rel=2e-3)
+    assert driver.scaled_lr(1.58e-2, 28800) == pytest.approx(5e-3, rel=2e-3)
+    assert driver.scaled_lr(1.58e-2, driver.MAIN_D) == 1.58e-2
 
 
 def test_main_d_keeps_the_papers_ratio_for_minilm_q_v(compose):
     cfg = compose(["experiment=glue/base/gpart-sst2", "+experiment/mini=gpart"])
     adapted = 6 * 2 * 384 * 384
-    assert cfg.method.config.d == mini.MAIN_D == adapted * 23_040 // 14_155_776 and mini.ADAPTED_SIZE == adapted
+    assert cfg.method.config.d == driver.MAIN_D == adapted * 23_040 // 14_155_776 and driver.ADAPTED_SIZE == adapted
     unilora = compose(["experiment=glue/base/unilora-sst2", "+experiment/mini=unilora"])
-    assert unilora.method.config.theta_d_length == mini.MAIN_D and unilora.method.config.unilora_dropout == 0.1
+    assert unilora.method.config.theta_d_length == driver.MAIN_D and unilora.method.config.unilora_dropout == 0.1
 
 
 def test_a_run_composes_the_protocol_with_its_own_lrs(compose, tmp_path):
-    run = mini.Run(mini.ARMS["GPart (non-isometric)"], "stsb", 3, 2.02e-4, 3.16e-3)
+    run = driver.Run(driver.ARMS["GPart (non-isometric)"], "stsb", 3, 2.02e-4, 3.16e-3)
     cfg = compose(run.overrides(tmp_path))
     assert cfg.model.key == "minilm-l6" and cfg.task.key == "stsb" and cfg.task.train_subset == 2500
     assert cfg.trainer.lr == 2.02e-4 and cfg.trainer.head_lr == 3.16e-3 and cfg.seed == 3
     assert cfg.method.config.isometric is False and cfg.method.key == "GPart (non-isometric)"
     assert cfg.trainer.epochs == 5 and cfg.trainer.test_at == "best_epoch" and cfg.task.test_subset is None
-    probe = compose(mini.Run(mini.PROBE, "sst2", 0, 1e-2, 1e-2, stage="selection").overrides(tmp_path))
+    probe = compose(driver.Run(driver.PROBE, "sst2", 0, 1e-2, 1e-2, stage="selection").overrides(tmp_path))
     assert probe.trainer.head_lr == 1e-2 and probe.method.kind == "head_only"
-    swept = compose(mini.Run(mini.ARMS["Uni-LoRA"], "sst2", 1, 5e-3, 1e-3, d=288).overrides(tmp_path))
+    swept = compose(driver.Run(driver.ARMS["Uni-LoRA"], "sst2", 1, 5e-3, 1e-3, d=288).overrides(tmp_path))
     assert swept.method.config.theta_d_length == 288
 
 
 def test_run_ids_of_the_study_in_flight_are_unchanged(tmp_path):
     """The first record of the running study (e25df69): any change to a run's config or hash moves it."""
-    run = mini.selection_runs(mini.PROBE, "sst2", None)[0]
-    path = mini.record_path(run, tmp_path)
+    run = driver.selection_runs(driver.PROBE, "sst2", None)[0]
+    path = driver.record_path(run, tmp_path)
     assert path == tmp_path / "selection" / "runs" / "glue-minilm-l6-lp-sst2-s0-d3a8022c" / "record.json"
 
 
@@ -89,75 +89,75 @@ def test_run_ids_of_the_study_in_flight_are_unchanged(tmp_path):
 
 
 def test_choose_waits_for_every_grid_point_then_picks_the_best_inside_the_grid(tmp_path):
-    runs = mini.selection_runs(mini.ARMS["GPart"], "sst2", 3.16e-3)
+    runs = driver.selection_runs(driver.ARMS["GPart"], "sst2", 3.16e-3)
     for run in runs[:3]:
         write_fake(run, tmp_path, grid_winner(1)(run))
-    choice, extension = mini.choose(runs, tmp_path)
+    choice, extension = driver.choose(runs, tmp_path)
     assert choice.lr is None and extension is None and choice.scores[runs[3].lr] is None
     write_fake(runs[3], tmp_path, grid_winner(1)(runs[3]))
-    choice, extension = mini.choose(runs, tmp_path)
+    choice, extension = driver.choose(runs, tmp_path)
     assert choice.lr == runs[1].lr and extension is None and not choice.at_edge
 
 
 @pytest.mark.parametrize("edge", ["top", "bottom"])
 def test_a_winner_on_the_edge_adds_one_point_beyond_it_then_chooses_among_five(tmp_path, edge):
-    runs = mini.selection_runs(mini.ARMS["LoRA"], "stsb", 1e-2)
+    runs = driver.selection_runs(driver.ARMS["LoRA"], "stsb", 1e-2)
     position = 3 if edge == "top" else 0
     for run in runs:
         write_fake(run, tmp_path, grid_winner(position)(run))
-    choice, extension = mini.choose(runs, tmp_path)
+    choice, extension = driver.choose(runs, tmp_path)
     expected = runs[position].lr * (math.sqrt(10) if edge == "top" else 1 / math.sqrt(10))
     assert choice.lr is None and extension.lr == pytest.approx(expected, rel=2e-3)
-    assert extension.head_lr == 1e-2 and extension.seed == mini.SELECTION_SEED and extension.stage == "selection"
+    assert extension.head_lr == 1e-2 and extension.seed == driver.SELECTION_SEED and extension.stage == "selection"
     write_fake(extension, tmp_path, 0.81)       # better still: chosen, and no second extension
-    choice, again = mini.choose([*runs, extension], tmp_path)
+    choice, again = driver.choose([*runs, extension], tmp_path)
     assert choice.lr == extension.lr and choice.extended == extension.lr and again is None and choice.at_edge
     write_fake(extension, tmp_path, 0.70)       # worse: the edge point stays chosen
-    choice, _ = mini.choose([*runs, extension], tmp_path)
+    choice, _ = driver.choose([*runs, extension], tmp_path)
     assert choice.lr == runs[position].lr
 
 
 def test_probe_extension_moves_the_head_lr_and_ties_go_to_the_smaller_lr(tmp_path):
-    runs = mini.selection_runs(mini.PROBE, "sst2", None)
+    runs = driver.selection_runs(driver.PROBE, "sst2", None)
     assert all(run.head_lr == run.lr for run in runs)
     for run in runs:   # points 3 and 4 tie: the smaller lr wins, inside the grid, so no extension
         write_fake(run, tmp_path, 0.80 if run.lr in (runs[2].lr, runs[3].lr) else 0.75)
-    choice, extension = mini.choose(runs, tmp_path)
+    choice, extension = driver.choose(runs, tmp_path)
     assert choice.lr == runs[2].lr and extension is None
     write_fake(runs[3], tmp_path, 0.81)   # the top point alone best: the extension is a probe run at a higher head lr
-    choice, extension = mini.choose(runs, tmp_path)
+    choice, extension = driver.choose(runs, tmp_path)
     assert choice.lr is None and extension.lr == extension.head_lr == pytest.approx(0.1, rel=2e-3)   # 0.0999
-    assert mini.best_lr({1e-3: 0.8, 3e-3: 0.8, 1e-2: 0.7}) == 1e-3
+    assert driver.best_lr({1e-3: 0.8, 3e-3: 0.8, 1e-2: 0.7}) == 1e-3
 
 
 @pytest.fixture(scope="module")
 def chosen(tmp_path_factory):
     """SST-2's whole selection finished with the second grid point best everywhere: (results, state)."""
     results = tmp_path_factory.mktemp("selection")
-    finish(results, ("sst2",), mini.STUDY, grid_winner(1), stages=("selection",))
-    return results, mini.state(results, ("sst2",))
+    finish(results, ("sst2",), driver.STUDY, grid_winner(1), stages=("selection",))
+    return results, driver.state(results, ("sst2",))
 
 
 def test_the_head_lr_is_the_probes_choice_for_every_arm(chosen):
     results, now = chosen
     head = now.choices[("LP", "sst2")].lr
-    assert head == mini.PROBE.grid[1]
+    assert head == driver.PROBE.grid[1]
     tuned = [run for run in now.ready if run.stage == "selection" and not run.arm.is_probe]
-    assert len(tuned) == 4 * len(mini.TUNED_ARMS) and {run.head_lr for run in tuned} == {head}
+    assert len(tuned) == 4 * len(driver.TUNED_ARMS) and {run.head_lr for run in tuned} == {head}
     report = [run for run in now.ready if run.stage == "report"]
     assert {run.head_lr for run in report} == {head}
-    assert {run.arm.label for run in report} == set(mini.ARMS)
+    assert {run.arm.label for run in report} == set(driver.ARMS)
 
 
 def test_every_tuned_arm_reports_at_its_choice_and_balanced_at_gparts(chosen):
     results, now = chosen
     report = [run for run in now.ready if run.stage == "report" and run.d is None]
-    for label, arm in mini.ARMS.items():
+    for label, arm in driver.ARMS.items():
         mine = [run for run in report if run.arm.label == label]
         expected = now.choices[(arm.lr_from or label, "sst2")].lr
         assert {run.lr for run in mine} == {expected} and expected is not None, label
-        assert sorted(run.seed for run in mine) == list(mini.REPORT_SEEDS), label
-    balanced = {run.lr for run in report if run.arm is mini.BALANCED}
+        assert sorted(run.seed for run in mine) == list(driver.REPORT_SEEDS), label
+    balanced = {run.lr for run in report if run.arm is driver.BALANCED}
     assert balanced == {now.choices[("GPart", "sst2")].lr}
     assert ("GPart (balanced)", "sst2") not in now.choices   # no grid of its own
 
@@ -165,10 +165,10 @@ def test_every_tuned_arm_reports_at_its_choice_and_balanced_at_gparts(chosen):
 def test_the_d_sweep_scales_the_chosen_lr(chosen):
     results, now = chosen
     sweep = [run for run in now.ready if run.d is not None]
-    assert len(sweep) == len(mini.D_SWEEP_ARMS) * len(mini.D_SWEEP) * len(mini.D_SWEEP_SEEDS)
+    assert len(sweep) == len(driver.D_SWEEP_ARMS) * len(driver.D_SWEEP) * len(driver.D_SWEEP_SEEDS)
     for run in sweep:
-        assert run.lr == mini.scaled_lr(now.choices[(run.arm.label, "sst2")].lr, run.d)
-        assert run.seed in mini.D_SWEEP_SEEDS and run.stage == "report"
+        assert run.lr == driver.scaled_lr(now.choices[(run.arm.label, "sst2")].lr, run.d)
+        assert run.seed in driver.D_SWEEP_SEEDS and run.stage == "report"
 
 
 def test_the_real_plan_counts_match_docs_mini(chosen):
@@ -178,17 +178,17 @@ def test_the_real_plan_counts_match_docs_mini(chosen):
         key = "sweep" if run.d is not None else run.stage
         by_stage[key] = by_stage.get(key, 0) + 1
     assert by_stage == {"selection": 4 + 4 * 5, "report": 7 * 5, "sweep": 2 * 2 * 3}
-    assert len(mini.nominal_plan()) == 2 * (24 + 35 + 12)
+    assert len(driver.nominal_plan()) == 2 * (24 + 35 + 12)
     assert all(not run.extra for run in now.ready)                      # the study's runs carry no smoke cut
 
 
 def test_the_smoke_design_is_small_and_leaves_the_studys_runs_alone(tmp_path):
-    assert len(mini.nominal_plan(("sst2",), mini.SMOKE)) <= 8
-    smoke = mini.state(tmp_path, ("sst2",), design=mini.SMOKE).ready
-    assert len(smoke) == 1 and smoke[0].extra == mini.SMOKE_CUTS and smoke[0].arm.grid == (1e-3,)
-    assert mini.TRAIN_ROWS == {"sst2": 3500, "stsb": 2500}
-    study = mini.state(tmp_path, ("sst2",)).ready
-    assert [run.lr for run in study] == list(mini.PROBE.grid) and not study[0].extra
+    assert len(driver.nominal_plan(("sst2",), driver.SMOKE)) <= 8
+    smoke = driver.state(tmp_path, ("sst2",), design=driver.SMOKE).ready
+    assert len(smoke) == 1 and smoke[0].extra == driver.SMOKE_CUTS and smoke[0].arm.grid == (1e-3,)
+    assert driver.TRAIN_ROWS == {"sst2": 3500, "stsb": 2500}
+    study = driver.state(tmp_path, ("sst2",)).ready
+    assert [run.lr for run in study] == list(driver.PROBE.grid) and not study[0].extra
 
 
 # ---------------------------------------------------------------- the command line
@@ -202,28 +202,28 @@ def test_status_writes_nothing(chosen, tmp_path, monkeypatch, capsys):
     results, _ = chosen
     monkeypatch.chdir(tmp_path)
     before, cwd_before = snapshot(results), snapshot(tmp_path)
-    assert mini.main(["--status", "--tasks", "sst2", "--results", str(results)]) == 0
+    assert driver.main(["--status", "--tasks", "sst2", "--results", str(results)]) == 0
     out = capsys.readouterr().out
     assert snapshot(results) == before and snapshot(tmp_path) == cwd_before
     assert "selection  24/24 runs finished" in out and "report     0/35 runs finished" in out
     assert "choice     sst2 GPart: lr 0.0158" in out and "study is complete" not in out
     empty = tmp_path / "nothing"
-    assert mini.main(["--status", "--results", str(empty)]) == 0 and not empty.exists()
+    assert driver.main(["--status", "--results", str(empty)]) == 0 and not empty.exists()
 
 
 def test_a_smoke_folder_and_a_study_folder_are_not_mixed(tmp_path, chosen):
     results, _ = chosen
     with pytest.raises(SystemExit):
-        mini.main(["--smoke", "--results", str(results)])
-    (tmp_path / mini.SMOKE_MARKER).write_text("smoke\n")
-    assert mini.design_of(tmp_path) is mini.SMOKE
+        driver.main(["--smoke", "--results", str(results)])
+    (tmp_path / driver.SMOKE_MARKER).write_text("smoke\n")
+    assert driver.design_of(tmp_path) is driver.SMOKE
     with pytest.raises(SystemExit):
-        mini.main(["--results", str(tmp_path)])
+        driver.main(["--results", str(tmp_path)])
 
 
 def test_cost_check_reports_measured_over_estimated_per_method_and_task(tmp_path, capsys):
     """--dry-run reports how far the ETA's weights are off: finished records only, grouped by method and task."""
-    estimate = mini.estimated_seconds(mini.Run(mini.Arm("lora", "lora"), "sst2", 0, 0.0, 0.0))
+    estimate = driver.estimated_seconds(driver.Run(driver.Arm("lora", "lora"), "sst2", 0, 0.0, 0.0))
     walls = {"a": ("finished", 2 * estimate), "b": ("finished", 4 * estimate), "c": ("failed", 100 * estimate)}
     for name, (status, wall) in walls.items():
         folder = tmp_path / "runs" / name
@@ -231,20 +231,20 @@ def test_cost_check_reports_measured_over_estimated_per_method_and_task(tmp_path
         record = {"status": status, "task": "sst2", "timing": {"wall_s": wall},
                   "command": "LoRA experiments/run.py experiment=glue/base/lora-sst2 seed=1"}
         (folder / "record.json").write_text(json.dumps(record))
-    assert mini.cost_check(tmp_path) == {("lora", "sst2"): (2, pytest.approx(3.0))}
-    assert mini.dry_run(tmp_path, ("sst2",), mini.STUDY, jobs=2) == 0
+    assert driver.cost_check(tmp_path) == {("lora", "sst2"): (2, pytest.approx(3.0))}
+    assert driver.dry_run(tmp_path, ("sst2",), driver.STUDY, jobs=2) == 0
     assert "lora      sst2  measured/estimated 3.00 over 2 finished runs" in capsys.readouterr().out
 
 
 # ---------------------------------------------------------------- slow: committed records, the smoke
 
 
-def committed_report_runs() -> list[mini.Run]:
+def committed_report_runs() -> list[driver.Run]:
     """The planned report runs whose records are committed under results/mini/runs, cheapest first."""
-    now = mini.state(COMMITTED)
+    now = driver.state(COMMITTED)
     finished = [run for run in now.ready if run.stage == "report"
-                and mini.status_of(mini.record_path(run, COMMITTED)) == "finished"]
-    return sorted(finished, key=lambda run: (mini.estimated_seconds(run), run.name))
+                and driver.status_of(driver.record_path(run, COMMITTED)) == "finished"]
+    return sorted(finished, key=lambda run: (driver.estimated_seconds(run), run.name))
 
 
 @pytest.mark.slow
@@ -254,12 +254,12 @@ def test_a_committed_report_cell_reruns_to_the_committed_metric(tmp_path, glue_d
         pytest.fail(f"no finished report record committed under {COMMITTED / 'runs'}: the study's records must be "
                     "committed (make reproduce-mini, then git add results/mini) before this check can pass")
     run = runs[0]
-    committed = json.loads(mini.record_path(run, COMMITTED).read_text())
+    committed = json.loads(driver.record_path(run, COMMITTED).read_text())
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", GLUE_DIR=str(glue_dir), HF_HUB_OFFLINE="1",
                WANDB_MODE="disabled")
     subprocess.run([sys.executable, "-m", "experiments.run", *run.overrides(tmp_path)], cwd=REPO, env=env, check=True,
                    capture_output=True)
-    rerun = json.loads(mini.record_path(run, tmp_path).read_text())
+    rerun = json.loads(driver.record_path(run, tmp_path).read_text())
     assert rerun["config_hash"] == committed["config_hash"]
     assert rerun["test_metric"] == committed["test_metric"], f"{run.name}: rerun differs from the committed record"
     assert [e["validation"] for e in rerun["epochs"]] == [e["validation"] for e in committed["epochs"]]
@@ -268,7 +268,7 @@ def test_a_committed_report_cell_reruns_to_the_committed_metric(tmp_path, glue_d
 @pytest.mark.slow
 def test_smoke_runs_the_pipeline_end_to_end_and_skips_finished_runs(tmp_path, glue_dir):
     env = dict(os.environ, GLUE_DIR=str(glue_dir), HF_HUB_OFFLINE="1", WANDB_MODE="disabled")
-    command = [sys.executable, "-m", "experiments.mini", "--smoke", "--tasks", "sst2", "--jobs", "1",
+    command = [sys.executable, "-m", "experiments.studies.mini.driver", "--smoke", "--tasks", "sst2", "--jobs", "1",
                "--results", str(tmp_path)]
     first = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]

@@ -1,42 +1,42 @@
-"""`make reproduce-mini-base` (experiments/mini_base.py): C1 at the paper's shape, lrs carried over from the MiniLM
+"""`make reproduce-mini-base` (experiments/studies/mini/paper_shape.py): C1 at the paper's shape, lrs carried over from the MiniLM
 study by the N/d rule and checked on seed 0's validation split."""
 from __future__ import annotations
 
 from pathlib import Path
 
-from experiments import mini, mini_base
+from experiments.studies.mini import driver, paper_shape
 
 MINILM = {("LP", "sst2"): 1e-2, ("GPart", "sst2"): 5e-2, ("Uni-LoRA", "sst2"): 1.58e-2, ("FT", "sst2"): 5e-5}
 
 
 def test_the_mpnet_study_keeps_the_minilm_ratio_of_adapted_coordinates_per_theta_entry():
-    assert 14_155_776 / mini_base.D == mini.ADAPTED_SIZE / mini.MAIN_D
+    assert 14_155_776 / paper_shape.D == driver.ADAPTED_SIZE / driver.MAIN_D
 
 
 def test_each_method_checks_three_lrs_around_the_minilm_choice_before_reporting(monkeypatch):
     scores = {}
-    monkeypatch.setattr(mini, "validation_score", lambda run, results: scores.get((run.arm.label, run.lr)))
-    now = mini_base.state(Path("/tmp/unused"), MINILM, tasks=("sst2",))
+    monkeypatch.setattr(driver, "validation_score", lambda run, results: scores.get((run.arm.label, run.lr)))
+    now = paper_shape.state(Path("/tmp/unused"), MINILM, tasks=("sst2",))
     checks = [r for r in now.ready if r.stage == "selection"]
     assert sorted(r.lr for r in checks if r.arm.label == "GPart") == [0.0158, 0.05, 0.158]
-    assert {r.head_lr for r in now.ready} == {1e-2} and {r.d for r in checks} == {mini_base.D}
-    assert not [r for r in now.ready if r.stage == "report" and r.arm.label in mini_base.CHECKED]
+    assert {r.head_lr for r in now.ready} == {1e-2} and {r.d for r in checks} == {paper_shape.D}
+    assert not [r for r in now.ready if r.stage == "report" and r.arm.label in paper_shape.CHECKED]
     scores.update({("GPart", 0.0158): 0.80, ("GPart", 0.05): 0.82, ("GPart", 0.158): 0.81})
-    now = mini_base.state(Path("/tmp/unused"), MINILM, tasks=("sst2",))
+    now = paper_shape.state(Path("/tmp/unused"), MINILM, tasks=("sst2",))
     gpart = [r for r in now.ready if r.stage == "report" and r.arm.label == "GPart"]
-    assert {(r.seed, r.lr) for r in gpart} == {(s, 0.05) for s in mini_base.REPORT_SEEDS}
-    levels = [r for r in now.ready if r.arm.label in mini_base.LEVEL_LINES]
+    assert {(r.seed, r.lr) for r in gpart} == {(s, 0.05) for s in paper_shape.REPORT_SEEDS}
+    levels = [r for r in now.ready if r.arm.label in paper_shape.LEVEL_LINES]
     assert {(r.arm.label, r.lr, r.d) for r in levels} == {("FT", 5e-5, None), ("LP", 1e-2, None)}
 
 
 def test_the_runs_compose_to_mpnet_at_d_23040(compose):
-    run = mini.Run(mini.ARMS["Uni-LoRA"], "sst2", 1, 0.0158, 0.01, mini_base.D, "report", mini_base.MODEL)
+    run = driver.Run(driver.ARMS["Uni-LoRA"], "sst2", 1, 0.0158, 0.01, paper_shape.D, "report", paper_shape.MODEL)
     cfg = compose(run.overrides(Path("/tmp/base")))
     assert cfg.model.key == "mpnet-base" and cfg.method.config.theta_d_length == 23_040
-    assert cfg.trainer.test_at == "best_epoch" and cfg.task.train_subset == mini.TRAIN_ROWS["sst2"]
+    assert cfg.trainer.test_at == "best_epoch" and cfg.task.train_subset == driver.TRAIN_ROWS["sst2"]
 
 
 def test_nothing_runs_before_the_minilm_study_chose(monkeypatch):
-    monkeypatch.setattr(mini, "validation_score", lambda run, results: None)
-    now = mini_base.state(Path("/tmp/unused"), {}, tasks=("sst2", "stsb"))
+    monkeypatch.setattr(driver, "validation_score", lambda run, results: None)
+    now = paper_shape.state(Path("/tmp/unused"), {}, tasks=("sst2", "stsb"))
     assert now.ready == [] and len(now.waiting) == 2

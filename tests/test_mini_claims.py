@@ -1,4 +1,4 @@
-"""experiments/mini_claims.py: each rule of docs/mini.md's analysis plan on synthetic DataFrames, with cases that
+"""experiments/studies/mini/verdicts.py: each rule of docs/mini.md's analysis plan on synthetic DataFrames, with cases that
 could fail (a clear non-inferior difference is supported, a clear inferior one contradicted, Holm turns a marginal
 p into inconclusive, a task under the admission gap carries no claim)."""
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from experiments import mini_claims as plan
+from experiments.studies.mini import verdicts as plan
 
 TASKS = ["sst2", "stsb"]
 SEEDS = (1, 2, 3, 4, 5)

@@ -1,4 +1,4 @@
-"""experiments/mini_report.py through `make tables`: the study's tables, claims and figures from fake records written
+"""experiments/studies/mini/report.py through `make tables`: the study's tables, claims and figures from fake records written
 at the plan's own record paths; only planned report runs enter the cells, and the output depends on nothing but the
 records."""
 from __future__ import annotations
@@ -9,7 +9,8 @@ import shutil
 import pandas as pd
 import pytest
 
-from experiments import mini, mini_report, tables
+from experiments.studies.mini import driver, report
+from experiments.report import tables
 from mini_fakes import finish, write_fake
 from test_tables_figures import assert_real_png
 
@@ -36,9 +37,9 @@ test_score.__test__ = False
 def smoke(tmp_path_factory):
     """The smoke design's runs on both tasks, all finished, plus a stray record not in the plan."""
     results = tmp_path_factory.mktemp("smoke")
-    (results / mini.SMOKE_MARKER).write_text("smoke\n")
-    finish(results, mini.TASKS, mini.SMOKE, validation, test_score)
-    stray = mini.Run(mini.ARMS["GPart"], "sst2", 1, 0.123, 0.00316)   # an lr no choice made
+    (results / driver.SMOKE_MARKER).write_text("smoke\n")
+    finish(results, driver.TASKS, driver.SMOKE, validation, test_score)
+    stray = driver.Run(driver.ARMS["GPart"], "sst2", 1, 0.123, 0.00316)   # an lr no choice made
     write_fake(stray, results, 0.99, 0.99)
     return results
 
@@ -47,7 +48,7 @@ def smoke(tmp_path_factory):
 def study(tmp_path_factory):
     """The study's design on SST-2 only: 24 selection, 35 report and 12 d-sweep records."""
     results = tmp_path_factory.mktemp("study")
-    finish(results, ("sst2",), mini.STUDY, validation, test_score)
+    finish(results, ("sst2",), driver.STUDY, validation, test_score)
     return results
 
 
@@ -58,7 +59,7 @@ def make_tables(results, out=None):
 
 
 def test_make_tables_hands_a_study_folder_to_the_study_report(smoke):
-    assert mini_report.is_study(smoke / "runs") and not mini_report.is_study(smoke / "selection" / "runs")
+    assert report.is_study(smoke / "runs") and not report.is_study(smoke / "selection" / "runs")
     folder = make_tables(smoke)
     names = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
     assert names == ["README.md", "claims.csv", "claims.md", "d-sweep.csv", "d-sweep.md", "main.csv", "main.md",
@@ -69,8 +70,8 @@ def test_make_tables_hands_a_study_folder_to_the_study_report(smoke):
 
 
 def test_report_cells_hold_the_planned_report_runs_only(smoke):
-    study = mini_report.collect(smoke)
-    assert set(study.report["seed"]) == set(mini.SMOKE.report_seeds)          # no selection seed 0 in the cells
+    study = report.collect(smoke)
+    assert set(study.report["seed"]) == set(driver.SMOKE.report_seeds)          # no selection seed 0 in the cells
     assert len(study.report) == study.planned == 2 * (4 + 1)                  # 4 report arms + 1 sweep run per task
     gpart = study.report[(study.report["arm"] == "GPart") & ~study.report["sweep"]]
     assert (gpart["lr"] == study.chosen("GPart", "sst2")).all() and (gpart["score"] < 99).all()
@@ -82,11 +83,11 @@ def test_report_cells_hold_the_planned_report_runs_only(smoke):
 def test_a_running_record_is_not_a_result(tmp_path, smoke):
     results = tmp_path / "copy"
     shutil.copytree(smoke, results)
-    run = next(r for r in mini.state(results, ("sst2",), design=mini.SMOKE).ready if r.stage == "report")
-    path = mini.record_path(run, results)
+    run = next(r for r in driver.state(results, ("sst2",), design=driver.SMOKE).ready if r.stage == "report")
+    path = driver.record_path(run, results)
     record = json.loads(path.read_text())
     path.write_text(json.dumps({**record, "status": "running", "test_metric": None}))
-    assert len(mini_report.collect(results).report) == 2 * (4 + 1) - 1
+    assert len(report.collect(results).report) == 2 * (4 + 1) - 1
 
 
 def test_tables_depend_on_the_records_only_byte_for_byte(tmp_path, smoke):
@@ -95,9 +96,9 @@ def test_tables_depend_on_the_records_only_byte_for_byte(tmp_path, smoke):
     first, second = tmp_path / "a" / "mini", tmp_path / "b" / "elsewhere" / "mini"
     shutil.copytree(smoke, first)
     shutil.copytree(smoke, second)
-    mini_report.write(first, label="results/mini/runs")
-    mini_report.write(second, label="results/mini/runs")
-    mini_report.write(second, label="results/mini/runs")   # rewriting changes nothing
+    report.write(first, label="results/mini/runs")
+    report.write(second, label="results/mini/runs")
+    report.write(second, label="results/mini/runs")   # rewriting changes nothing
     names = sorted(p.name for p in (first / "tables").iterdir())
     assert names == sorted(p.name for p in (second / "tables").iterdir())
     for name in names:
@@ -107,19 +108,19 @@ def test_tables_depend_on_the_records_only_byte_for_byte(tmp_path, smoke):
 
 
 def test_repo_relative_label(smoke):
-    assert tables._shown(mini.REPO / "results" / "mini" / "runs") == "results/mini/runs"
-    assert mini.shown(mini.REPO / "results" / "mini") == "results/mini"
+    assert tables._shown(driver.REPO / "results" / "mini" / "runs") == "results/mini/runs"
+    assert driver.shown(driver.REPO / "results" / "mini") == "results/mini"
 
 
 def test_study_tables_show_every_arm_with_its_lr_and_the_claims(study):
     folder = make_tables(study)
     main = pd.read_csv(folder / "main.csv")
     sst2 = main[main["task"] == "sst2"].set_index("arm")
-    assert list(sst2.index) == list(mini_report.ARM_ORDER)
-    assert (sst2["n"] == len(mini.REPORT_SEEDS)).all()
-    assert sst2.loc["GPart", "lr"] == mini.ARMS["GPart"].grid[1] and sst2.loc["GPart (balanced)", "lr"] == \
+    assert list(sst2.index) == list(report.ARM_ORDER)
+    assert (sst2["n"] == len(driver.REPORT_SEEDS)).all()
+    assert sst2.loc["GPart", "lr"] == driver.ARMS["GPart"].grid[1] and sst2.loc["GPart (balanced)", "lr"] == \
         sst2.loc["GPart", "lr"]
-    assert sst2.loc["LP", "head_lr"] == mini.PROBE.grid[1] and sst2.loc["LoRA", "trainable_params"] == 73_728
+    assert sst2.loc["LP", "head_lr"] == driver.PROBE.grid[1] and sst2.loc["LoRA", "trainable_params"] == 73_728
     assert (main[main["task"] == "stsb"]["n"] == 0).all()                    # a task with no run is pending
     claims = pd.read_csv(folder / "claims.csv")
     primary = claims[(claims["analysis"] == "primary")].set_index(["claim", "scope"])
@@ -131,7 +132,7 @@ def test_study_tables_show_every_arm_with_its_lr_and_the_claims(study):
     assert c4.loc["GPart d = 28,800 − d = 288", "verdict"] == "supported"
     sweep = pd.read_csv(folder / "d-sweep.csv")
     row = sweep[(sweep["arm"] == "GPart") & (sweep["task"] == "sst2") & (sweep["d"] == 288)].iloc[0]
-    assert row["n"] == 3 and row["lr"] == mini.scaled_lr(mini.ARMS["GPart"].grid[1], 288)
+    assert row["n"] == 3 and row["lr"] == driver.scaled_lr(driver.ARMS["GPart"].grid[1], 288)
     text = (folder / "claims.md").read_text()
     assert "Holm" in text and "can decide" in text and "never the paper's" in text
     assert "SMOKE" not in text
@@ -149,7 +150,7 @@ def test_the_zero_shot_reference_is_a_row_and_a_level_line_once_computed(tmp_pat
 
 
 def test_zero_shot_cosine_of_mean_pooled_embeddings_tracks_the_gold_similarity(glue_dir):
-    from experiments import mini_zero_shot
+    from experiments.studies.mini import zero_shot
 
-    result = mini_zero_shot.zero_shot_stsb(str(glue_dir), limit=48)
+    result = zero_shot.zero_shot_stsb(str(glue_dir), limit=48)
     assert result["pairs"] == 48 and 50 < result["pearson"] < 100   # no training: the checkpoint's own similarity

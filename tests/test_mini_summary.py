@@ -1,11 +1,12 @@
-"""experiments/mini_summary.py: the README block is generated from the study's tables (pending until a report record
+"""experiments/studies/mini/summary.py: the README block is generated from the study's tables (pending until a report record
 exists), and only that block changes."""
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
-from experiments import mini, mini_summary, tables
+from experiments.studies.mini import driver, summary
+from experiments.report import tables
 from mini_fakes import finish
 from test_mini_report import test_score, validation
 
@@ -16,13 +17,13 @@ README = "# Title\n\nabove\n\n{begin}\nold block\n{end}\n\nbelow\n"
 def results(tmp_path_factory):
     """`make tables` output for the smoke design's fake records on both tasks."""
     root = tmp_path_factory.mktemp("mini")
-    (root / mini.SMOKE_MARKER).write_text("smoke\n")
-    finish(root, mini.TASKS, mini.SMOKE, validation, test_score)
+    (root / driver.SMOKE_MARKER).write_text("smoke\n")
+    finish(root, driver.TASKS, driver.SMOKE, validation, test_score)
     assert tables.main(["--runs", str(root / "runs"), "--out", str(root), "--no-figures"]) == 0
     return root
 
 
-def readme(tmp_path, begin=mini_summary.BEGIN, end=mini_summary.END):
+def readme(tmp_path, begin=summary.BEGIN, end=summary.END):
     path = tmp_path / "README.md"
     path.write_text(README.format(begin=begin, end=end))
     return path
@@ -30,10 +31,10 @@ def readme(tmp_path, begin=mini_summary.BEGIN, end=mini_summary.END):
 
 def test_block_replaces_only_the_marked_lines_and_shows_every_arm_and_the_claims(results, tmp_path):
     path = readme(tmp_path)
-    assert mini_summary.main(["--results", str(results), "--readme", str(path)]) == 0
+    assert summary.main(["--results", str(results), "--readme", str(path)]) == 0
     text = path.read_text()
-    assert text.startswith("# Title\n\nabove\n\n" + mini_summary.BEGIN)
-    assert text.endswith(mini_summary.END + "\n\nbelow\n") and "old block" not in text
+    assert text.startswith("# Title\n\nabove\n\n" + summary.BEGIN)
+    assert text.endswith(summary.END + "\n\nbelow\n") and "old block" not in text
     rows = {line.split(" | ")[0].lstrip("| ") for line in text.splitlines() if line.startswith("| ")}
     assert {"FT", "GPart", "GPart (balanced)", "LP"} <= rows
     assert {"C1", "C2", "C3", "C4", "C5"} <= rows and "this study can decide" in text
@@ -42,7 +43,7 @@ def test_block_replaces_only_the_marked_lines_and_shows_every_arm_and_the_claims
 
 def test_block_cells_are_median_and_std_over_the_report_seeds(results, tmp_path):
     path = readme(tmp_path)
-    mini_summary.main(["--results", str(results), "--readme", str(path)])
+    summary.main(["--results", str(results), "--readme", str(path)])
     frame = pd.read_csv(results / "tables" / "main.csv").set_index(["arm", "task"])
     gpart = frame.loc[("GPart", "sst2")]
     assert gpart["n"] == 1 and f"| GPart | 2,880 | {gpart['median']:.2f} |" in path.read_text()
@@ -50,33 +51,33 @@ def test_block_cells_are_median_and_std_over_the_report_seeds(results, tmp_path)
 
 def test_without_records_the_block_says_pending(tmp_path):
     path = readme(tmp_path)
-    assert mini_summary.main(["--results", str(tmp_path / "empty"), "--readme", str(path)]) == 0
+    assert summary.main(["--results", str(tmp_path / "empty"), "--readme", str(path)]) == 0
     text = path.read_text()
     assert "Results pending" in text and "MINI_ARGS=--status" in text and "| " not in text
 
 
 def test_rerun_gives_the_same_readme(results, tmp_path):
     path = readme(tmp_path)
-    mini_summary.main(["--results", str(results), "--readme", str(path)])
+    summary.main(["--results", str(results), "--readme", str(path)])
     first = path.read_text()
-    mini_summary.main(["--results", str(results), "--readme", str(path)])
+    summary.main(["--results", str(results), "--readme", str(path)])
     assert path.read_text() == first
 
 
-@pytest.mark.parametrize("begin, end", [("", mini_summary.END), (mini_summary.BEGIN, ""),
-                                        (mini_summary.END, mini_summary.BEGIN)])
+@pytest.mark.parametrize("begin, end", [("", summary.END), (summary.BEGIN, ""),
+                                        (summary.END, summary.BEGIN)])
 def test_missing_or_misordered_markers_are_refused_and_the_readme_is_untouched(results, tmp_path, capsys, begin, end):
     path = readme(tmp_path, begin, end)
     before = path.read_text()
     with pytest.raises(SystemExit):
-        mini_summary.main(["--results", str(results), "--readme", str(path)])
+        summary.main(["--results", str(results), "--readme", str(path)])
     assert "needs exactly one line" in capsys.readouterr().err
     assert path.read_text() == before
 
 
 def test_constant_prediction_row_gives_the_dev_share_of_the_training_majority(results, tmp_path, glue_dir):
     path = readme(tmp_path)
-    mini_summary.main(["--results", str(results), "--readme", str(path), "--glue-dir", str(glue_dir)])
+    summary.main(["--results", str(results), "--readme", str(path), "--glue-dir", str(glue_dir)])
     row = next(line for line in path.read_text().splitlines() if line.startswith("| *constant prediction"))
     cells = [cell.strip() for cell in row.strip("|").split("|")]
     train = pd.read_csv(glue_dir / "SST-2" / "train.tsv", sep="\t", quoting=3)
@@ -88,7 +89,7 @@ def test_constant_prediction_row_gives_the_dev_share_of_the_training_majority(re
 
 def test_constant_prediction_row_reads_na_when_the_data_is_missing_and_says_why(results, tmp_path, capsys):
     path = readme(tmp_path)
-    mini_summary.main(["--results", str(results), "--readme", str(path), "--glue-dir", str(tmp_path / "absent")])
+    summary.main(["--results", str(results), "--readme", str(path), "--glue-dir", str(tmp_path / "absent")])
     row = next(line for line in path.read_text().splitlines() if line.startswith("| *constant prediction"))
     assert row.count("n/a") == 2
     warnings = capsys.readouterr().err
@@ -98,7 +99,7 @@ def test_constant_prediction_row_reads_na_when_the_data_is_missing_and_says_why(
 def test_the_committed_readme_block_is_what_the_generator_writes(tmp_path, glue_dir):
     """README.md's block is generated, never typed: regenerating it from the committed results changes nothing."""
     copy = tmp_path / "README.md"
-    copy.write_text((mini_summary.experiments.REPO / "README.md").read_text())
-    mini_summary.main(["--results", str(mini_summary.experiments.REPO / "results" / "mini"), "--readme", str(copy),
+    copy.write_text((summary.experiments.REPO / "README.md").read_text())
+    summary.main(["--results", str(summary.experiments.REPO / "results" / "mini"), "--readme", str(copy),
                        "--glue-dir", str(glue_dir)])
-    assert copy.read_text() == (mini_summary.experiments.REPO / "README.md").read_text()
+    assert copy.read_text() == (summary.experiments.REPO / "README.md").read_text()

@@ -1,4 +1,4 @@
-"""Split-wheel models (experiments/model_store.py): joined in order, verified by digest, unpacked once, atomically."""
+"""Split-wheel models (experiments/runner/model_store.py): joined in order, verified by digest, unpacked once, atomically."""
 from __future__ import annotations
 
 import hashlib
@@ -8,7 +8,7 @@ import zipfile
 
 import pytest
 
-from experiments import model_store
+from experiments.runner import model_store
 
 
 def _fake_package(tmp_path, digest=None):

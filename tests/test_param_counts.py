@@ -2,7 +2,7 @@
 
 import pytest
 
-from experiments.param_counts import BUDGETS, PAPER_GLUE, count, count_peer
+from experiments.tools.param_counts import BUDGETS, PAPER_GLUE, count, count_peer
 
 
 def test_roberta_budgets_match_the_paper():

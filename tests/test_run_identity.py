@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from experiments import portable, records
+from experiments.runner import portable, records
 from tests.conftest import REPO, compose_config
 
 MINI_GPART = ["experiment=glue/base/gpart-sst2", "+experiment/mini=gpart"]

@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from experiments import run_lock
-from experiments.run_lock import LOCK_NAME, RunClaimed, claim, orphaned_files
+from experiments.runner import run_lock
+from experiments.runner.run_lock import LOCK_NAME, RunClaimed, claim, orphaned_files
 
 
 def foreign_owner(run_dir, age_s=0.0, host="node-elsewhere", pid=4242, **scope):

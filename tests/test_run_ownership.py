@@ -16,9 +16,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from experiments import config_checks, records, resume
+from experiments.runner import config_checks, records, resume
 from experiments import run as runner
-from experiments.run_lock import orphaned_files
+from experiments.runner.run_lock import orphaned_files
 from test_run_lock import foreign_owner
 from test_runner import Killed, record_of, tiny
 
@@ -160,7 +160,7 @@ def test_a_broken_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, cap
     else:
         for file in newer.iterdir():
             file.unlink()
-    with caplog.at_level(logging.WARNING, logger="experiments.resume"):
+    with caplog.at_level(logging.WARNING, logger="experiments.runner.resume"):
         assert resume.usable_checkpoint(tmp_path) == older
     assert not newer.exists() and "checkpoint-10 is broken" in caplog.text and "the previous one" in caplog.text
 
@@ -168,7 +168,7 @@ def test_a_broken_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, cap
 def test_no_usable_checkpoint_means_starting_over_with_a_warning(tmp_path, caplog):
     only = checkpoint(tmp_path, 5)
     os.truncate(only / "model.safetensors", 10)
-    with caplog.at_level(logging.WARNING, logger="experiments.resume"):
+    with caplog.at_level(logging.WARNING, logger="experiments.runner.resume"):
         assert resume.usable_checkpoint(tmp_path) is None
     assert "the run starts over" in caplog.text
 
@@ -205,7 +205,7 @@ def test_a_tracker_that_cannot_start_never_kills_the_run(compose, glue_dir, tmp_
         raise wandb.errors.CommError("could not reach api.wandb.ai")
     monkeypatch.setattr(wandb, "init", no_network)
     cfg = compose(tiny(glue_dir, tmp_path, "head_only", "trainer.epochs=1", "trainer.max_steps=2", "logger=wandb"))
-    with caplog.at_level(logging.WARNING, logger="experiments.reporting"):
+    with caplog.at_level(logging.WARNING, logger="experiments.runner.trackers"):
         record = runner.run(cfg)
     assert record["status"] == "finished" and record["test_metric"] is not None
     assert "WandbCallback failed in on_train_begin (CommError: could not reach api.wandb.ai); the run continues" \

@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-from experiments import records
+from experiments.runner import records
 from experiments import run as runner
 
 # Shapes for the tiny model (hidden 32, 2 layers; q,v adapted -> N = 4 * 32 * 32 = 4096).

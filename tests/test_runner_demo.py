@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from experiments import demo, mini
+from experiments.studies.mini import demo, driver
 from mini_fakes import finish, write_fake
 
 
@@ -35,7 +35,7 @@ def best_second(run):
 def study(tmp_path_factory):
     """A study whose SST-2 selection has finished (second grid point chosen everywhere)."""
     results = tmp_path_factory.mktemp("study")
-    finish(results, ("sst2",), mini.STUDY, best_second, stages=("selection",))
+    finish(results, ("sst2",), driver.STUDY, best_second, stages=("selection",))
     return results
 
 
@@ -51,7 +51,7 @@ def test_before_any_tuning_every_row_is_the_stated_fallback(compose, tmp_path):
         if not arm.is_probe:
             assert cfg.trainer.lr == demo.FALLBACK_LRS[arm.label] and demo.FALLBACK_LRS[arm.label] in arm.grid
         assert cell.record.parent.parent.parent == tmp_path / "demo" / "selection"
-    assert demo.FALLBACK_HEAD_LR in mini.PROBE.grid
+    assert demo.FALLBACK_HEAD_LR in driver.PROBE.grid
 
 
 def test_with_the_study_tuned_each_row_is_its_selection_cell_reused_from_the_study(study, tmp_path, compose):
@@ -61,10 +61,10 @@ def test_with_the_study_tuned_each_row_is_its_selection_cell_reused_from_the_stu
     for cell in cells:
         arm = cell.run.arm
         assert cell.run.lr == chosen[arm.label] == arm.grid[1] and cell.run.head_lr == chosen["LP"]
-        assert cell.run in mini.state(study, ("sst2",)).ready          # exactly one of the study's runs
-        assert cell.record == mini.record_path(cell.run, study) and cell.record.is_file()
+        assert cell.run in driver.state(study, ("sst2",)).ready          # exactly one of the study's runs
+        assert cell.record == driver.record_path(cell.run, study) and cell.record.is_file()
         cfg = compose(cell.run.overrides(tmp_path))
-        assert cfg.task.train_subset == mini.TRAIN_ROWS["sst2"] and cfg.trainer.epochs == 5
+        assert cfg.task.train_subset == driver.TRAIN_ROWS["sst2"] and cfg.trainer.epochs == 5
 
 
 def test_a_tuned_cell_whose_record_is_missing_is_run_as_the_study_cell(study, tmp_path):
@@ -72,7 +72,7 @@ def test_a_tuned_cell_whose_record_is_missing_is_run_as_the_study_cell(study, tm
     cells = demo.plan_cells(["lora"], True, tmp_path / "demo", study=tmp_path / "elsewhere", chosen=chosen)
     (cell,) = cells
     assert cell.source == "study cell" and not cell.run.extra and cell.run.lr == chosen["LoRA"]
-    assert cell.record == mini.record_path(cell.run, tmp_path / "demo")
+    assert cell.record == driver.record_path(cell.run, tmp_path / "demo")
 
 
 def test_a_partly_tuned_study_runs_the_fallback_only_where_no_choice_exists(tmp_path):
@@ -90,10 +90,10 @@ def test_the_synthetic_task_replaces_glue(compose, tmp_path):
 
 def test_demo_reusing_the_study_trains_nothing_and_writes_its_table(study, tmp_path, glue_dir, monkeypatch, capsys):
     monkeypatch.setenv("GLUE_DIR", str(glue_dir))
-    for run in mini.state(study, ("sst2",)).ready:     # the fake records lack what the table prints: add it
+    for run in driver.state(study, ("sst2",)).ready:     # the fake records lack what the table prints: add it
         if run.stage == "selection":
             path = write_fake(run, study, best_second(run))
-            record = mini.records.read(path)
+            record = driver.records.read(path)
             record.update({"head_params": 770, "timing": {"median_step_s": 0.2, "wall_s": 100.0},
                            "memory": {"peak_bytes": 2**28}})
             path.write_text(json.dumps(record))

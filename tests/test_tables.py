@@ -1,4 +1,4 @@
-"""experiments/tables.py: fixture run records in, paper-table Markdown/CSV out, with its safety rules (unfinished runs skipped, mixed cells refused)."""
+"""experiments/report/tables.py: fixture run records in, paper-table Markdown/CSV out, with its safety rules (unfinished runs skipped, mixed cells refused)."""
 from __future__ import annotations
 
 import filecmp
@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from experiments import tables
+from experiments.report import tables
 from test_tables_fixtures import make_record, write_record
 
 REPO = Path(__file__).resolve().parents[1]

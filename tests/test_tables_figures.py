@@ -1,10 +1,10 @@
-"""experiments/figures.py via `make tables`: non-empty PNGs, score vs d only when a sweep over d exists."""
+"""experiments/report/figures.py via `make tables`: non-empty PNGs, score vs d only when a sweep over d exists."""
 from __future__ import annotations
 
 import matplotlib.image
 import numpy as np
 
-from experiments import tables
+from experiments.report import tables
 from test_tables_fixtures import make_record, write_record
 
 

@@ -15,7 +15,7 @@ METRIC_OF_TASK = {"cola": "matthews_correlation", "stsb": "pearson", "gsm8k": "e
 
 
 def config_hash(config: dict) -> str:
-    without_seed = {key: value for key, value in config.items() if key != "seed"}  # as experiments/records.py
+    without_seed = {key: value for key, value in config.items() if key != "seed"}  # as experiments/runner/records.py
     return hashlib.sha256(json.dumps(without_seed, sort_keys=True).encode()).hexdigest()
 
 

@@ -1,5 +1,5 @@
 """The tables read what the real runner writes: tiny RoBERTa runs on a few hundred SST-2 rows (../shared/data/glue)
-through experiments.run, then `experiments.tables` on their records (slow: several short training runs)."""
+through experiments.run, then `experiments.report.tables` on their records (slow: several short training runs)."""
 from __future__ import annotations
 
 import json
@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from experiments import tables
-from experiments.vision.data import shared_data_dir
+from experiments.report import tables
+from experiments.tasks.vision.data import shared_data_dir
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 GLUE_DIR = shared_data_dir() / "glue"

@@ -11,9 +11,9 @@ import torch
 from PIL import Image
 
 from experiments import shared_data_dir
-from experiments.vision.data import (TransformedImages, RawSplit, load_mnist_split, load_raw_split, plan_splits,
+from experiments.tasks.vision.data import (TransformedImages, RawSplit, load_mnist_split, load_raw_split, plan_splits,
                                      read_idx, seeded_subset)
-from experiments.vision.transforms import build_transforms, processor_normalisation
+from experiments.tasks.vision.transforms import build_transforms, processor_normalisation
 
 MNIST_DIR = Path(os.environ.get("GPART_MNIST_DIR") or shared_data_dir() / "mnist")
 needs_mnist = pytest.mark.skipif(not (MNIST_DIR / "t10k-images-idx3-ubyte.gz").exists(),

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from experiments.vision.models import build_image_classifier, timm_vit_to_transformers, _labels_kwargs
-from experiments.vision.targets import match_target_modules, require_target_modules
+from experiments.tasks.vision.models import build_image_classifier, timm_vit_to_transformers, _labels_kwargs
+from experiments.tasks.vision.targets import match_target_modules, require_target_modules
 
 TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
         "image_size": 32, "patch_size": 8}
@@ -91,7 +91,7 @@ def _as_count(text: str) -> float:
 
 @pytest.mark.skipif(not REFERENCE.exists(), reason="../shared/reference/paper_vision.csv not found")
 def test_vit_base_adapted_modules_and_budgets_match_the_paper():
-    from experiments.vision.module_counts import count_experiment
+    from experiments.tools.module_counts import count_experiment
 
     rows = {row["experiment"].rsplit("/", 1)[-1]: row
             for row in (count_experiment(f"vision/base/{name}", "base")

@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from experiments.atomic import atomic_write, write_text_atomic  # noqa: E402
+from experiments.runner.atomic import atomic_write, write_text_atomic  # noqa: E402
 
 POINT_COLOURS = {"init": "#9ecae1", "trained": "#08519c"}
 

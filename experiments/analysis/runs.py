@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from experiments import records
+from experiments.runner import records
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def main_budget(runs: list[Run]) -> list[Run]:
 
 
 def localised(node, glue_dir: str | None = None):
-    """A record's config made runnable here: `<shared-data>/...` (experiments/portable.py) back to this checkout's
+    """A record's config made runnable here: `<shared-data>/...` (experiments/runner/portable.py) back to this checkout's
     shared data folder, and a GLUE `data_dir` that is not here to `$GLUE_DIR` when that is set."""
     import experiments
 

@@ -16,8 +16,8 @@ from typing import Optional
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from experiments.hub import explain_offline, offline_hint
-from experiments.metrics import classification_metrics, regression_metrics
+from experiments.runner.hub import explain_offline, offline_hint
+from experiments.tasks.metrics import classification_metrics, regression_metrics
 from experiments.tasks.base import Splits, Task
 
 log = logging.getLogger("experiments.tasks.glue")

