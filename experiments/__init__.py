@@ -15,6 +15,14 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
 
 
+def compose(overrides=(), return_hydra_config: bool = False):
+    """The runner's config as `python -m experiments.run <overrides>` composes it (resolvers registered)."""
+    from hydra import compose as hydra_compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        return hydra_compose("config", overrides=list(overrides), return_hydra_config=return_hydra_config)
+
+
 def shared_data_dir() -> Path:
     """`$GPART_SHARED_DATA`, else `<repo>/../shared/data` (CI clones the repo with `shared/` beside it)."""
     override = os.environ.get("GPART_SHARED_DATA")

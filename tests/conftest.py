@@ -45,11 +45,9 @@ def glue_dir() -> Path:
 
 def compose_config(overrides: list[str]):
     """The runner's config as `python -m experiments.run <overrides>` would see it."""
-    import experiments  # noqa: F401  (resolvers)
-    from hydra import compose, initialize_config_dir
+    import experiments
 
-    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        return compose("config", overrides=overrides)
+    return experiments.compose(overrides)
 
 
 @pytest.fixture

@@ -164,10 +164,9 @@ def test_a_restart_without_a_usable_checkpoint_keeps_the_killed_attempt_in_the_t
 
 
 def test_two_sweeps_started_in_one_second_get_their_own_folders(compose):
-    from hydra import compose as hydra_compose, initialize_config_dir
+    import experiments
 
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        cfg = hydra_compose("config", return_hydra_config=True)
+    cfg = experiments.compose(return_hydra_config=True)
     assert cfg.hydra.sweep.dir.endswith(f"-{os.environ['GPART_LAUNCH_ID']}")
     assert os.environ["GPART_LAUNCH_ID"] == str(os.getpid())   # this test process launched it
 

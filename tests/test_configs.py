@@ -55,20 +55,16 @@ def test_method_config_composes_and_builds(compose, method):
 
 def check_experiments(experiments: list[str]) -> None:
     """Compose and resolve each experiment; its task, model and method must be the ones its path names."""
-    from hydra import compose, initialize_config_dir
+    from experiments import compose
 
-    import experiments as _  # noqa: F401  (resolvers)
-
-    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        method_keys = {m: compose("config", overrides=[f"method={m}"]).method.key for m in METHOD_FILES}
-        for experiment in experiments:
-            size, name = experiment.split("/")[1:]
-            method, task = name.rsplit("-", 1)
-            cfg = OmegaConf.to_container(compose("config", overrides=[f"experiment={experiment}", "seed=3"]),
-                                         resolve=True)
-            assert cfg["task"]["key"] == task and cfg["model"]["key"] == f"roberta-{size}", experiment
-            assert cfg["method"]["key"] == method_keys[method], experiment
-            assert cfg["trainer"]["epochs"] > 0 and cfg["seed"] == 3
+    method_keys = {m: compose([f"method={m}"]).method.key for m in METHOD_FILES}
+    for experiment in experiments:
+        size, name = experiment.split("/")[1:]
+        method, task = name.rsplit("-", 1)
+        cfg = OmegaConf.to_container(compose([f"experiment={experiment}", "seed=3"]), resolve=True)
+        assert cfg["task"]["key"] == task and cfg["model"]["key"] == f"roberta-{size}", experiment
+        assert cfg["method"]["key"] == method_keys[method], experiment
+        assert cfg["trainer"]["epochs"] > 0 and cfg["seed"] == 3
 
 
 def test_a_glue_experiment_per_method_and_per_task_composes():
@@ -117,10 +113,9 @@ def test_unknown_method_kind_names_the_allowed_ones(compose):
 
 
 def test_slurm_launcher_config_composes():
-    from hydra import compose, initialize_config_dir
+    import experiments
 
-    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        cfg = compose("config", overrides=["hydra/launcher=slurm"], return_hydra_config=True)
+    cfg = experiments.compose(["hydra/launcher=slurm"], return_hydra_config=True)
     assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
     assert cfg.hydra.launcher.gpus_per_node == 1
 

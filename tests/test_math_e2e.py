@@ -61,14 +61,11 @@ def test_task_trains_and_scores_with_a_trainer(tmp_path):
 
 @pytest.mark.slow
 def test_runner_end_to_end(tmp_path, monkeypatch):
-    from hydra import compose, initialize_config_dir
-
+    from experiments import compose
     from experiments.run import run
 
     monkeypatch.setenv("GPART_RESULTS", str(tmp_path))
-    configs = Path(__file__).resolve().parents[1] / "configs"
-    with initialize_config_dir(config_dir=str(configs), version_base="1.3"):
-        cfg = compose("config", overrides=OVERRIDES)
+    cfg = compose(OVERRIDES)
     record = run(cfg)
     assert record["status"] == "finished" and record["table"] == "math" and record["task"] == "gsm8k"
     assert record["metric"] == "exact_match" and 0.0 <= record["test_metric"] <= 1.0

@@ -24,12 +24,9 @@ def offline(monkeypatch):
 
 
 def compose(*overrides: str):
-    from hydra import compose as hydra_compose, initialize_config_dir
+    import experiments
 
-    import experiments  # noqa: F401  (OmegaConf resolvers)
-
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return hydra_compose("config", overrides=list(overrides))
+    return experiments.compose(overrides)
 
 
 def run(tmp_path: Path, *overrides: str) -> dict:

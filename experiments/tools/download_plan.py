@@ -19,7 +19,7 @@ from typing import Iterable, Optional
 
 from experiments.runner.hub import cache_locations, offline_variables
 from experiments.tools.hub_catalog import ARCHIVES, DATASETS, MODELS
-from experiments import CONFIGS
+from experiments import compose
 
 
 
@@ -28,15 +28,6 @@ class Item:
     kind: str       # "model" | "dataset" | "archive" | "local"
     name: str
     detail: str = ""
-
-
-def compose(overrides: list[str]):
-    from hydra import compose as hydra_compose, initialize_config_dir
-
-    import experiments  # noqa: F401  (OmegaConf resolvers)
-
-    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        return hydra_compose("config", overrides=overrides)
 
 
 def _hub_or_local(name: Optional[str], kind: str, detail: str = "") -> Optional[Item]:

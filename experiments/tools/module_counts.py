@@ -37,15 +37,12 @@ def meta_vit(size: str, num_labels: int = 100):
 
 def count_experiment(experiment: str, size: str) -> dict:
     """Apply one experiment's method to a meta ViT and return what the run record would say about it."""
-    from hydra import compose, initialize_config_dir
-
-    import experiments  # noqa: F401  (registers the OmegaConf resolvers the configs use)
+    from experiments import compose
     from experiments.methods import build_method
     from experiments.run import count_parameters
     from experiments.tasks.vision.targets import require_target_modules
 
-    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        cfg = compose("config", overrides=[f"experiment={experiment}", "seed=0"])
+    cfg = compose([f"experiment={experiment}", "seed=0"])
     model = meta_vit(size)
     require_target_modules(model, list(cfg.model.target_modules))
     method = build_method(cfg.method, cfg.model)

@@ -26,7 +26,7 @@ from transformers import (
 
 from gpart import GPartConfig, apply_gpart, gpart_summary
 from gpart.model import matches
-from experiments import CONFIGS, REPO
+from experiments import CONFIGS, REPO, compose
 
 
 
@@ -115,13 +115,10 @@ PAPER_GLUE = REPO.parent / "shared" / "reference" / "paper_glue.csv"
 
 def peer_config(method: str, size: str):
     """The config `make reproduce-glue` would run (`glue/<size>/<method>-sst2`), else the method's defaults."""
-    from hydra import compose, initialize_config_dir
-
     experiment = f"glue/{size}/{method}-sst2"
     has_experiment = (CONFIGS / "experiment" / f"{experiment}.yaml").exists()
     overrides = [f"experiment={experiment}"] if has_experiment else [f"method={method}", f"model=roberta-{size}"]
-    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        return compose("config", overrides=overrides), has_experiment
+    return compose(overrides), has_experiment
 
 
 def paper_counts() -> dict[tuple[str, str], str]:
