@@ -241,7 +241,8 @@ def _partition(size: int, d: int, seed: int, assignment: str = "stateless"):
     """A real Partition that skips counting group sizes (ids need only N, d, seed; N here is up to 2³⁴)."""
     from gpart.partition import Partition
 
-    if "_count_groups" not in vars(Partition):  # renamed: counting 2³⁴ sizes would hang, so say so instead
+    # under another name the override below would do nothing and counting 2³⁴ sizes would hang: say so instead
+    if "_count_groups" not in vars(Partition):
         raise RuntimeError("gpart.partition.Partition._count_groups is gone; update bench/gpu_check._partition")
 
     class Uncounted(Partition):

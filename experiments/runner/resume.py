@@ -114,7 +114,7 @@ def start_attempt(record: dict, previous: Optional[dict], resuming: bool) -> dic
                "wall_s": 0.0, "train_s": 0.0, "eval_s": 0.0, "steps": 0, "median_step_s": None,
                "peak_bytes": None, "ended": "running", "resumed": bool(resuming)}
     record["attempts"] = earlier + [attempt]
-    # attempts written before `resumed` was stored per attempt were kept only when resumed
+    # an attempt without a `resumed` field comes from a record that lists later attempts only when they resumed
     record["resumed"] = sum(bool(a.get("resumed", i > 0)) for i, a in enumerate(record["attempts"]))
     return attempt
 

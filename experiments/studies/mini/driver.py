@@ -391,13 +391,13 @@ TOKENS = {"sst2": (13.3, 25.2), "stsb": (27.9, 31.5)}
 DEV_ROWS = {"sst2": 872, "stsb": 1500}
 VALIDATION_ROWS = 500   # configs/experiment/mini/_protocol.yaml
 EPOCHS = 5              # configs/experiment/mini/_protocol.yaml
-# Single-thread CPU seconds per token, measured side by side (batch 32 x 64, MiniLM-L6, 2026-12-01, loaded machine):
+# Single-thread CPU seconds per token, measured side by side (batch 32 x 64, MiniLM-L6, on a loaded 2-core machine):
 # GPart 1.40 s/step, LoRA 1.43, Uni-LoRA 1.36, full FT 1.99, head-only 0.71; inference 1.1 s per 64 x 64.
 TRAIN_S_PER_TOKEN = {"gpart": 1.40 / 2048, "unilora": 1.36 / 2048, "lora": 1.43 / 2048, "full": 1.99 / 2048,
                      "head_only": 0.71 / 2048}
 EVAL_S_PER_TOKEN = 1.1 / 4096
 START_S = 15.0  # python + torch + transformers import, model load, tokenisation
-SIDE_BY_SIDE = 1.35  # two runs on 2 cores take 1.35x one thread alone (measured on the previous study's 153 runs)
+SIDE_BY_SIDE = 1.35  # two runs on 2 cores take 1.35x one thread alone (measured over 153 MiniLM-L6 runs)
 
 
 def estimated_seconds(run: Run) -> float:
