@@ -376,25 +376,23 @@ def from_repo(path: str) -> Path:
 def locate(launches: Sequence[Launch], family: str) -> Where:
     """Each launch's record paths. One composition per launch: the run id hashes the config without its seed
     (records.config_hash pins it), so only the id's seed part differs between the seeds."""
-    from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
     found = {}
-    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        for launch in launches:
-            try:
-                cfg = compose("config", overrides=[*launch.setting, f"seed={launch.seeds[0]}", *launch.extra])
-                digest = records.config_hash(cfg)
-            except (HydraException, OmegaConfBaseException, ValueError) as error:
-                raise SweepError(f"cannot tell which runs of `{' '.join(launch.overrides())}` are finished: its "
-                                 f"config does not compose ({type(error).__name__}: {error})") from None
-            runs_dir = from_repo(cfg.paths.runs_dir)
-            paths = {}
-            for seed in launch.seeds:
-                cfg.seed = seed
-                paths[seed] = runs_dir / records.make_run_id(cfg, digest) / "record.json"
-            found[launch.setting] = Located(paths, runs_dir, from_repo(cfg.paths.hydra_dir) / "sweeps" / family)
+    for launch in launches:
+        try:
+            cfg = experiments.compose([*launch.setting, f"seed={launch.seeds[0]}", *launch.extra])
+            digest = records.config_hash(cfg)
+        except (HydraException, OmegaConfBaseException, ValueError) as error:
+            raise SweepError(f"cannot tell which runs of `{' '.join(launch.overrides())}` are finished: its "
+                             f"config does not compose ({type(error).__name__}: {error})") from None
+        runs_dir = from_repo(cfg.paths.runs_dir)
+        paths = {}
+        for seed in launch.seeds:
+            cfg.seed = seed
+            paths[seed] = runs_dir / records.make_run_id(cfg, digest) / "record.json"
+        found[launch.setting] = Located(paths, runs_dir, from_repo(cfg.paths.hydra_dir) / "sweeps" / family)
     return found
 
 

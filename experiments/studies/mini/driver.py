@@ -255,10 +255,7 @@ def _select(now: State, arm: Arm, task: str, head_lr: float | None, results: Pat
 
 @functools.cache
 def record_path(run: Run, results: Path) -> Path:
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        cfg = compose("config", overrides=run.overrides(results))
+    cfg = experiments.compose(run.overrides(results))
     return Path(cfg.paths.runs_dir) / records.make_run_id(cfg, records.config_hash(cfg)) / "record.json"
 
 
