@@ -60,7 +60,7 @@ bench: $(STAMP) ## Step time + peak memory: GPart (torch, Triton) vs LoRA, Uni-L
 
 # No venv stamp: on a bare GPU image (no registry) it runs with the image's python3, which has torch and triton.
 GPU_PY ?= $(if $(wildcard $(PY)),$(PY),python3)
-gpu-check: ## Prove the Triton path on one CUDA GPU (< 8 min): equivalence, 7B bench, GLUE GPU-hours; report in OUT= or bench/results/ [GPU_CHECK_ARGS="--sections equivalence"]
+gpu-check: ## Prove the Triton path on one CUDA GPU (< 8 min): first the tests marked gpu (pytest -m gpu tests/gpu), then kernel costs, 7B bench, GLUE GPU-hours; report in OUT= or bench/results/ [GPU_CHECK_ARGS="--sections gpu_tests"]
 	$(GPU_PY) -m bench.gpu_check $(GPU_CHECK_ARGS)
 
 # The demo uses the shared GLUE TSVs when they sit beside the repository; an explicit GLUE_DIR wins.

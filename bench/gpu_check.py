@@ -1,7 +1,7 @@
 """`make gpu-check`: prove GPart's Triton path on a real GPU, in one prepared run of under 8 minutes on one H200.
 
     python -m bench.gpu_check                    # everything; report -> $OUT/gpu_check.json, else bench/results/
-    python -m bench.gpu_check --sections equivalence loss_curves --budget 200
+    python -m bench.gpu_check --sections gpu_tests kernel_costs --budget 200
     python -m bench.gpu_check --summary bench/results/gpu_check.json   # the table of a report, finished or cut off
 
 The JSON report is rewritten atomically after every case, so a run cut short still reports everything it finished
@@ -10,16 +10,14 @@ sections share ``--budget`` in proportion to ``SECTIONS``). A case that would st
 past the whole run's, is recorded as skipped; one still running when that budget runs out is stopped (a bench row's
 child process is killed) and recorded as ``overrun``.
 
-* ``equivalence`` — the Triton and torch paths on CUDA: group ids bit-exact at starts 0, 3·10⁹, 2³³ and seeds
-  0, 3·10⁹, 2⁶³+5, 2⁶⁴−3 for d from 1 to 2¹⁹+1 (scalars in [2³¹, 2³²) included, which Triton types as uint32);
-  W0 + ΔW bit-identical; outputs, ∇θ and ∇x against a float64 reference for fp32/fp16/bf16 weights, odd shapes,
-  Conv1D layout, partitioned bias, non-isometric, balanced, a transposed weight; NaN propagation; a tensor of more
-  than 2³¹ elements (group sums equal a bincount); build and reduce at starts in [2³¹, 2³²); bf16 θ,
-  autocast and torch.compile; dropout keep rate and mask reuse; the device check; whether two reduces agree bitwise.
+* ``gpu_tests`` — first, the correctness half: ``pytest -m gpu tests/gpu`` in a child process (compiled Triton),
+  each test a case of the report as it ends. tests/gpu/test_triton_equivalence.py says what they check: group ids
+  bit-exact at scalars past 2³¹ and 2³², both paths against a float64 reference for every weight dtype and
+  variant, NaN propagation, sums over more than 2³¹ elements, dropout, bf16 θ, autocast, torch.compile, the device
+  check, ``auto`` taking Triton, and the loss curves of 50 AdamW steps of a small random Llama per backend.
 * ``kernel_costs`` — measured: the cost of dropout's Philox draw, and of same-address atomic
   contention as d shrinks, on a 4096² bf16 layer; the backward kernel with θ̃ read back from paired atomics beside
-  the same kernel gathering it separately.
-* ``loss_curves`` — 50 AdamW steps of a small random Llama with each backend: the loss curves must agree.
+  the same kernel gathering it separately; whether two reduces of one gradient agree bitwise.
 * ``bench_7b`` — ``make bench``'s Llama-2-7B shape (setup.md §5): floor, LoRA, Uni-LoRA, GPart torch, GPart
   Triton, each in a fresh process (``--bench-methods`` picks some): median step, ratio to LoRA, peak memory; target
   ≤ 1.10× LoRA, memory ≤ LoRA. Then one profiled step of the floor and of GPart Triton: device time by kind of
@@ -36,21 +34,21 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
 import gc
 import json
-import math
 import os
 import signal
 import statistics
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
-DEVICE = "cuda"  # the tests run the small cases on "cpu" under TRITON_INTERPRET=1, to check this script itself
+DEVICE = "cuda"  # tests/test_gpu_check.py runs some bench cases on "cpu" under TRITON_INTERPRET=1
 REPO = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO / "bench" / "results"
 REPORT_NAME = "gpu_check.json"
@@ -58,15 +56,12 @@ TOTAL_BUDGET_S = 460.0  # the 8-minute budget of a GPU check, less start-up
 # Seconds per section, in run order, at the default budget (about TOTAL_BUDGET_S in all); a run of some sections
 # shares its --budget among them in these proportions. What a section leaves unused is not lent on.
 SECTIONS = {
-    "equivalence": 110.0,
+    "gpu_tests": 145.0,
     "kernel_costs": 20.0,
-    "loss_curves": 35.0,
     "bench_7b": 190.0,
     "group_count": 25.0,
     "glue_throughput": 75.0,
 }
-# Relative error (‖got − ref‖ / ‖ref‖ against float64) allowed per weight dtype, or twice the torch path's own.
-TOLERANCE = {"float32": 1e-5, "float16": 3e-3, "bfloat16": 2e-2}
 STEP_TARGET = 1.10  # GPart step ≤ 1.10 × LoRA's on the 7B shape (docs/performance.md)
 # make reproduce-glue, per method and seed, in training-sequence equivalents (docs/runner.md: 7.06 M trained + 1.7 M
 # evaluated at a third of the cost on roberta-base; 5.15 M + 1.3 M on roberta-large), over 9 methods × 5 seeds.
@@ -140,7 +135,7 @@ class Check:
         entry = {"section": self.section_name, "name": name}
         finish = self.clock() + expect_s
         if finish >= self.section_deadline:
-            entry.update(status="skipped", detail=f"not started: {self._whose_budget(finish)} time budget was spent")
+            entry.update(status="skipped", detail=f"not started: {self.whose_budget(finish)} time budget was spent")
             return self._record(entry)
         started = self.clock()
         try:
@@ -151,7 +146,7 @@ class Check:
                          detail=result.pop("detail", ""), **result)
         except CaseOverrun:
             entry.update(status="overrun", detail=f"stopped after {self.clock() - started:.1f} s: "
-                                                  f"{self._whose_budget(self.clock())} time budget ran out")
+                                                  f"{self.whose_budget(self.clock())} time budget ran out")
             _release_memory()
         except Exception as error:  # one broken case must not hide the others
             entry.update(status="error", detail=f"{type(error).__name__}: {str(error)[:300]}",
@@ -159,7 +154,12 @@ class Check:
         entry["seconds"] = round(self.clock() - started, 3)
         return self._record(entry)
 
-    def _whose_budget(self, moment: float) -> str:
+    def record(self, name: str, status: str, detail: str = "", **fields) -> dict:
+        """Record an outcome found outside ``case``: a test that the gpu_tests section's child process ran."""
+        return self._record({"section": self.section_name, "name": name, "status": status, "detail": detail,
+                             **fields})
+
+    def whose_budget(self, moment: float) -> str:
         return "the whole run's" if moment >= self.deadline else f"section {self.section_name}'s"
 
     def _record(self, entry: dict) -> dict:
@@ -217,13 +217,22 @@ def summary_table(report: dict, width: int = 118) -> str:
     ranked = sorted(enumerate(report["cases"]), key=lambda item: (order.get(item[1]["status"], len(order)), item[0]))
     lines = [f"{'status':<9}{'section':<16}{'case':<44}detail", "-" * width]
     for _, case in ranked:
-        line = f"{case['status']:<9}{case['section'] or '':<16}{case['name'][:43]:<44}{case.get('detail', '')}"
+        line = f"{case['status']:<9}{case['section'] or '':<16}{_shortened(case['name'], 43):<44}{case.get('detail', '')}"
         lines.append(line[:width])
     counts = ", ".join(f"{n} {s}" for s, n in sorted((report.get("counts") or _counts(report["cases"])).items()))
     state = report["status"] if report["status"] == "finished" else f"cut off ({report['status']} at its last case)"
     lines += ["-" * width, f"gpu_check {state} in {report.get('elapsed_s', '?')} s on "
               f"{report.get('device', '?')}: {counts}"]
     return "\n".join(lines)
+
+
+def _shortened(name: str, width: int) -> str:
+    """``name`` cut to ``width`` before its `[parameters]`, which tell a test's rows apart, or else at its end."""
+    base, bracket, parameters = name.partition("[")
+    keep = width - 1 - len(bracket + parameters)
+    if len(name) <= width or keep < 8:
+        return name[:width]
+    return f"{base[:keep]}…{bracket}{parameters}"
 
 
 def glue_gpu_hours(step_s: float, model: str, batch: int = GLUE_BATCH) -> dict:
@@ -252,13 +261,6 @@ def _partition(size: int, d: int, seed: int, assignment: str = "stateless"):
     return Uncounted(size, d, seed=seed, assignment=assignment)
 
 
-def _relative_error(got, expected) -> float:
-    got, expected = got.double(), expected.double()
-    if got.isnan().any() or expected.isnan().any():
-        return math.nan
-    return ((got - expected).norm() / expected.norm().clamp_min(1e-300)).item()
-
-
 def _sync():
     import torch
 
@@ -272,337 +274,114 @@ def _median_ms(function, repeats: int = 20) -> float:
     return triton.testing.do_bench(function, warmup=5, rep=repeats, return_mode="median")
 
 
-# ------------------------------------------------------------------------------------------- equivalence
-
-
-STARTS = (0, 3 * 10**9, 1 << 33)
-SEEDS = (0, 3 * 10**9, (1 << 63) + 5, (1 << 64) - 3)
-ID_DS = (1, 2, 3, 97, 65_536, 524_287, (1 << 19) + 1)
-ID_COUNT = (1 << 16) + 3
+# ------------------------------------------------------------------------------------------- GPU tests
+
+GPU_TESTS = REPO / "tests" / "gpu"
+PYTEST_STATUS = {"passed": "pass", "failed": "FAIL", "error": "error", "skipped": "skipped"}
+
+
+def gpu_tests(check: Check):
+    run_gpu_tests(check, [GPU_TESTS])
+
+
+def run_gpu_tests(check: Check, paths: list[Path], poll_s: float = 0.2):
+    """`pytest -m gpu` on ``paths`` in a child process, each test recorded as a case the moment it ends.
+
+    When the section's budget runs out the child is killed: the test it was running is recorded as ``overrun``, those
+    it had not started as ``skipped``. A child that dies on its own (a CUDA fault ends the process) leaves the test
+    it was running as ``error``, with pytest's last output.
+    """
+    with tempfile.TemporaryDirectory(prefix="gpu-tests-") as folder:
+        log, output = Path(folder) / "outcomes.jsonl", Path(folder) / "pytest.txt"
+        log.touch()
+        outcomes = OutcomeReader(check, log)
+        with output.open("w") as sink:
+            child = subprocess.Popen(pytest_command(log, paths), cwd=REPO, stdout=sink, stderr=subprocess.STDOUT,
+                                     env=dict(os.environ, TRITON_INTERPRET="0"), start_new_session=True)
+            try:
+                while child.poll() is None and check.clock() < check.section_deadline:
+                    outcomes.read()
+                    time.sleep(poll_s)
+            finally:
+                stopped = child.poll() is None
+                if stopped:
+                    os.killpg(child.pid, signal.SIGKILL)  # the tests' own child processes too
+                    child.wait()
+        outcomes.read()
+        outcomes.close(stopped, child.returncode, output.read_text(errors="replace")[-2000:])
+
+
+def pytest_command(log: Path, paths: list[Path]) -> list[str]:
+    # --noconftest: tests/conftest.py imports experiments/, hence omegaconf, which a bare GPU image lacks; the GPU
+    # tests use none of its fixtures. The child's TRITON_INTERPRET=0 keeps its Triton compiled.
+    return [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "--tb=short", "--noconftest", "-p", "no:cacheprovider",
+            "-c", str(REPO / "pyproject.toml"), "--rootdir", str(REPO), "-p", "bench.pytest_outcomes",
+            f"--outcomes-log={log}", *map(str, paths)]
+
+
+class OutcomeReader:
+    """The child's outcomes log (bench/pytest_outcomes.py) read as it grows, each finished test recorded in ``check``."""
+
+    def __init__(self, check: Check, log: Path):
+        self.check, self.log, self.offset = check, log, 0
+        self.collected: list[str] = []
+        self.running: dict[str, float] = {}  # nodeid -> when it started
+        self.finished: set[str] = set()
+        self.collect_errors = 0
+
+    def read(self):
+        with self.log.open("rb") as log:
+            log.seek(self.offset)
+            data = log.read()
+        complete = data[: data.rfind(b"\n") + 1]  # a line still being written waits for the next read
+        self.offset += len(complete)
+        for line in complete.decode().splitlines():
+            self._event(json.loads(line))
+
+    def _event(self, event: dict):
+        if "collected" in event:
+            self.collected = event["collected"]
+        elif "collect_error" in event:
+            self.collect_errors += 1
+            self.check.record(event["collect_error"], "error", "could not collect the tests",
+                              traceback=event["longrepr"])
+        elif "started" in event:
+            self.running[event["started"]] = self.check.clock()
+        elif "finished" in event:
+            self._finished(event)
+
+    def _finished(self, event: dict):
+        nodeid = event["finished"]
+        self.running.pop(nodeid, None)
+        self.finished.add(nodeid)
+        status = PYTEST_STATUS[event["outcome"]]
+        detail = event["properties"].get("detail", "") if status == "pass" else event["message"]
+        extra = {"traceback": event["longrepr"]} if event["longrepr"] else {}
+        self.check.record(case_name(nodeid), status, detail, seconds=event["seconds"], **extra)
+
+    def close(self, stopped: bool, returncode: int, output_tail: str):
+        """Record what the child left unfinished, killed at the deadline (``stopped``) or ended on its own."""
+        budget = f"{self.check.whose_budget(self.check.clock())} time budget"
+        for nodeid, started in self.running.items():
+            if stopped:
+                detail = f"stopped after {self.check.clock() - started:.1f} s: {budget} ran out"
+                self.check.record(case_name(nodeid), "overrun", detail)
+            else:
+                self.check.record(case_name(nodeid), "error", f"pytest ended with exit code {returncode} while it "
+                                  "ran", traceback=output_tail)
+        not_started = [n for n in self.collected if n not in self.finished and n not in self.running]
+        why = f"{budget} was spent" if stopped else f"pytest ended with exit code {returncode} first"
+        for nodeid in not_started:
+            self.check.record(case_name(nodeid), "skipped", f"not started: {why}")
+        if not stopped and returncode not in (0, 1) and not (self.collect_errors or self.running or not_started):
+            last = next((line for line in reversed(output_tail.splitlines()) if line.strip()), "")
+            self.check.record("pytest -m gpu", "error", f"exit code {returncode}: {last}", traceback=output_tail)
 
 
-def case_group_ids(assignment: str, ds, seeds, starts=STARTS) -> dict:
-    """Kernel ids == gpart.partition's, bit for bit, for every start × seed × d (N = 2³⁴)."""
-    import torch
-
-    from gpart import triton_ops
-
-    wrong = []
-    for d in ds:
-        for seed in seeds:
-            partition = _partition(1 << 34, d, seed, assignment)
-            for start in starts:
-                got = triton_ops.group_ids(partition, start, ID_COUNT, DEVICE).cpu()
-                if not torch.equal(got, partition.group_ids(start, ID_COUNT)):
-                    wrong.append((d, seed, start))
-    total = len(ds) * len(seeds) * len(starts)
-    return {"ok": not wrong, "detail": f"{total - len(wrong)}/{total} (d, seed, start) bit-exact",
-            "mismatches": wrong[:20]}
-
-
-class TinyNet:
-    """Odd shapes: Embedding 13×53 (generic path), Linear 53→37, transformers Conv1D 37→29 (weight stored (in, out))."""
-
-    @staticmethod
-    def build(dtype, transposed: bool = False):
-        import torch
-        from torch import nn
-        from transformers.pytorch_utils import Conv1D
-
-        class Net(nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.embed = nn.Embedding(13, 53)
-                self.up = nn.Linear(53, 37)
-                self.mix = Conv1D(29, 37)
-
-            def forward(self, tokens):
-                return self.mix(torch.tanh(self.up(self.embed(tokens))))
-
-        torch.manual_seed(0)
-        net = Net()
-        with torch.no_grad():
-            net.mix.bias.normal_()
-            if transposed:  # a non-contiguous (transposed) weight, as after tying or a manual .t()
-                net.up.weight = nn.Parameter(net.up.weight.detach().t().contiguous().t())
-        return net.to(dtype)
-
-
-def _adapted(net, backend: str, d: int = 211, **options):
-    import torch
-
-    from gpart import GPartConfig, apply_gpart
-
-    config = GPartConfig(d=d, target_modules=["embed", "up", "mix"], seed=(1 << 64) - 3, backend=backend, **options)
-    model = apply_gpart(copy.deepcopy(net).to(DEVICE), config)
-    with torch.no_grad():
-        theta = torch.randn(d, generator=torch.Generator().manual_seed(3))
-        model.gpart_adapter.theta.copy_(theta)
-    return model
-
-
-def _step(model, tokens) -> dict:
-    """Output, ∇θ and ∇x of the adapted Linear (the gradient reaching the embedding output)."""
-    import torch
-
-    captured = {}
-
-    def keep_grad(module, inputs, out):  # returns None: the output stays as it is
-        out.register_hook(lambda grad: captured.update(x=grad))
-
-    hook = model.embed.register_forward_hook(keep_grad)
-    out = model(tokens)
-    (out.double() * torch.linspace(-1, 1, out.shape[-1], device=out.device, dtype=torch.float64)).sum().backward()
-    hook.remove()
-    return {"output": out.detach(), "∇θ": model.gpart_adapter.theta.grad.clone(), "∇x": captured["x"]}
-
-
-def case_paths_vs_float64(dtype_name: str, transposed: bool = False, **options) -> dict:
-    """Both paths against a float64 torch reference; W0 + ΔW bit-identical between the paths."""
-    import torch
-
-    dtype = getattr(torch, dtype_name)
-    net = TinyNet.build(dtype, transposed)
-    tokens = torch.randint(0, 13, (4, 9), generator=torch.Generator().manual_seed(0)).to(DEVICE)
-    reference = _step(_adapted(copy.deepcopy(net).double(), "torch", **options).double(), tokens)
-    models = {backend: _adapted(net, backend, **options) for backend in ("torch", "triton")}
-    errors = {backend: {q: _relative_error(v, reference[q]) for q, v in _step(m, tokens).items()}
-              for backend, m in models.items()}
-    tolerance = TOLERANCE[dtype_name]
-    bad = [q for q, e in errors["triton"].items() if not e <= max(tolerance, 2 * errors["torch"][q])]
-    identical = _effective_weights_identical(models["triton"])
-    detail = " ".join(f"{q} {errors['triton'][q]:.1e}(torch {errors['torch'][q]:.1e})" for q in errors["triton"])
-    return {"ok": not bad and identical, "detail": f"{detail}; W0+ΔW identical: {identical}", "errors": errors,
-            "beyond_tolerance": bad}
-
-
-def _effective_weights_identical(model) -> bool:
-    import torch
-
-    from gpart import gpart_layers, triton_ops
-
-    scaled = model.gpart_adapter.scaled_theta().detach()
-    for _, layer in gpart_layers(model):
-        for name, start in layer._adapted():
-            base = getattr(layer.base_layer, name)
-            ids = layer.adapter.partition.group_ids(start, base.numel()).to(base.device)
-            expected = base + scaled[ids].view(base.shape).to(base.dtype)
-            if not torch.equal(triton_ops.layer_tensor(layer, scaled, name, None), expected):
-                return False
-    return True
-
-
-def case_nan_propagates() -> dict:
-    """A NaN in θ (the GPU's own NaN, 0/0) reaches W0 + ΔW and the output in bf16, fp16 and fp32."""
-    import torch
-
-    found = {}
-    for dtype_name in ("bfloat16", "float16", "float32"):
-        model = _adapted(TinyNet.build(getattr(torch, dtype_name)), "triton")
-        with torch.no_grad():
-            model.gpart_adapter.theta[5] = torch.zeros((), device=DEVICE) / 0
-        nan_pattern = hex(model.gpart_adapter.theta[5:6].view(torch.int32).item() & 0xFFFFFFFF)
-        weight = model.up.effective(model.gpart_adapter.scaled_theta(), None)["weight"]
-        expected = int((model.up.group_ids("weight", DEVICE) == 5).sum())
-        out = model(torch.arange(13, device=DEVICE)[None])
-        found[dtype_name] = (int(weight.isnan().sum()), expected, bool(out.isnan().any()))
-    ok = all(got == expected > 0 and out_nan for got, expected, out_nan in found.values())
-    return {"ok": ok, "detail": f"θ NaN bits {nan_pattern}; NaN weights (got, expected, output NaN): {found}"}
-
-
-def case_sums_past_2_31(size: int = (1 << 31) + (1 << 20) + 7, d: int = 524_288) -> dict:
-    """group_sums over a tensor of more than 2³¹ elements equals a bincount of the ids (ones: exact counts)."""
-    import torch
-
-    from gpart import triton_ops
-
-    partition = _partition(size, d, seed=7)
-    ones = torch.ones(size, dtype=torch.bfloat16, device=DEVICE)
-    sums = triton_ops.group_sums(partition, ones, 0)
-    del ones
-    counts = _bincount_on_gpu(partition)
-    ok = torch.equal(sums.long(), counts) and int(counts.sum()) == size
-    return {"ok": ok, "detail": f"N={size:,}, d={d:,}: sums == bincount: {ok}"}
-
-
-def _bincount_on_gpu(partition, chunk: int = 1 << 28):
-    import torch
-
-    from gpart.partition import stateless_group_ids
-
-    counts = torch.zeros(partition.d, dtype=torch.int64, device=DEVICE)
-    for start in range(0, partition.size, chunk):
-        count = min(chunk, partition.size - start)
-        ids = stateless_group_ids(start, count, seed=partition.seed, d=partition.d, device=DEVICE)
-        counts += torch.bincount(ids, minlength=partition.d)
-    return counts
-
-
-def case_large_scalars(start: int = 3 * 10**9, seed: int = 3 * 10**9 + 17) -> dict:
-    """build and reduce (with the rebuilt weight) at a start and seed in [2³¹, 2³²), on a 4096² bf16 tensor."""
-    import torch
-
-    from gpart import triton_ops
-
-    partition = _partition((1 << 32) - 5, 524_288, seed)
-    generator = torch.Generator().manual_seed(0)
-    count = 4096 * 4096
-    ids = partition.group_ids(start, count).to(DEVICE)
-    scaled = torch.randn(partition.d, generator=generator).to(DEVICE)
-    base = torch.randn(count, generator=generator).to(DEVICE, torch.bfloat16)
-    grad = torch.randint(-4, 5, (count,), generator=generator).to(DEVICE, torch.bfloat16)  # exact float sums
-    expected_weight = base + scaled[ids].to(torch.bfloat16)
-    expected_sums = torch.zeros(partition.d, device=DEVICE).index_add_(0, ids, grad.float())
-    sums, weight = triton_ops.group_sums(partition, grad, start, base=base, scaled_theta=scaled)
-    built = triton_ops.build(partition, scaled, start, base, like=base)
-    checks = {"build": torch.equal(built, expected_weight), "reduce": torch.equal(sums, expected_sums),
-              "rebuilt weight": torch.equal(weight, expected_weight)}
-    return {"ok": all(checks.values()), "detail": f"start {start:,}, seed {seed:,}: {checks}"}
-
-
-def case_bf16_theta() -> dict:
-    """model.to(bfloat16) casts θ too: both paths must still agree."""
-    import torch
-
-    net = TinyNet.build(torch.bfloat16)
-    tokens = torch.randint(0, 13, (4, 9), generator=torch.Generator().manual_seed(1)).to(DEVICE)
-    results = {b: _step(_adapted(net, b).to(torch.bfloat16), tokens) for b in ("torch", "triton")}
-    errors = {q: _relative_error(results["triton"][q], results["torch"][q]) for q in results["torch"]}
-    return {"ok": all(e <= 3e-2 for e in errors.values()), "detail": _errors(errors), "errors": errors}
-
-
-def case_autocast() -> dict:
-    """An fp32 model under torch.autocast(bfloat16): both paths agree within bf16 tolerance."""
-    import torch
-
-    net = TinyNet.build(torch.float32)
-    tokens = torch.randint(0, 13, (4, 9), generator=torch.Generator().manual_seed(2)).to(DEVICE)
-    results = {}
-    for backend in ("torch", "triton"):
-        with torch.autocast(DEVICE, dtype=torch.bfloat16):
-            results[backend] = _step(_adapted(net, backend), tokens)
-    errors = {q: _relative_error(results["triton"][q], results["torch"][q]) for q in results["torch"]}
-    return {"ok": all(e <= 3e-2 for e in errors.values()), "detail": _errors(errors), "errors": errors}
-
-
-def case_torch_compile() -> dict:
-    """torch.compile of a Triton-path model gives the eager torch path's output and gradients."""
-    import torch
-
-    net = TinyNet.build(torch.float32)
-    tokens = torch.randint(0, 13, (4, 9), generator=torch.Generator().manual_seed(3)).to(DEVICE)
-    results = {}
-    for backend in ("torch", "triton"):
-        model = _adapted(net, backend)
-        run = torch.compile(model) if backend == "triton" else model
-        out = run(tokens)
-        out.double().sum().backward()
-        results[backend] = {"output": out.detach(), "∇θ": model.gpart_adapter.theta.grad}
-    errors = {q: _relative_error(results["triton"][q], results["torch"][q]) for q in results["torch"]}
-    return {"ok": all(e <= 1e-4 for e in errors.values()), "detail": _errors(errors), "errors": errors}
-
-
-def _errors(errors: dict) -> str:
-    return " ".join(f"{q} {e:.1e}" for q, e in errors.items())
-
-
-def case_dropout() -> dict:
-    """Keep rate ≈ 1 − p on a 4096² layer; the backward reuses the forward's mask (exact directional derivative)."""
-    import torch
-    from torch import nn
-
-    from gpart import GPartConfig, apply_gpart, triton_ops
-
-    p = 0.1
-    holder = nn.Module()
-    holder.proj = nn.Linear(4096, 4096, device=DEVICE)
-    apply_gpart(holder, GPartConfig(d=524_288, target_modules=["proj"], dropout=p, backend="triton"))
-    layer = holder.proj
-    ones = torch.ones(524_288, device=DEVICE)
-    kept = (triton_ops.layer_tensor(layer, ones, "weight", 12345, with_base=False) != 0).float().mean().item()
-    sigma = (p * (1 - p) / 4096**2) ** 0.5
-    generator = torch.Generator().manual_seed(0)
-    x = torch.randn(8, 4096, generator=generator).to(DEVICE)
-    weights = torch.randn(8, 4096, generator=generator).to(DEVICE)
-    theta = torch.randn(524_288, generator=generator).to(DEVICE).requires_grad_()
-    direction = torch.randn(524_288, generator=generator).to(DEVICE)
-
-    def loss(t):
-        return (triton_ops.AdaptedLinear.apply(x, t, layer, 777) * weights).double().sum()
-
-    loss(theta).backward()
-    with torch.no_grad():
-        change = (loss(theta + direction) - loss(theta)).item()
-    predicted = (theta.grad.double() * direction.double()).sum().item()
-    relative = abs(change - predicted) / abs(predicted)
-    ok = abs(kept - (1 - p)) < 5 * sigma and relative < 1e-3
-    return {"ok": ok, "detail": f"keep rate {kept:.5f} (expected {1 - p}, 5σ {5 * sigma:.1e}); directional "
-                                f"derivative error {relative:.1e}", "keep_rate": kept}
-
-
-def case_device_check() -> dict:
-    """θ on the CPU and the weight on CUDA: a clear ValueError, not an illegal access."""
-    import torch
-
-    from gpart import triton_ops
-
-    partition = _partition(64, 8, 1)
-    base = torch.randn(8, 8, device=DEVICE)
-    try:
-        triton_ops.build(partition, torch.zeros(8), 0, base, like=base)
-    except ValueError as error:
-        return {"ok": "scaled_theta on cpu" in str(error), "detail": str(error)[:120]}
-    return {"ok": False, "detail": "no error raised"}
-
-
-def case_auto_runs_triton() -> dict:
-    """backend="auto" (the default) takes the Triton path here, its first-use check passing, and says so."""
-    import torch
-
-    from gpart import triton_guard
-
-    model = _adapted(TinyNet.build(torch.bfloat16), "auto")
-    _step(model, torch.randint(0, 13, (2, 5), generator=torch.Generator().manual_seed(4)).to(DEVICE))
-    report = triton_guard.backend_report(model.gpart_adapter)
-    return {"ok": report["ran"] == ["triton"] and report["fallback"] is None, "detail": str(report)}
-
-
-def case_reduce_determinism() -> dict:
-    """Whether two reduces of one gradient give bitwise equal ∇θ (float atomics: expected not to, at small d)."""
-    import torch
-
-    from gpart import triton_ops
-
-    grad = torch.randn(4096 * 4096, generator=torch.Generator().manual_seed(0)).to(DEVICE, torch.bfloat16)
-    equal = {}
-    for d in (64, 4096, 524_288):
-        partition = _partition(4096 * 4096, d, 0)
-        first, second = triton_ops.group_sums(partition, grad, 0), triton_ops.group_sums(partition, grad, 0)
-        equal[d] = {"bitwise_equal": torch.equal(first, second),
-                    "max_relative_difference": ((first - second).abs().max() / first.abs().max()).item()}
-    return {"ok": None, "detail": " ".join(f"d={d}: {'equal' if v['bitwise_equal'] else 'differs'} "
-                                           f"({v['max_relative_difference']:.1e})" for d, v in equal.items()),
-            "by_d": equal}
-
-
-def equivalence(check: Check):
-    check.case("auto takes Triton, first-use check passes", case_auto_runs_triton)
-    check.case("group ids, stateless", case_group_ids, "stateless", ID_DS, SEEDS)
-    check.case("group ids, balanced", case_group_ids, "balanced", (97, (1 << 19) + 1), (0, (1 << 64) - 3))
-    for dtype in ("float32", "bfloat16", "float16"):
-        check.case(f"paths vs fp64, {dtype}, partitioned bias", case_paths_vs_float64, dtype, bias="partitioned")
-    check.case("paths vs fp64, bf16, non-isometric", case_paths_vs_float64, "bfloat16", isometric=False)
-    check.case("paths vs fp64, fp32, balanced", case_paths_vs_float64, "float32", assignment="balanced")
-    check.case("paths vs fp64, fp32, transposed weight", case_paths_vs_float64, "float32", transposed=True)
-    check.case("NaN in θ reaches weights and output", case_nan_propagates)
-    check.case("scalars in [2^31, 2^32): build, reduce", case_large_scalars)
-    check.case("group sums over > 2^31 elements", case_sums_past_2_31, expect_s=3)
-    check.case("dropout keep rate and mask reuse", case_dropout)
-    check.case("bf16 θ (model.to(bfloat16))", case_bf16_theta)
-    check.case("autocast bf16", case_autocast)
-    check.case("devices of the arguments checked", case_device_check)
-    check.case("two reduces bitwise equal?", case_reduce_determinism)
-    check.case("torch.compile", case_torch_compile, expect_s=20)
+def case_name(nodeid: str) -> str:
+    """`tests/gpu/test_x.py::test_y[cuda-a]` -> `y[a]`: the report's case name (every test it runs is on CUDA)."""
+    name = nodeid.rpartition("::")[2].removeprefix("test_")
+    return name.replace("[cuda]", "").replace("[cuda-", "[")
 
 
 # ------------------------------------------------------------------------------------------ kernel costs
@@ -650,52 +429,27 @@ def _setting(owner, name: str, value):
         setattr(owner, name, previous)
 
 
+def case_reduce_determinism() -> dict:
+    """Whether two reduces of one gradient give bitwise equal ∇θ (float atomics: expected not to, at small d)."""
+    import torch
+
+    from gpart import triton_ops
+
+    grad = torch.randn(4096 * 4096, generator=torch.Generator().manual_seed(0)).to(DEVICE, torch.bfloat16)
+    equal = {}
+    for d in (64, 4096, 524_288):
+        partition = _partition(4096 * 4096, d, 0)
+        first, second = triton_ops.group_sums(partition, grad, 0), triton_ops.group_sums(partition, grad, 0)
+        equal[d] = {"bitwise_equal": torch.equal(first, second),
+                    "max_relative_difference": ((first - second).abs().max() / first.abs().max()).item()}
+    return {"ok": None, "detail": " ".join(f"d={d}: {'equal' if v['bitwise_equal'] else 'differs'} "
+                                           f"({v['max_relative_difference']:.1e})" for d, v in equal.items()),
+            "by_d": equal}
+
+
 def kernel_costs(check: Check):
     check.case("kernel times, 4096^2 bf16", case_kernel_costs)
-
-
-# ------------------------------------------------------------------------------------------- loss curves
-
-
-SMALL_LLAMA = dict(vocab_size=1000, hidden_size=256, intermediate_size=512, num_hidden_layers=4,
-                   num_attention_heads=8, num_key_value_heads=8, max_position_embeddings=256)
-
-
-def case_loss_curves(dtype_name: str, steps: int = 50, tolerance: float = 1e-2, size: dict = SMALL_LLAMA,
-                     batch: tuple = (8, 128), d: int = 8192) -> dict:
-    """50 AdamW steps of a small random Llama (q,k,v,o) per backend, same init and batches: curves agree."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from gpart import GPartConfig, apply_gpart
-
-    config = LlamaConfig(**size)
-    generator = torch.Generator().manual_seed(0)
-    batches = [torch.randint(0, config.vocab_size, batch, generator=generator).to(DEVICE) for _ in range(4)]
-    curves = {}
-    for backend in ("torch", "triton"):
-        torch.manual_seed(0)
-        model = LlamaForCausalLM(config).to(DEVICE, getattr(torch, dtype_name))
-        apply_gpart(model, GPartConfig(d=d, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
-                                       backend=backend))
-        optimizer = torch.optim.AdamW([model.gpart_adapter.theta], lr=5e-3)
-        curves[backend] = []
-        for step in range(steps):
-            loss = model(input_ids=batches[step % 4], labels=batches[step % 4]).loss
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            curves[backend].append(loss.item())
-    worst = max(abs(a - b) / abs(b) for a, b in zip(curves["triton"], curves["torch"]))
-    drop = curves["torch"][0] - curves["torch"][-1]
-    return {"ok": worst <= tolerance and drop > 0, "detail": f"max relative loss difference {worst:.1e} "
-            f"(allowed {tolerance:g}); loss {curves['torch'][0]:.3f} -> {curves['torch'][-1]:.3f}",
-            "curves": curves}
-
-
-def loss_curves(check: Check):
-    check.case("50 steps, small Llama, fp32", case_loss_curves, "float32")
-    check.case("50 steps, small Llama, bf16", case_loss_curves, "bfloat16", tolerance=3e-2)
+    check.case("two reduces bitwise equal?", case_reduce_determinism)
 
 
 # ---------------------------------------------------------------------------------------------- 7B bench
@@ -776,6 +530,20 @@ def case_group_count_7b() -> dict:
             f"set-up time); counts equal: {equal}", "triton_s": triton_s, "torch_bincount_s": torch_s}
 
 
+def _bincount_on_gpu(partition, chunk: int = 1 << 28):
+    import torch
+
+    from gpart.partition import stateless_group_ids
+
+    counts = torch.zeros(partition.d, dtype=torch.int64, device=DEVICE)
+    for start in range(0, partition.size, chunk):
+        count = min(chunk, partition.size - start)
+        ids = stateless_group_ids(start, count, seed=partition.seed, d=partition.d, device=DEVICE)
+        counts += torch.bincount(ids, minlength=partition.d)
+    return counts
+
+
+
 def group_count(check: Check):
     check.case("7B q,k,v,o group sizes on the GPU", case_group_count_7b)
 
@@ -826,7 +594,7 @@ def glue_throughput(check: Check):
 # ------------------------------------------------------------------------------------------------- main
 
 
-SECTION_RUNNERS = {"equivalence": equivalence, "kernel_costs": kernel_costs, "loss_curves": loss_curves,
+SECTION_RUNNERS = {"gpu_tests": gpu_tests, "kernel_costs": kernel_costs,
                    "bench_7b": bench_7b, "group_count": group_count, "glue_throughput": glue_throughput}
 
 

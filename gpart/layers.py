@@ -17,7 +17,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from gpart.config import GPartConfig
-from gpart.layout import _is_hf_conv1d, _out_in
+from gpart.layout import AdaptedTensors, _is_hf_conv1d, _out_in
 from gpart.partition import Partition, _as_int64, splitmix64
 
 
@@ -76,7 +76,7 @@ def _dropout_mask(shape, p: float, seed: int, stream: int | None, device) -> tor
     return keep / (1.0 - p)
 
 
-class GPartLayer(nn.Module):
+class GPartLayer(AdaptedTensors, nn.Module):
     """Wraps a module and adds ΔW (and Δb, when biases are partitioned) from the shared adapter to its weights."""
 
     name = ""  # the module's path in the model, set by apply_gpart (for messages)
@@ -88,21 +88,6 @@ class GPartLayer(nn.Module):
         object.__setattr__(self, "adapter", adapter)
         self.weight_start, self.bias_start = weight_start, bias_start
         self.merged = False
-
-    def over(self, base_layer: nn.Module, bias_start: int | None) -> "GPartLayer":
-        """A GPartLayer of the same adapter at the same weight start over another base module: how
-        ``gpart.triton_guard`` builds its probe (a copy of this layer's first rows) without importing this module,
-        which imports the guard."""
-        return GPartLayer(base_layer, self.adapter, self.weight_start, bias_start)
-
-    @property
-    def is_linear(self) -> bool:
-        return isinstance(self.base_layer, nn.Linear) or _is_hf_conv1d(self.base_layer)
-
-    def _adapted(self) -> list[tuple[str, int]]:
-        """(parameter name, global start index) of every adapted tensor of the base layer, in canonical order."""
-        names = [("weight", self.weight_start)]
-        return names + ([("bias", self.bias_start)] if self.bias_start is not None else [])
 
     def group_ids(self, name: str, device=None) -> torch.Tensor:
         """g(i) for every coordinate of ``base_layer.<name>``, in its stored row-major order."""
@@ -119,7 +104,8 @@ class GPartLayer(nn.Module):
         """
         ops = None
         if self.adapter.config.backend != "torch" and self.adapter.config.is_default_variant:
-            # Imported on first use only: Triton reads TRITON_INTERPRET when the kernels are defined.
+            # Imported on first use only: Triton reads TRITON_INTERPRET when the kernels are defined, and the guard's
+            # torch.compiler.disable loads Dynamo, which imports Triton.
             from gpart import triton_guard, triton_ops
 
             if triton_ops.selected(self.adapter.config.backend, tensor.device) and triton_guard.use_triton(self, tensor):

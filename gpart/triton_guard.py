@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gpart.layout import AdaptedTensors
+
 PROBE_ROWS = 8  # stored rows of the real weight that the first-use check runs (its first rows: its own start)
 PROBE_TOKENS = 5  # input rows of the probe's linear layer
 # ‖triton − reference‖ / ‖reference‖ allowed per weight dtype; a wrong partition or layout gives about 1.
@@ -206,8 +208,16 @@ def _relative_error(got: torch.Tensor, expected: torch.Tensor) -> float:
     return ((got - expected).norm() / expected.norm().clamp_min(1e-30)).item()
 
 
-def _probe(layer):
-    """A GPartLayer over a copy of the first rows of ``layer``'s stored weight, at the same global indices."""
+class _Probe(AdaptedTensors):
+    """The check's stand-in for a layer: a copy of its first rows, at the same global indices, under its adapter."""
+
+    def __init__(self, base_layer: nn.Module, adapter, weight_start: int, bias_start: int | None):
+        self.base_layer, self.adapter = base_layer, adapter
+        self.weight_start, self.bias_start = weight_start, bias_start
+
+
+def _probe(layer) -> _Probe:
+    """A probe over a copy of the first rows of ``layer``'s stored weight, at the same global indices."""
     base = layer.base_layer
     rows = min(PROBE_ROWS, base.weight.shape[0])
     small = copy.copy(base)  # same class and attributes (nn.Linear, transformers' Conv1D, Embedding, ...)
@@ -218,7 +228,7 @@ def _probe(layer):
         if isinstance(base, nn.Linear) and bias is not None:  # (out, in): the bias follows the output rows
             small.bias = nn.Parameter(bias[:rows].clone(), requires_grad=False)
     bias_start = layer.bias_start if isinstance(getattr(small, "bias", None), nn.Parameter) else None
-    return layer.over(small, bias_start)
+    return _Probe(small, layer.adapter, layer.weight_start, bias_start)
 
 
 def _in_features(probe) -> int:

@@ -6,7 +6,7 @@ import math
 import pandas as pd
 import pytest
 
-from experiments.report import claims, tables
+from experiments.report import claims, loading, rendering, tables
 from test_tables_fixtures import make_record, write_record
 
 TASKS = ("sst2", "mrpc", "rte")
@@ -84,7 +84,7 @@ def test_claims_markdown_states_the_rules_and_the_scale(tmp_path):
     text = (tmp_path / "supported" / "tables" / "claims-glue-minilm-l6.md").read_text()
     assert "small-scale replication" in text and "t(0.975, n−1)" in text and "seed spread" in text
     assert "claims-glue-minilm-l6.md" in (tmp_path / "supported" / "tables" / "README.md").read_text()
-    c1 = tables.read_markdown_table(tmp_path / "supported" / "tables" / "claims-glue-minilm-l6.md")
+    c1 = rendering.read_markdown_table(tmp_path / "supported" / "tables" / "claims-glue-minilm-l6.md")
     assert {"C1", "C2", "C3", "C4", "C5"} <= set(c1["claim"])
     assert c1.loc[c1["scope"].str.contains("d sweep"), "difference"].str.contains("d = 288").all()
 
@@ -96,7 +96,7 @@ def test_c2_is_contradicted_when_gpart_does_not_have_ten_times_fewer_parameters(
             score = 0.8 + 0.01 * seed
             write_record(runs, make_record("GPart", task, seed, score, model="minilm-l6", trainable_params=D))
             write_record(runs, make_record("LoRA", task, seed, score, model="minilm-l6", trainable_params=2 * D))
-    loaded = tables.load_records(runs)
+    loaded = loading.load_records(runs)
     (c2,) = [c for c in claims.claims_for(loaded.records) if c.claim == "C2"]
     assert c2.verdict == "contradicted" and "2.0× fewer" in c2.note and c2.mean == pytest.approx(0.0)
 

@@ -1,15 +1,17 @@
 """bench/gpu_check.py without a GPU: the skip message, the budgeted report it keeps on disk, its table, the GPU-hours
-arithmetic, and its small equivalence cases run on CPU under the interpreter (so the one GPU run checks the kernels,
-not this script).
+arithmetic, its gpu_tests section on stand-in tests, and bench cases run small on CPU under the interpreter (so the
+one GPU run checks the kernels, not this script). The GPU tests' own CPU runs are in tests/gpu/.
 """
 
 import json
 import multiprocessing
+import os
 import signal
 import threading
 import time
 
 import pytest
+import torch
 
 from bench import gpu_check
 
@@ -112,7 +114,7 @@ def test_summary_prints_the_table_of_a_report_on_disk_even_one_cut_off(tmp_path,
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)  # no GPU needed
     clock, path = FakeClock(), tmp_path / "r.json"
     check = gpu_check.Check(path, budget_s=100, clock=clock, meta={"device": "H200"})
-    check.start_section("equivalence", 50)
+    check.start_section("gpu_tests", 50)
     check.case("fine", lambda: {"ok": True, "detail": "bit-exact"})
     clock.now = 12.5
     check.case("broken", lambda: {"ok": False, "detail": "∇θ 0.5"})  # the run is killed here: no finish()
@@ -175,9 +177,9 @@ def test_chosen_sections_share_the_whole_budget_in_proportion(tmp_path, monkeypa
     monkeypatch.setenv("TQDM_DISABLE", "1")
     monkeypatch.setattr("torch.cuda.get_device_name", lambda *a: "Fake GPU")
     monkeypatch.setattr(gpu_check, "SECTION_RUNNERS", {name: lambda check: None for name in gpu_check.SECTIONS})
-    gpu_check.main(["--out", str(tmp_path / "r.json"), "--budget", "230", "--sections", "equivalence", "bench_7b"])
+    gpu_check.main(["--out", str(tmp_path / "r.json"), "--budget", "230", "--sections", "gpu_tests", "bench_7b"])
     sections = json.loads((tmp_path / "r.json").read_text())["sections"]
-    share = 230 / (gpu_check.SECTIONS["equivalence"] + gpu_check.SECTIONS["bench_7b"])
+    share = 230 / (gpu_check.SECTIONS["gpu_tests"] + gpu_check.SECTIONS["bench_7b"])
     assert sections["bench_7b"]["budget_s"] == pytest.approx(gpu_check.SECTIONS["bench_7b"] * share)
     assert sum(section["budget_s"] for section in sections.values()) == pytest.approx(230)
 
@@ -224,12 +226,118 @@ def test_7b_rows_give_ratios_to_lora_and_the_target_verdict(monkeypatch):
     assert gpu_check.case_target({"lora": fake_row(0.2, 26.0)})["ok"] is None
 
 
-# --------------------------------------------------- the GPU cases themselves, small, on CPU (interpreter)
+# ------------------------------------------------------------------------- gpu_tests, on stand-in tests
+
+STAND_IN_TESTS = """
+import os
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+
+@pytest.mark.gpu
+def test_passes(record_property):
+    record_property("detail", "bit-exact")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("device", [pytest.param("cuda", id="cuda")])
+def test_fails(device):
+    assert 1 == 2, "ids differ"
+
+
+@pytest.mark.gpu
+@pytest.mark.skip(reason="needs two GPUs")
+def test_skips():
+    pass
+
+
+@pytest.mark.gpu
+def test_sleeps():
+    if os.environ.get("SLEEPING_TEST_PID"):
+        Path(os.environ["SLEEPING_TEST_PID"]).write_text(str(os.getpid()))
+        time.sleep(300)
+
+
+@pytest.mark.gpu
+def test_after_the_sleep():
+    pass
+
+
+def test_not_marked_gpu():
+    raise AssertionError("deselected by -m gpu")
+"""
+
+
+def run_stand_ins(tmp_path, source, clock=time.monotonic):
+    (tmp_path / "test_stand_in.py").write_text(source)
+    check = gpu_check.Check(tmp_path / "r.json", budget_s=100, clock=clock)
+    check.start_section("gpu_tests", 60)
+    gpu_check.run_gpu_tests(check, [tmp_path / "test_stand_in.py"], poll_s=0.05)
+    return [(c["name"], c["status"], c["detail"]) for c in json.loads((tmp_path / "r.json").read_text())["cases"]]
+
+
+def test_gpu_tests_are_recorded_one_case_each_with_their_outcome(tmp_path, monkeypatch):
+    monkeypatch.delenv("SLEEPING_TEST_PID", raising=False)
+    cases = run_stand_ins(tmp_path, STAND_IN_TESTS)
+    assert [(name, status) for name, status, _ in cases] == [
+        ("passes", "pass"), ("fails", "FAIL"), ("skips", "skipped"), ("sleeps", "pass"), ("after_the_sleep", "pass")]
+    details = {name: detail for name, _, detail in cases}
+    assert details["passes"] == "bit-exact" and "ids differ" in details["fails"]
+    assert details["skips"] == "needs two GPUs"
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert "assert 1 == 2" in report["cases"][1]["traceback"]
+
+
+def test_a_gpu_test_past_the_budget_is_killed_and_those_after_it_are_skipped(tmp_path, monkeypatch):
+    pid_file = tmp_path / "sleeping.pid"
+    monkeypatch.setenv("SLEEPING_TEST_PID", str(pid_file))
+    started = time.monotonic()
+    cases = run_stand_ins(tmp_path, STAND_IN_TESTS, clock=lambda: 1e9 if pid_file.exists() else 0.0)
+    assert time.monotonic() - started < 120
+    assert [(name, status) for name, status, _ in cases] == [
+        ("passes", "pass"), ("fails", "FAIL"), ("skips", "skipped"), ("sleeps", "overrun"),
+        ("after_the_sleep", "skipped")]
+    assert "time budget ran out" in cases[3][2] and cases[4][2].startswith("not started:")
+    with pytest.raises(ProcessLookupError):  # the child was killed and reaped, not left running on the GPU
+        os.kill(int(pid_file.read_text()), 0)
+
+
+@pytest.mark.parametrize("source, detail", [
+    ("import module_that_is_not_there\n", "could not collect the tests"),
+    ("def test_not_marked_gpu():\n    pass\n", "exit code 5"),
+])
+def test_gpu_tests_that_cannot_run_are_an_error_not_a_silent_pass(tmp_path, source, detail):
+    ((_, status, case_detail),) = run_stand_ins(tmp_path, source)
+    assert status == "error" and case_detail.startswith(detail)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="with CUDA the GPU tests would run, not skip")
+def test_the_real_gpu_tests_are_collected_by_the_command_and_skip_here_saying_why(tmp_path):
+    """tests/gpu through the section's own command (no conftest, compiled Triton): only `gpu` tests, none broken."""
+    check = gpu_check.Check(tmp_path / "r.json", budget_s=300)
+    check.start_section("gpu_tests", 300)
+    gpu_check.gpu_tests(check)
+    cases = json.loads((tmp_path / "r.json").read_text())["cases"]
+    assert cases[0]["name"] == "auto_takes_triton_and_its_first_use_check_passes"
+    assert {case["status"] for case in cases} == {"skipped"} and len(cases) > 1
+    assert all("no CUDA device is visible" in case["detail"] for case in cases)
+    assert not any("[cpu" in case["name"] for case in cases)  # the CPU variants carry no `gpu` mark
+
+
+def test_the_gpu_test_names_drop_the_device_and_keep_their_parameters_in_the_table():
+    name = gpu_check.case_name("tests/gpu/t.py::test_both_paths_agree_with_a_reference[cuda-float32-balanced]")
+    assert name == "both_paths_agree_with_a_reference[float32-balanced]"
+    assert gpu_check.case_name("tests/gpu/t.py::test_nan_reaches_the_output[cuda]") == "nan_reaches_the_output"
+    longer = name.replace("reference", "reference_in_float64")
+    assert gpu_check._shortened(longer, 43) == "both_paths_agree_with_a_…[float32-balanced]"
+
+
+# ------------------------------------------------------------- bench cases, small, on CPU (interpreter)
 
 pytest.importorskip("triton")
-
-TINY_LLAMA = dict(vocab_size=50, hidden_size=32, intermediate_size=48, num_hidden_layers=1, num_attention_heads=2,
-                  num_key_value_heads=2, max_position_embeddings=32)
 
 
 @pytest.fixture
@@ -238,21 +346,6 @@ def on_cpu(monkeypatch):
 
     assert triton_ops.interpreting()
     monkeypatch.setattr(gpu_check, "DEVICE", "cpu")
-
-
-@pytest.mark.parametrize("case, args, options", [
-    (gpu_check.case_group_ids, ("stateless", (1, 97), (0, (1 << 64) - 3)), dict(starts=(0, 5000))),
-    (gpu_check.case_paths_vs_float64, ("float32",), dict(bias="partitioned")),
-    (gpu_check.case_paths_vs_float64, ("bfloat16",), dict(isometric=False)),
-    (gpu_check.case_paths_vs_float64, ("float16",), dict(transposed=True)),
-    (gpu_check.case_nan_propagates, (), {}),
-    (gpu_check.case_bf16_theta, (), {}),
-    (gpu_check.case_autocast, (), {}),
-    (gpu_check.case_loss_curves, ("float32",), dict(steps=3, size=TINY_LLAMA, batch=(2, 8), d=64)),
-])
-def test_small_cases_pass_on_the_interpreter(on_cpu, case, args, options):
-    result = case(*args, **options)
-    assert result["ok"] is True, result["detail"]
 
 
 def test_a_peft_without_unilora_gives_a_skipped_row_with_its_reason_not_an_error(on_cpu, monkeypatch):
@@ -287,13 +380,3 @@ def test_the_step_profile_sorts_device_time_by_kind_per_method(on_cpu, monkeypat
     assert step_bench._kernel_kind("_reduce_kernel") == "gpart"
     assert step_bench._kernel_kind("nvjet_tst_128x256_64x4_2x1_v_bz_coopB_TNT") == "matmul"
     assert step_bench._kernel_kind("void at::native::vectorized_elementwise_kernel<4, ...>") == "other"
-
-
-def test_a_wrong_kernel_fails_the_equivalence_case(on_cpu, monkeypatch):
-    """The case can fail: ids off by one group in the kernel are caught."""
-    from gpart import triton_ops
-
-    real = triton_ops.group_ids
-    monkeypatch.setattr(triton_ops, "group_ids", lambda *args: (real(*args) + 1) % args[0].d)
-    result = gpu_check.case_group_ids("stateless", (97,), (0,), starts=(0,))
-    assert result["ok"] is False and result["mismatches"] == [(97, 0, 0)]

@@ -1,4 +1,4 @@
-"""experiments/report/tables.py: fixture run records in, paper-table Markdown/CSV out, with its safety rules (unfinished runs skipped, mixed cells refused)."""
+"""experiments/report/ (make tables): fixture run records in, paper-table Markdown/CSV out, with its safety rules (unfinished runs skipped, mixed cells refused)."""
 from __future__ import annotations
 
 import filecmp
@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from experiments.report import tables
+from experiments.report import cells, loading, rendering, table_data, tables
 from test_tables_fixtures import make_record, write_record
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,8 +32,8 @@ def glue_fixture(runs: Path) -> None:
 
 
 def build(runs: Path, merge_mixed: bool = False):
-    loaded = tables.load_records(runs)
-    built, warnings = tables.build_tables(loaded.records, tables.load_paper(), merge_mixed)
+    loaded = loading.load_records(runs)
+    built, warnings = cells.build_tables(loaded.records, loading.load_paper(), merge_mixed)
     return {data.name: data for data in built}, warnings, loaded
 
 
@@ -46,19 +46,19 @@ def run_main(runs: Path, out: Path, *extra: str) -> int:
 
 
 def test_paper_copies_equal_the_shared_reference():
-    for name in tables.PAPER_FILES:
+    for name in loading.PAPER_FILES:
         assert (REPO / "results" / "paper" / name).is_file(), name
     if not SHARED_REFERENCE.is_dir():
         pytest.skip(f"{SHARED_REFERENCE} not present")
-    for name in tables.PAPER_FILES:
+    for name in loading.PAPER_FILES:
         assert filecmp.cmp(REPO / "results" / "paper" / name, SHARED_REFERENCE / name, shallow=False), name
 
 
 def test_paper_param_text_is_parsed():
-    assert [tables.parse_param_count(t) for t in ["0.295M", "72K", "125M", "1.90M", "303.3M", "-", ""]] == \
+    assert [table_data.parse_param_count(t) for t in ["0.295M", "72K", "125M", "1.90M", "303.3M", "-", ""]] == \
         [295_000, 72_000, 125_000_000, 1_900_000, 303_300_000, 0, None]
     with pytest.raises(ValueError, match="'abc'"):
-        tables.parse_param_count("abc")
+        table_data.parse_param_count("abc")
 
 
 def test_fixture_glue_table_medians_stds_deltas_and_verdicts(tmp_path):
@@ -80,8 +80,8 @@ def test_fixture_glue_table_medians_stds_deltas_and_verdicts(tmp_path):
     assert pd.isna(uni_sst2["std"])
     gpart, bitfit = cell(data, "GPart", "sst2"), cell(data, "BitFit", "sst2")
     assert gpart["median"] == pytest.approx(93.5) and gpart["verdict"] == ""
-    assert gpart["paper_text"] == tables.NOT_IN_SOURCES and bitfit["paper_text"] == tables.NOT_IN_PAPER
-    averages = tables.row_averages(data).set_index("label")
+    assert gpart["paper_text"] == cells.NOT_IN_SOURCES and bitfit["paper_text"] == cells.NOT_IN_PAPER
+    averages = table_data.row_averages(data).set_index("label")
     assert averages.loc["LoRA", "avg_median"] == pytest.approx((95.2 + 89.7 + 63.4 + 93.3 + 86.6 + 91.5) / 6)
     assert averages.loc["LoRA", "avg_paper"] == pytest.approx((95.1 + 89.7 + 63.4 + 93.3 + 86.6 + 91.5) / 6)
     assert averages.loc["LoRA", "avg_verdict"] == "reproduced" and pd.isna(averages.loc["VeRA", "avg_median"])
@@ -104,13 +104,13 @@ def test_markdown_and_csv_round_trip_through_pandas(tmp_path):
     assert run_main(tmp_path / "runs", tmp_path / "out") == 0
     data = build(tmp_path / "runs")[0]["glue-roberta-base"]
     from_csv = pd.read_csv(tmp_path / "out" / "tables" / "glue-roberta-base.csv", keep_default_na=True)
-    expected = tables.csv_frame(data)
+    expected = rendering.csv_frame(data)
     pd.testing.assert_frame_equal(from_csv.fillna(""), expected.astype(object).fillna("").infer_objects(),
                                   check_dtype=False)
     assert from_csv.set_index("method").loc["LoRA", "sst2.median"] == pytest.approx(95.2)
     assert from_csv.set_index("method").loc["Uni-LoRA", "mrpc.verdict"] == "below"
-    from_markdown = tables.read_markdown_table(tmp_path / "out" / "tables" / "glue-roberta-base.md")
-    pd.testing.assert_frame_equal(from_markdown, tables.markdown_frame(data))
+    from_markdown = rendering.read_markdown_table(tmp_path / "out" / "tables" / "glue-roberta-base.md")
+    pd.testing.assert_frame_equal(from_markdown, rendering.markdown_frame(data))
     assert list(from_markdown["Method"]) == list(from_csv["method"])
 
 
@@ -195,7 +195,7 @@ def test_models_outside_the_paper_get_their_own_table(tmp_path):
     data = build(runs)[0]["glue-minilm-l6"]
     assert not data.in_paper and data.tasks == ["sst2"]
     row = cell(data, "GPart", "sst2")
-    assert (row["n"], row["median"], row["paper_text"], row["verdict"]) == (2, pytest.approx(82.0), tables.NOT_IN_PAPER, "")
+    assert (row["n"], row["median"], row["paper_text"], row["verdict"]) == (2, pytest.approx(82.0), cells.NOT_IN_PAPER, "")
 
 
 def test_budgets_match_the_nearest_paper_row_of_the_method(tmp_path):
@@ -209,7 +209,7 @@ def test_budgets_match_the_nearest_paper_row_of_the_method(tmp_path):
     assert keys["FourierFT (239.6K)"] == "239K" and keys["FourierFT (72K)"] == "72K"
     assert cell(data, "FourierFT (239.6K)", "cifar10")["delta"] == pytest.approx(98.6 - 98.69)
     assert keys["GPart (72K)"] == "72K" and pd.isna(keys["GPart (46.08K)"]) and pd.isna(keys["GPart (23.04K)"])
-    assert cell(data, "GPart (72K)", "cifar10")["paper_text"] == tables.NOT_IN_SOURCES
+    assert cell(data, "GPart (72K)", "cifar10")["paper_text"] == cells.NOT_IN_SOURCES
 
 
 def test_repeated_seed_keeps_the_latest_run_and_says_so(tmp_path):
@@ -238,7 +238,7 @@ def test_gpart_has_a_row_in_every_table_even_without_runs(tmp_path):
     assert {"glue-roberta-base.md", "glue-roberta-large.md", "glue-minilm-l6.md"} <= set(names)
     assert any(n.startswith("vision-") for n in names) and any(n.startswith("math-") for n in names)
     for name in names:
-        frame = tables.read_markdown_table(tmp_path / "tables" / name)
+        frame = rendering.read_markdown_table(tmp_path / "tables" / name)
         gpart = frame[frame["Method"] == "GPart"]
         assert len(gpart) == 1, f"{name}: rows {list(frame['Method'])}"
         assert gpart.iloc[0].str.contains("no runs").any(), name

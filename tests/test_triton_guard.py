@@ -217,7 +217,8 @@ def test_a_float64_theta_takes_torch_too():
 
 
 def test_the_guard_imports_nothing_of_the_layers_it_guards():
-    """gpart.layers calls the guard; the guard builds its probe through GPartLayer.over, so no import runs back."""
+    """gpart.layers calls the guard, and nothing runs back: the guard imports nothing of gpart.layers, and its probe is
+    an AdaptedTensors of gpart.layout, not a GPartLayer it would have to build."""
     import ast
     from pathlib import Path
 
@@ -230,3 +231,10 @@ def test_the_guard_imports_nothing_of_the_layers_it_guards():
         imported |= {f"gpart.{alias.name}" for node in ast.walk(tree)
                      if isinstance(node, ast.ImportFrom) and node.module == "gpart" for alias in node.names}
         assert "gpart.layers" not in imported, module
+    from gpart.layout import AdaptedTensors
+
+    layer = model("auto").proj
+    probe = triton_guard._probe(layer)
+    assert isinstance(probe, AdaptedTensors) and not isinstance(probe, nn.Module)
+    assert (probe.adapter, probe.weight_start, probe.bias_start) == (layer.adapter, layer.weight_start, layer.bias_start)
+    assert probe.is_linear and probe._adapted() == layer._adapted()

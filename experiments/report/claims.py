@@ -1,6 +1,6 @@
 """The paper's claims tested on run records: paired differences over tasks × seeds, 95% intervals, verdicts.
 
-`make tables` calls `claims_tables(records)` (records = `experiments.report.tables.load_records(...).records`, one row per
+`make tables` calls `claims_tables(records)` (records = `experiments.report.loading.load_records(...).records`, one row per
 finished run) and writes `claims-<table>-<model>.{md,csv}` for every (table, model) whose records hold GPart and at
 least one peer a claim needs. This module reads only that DataFrame; it imports nothing of tables or figures.
 

@@ -1,6 +1,6 @@
 """Figures for `make tables`: score vs trainable parameters per table, and score vs d for GPart sweeps (claim C4).
 
-Called by experiments/report/tables.py with the tables it built (this module reads experiments/report/table_data.py only); writes PNGs (Agg backend, no display needed):
+Called by experiments/report/writing.py with the tables it writes (this module reads experiments/report/table_data.py only); writes PNGs (Agg backend, no display needed):
 `<table>-<model>_score_vs_params.png` and, when a table holds GPart runs at two or more d,
 `<table>-<model>_gpart_score_vs_d.png`.
 """

@@ -1,7 +1,7 @@
 """What `make tables` builds and its figures draw: one table's data (`TableData`), the verdict rule, row averages.
 
-experiments/report/tables.py builds `TableData` from run records and renders it; experiments/report/figures.py draws it. Both
-import this module and figures imports nothing of tables, so the dependency runs one way: tables -> figures -> here.
+experiments/report/cells.py builds `TableData` from run records, experiments/report/rendering.py writes it as text and
+experiments/report/figures.py draws it. All of them import this module and it imports none of them.
 """
 from __future__ import annotations
 
@@ -39,8 +39,22 @@ def parse_param_count(text) -> int | None:
     return int(round(float(match.group(1)) * scale))
 
 
+def format_params(count) -> str:
+    """295000 -> `295K`, 1_900_000 -> `1.9M`: a parameter count as the tables write it; unknown -> `?`."""
+    if count is None or (isinstance(count, float) and math.isnan(count)):
+        return "?"
+    count = int(count)
+    if count < 1_000:
+        return str(count)
+    if count < 1_000_000:
+        return f"{count / 1e3:.4g}K"
+    if count < 1_000_000_000:
+        return f"{count / 1e6:.4g}M"
+    return f"{count / 1e9:.4g}B"
+
+
 def verdict(delta: float, std: float, n: int) -> tuple[float, str]:
-    """(tolerance, verdict) for Δ = ours − paper under the rule experiments.report.tables.VERDICT_RULE states."""
+    """(tolerance, verdict) for Δ = ours − paper under the rule experiments.report.rendering.VERDICT_RULE states."""
     tolerance = max(ONE_POINT, STD_FACTOR * std) if n > 1 and math.isfinite(std) else ONE_POINT
     if abs(round(delta, 9)) <= tolerance:  # rounding: 95.6 − 94.6 must count as exactly 1 point
         return tolerance, "reproduced"

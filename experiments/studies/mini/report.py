@@ -612,7 +612,7 @@ def draw(study: Study, folder: Path) -> list[str]:
 def write(results: Path, out: Path | None = None, figures: bool = True, force: bool = False,
           label: str | None = None) -> list[Path]:
     """Write `<out>/tables/` (and `<out>/figures/`) for the study in `results`; both folders replaced atomically."""
-    from experiments.report.tables import staged_outputs
+    from experiments.report.writing import staged_outputs
 
     results = Path(results)
     out = Path(out) if out is not None else results

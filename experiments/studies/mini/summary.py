@@ -37,7 +37,8 @@ def task_metric(task: str) -> str:
 
 def task_label(task: str) -> str:
     """The task's column name as the generated tables write it, e.g. "CoLA (MCC)"."""
-    from experiments.report.tables import METRIC_NAMES, TASK_NAMES
+    from experiments.report.rendering import METRIC_NAMES
+    from experiments.report.table_data import TASK_NAMES
 
     metric = task_metric(task)
     return f"{TASK_NAMES.get(task, task)} ({METRIC_NAMES.get(metric, metric)})"
