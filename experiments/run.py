@@ -16,7 +16,6 @@ import logging
 import math
 import os
 import shutil
-import statistics
 import sys
 import threading
 import time
@@ -150,11 +149,11 @@ class PeakMemory:
 
 
 class EpochRecorder(TrainerCallback):
-    """After every epoch: score validation and test with the task, append to the record, save the adapter when
-    validation improves, and rewrite the record atomically. Also times optimizer steps."""
+    """After every epoch: score validation and test with the task, tell the run's record, save the adapter when
+    validation improves, and have the record written. Also times optimizer steps and evaluations."""
 
-    def __init__(self, task: Task, splits: Splits, method: Method, record: dict, run_dir: Path, save_adapter: bool,
-                 guard: Optional[ClaimGuard] = None, test_at: str = "every_epoch"):
+    def __init__(self, task: Task, splits: Splits, method: Method, record: records.RunRecord, run_dir: Path,
+                 save_adapter: bool, guard: Optional[ClaimGuard] = None, test_at: str = "every_epoch"):
         if test_at not in TEST_AT:
             raise ValueError(f"trainer.test_at={test_at!r}; allowed: {', '.join(TEST_AT)}")
         self.task, self.splits, self.method = task, splits, method
@@ -165,11 +164,14 @@ class EpochRecorder(TrainerCallback):
         self.trainer: Optional[RunnerTrainer] = None
         self.step_times: list[float] = []
         self.eval_seconds = 0.0
-        self._step_start = None
-        self.clock_start: Optional[float] = None  # perf_counter at this process's start (for its attempt entry)
+        self._step_start: Optional[float] = None
+        self._train_start: Optional[float] = None
         self.memory: Optional[PeakMemory] = None
         # Kept on every rank (so all ranks run the same evaluations); a resumed run starts at its last entry.
-        self._last_evaluated_step = record["epochs"][-1]["step"] if record.get("epochs") else None
+        self._last_evaluated_step = record.last_step()
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._train_start = time.perf_counter()
 
     def on_step_begin(self, args, state, control, **kwargs):
         if torch.cuda.is_available():
@@ -191,33 +193,6 @@ class EpochRecorder(TrainerCallback):
         if not self.test_each_epoch:
             self.test_best_epoch()
 
-    def test_best_epoch(self) -> None:
-        """Score test once, with the validation-picked epoch's trainable weights put back into the model."""
-        best = records.best_epoch(self.record["epochs"], self.task.metric)
-        if best is None:
-            return
-        self.best_state.restore(self.trainer.model)
-        start = time.perf_counter()
-        best["test"] = self.task.evaluate(self.trainer, self.splits.test, "test")
-        self.eval_seconds += time.perf_counter() - start
-        log.info("test at the best epoch (%s): %s", best["epoch"], best["test"])
-        self.guard.check("test at the best epoch", collective=True)
-        if self.trainer.is_world_process_zero():
-            write_record(self.run_dir, records.finalize(self.record), self.guard)
-            self.best_state.remove()
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        self._train_start = time.perf_counter()
-
-    def note_attempt(self) -> None:
-        """This process's timings and memory so far, so a record left by a kill still counts them."""
-        if self.record.get("attempts") and self.clock_start is not None:
-            now = time.perf_counter()
-            train_s = now - getattr(self, "_train_start", now) - self.eval_seconds
-            resume.update_attempt(self.record, wall_s=now - self.clock_start, train_s=max(train_s, 0.0),
-                                  eval_s=self.eval_seconds, step_times=self.step_times,
-                                  peak_bytes=self.memory.so_far() if self.memory else None)
-
     def evaluate_epoch(self, state) -> None:
         self._last_evaluated_step = state.global_step
         start = time.perf_counter()
@@ -225,12 +200,11 @@ class EpochRecorder(TrainerCallback):
         scores = {split: self.task.evaluate(self.trainer, getattr(self.splits, split), split) for split in splits}
         self.eval_seconds += time.perf_counter() - start
         losses = [loss for rank_losses in distributed.gather_objects(self.trainer.step_losses) for loss in rank_losses]
-        entry = without_nonfinite({"epoch": max(1, math.ceil((state.epoch or 0) - 1e-6)), "step": state.global_step,
-                                   "train_loss": (sum(losses) / len(losses)) if losses else None, **scores})
+        epoch = max(1, math.ceil((state.epoch or 0) - 1e-6))
+        improved = self.record.note_epoch(epoch, state.global_step, (sum(losses) / len(losses)) if losses else None,
+                                          scores)
         self.trainer.step_losses.clear()
-        improved = records.best_epoch(self.record["epochs"] + [entry], self.task.metric) is entry
-        self.record["epochs"].append(entry)
-        self.guard.check(f"epoch {entry['epoch']}", collective=True)
+        self.guard.check(f"epoch {epoch}", collective=True)
         if improved and not self.test_each_epoch:
             self.best_state.keep(self.trainer.model, write=self.trainer.is_world_process_zero())
         if not self.trainer.is_world_process_zero():
@@ -238,9 +212,31 @@ class EpochRecorder(TrainerCallback):
         if improved and self.save_adapter:
             save_directory_atomically(lambda path: self.method.save(self.trainer.model, path),
                                       self.run_dir / "adapter", before_swap=lambda: self.guard.check("adapter/"))
-        log.info("epoch %s: %s", entry["epoch"], {k: entry[k] for k in ("validation", "test") if k in entry})
-        self.note_attempt()
-        write_record(self.run_dir, records.finalize(self.record), self.guard)
+        log.info("epoch %s: %s", epoch, scores)
+        self.record.note_progress(**self.progress())
+
+    def test_best_epoch(self) -> None:
+        """Score test once, with the validation-picked epoch's trainable weights put back into the model."""
+        best = self.record.best_epoch()
+        if best is None:
+            return
+        self.best_state.restore(self.trainer.model)
+        start = time.perf_counter()
+        scores = self.task.evaluate(self.trainer, self.splits.test, "test")
+        self.eval_seconds += time.perf_counter() - start
+        self.record.note_test_at_best_epoch(scores)
+        log.info("test at the best epoch (%s): %s", best, scores)
+        self.guard.check("test at the best epoch", collective=True)
+        if self.trainer.is_world_process_zero():
+            self.record.write()
+            self.best_state.remove()
+
+    def progress(self) -> dict:
+        """This process's numbers so far, for its attempt in the record."""
+        now = time.perf_counter()
+        train_s = now - (now if self._train_start is None else self._train_start) - self.eval_seconds
+        return {"train_s": max(train_s, 0.0), "eval_s": self.eval_seconds, "step_times": self.step_times,
+                "peak_bytes": self.memory.so_far() if self.memory else None}
 
 
 TEST_AT = ("every_epoch", "best_epoch")
@@ -276,32 +272,6 @@ class BestState:
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
-
-
-def without_nonfinite(entry: dict) -> dict:
-    """The epoch entry with every NaN / infinite number replaced by null and listed under `nonfinite` (a diverged
-    loss, a correlation of NaN predictions): a record never holds NaN, and the best epoch is never a NaN one."""
-    bad = records.nonfinite_keys(entry)
-    if not bad:
-        return entry
-    log.warning("epoch %s: non-finite values %s are recorded as null", entry.get("epoch"), bad)
-
-    def clean(node):
-        if isinstance(node, float) and not math.isfinite(node):
-            return None
-        if isinstance(node, dict):
-            return {key: clean(value) for key, value in node.items()}
-        return node
-    return {**clean(entry), "nonfinite": bad}
-
-
-def require_finite_result(record: dict) -> None:
-    """A run is finished only with a best epoch whose validation and test scores are finite numbers."""
-    records.finalize(record)
-    if record["test_metric"] is None:
-        raise ValueError(f"{record['run_id']}: no epoch has a finite validation and test {record['metric']} "
-                         f"(non-finite: {[e.get('nonfinite') for e in record['epochs']]}); the run's numbers are "
-                         "unusable, so it is not recorded as finished")
 
 
 def save_directory_atomically(save, target: Path, before_swap=None) -> None:
@@ -399,38 +369,33 @@ def make_trainer(cfg: DictConfig, task: Task, model, processor, splits: Splits, 
     return trainer
 
 
-def train(cfg: DictConfig, record: dict, run_dir: Path, resume_from: Optional[str],
-          clock_start: Optional[float] = None, guard: Optional[ClaimGuard] = None) -> RunnerTrainer:
+def train(cfg: DictConfig, record: records.RunRecord, run_dir: Path, resume_from: Optional[str],
+          guard: ClaimGuard) -> RunnerTrainer:
+    """Build, train and evaluate the run, telling `record` what happened (it writes at the start of training and
+    after every epoch); raises unless the result is finite. Every rank runs it."""
     task, method, model, processor = prepare(cfg)
-    record["trainable_params"], record["head_params"] = count_parameters(model, list(cfg.model.head_modules))
-    record["adapted_space_size"], record["adapted_modules"] = method.adapted(model)
+    trainable_params, head_params = count_parameters(model, list(cfg.model.head_modules))
+    adapted_space_size, adapted_modules = method.adapted(model)
+    record.note_model(trainable_params=trainable_params, head_params=head_params,
+                      adapted_space_size=adapted_space_size, adapted_modules=adapted_modules)
     splits = task.build_splits(processor, int(cfg.seed))
-    record["skipped_rows"] = dict(getattr(task, "skipped_rows", None) or {})  # task.skip_bad_rows=true
-    guard = guard or ClaimGuard()
+    record.note_skipped_rows(getattr(task, "skipped_rows", None))  # task.skip_bad_rows=true
     recorder = EpochRecorder(task, splits, method, record, run_dir, bool(cfg.trainer.save_adapter), guard,
                              str(cfg.trainer.test_at))
-    recorder.clock_start = clock_start
-    trainer = make_trainer(cfg, task, model, processor, splits, recorder, run_dir, record["run_id"])
+    trainer = make_trainer(cfg, task, model, processor, splits, recorder, run_dir, record.run_id)
     trainer.claim_guard = guard
-    record["distributed"] = distributed.describe(trainer.args)
-    write_record(run_dir, record, guard)
+    record.note_launch(distributed.describe(trainer.args))
 
     start = time.perf_counter()
     with PeakMemory() as memory:
         recorder.memory = memory
         trainer.train(resume_from_checkpoint=resume_from)
-    train_s = time.perf_counter() - start
-    record["timing"].update(train_s=train_s - recorder.eval_seconds, eval_s=recorder.eval_seconds,
-                            median_step_s=statistics.median(recorder.step_times) if recorder.step_times else None)
-    record["memory"] = memory.result()
-    record["backend"] = method.backend(model)  # the compute path that actually ran (GPart: torch/Triton)
-    record["distributed"]["per_rank"] = distributed.per_rank_summary(trainer)
-    if record.get("attempts"):  # a resumed run: totals over every process's attempt
-        resume.update_attempt(record, wall_s=time.perf_counter() - (clock_start or start),
-                              train_s=train_s - recorder.eval_seconds, eval_s=recorder.eval_seconds,
-                              step_times=recorder.step_times, peak_bytes=memory.result()["peak_bytes"])
-    record["adapter_bytes"] = records.directory_bytes(run_dir / "adapter")
-    require_finite_result(record)
+    record.note_training_end(train_s=time.perf_counter() - start - recorder.eval_seconds,
+                             eval_s=recorder.eval_seconds, step_times=recorder.step_times, memory=memory.result())
+    record.note_outputs(backend=method.backend(model),  # the compute path that actually ran (GPart: torch/Triton)
+                        per_rank=distributed.per_rank_summary(trainer),
+                        adapter_bytes=records.directory_bytes(run_dir / "adapter"))
+    record.require_finite_result()
     guard.check("the end of the run", collective=True)
     if not cfg.trainer.keep_checkpoints and is_main_process():
         guard.check("removing checkpoints/")
@@ -447,12 +412,6 @@ def resume_point(run_dir: Path, previous: Optional[dict]) -> tuple[Optional[str]
     state = records.read(Path(last) / "trainer_state.json") or {}
     done = round(state.get("epoch") or 0)
     return str(last), [e for e in previous.get("epochs", []) if e["epoch"] <= done]
-
-
-def write_record(run_dir: Path, record: dict, guard: Optional[ClaimGuard] = None) -> None:
-    if is_main_process():
-        (guard or ClaimGuard()).check("record.json")
-        records.write_atomic(run_dir / "record.json", record)
 
 
 def run(cfg: DictConfig) -> dict:
@@ -538,50 +497,25 @@ def keep_replaced_record(run_dir: Path, finished: dict) -> None:
 
 
 def run_owned(cfg: DictConfig, run_id: str, digest: str, run_dir: Path, plan: dict, guard: ClaimGuard) -> dict:
-    """Train the run rank 0 holds (resuming an unfinished one, as `plan` says) and write its record."""
-    start = time.perf_counter()
+    """Train the run rank 0 holds (resuming an unfinished one, as `plan` says) and return its record."""
     previous, resume_from = plan["previous"], plan["resume_from"]
-    record = records.new_record(cfg, run_id, digest)
-    record["epochs"] = list(plan["epochs"])
+    record = records.RunRecord.begin(cfg, run_id, digest, run_dir / "record.json", guard, writes=is_main_process())
     if resume_from:
-        record["started_at"] = previous.get("started_at", record["started_at"])
         log.info("resume %s from %s", run_id, resume_from)
-    resume.start_attempt(record, previous, resuming=bool(resume_from))
-    write_record(run_dir, record, guard)
+    record.start_attempt(previous, resuming=bool(resume_from), epochs=plan["epochs"])
     try:
-        train(cfg, record, run_dir, resume_from, clock_start=start, guard=guard)
+        train(cfg, record, run_dir, resume_from, guard)
     except run_lock.ClaimLost as lost:
         log.error("%s", lost)  # another process owns the run now: nothing more is written
         raise
     except Exception as error:
-        record.update(status="failed", error=f"{type(error).__name__}: {error}", finished_at=records.utc_now())
-        resume.update_attempt(record, wall_s=time.perf_counter() - start, eval_s=record["attempts"][-1]["eval_s"],
-                              ended="failed")
-        write_final_record(run_dir, record, guard)
+        record.fail(error)
         log.error("run %s failed:\n%s", run_id, traceback.format_exc())
         raise
-    record.update(status="finished", finished_at=records.utc_now())
-    resume.update_attempt(record, wall_s=time.perf_counter() - start, eval_s=record["attempts"][-1]["eval_s"],
-                          ended="finished")
-    write_final_record(run_dir, records.finalize(record), guard)
+    record.finish()
     log.info("finished %s: %s %s = %s (best epoch %s)", run_id, cfg.task.key, cfg.task.metric,
-             record["test_metric"], record["best_epoch"])
-    return record
-
-
-def write_final_record(run_dir: Path, record: dict, guard: ClaimGuard) -> None:
-    """Write the finished/failed record. A finished one is written only by the claim's holder (else `ClaimLost`); a
-    failure is not recorded over another owner's run, nor is a full disk raised over the run's own error."""
-    try:
-        write_record(run_dir, record, guard)
-    except run_lock.ClaimLost as lost:
-        if record["status"] == "finished":
-            raise
-        log.error("not recording the failure: %s", lost)
-    except OSError as error:
-        if record["status"] == "finished":
-            raise
-        log.error("could not record the failure of %s: %s", run_dir.name, error)
+             record.data["test_metric"], record.data["best_epoch"])
+    return record.data
 
 
 def configure_logger(cfg: DictConfig) -> None:

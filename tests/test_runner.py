@@ -90,7 +90,8 @@ def test_only_adapter_and_head_parameters_move(compose, glue_dir, tmp_path, meth
     model = method_impl.apply(model)
     before = {id(p): p.detach().clone() for p in model.parameters()}
     splits = task.build_splits(processor, 0)
-    recorder = runner.EpochRecorder(task, splits, method_impl, {"epochs": [], "run_id": "t"}, tmp_path, False)
+    record = records.RunRecord(tmp_path / "record.json", {"epochs": [], "run_id": "t"})
+    recorder = runner.EpochRecorder(task, splits, method_impl, record, tmp_path, False)
     recorder.evaluate_epoch = lambda state: None
     runner.make_trainer(cfg, task, model, processor, splits, recorder, tmp_path, "t").train()
 
@@ -112,7 +113,8 @@ def test_adapter_and_head_get_their_own_learning_rates(compose, glue_dir, tmp_pa
     cfg = compose(tiny(glue_dir, tmp_path, "gpart", "trainer.lr=3e-3", "trainer.head_lr=7e-4"))
     task, method, model, processor = runner.prepare(cfg)
     splits = task.build_splits(processor, 0)
-    recorder = runner.EpochRecorder(task, splits, method, {"epochs": []}, tmp_path, False)
+    recorder = runner.EpochRecorder(task, splits, method, records.RunRecord(tmp_path / "record.json", {"epochs": []}),
+                                    tmp_path, False)
     trainer = runner.make_trainer(cfg, task, model, processor, splits, recorder, tmp_path, "t")
     optimizer = trainer.create_optimizer()
     names = {id(p): n for n, p in model.named_parameters()}
