@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from experiments.runner import records, run_lock, sweep_summary
+from experiments.runner import atomic, records, run_lock, sweep_summary
 from experiments import run as runner
 from experiments.runner.run_lock import ClaimLost, RunClaimed, claim
 from experiments.tasks.glue import GlueTask
@@ -76,7 +76,7 @@ def test_a_refused_adapter_swap_leaves_the_adapter_and_no_staging(tmp_path):
     def lost():
         raise ClaimLost("lost")
     with pytest.raises(ClaimLost):
-        runner.save_directory_atomically(lambda path: path.mkdir() or (path / "w").write_text("new"), target,
+        atomic.save_directory_atomically(lambda path: path.mkdir() or (path / "w").write_text("new"), target,
                                          before_swap=lost)
     assert (target / "w").read_text() == "best" and sorted(os.listdir(tmp_path)) == ["adapter"]
 

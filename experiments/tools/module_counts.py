@@ -41,7 +41,7 @@ def count_experiment(experiment: str, size: str) -> dict:
 
     import experiments  # noqa: F401  (registers the OmegaConf resolvers the configs use)
     from experiments.methods import build_method
-    from experiments.run import count_parameters
+    from experiments.runner.training import count_parameters
     from experiments.tasks.vision.targets import require_target_modules
 
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
