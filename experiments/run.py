@@ -8,429 +8,64 @@ It composes `configs/config.yaml`, instantiates the task (`cfg.task._target_`), 
 method from the registry (`experiments/methods.py`), trains with `transformers.Trainer` (two learning rates: adapter
 and head), evaluates validation and test after every epoch, and writes `results/runs/<run_id>/record.json`
 (`docs/record-format.md`). A finished record makes a rerun skip; an unfinished one resumes from its last checkpoint.
+
+This module is the entry point and a run's lifecycle: decide (skip, wait for or claim the run), resume, train, finish
+or fail. What training needs (the `Trainer` subclass, the epoch recorder, the memory sampler) is in
+`experiments/runner/training.py`; the record is kept and written by `experiments.runner.records.RunRecord`.
 """
 from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import shutil
-import statistics
 import sys
-import threading
 import time
 import traceback
 from pathlib import Path
 from typing import Optional
 
 import hydra
-import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig
-from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
 import experiments  # noqa: F401  (registers the OmegaConf resolvers)
-from experiments.runner import config_checks, distributed, records, trackers, resume, run_lock, sweep_summary
-from experiments.runner.atomic import atomic_write
+from experiments.runner import atomic, config_checks, distributed, records, resume, run_lock, sweep_summary
+from experiments.runner.claim_guard import ClaimGuard
 from experiments.runner.distributed import is_main_process
-from experiments.methods import Method, build_method, is_head_parameter
-from experiments.tasks.base import Splits, Task
+from experiments.runner.training import (EpochRecorder, PeakMemory, RunnerTrainer, count_parameters, make_trainer,
+                                         prepare)
 
 log = logging.getLogger("experiments.run")
 
 
 # -- training ---------------------------------------------------------------------------------------------------------
-class RunnerTrainer(Trainer):
-    """`Trainer` with one learning rate for the adapter and another for the task head (`model.head_modules`)."""
-
-    def __init__(self, *args, head_modules=(), head_lr: float = 0.0, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.head_modules, self.head_lr = list(head_modules), float(head_lr)
-        self.step_losses: list[float] = []
-        self.micro_batches = self.examples_seen = 0   # this rank's share of the training data
-        self.claim_guard = ClaimGuard()
-
-    def create_optimizer(self, model=None):
-        if self.optimizer is None:
-            model = self.model if model is None else model
-            decay = set(self.get_decay_parameter_names(model))
-            groups: dict[tuple, list] = {}
-            for name, param in model.named_parameters():
-                if param.requires_grad:
-                    lr = self.head_lr if is_head_parameter(name, self.head_modules) else self.args.learning_rate
-                    weight_decay = self.args.weight_decay if name in decay else 0.0
-                    groups.setdefault((lr, weight_decay), []).append(param)
-            param_groups = [{"params": p, "lr": lr, "weight_decay": wd} for (lr, wd), p in groups.items()]
-            optimizer_cls, kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
-            kwargs.pop("lr", None)
-            self.optimizer = optimizer_cls(param_groups, **kwargs)
-        return self.optimizer
-
-    def training_step(self, model, inputs, num_items_in_batch=None):
-        self.claim_guard.stop_if_lost()
-        loss = super().training_step(model, inputs, num_items_in_batch)
-        self.step_losses.append(float(loss.detach()))
-        self.micro_batches += 1
-        self.examples_seen += len(next(iter(inputs.values())))
-        return loss
-
-    def _save_checkpoint(self, model, trial):
-        # Every rank writes into the checkpoint (its RNG state) and rank 0 rotates the old one away.
-        self.claim_guard.check("a checkpoint", collective=True)
-        return super()._save_checkpoint(model, trial)
-
-
-class ClaimGuard:
-    """Asked before every write of a run. Rank 0 holds the claim (`claim`), the other ranks none; at the points all
-    ranks reach together (`collective`: epoch ends, checkpoints, the end) rank 0's answer is shared, so no rank
-    writes for a run its owner has lost."""
-
-    def __init__(self, claim: Optional[run_lock.RunClaim] = None):
-        self.claim = claim
-
-    def check(self, what: str, collective: bool = False) -> None:
-        problem = None
-        if self.claim is not None:
-            try:
-                self.claim.check(what)
-            except run_lock.ClaimLost as lost:
-                problem = str(lost)
-        if collective:
-            problem = distributed.share_from_main(problem)
-        if problem:
-            raise run_lock.ClaimLost(problem)
-
-    def stop_if_lost(self) -> None:
-        """Between steps: stop as soon as the heartbeat has seen the claim go (no file access)."""
-        if self.claim is not None and self.claim.lost:
-            self.check("anything more")
-
-
-class PeakMemory:
-    """Peak accelerator memory (CUDA max allocated) or, on CPU, peak RSS growth over the RSS at start, sampled by a
-    background thread every 20 ms (ru_maxrss is a whole-process lifetime peak, useless for one phase)."""
-
-    def __init__(self):
-        self.cuda = torch.cuda.is_available()
-        self.kind = "cuda_max_allocated" if self.cuda else "cpu_rss_growth_sampled_20ms"
-        self._stop = threading.Event()
-        self._peak = 0
-
-    def __enter__(self):
-        if self.cuda:
-            torch.cuda.reset_peak_memory_stats()
-        else:
-            import psutil
-
-            process = psutil.Process()
-            self._base = process.memory_info().rss
-
-            def sample():
-                while not self._stop.wait(0.02):
-                    self._peak = max(self._peak, process.memory_info().rss - self._base)
-
-            self._thread = threading.Thread(target=sample, daemon=True)
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        if self.cuda:
-            self._peak = torch.cuda.max_memory_allocated()
-        else:
-            self._stop.set()
-            self._thread.join()
-
-    def so_far(self) -> int:
-        return int(torch.cuda.max_memory_allocated()) if self.cuda else int(self._peak)
-
-    def result(self) -> dict:
-        device = torch.cuda.get_device_name(0) if self.cuda else "cpu"
-        return {"peak_bytes": int(self._peak), "device": device, "kind": self.kind}
-
-
-class EpochRecorder(TrainerCallback):
-    """After every epoch: score validation and test with the task, append to the record, save the adapter when
-    validation improves, and rewrite the record atomically. Also times optimizer steps."""
-
-    def __init__(self, task: Task, splits: Splits, method: Method, record: dict, run_dir: Path, save_adapter: bool,
-                 guard: Optional[ClaimGuard] = None, test_at: str = "every_epoch"):
-        if test_at not in TEST_AT:
-            raise ValueError(f"trainer.test_at={test_at!r}; allowed: {', '.join(TEST_AT)}")
-        self.task, self.splits, self.method = task, splits, method
-        self.record, self.run_dir, self.save_adapter = record, run_dir, save_adapter
-        self.guard = guard or ClaimGuard()
-        self.test_each_epoch = test_at == "every_epoch"
-        self.best_state = BestState(run_dir / BEST_STATE_FILE)
-        self.trainer: Optional[RunnerTrainer] = None
-        self.step_times: list[float] = []
-        self.eval_seconds = 0.0
-        self._step_start = None
-        self.clock_start: Optional[float] = None  # perf_counter at this process's start (for its attempt entry)
-        self.memory: Optional[PeakMemory] = None
-        # Kept on every rank (so all ranks run the same evaluations); a resumed run starts at its last entry.
-        self._last_evaluated_step = record["epochs"][-1]["step"] if record.get("epochs") else None
-
-    def on_step_begin(self, args, state, control, **kwargs):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        self._step_start = time.perf_counter()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        if self._step_start is not None:
-            self.step_times.append(time.perf_counter() - self._step_start)
-
-    def on_epoch_end(self, args, state, control, **kwargs):
-        self.evaluate_epoch(state)
-
-    def on_train_end(self, args, state, control, **kwargs):
-        if self._last_evaluated_step != state.global_step:
-            self.evaluate_epoch(state)  # max_steps stopped mid-epoch
-        if not self.test_each_epoch:
-            self.test_best_epoch()
-
-    def test_best_epoch(self) -> None:
-        """Score test once, with the validation-picked epoch's trainable weights put back into the model."""
-        best = records.best_epoch(self.record["epochs"], self.task.metric)
-        if best is None:
-            return
-        self.best_state.restore(self.trainer.model)
-        start = time.perf_counter()
-        best["test"] = self.task.evaluate(self.trainer, self.splits.test, "test")
-        self.eval_seconds += time.perf_counter() - start
-        log.info("test at the best epoch (%s): %s", best["epoch"], best["test"])
-        self.guard.check("test at the best epoch", collective=True)
-        if self.trainer.is_world_process_zero():
-            write_record(self.run_dir, records.finalize(self.record), self.guard)
-            self.best_state.remove()
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        self._train_start = time.perf_counter()
-
-    def note_attempt(self) -> None:
-        """This process's timings and memory so far, so a record left by a kill still counts them."""
-        if self.record.get("attempts") and self.clock_start is not None:
-            now = time.perf_counter()
-            train_s = now - getattr(self, "_train_start", now) - self.eval_seconds
-            resume.update_attempt(self.record, wall_s=now - self.clock_start, train_s=max(train_s, 0.0),
-                                  eval_s=self.eval_seconds, step_times=self.step_times,
-                                  peak_bytes=self.memory.so_far() if self.memory else None)
-
-    def evaluate_epoch(self, state) -> None:
-        self._last_evaluated_step = state.global_step
-        start = time.perf_counter()
-        splits = ("validation", "test") if self.test_each_epoch else ("validation",)
-        scores = {split: self.task.evaluate(self.trainer, getattr(self.splits, split), split) for split in splits}
-        self.eval_seconds += time.perf_counter() - start
-        losses = [loss for rank_losses in distributed.gather_objects(self.trainer.step_losses) for loss in rank_losses]
-        entry = without_nonfinite({"epoch": max(1, math.ceil((state.epoch or 0) - 1e-6)), "step": state.global_step,
-                                   "train_loss": (sum(losses) / len(losses)) if losses else None, **scores})
-        self.trainer.step_losses.clear()
-        improved = records.best_epoch(self.record["epochs"] + [entry], self.task.metric) is entry
-        self.record["epochs"].append(entry)
-        self.guard.check(f"epoch {entry['epoch']}", collective=True)
-        if improved and not self.test_each_epoch:
-            self.best_state.keep(self.trainer.model, write=self.trainer.is_world_process_zero())
-        if not self.trainer.is_world_process_zero():
-            return
-        if improved and self.save_adapter:
-            save_directory_atomically(lambda path: self.method.save(self.trainer.model, path),
-                                      self.run_dir / "adapter", before_swap=lambda: self.guard.check("adapter/"))
-        log.info("epoch %s: %s", entry["epoch"], {k: entry[k] for k in ("validation", "test") if k in entry})
-        self.note_attempt()
-        write_record(self.run_dir, records.finalize(self.record), self.guard)
-
-
-TEST_AT = ("every_epoch", "best_epoch")
-BEST_STATE_FILE = "best-state.safetensors"
-
-
-class BestState:
-    """The trainable weights of the best epoch so far, in memory and (for a resumed run) in one file of the run."""
-
-    def __init__(self, path: Path):
-        self.path, self.tensors = path, None
-
-    def keep(self, model, write: bool) -> None:
-        self.tensors = {name: p.detach().to("cpu", copy=True) for name, p in model.named_parameters()
-                        if p.requires_grad}
-        if write:
-            from safetensors.torch import save_file
-
-            atomic_write(self.path, lambda temporary: save_file(self.tensors, str(temporary)))
-
-    def restore(self, model) -> None:
-        if self.tensors is None:
-            if not self.path.exists():
-                raise RuntimeError(f"{self.path}: the best epoch's weights are gone; cannot score test at that "
-                                   "epoch (rerun with rerun=true)")
-            from safetensors.torch import load_file
-
-            self.tensors = load_file(self.path)
-        parameters = dict(model.named_parameters())
-        with torch.no_grad():
-            for name, tensor in self.tensors.items():
-                parameters[name].copy_(tensor.to(parameters[name].device))
-
-    def remove(self) -> None:
-        self.path.unlink(missing_ok=True)
-
-
-def without_nonfinite(entry: dict) -> dict:
-    """The epoch entry with every NaN / infinite number replaced by null and listed under `nonfinite` (a diverged
-    loss, a correlation of NaN predictions): a record never holds NaN, and the best epoch is never a NaN one."""
-    bad = records.nonfinite_keys(entry)
-    if not bad:
-        return entry
-    log.warning("epoch %s: non-finite values %s are recorded as null", entry.get("epoch"), bad)
-
-    def clean(node):
-        if isinstance(node, float) and not math.isfinite(node):
-            return None
-        if isinstance(node, dict):
-            return {key: clean(value) for key, value in node.items()}
-        return node
-    return {**clean(entry), "nonfinite": bad}
-
-
-def require_finite_result(record: dict) -> None:
-    """A run is finished only with a best epoch whose validation and test scores are finite numbers."""
-    records.finalize(record)
-    if record["test_metric"] is None:
-        raise ValueError(f"{record['run_id']}: no epoch has a finite validation and test {record['metric']} "
-                         f"(non-finite: {[e.get('nonfinite') for e in record['epochs']]}); the run's numbers are "
-                         "unusable, so it is not recorded as finished")
-
-
-def save_directory_atomically(save, target: Path, before_swap=None) -> None:
-    """Save into a hidden staging folder, then swap it in; at every instant `target` or `.<target>.old` is whole
-    (`recover_directory` puts the old one back after a kill between the two renames). A failed save (a full disk)
-    leaves the previous `target` untouched and names it. `before_swap` may refuse the swap by raising (the claim
-    was lost); the staging folder is then removed. Only the run's owner (rank 0) calls it."""
-    staging, old = target.with_name(f".{target.name}.tmp"), target.with_name(f".{target.name}.old")
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
-        save(staging)
-    except OSError as error:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise OSError(error.errno, f"could not save {target} ({error.strerror or error}); "
-                                   f"the previous {target.name}/ is unchanged") from error
-    try:
-        if before_swap is not None:
-            before_swap()
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
-        os.replace(target, old)
-    os.replace(staging, target)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def recover_directory(target: Path) -> None:
-    """Undo what a kill inside `save_directory_atomically` left: a half-written staging folder, or the old copy
-    moved aside without the new one in place."""
-    staging, old = target.with_name(f".{target.name}.tmp"), target.with_name(f".{target.name}.old")
-    shutil.rmtree(staging, ignore_errors=True)
-    if old.exists():
-        if target.exists():
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(old, target)
-
-
-def training_arguments(cfg: DictConfig, run_dir: Path, run_id: str) -> TrainingArguments:
-    t = cfg.trainer
-    return TrainingArguments(
-        output_dir=str(run_dir / "checkpoints"),
-        num_train_epochs=float(t.epochs), max_steps=int(t.max_steps),
-        per_device_eval_batch_size=int(t.eval_batch_size),
-        **distributed.training_arguments(t),  # per-device batch and DDP settings of this launch
-        learning_rate=float(t.lr), weight_decay=float(t.weight_decay),
-        warmup_steps=float(t.warmup_ratio),  # transformers 5: a float < 1 is a ratio of the total steps
-        lr_scheduler_type=str(t.lr_scheduler), max_grad_norm=float(t.max_grad_norm),
-        fp16=bool(t.fp16), bf16=bool(t.bf16),
-        logging_steps=int(t.logging_steps), eval_strategy="no",
-        save_strategy="epoch" if t.save_checkpoints else "no", save_total_limit=1,
-        report_to=list(cfg.logger.report_to), run_name=run_id,
-        seed=int(cfg.seed), data_seed=int(cfg.seed),
-        dataloader_num_workers=int(t.num_workers), label_names=["labels"],
-        train_sampling_strategy=str(t.sampling),
-    )
-
-
-def count_parameters(model, head_modules) -> tuple[int, int]:
-    """(trainable adapter parameters, trainable head parameters)."""
-    adapter = head = 0
-    for name, param in model.named_parameters():
-        if param.requires_grad:
-            if is_head_parameter(name, head_modules):
-                head += param.numel()
-            else:
-                adapter += param.numel()
-    return adapter, head
-
-
-def prepare(cfg: DictConfig) -> tuple[Task, Method, torch.nn.Module, object]:
-    """Seed, build the task, its model and processor, and apply the method."""
-    set_seed(int(cfg.seed))
-    task = instantiate(cfg.task, _convert_="all")
-    if not isinstance(task, Task):
-        raise ValueError(f"task._target_={cfg.task.get('_target_')!r} built a {type(task).__name__}, "
-                         "not an experiments.tasks.base.Task")
-    model, processor = task.build_model(cfg.model)
-    method = build_method(cfg.method, cfg.model)
-    return task, method, method.apply(model), processor
-
-
-def make_trainer(cfg: DictConfig, task: Task, model, processor, splits: Splits, recorder: "EpochRecorder",
-                 run_dir: Path, run_id: str) -> RunnerTrainer:
-    trainer = RunnerTrainer(
-        model=model, args=training_arguments(cfg, run_dir, run_id),
-        train_dataset=splits.train, data_collator=task.data_collator(processor), processing_class=processor,
-        compute_metrics=task.compute_metrics, preprocess_logits_for_metrics=task.preprocess_logits_for_metrics,
-        callbacks=[recorder], head_modules=list(cfg.model.head_modules), head_lr=float(cfg.trainer.head_lr))
-    trainer.model_accepts_loss_kwargs = task.token_level_loss   # see Task.token_level_loss
-    recorder.trainer = trainer
-    trackers.tolerate_tracker_failures(trainer)
-    return trainer
-
-
-def train(cfg: DictConfig, record: dict, run_dir: Path, resume_from: Optional[str],
-          clock_start: Optional[float] = None, guard: Optional[ClaimGuard] = None) -> RunnerTrainer:
+def train(cfg: DictConfig, record: records.RunRecord, run_dir: Path, resume_from: Optional[str],
+          guard: ClaimGuard) -> RunnerTrainer:
+    """Build, train and evaluate the run, telling `record` what happened (it writes at the start of training and
+    after every epoch); raises unless the result is finite. Every rank runs it."""
     task, method, model, processor = prepare(cfg)
-    record["trainable_params"], record["head_params"] = count_parameters(model, list(cfg.model.head_modules))
-    record["adapted_space_size"], record["adapted_modules"] = method.adapted(model)
+    trainable_params, head_params = count_parameters(model, list(cfg.model.head_modules))
+    adapted_space_size, adapted_modules = method.adapted(model)
+    record.note_model(trainable_params=trainable_params, head_params=head_params,
+                      adapted_space_size=adapted_space_size, adapted_modules=adapted_modules)
     splits = task.build_splits(processor, int(cfg.seed))
-    record["skipped_rows"] = dict(getattr(task, "skipped_rows", None) or {})  # task.skip_bad_rows=true
-    guard = guard or ClaimGuard()
+    record.note_skipped_rows(getattr(task, "skipped_rows", None))  # task.skip_bad_rows=true
     recorder = EpochRecorder(task, splits, method, record, run_dir, bool(cfg.trainer.save_adapter), guard,
                              str(cfg.trainer.test_at))
-    recorder.clock_start = clock_start
-    trainer = make_trainer(cfg, task, model, processor, splits, recorder, run_dir, record["run_id"])
+    trainer = make_trainer(cfg, task, model, processor, splits, recorder, run_dir, record.run_id)
     trainer.claim_guard = guard
-    record["distributed"] = distributed.describe(trainer.args)
-    write_record(run_dir, record, guard)
+    record.note_launch(distributed.describe(trainer.args))
 
     start = time.perf_counter()
     with PeakMemory() as memory:
         recorder.memory = memory
         trainer.train(resume_from_checkpoint=resume_from)
-    train_s = time.perf_counter() - start
-    record["timing"].update(train_s=train_s - recorder.eval_seconds, eval_s=recorder.eval_seconds,
-                            median_step_s=statistics.median(recorder.step_times) if recorder.step_times else None)
-    record["memory"] = memory.result()
-    record["backend"] = method.backend(model)  # the compute path that actually ran (GPart: torch/Triton)
-    record["distributed"]["per_rank"] = distributed.per_rank_summary(trainer)
-    if record.get("attempts"):  # a resumed run: totals over every process's attempt
-        resume.update_attempt(record, wall_s=time.perf_counter() - (clock_start or start),
-                              train_s=train_s - recorder.eval_seconds, eval_s=recorder.eval_seconds,
-                              step_times=recorder.step_times, peak_bytes=memory.result()["peak_bytes"])
-    record["adapter_bytes"] = records.directory_bytes(run_dir / "adapter")
-    require_finite_result(record)
+    record.note_training_end(train_s=time.perf_counter() - start - recorder.eval_seconds,
+                             eval_s=recorder.eval_seconds, step_times=recorder.step_times, memory=memory.result())
+    record.note_outputs(backend=method.backend(model),  # the compute path that actually ran (GPart: torch/Triton)
+                        per_rank=distributed.per_rank_summary(trainer),
+                        adapter_bytes=records.directory_bytes(run_dir / "adapter"))
+    record.require_finite_result()
     guard.check("the end of the run", collective=True)
     if not cfg.trainer.keep_checkpoints and is_main_process():
         guard.check("removing checkpoints/")
@@ -447,12 +82,6 @@ def resume_point(run_dir: Path, previous: Optional[dict]) -> tuple[Optional[str]
     state = records.read(Path(last) / "trainer_state.json") or {}
     done = round(state.get("epoch") or 0)
     return str(last), [e for e in previous.get("epochs", []) if e["epoch"] <= done]
-
-
-def write_record(run_dir: Path, record: dict, guard: Optional[ClaimGuard] = None) -> None:
-    if is_main_process():
-        (guard or ClaimGuard()).check("record.json")
-        records.write_atomic(run_dir / "record.json", record)
 
 
 def run(cfg: DictConfig) -> dict:
@@ -507,7 +136,7 @@ def decide(cfg: DictConfig, run_id: str, digest: str, run_dir: Path) -> tuple[Op
                 return None, skip_finished(run_id, previous)
             keep_replaced_record(run_dir, previous)
             previous = None
-        recover_directory(run_dir / "adapter")  # the owner cleans up what a killed predecessor left
+        atomic.recover_directory(run_dir / "adapter")  # the owner cleans up what a killed predecessor left
         resume.remove_temporaries(run_dir)
         resume_from, epochs = resume_point(run_dir, previous)
     except BaseException:
@@ -538,50 +167,25 @@ def keep_replaced_record(run_dir: Path, finished: dict) -> None:
 
 
 def run_owned(cfg: DictConfig, run_id: str, digest: str, run_dir: Path, plan: dict, guard: ClaimGuard) -> dict:
-    """Train the run rank 0 holds (resuming an unfinished one, as `plan` says) and write its record."""
-    start = time.perf_counter()
+    """Train the run rank 0 holds (resuming an unfinished one, as `plan` says) and return its record."""
     previous, resume_from = plan["previous"], plan["resume_from"]
-    record = records.new_record(cfg, run_id, digest)
-    record["epochs"] = list(plan["epochs"])
+    record = records.RunRecord.begin(cfg, run_id, digest, run_dir / "record.json", guard, writes=is_main_process())
     if resume_from:
-        record["started_at"] = previous.get("started_at", record["started_at"])
         log.info("resume %s from %s", run_id, resume_from)
-    resume.start_attempt(record, previous, resuming=bool(resume_from))
-    write_record(run_dir, record, guard)
+    record.start_attempt(previous, resuming=bool(resume_from), epochs=plan["epochs"])
     try:
-        train(cfg, record, run_dir, resume_from, clock_start=start, guard=guard)
+        train(cfg, record, run_dir, resume_from, guard)
     except run_lock.ClaimLost as lost:
         log.error("%s", lost)  # another process owns the run now: nothing more is written
         raise
     except Exception as error:
-        record.update(status="failed", error=f"{type(error).__name__}: {error}", finished_at=records.utc_now())
-        resume.update_attempt(record, wall_s=time.perf_counter() - start, eval_s=record["attempts"][-1]["eval_s"],
-                              ended="failed")
-        write_final_record(run_dir, record, guard)
+        record.fail(error)
         log.error("run %s failed:\n%s", run_id, traceback.format_exc())
         raise
-    record.update(status="finished", finished_at=records.utc_now())
-    resume.update_attempt(record, wall_s=time.perf_counter() - start, eval_s=record["attempts"][-1]["eval_s"],
-                          ended="finished")
-    write_final_record(run_dir, records.finalize(record), guard)
+    record.finish()
     log.info("finished %s: %s %s = %s (best epoch %s)", run_id, cfg.task.key, cfg.task.metric,
-             record["test_metric"], record["best_epoch"])
-    return record
-
-
-def write_final_record(run_dir: Path, record: dict, guard: ClaimGuard) -> None:
-    """Write the finished/failed record. A finished one is written only by the claim's holder (else `ClaimLost`); a
-    failure is not recorded over another owner's run, nor is a full disk raised over the run's own error."""
-    try:
-        write_record(run_dir, record, guard)
-    except run_lock.ClaimLost as lost:
-        if record["status"] == "finished":
-            raise
-        log.error("not recording the failure: %s", lost)
-    except OSError as error:
-        if record["status"] == "finished":
-            raise
-        log.error("could not record the failure of %s: %s", run_dir.name, error)
+             record.data["test_metric"], record.data["best_epoch"])
+    return record.data
 
 
 def configure_logger(cfg: DictConfig) -> None:

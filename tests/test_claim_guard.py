@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from experiments.runner import resume, run_lock, sweep_summary
+from experiments.runner import atomic, records, run_lock, sweep_summary
 from experiments import run as runner
 from experiments.runner.run_lock import ClaimLost, RunClaimed, claim
 from experiments.tasks.glue import GlueTask
@@ -76,7 +76,7 @@ def test_a_refused_adapter_swap_leaves_the_adapter_and_no_staging(tmp_path):
     def lost():
         raise ClaimLost("lost")
     with pytest.raises(ClaimLost):
-        runner.save_directory_atomically(lambda path: path.mkdir() or (path / "w").write_text("new"), target,
+        atomic.save_directory_atomically(lambda path: path.mkdir() or (path / "w").write_text("new"), target,
                                          before_swap=lost)
     assert (target / "w").read_text() == "best" and sorted(os.listdir(tmp_path)) == ["adapter"]
 
@@ -153,14 +153,18 @@ def test_the_summary_counts_each_outcome_and_sets_the_exit_status(tmp_path):
     assert sweep_summary.summarize([entry("claimed", run_dir=tmp_path)])[1] == 0   # finished by its owner since
 
 
-def test_a_restart_without_a_usable_checkpoint_keeps_the_killed_attempt_in_the_timings():
+def test_a_restart_without_a_usable_checkpoint_keeps_the_killed_attempt_in_the_timings(tmp_path):
     previous = {"attempts": [{"wall_s": 50.0, "train_s": 40.0, "eval_s": 5.0, "steps": 10, "median_step_s": 4.0,
                               "peak_bytes": 7, "ended": "running"}]}
-    record = {"timing": {}, "memory": {"peak_bytes": None}}
-    resume.start_attempt(record, previous, resuming=False)
-    resume.update_attempt(record, wall_s=20.0, train_s=15.0, eval_s=2.0, step_times=[1.0] * 5, peak_bytes=3)
-    assert [a["ended"] for a in record["attempts"]] == ["killed", "running"] and record["resumed"] == 0
-    assert record["timing"]["wall_s"] == 70.0 and record["memory"]["peak_bytes"] == 7
+    record = records.RunRecord(tmp_path / "record.json", {"timing": {}, "memory": {"peak_bytes": None}},
+                               writes=False, clock_start=time.perf_counter() - 20.0)
+    record.start_attempt(previous, resuming=False)
+    record.note_training_end(train_s=15.0, eval_s=2.0, step_times=[1.0] * 5,
+                             memory={"peak_bytes": 3, "device": "cpu", "kind": "cpu_rss_growth_sampled_20ms"})
+    data = record.data
+    assert [a["ended"] for a in data["attempts"]] == ["killed", "running"] and data["resumed"] == 0
+    assert data["timing"]["wall_s"] == pytest.approx(70.0, abs=5) and data["timing"]["train_s"] == 55.0
+    assert data["memory"]["peak_bytes"] == 7 and not (tmp_path / "record.json").exists()
 
 
 def test_two_sweeps_started_in_one_second_get_their_own_folders(compose):

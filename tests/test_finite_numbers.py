@@ -53,7 +53,7 @@ def test_records_are_strict_json_and_a_nan_is_refused_naming_its_key(tmp_path):
 
 
 def test_an_epoch_entry_keeps_no_nan_and_says_which_were_dropped():
-    entry = runner.without_nonfinite({"epoch": 1, "train_loss": float("nan"),
+    entry = records.without_nonfinite({"epoch": 1, "train_loss": float("nan"),
                                       "validation": {"pearson": float("nan"), "spearman": 0.5}})
     assert entry == {"epoch": 1, "train_loss": None, "validation": {"pearson": None, "spearman": 0.5},
                      "nonfinite": ["train_loss", "validation.pearson"]}

@@ -60,7 +60,7 @@ def test_missing_wheels_are_named(tmp_path, monkeypatch):
 def test_mpnet_config_adapts_the_papers_space(compose):
     """The config's q,v targets on an MPNet of the real shape (random weights, narrow MLP: no download) give
     N = 14,155,776, setup.md §2's RoBERTa-base q,v space, and GPart's d = 23,040 trainable θ entries."""
-    from experiments.run import prepare
+    from experiments.runner.training import prepare
 
     shape = "{model_type:mpnet,hidden_size:768,num_hidden_layers:12,num_attention_heads:12,intermediate_size:32,vocab_size:64}"
     cfg = compose(["experiment=glue/base/gpart-sst2", "model=mpnet-base", "model.name_or_path=null",

@@ -16,7 +16,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from experiments.runner import config_checks, records, resume
+from experiments.runner import atomic, config_checks, records, resume
 from experiments import run as runner
 from experiments.runner.run_lock import orphaned_files
 from test_run_lock import foreign_owner
@@ -116,7 +116,7 @@ def test_a_full_disk_at_a_record_write_keeps_the_previous_record_and_names_the_p
 
 def test_a_full_disk_at_an_adapter_save_keeps_the_previous_adapter(tmp_path):
     target = tmp_path / "adapter"
-    runner.save_directory_atomically(lambda path: save_file({"theta": torch.ones(4)}, str(path / "w.safetensors"))
+    atomic.save_directory_atomically(lambda path: save_file({"theta": torch.ones(4)}, str(path / "w.safetensors"))
                                      if path.mkdir() is None else None, target)
     before = (target / "w.safetensors").read_bytes()
 
@@ -126,7 +126,7 @@ def test_a_full_disk_at_an_adapter_save_keeps_the_previous_adapter(tmp_path):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
     with pytest.raises(OSError, match=rf"could not save {target} \(No space left on device\); the previous "
                                       r"adapter/ is unchanged"):
-        runner.save_directory_atomically(half_then_full, target)
+        atomic.save_directory_atomically(half_then_full, target)
     assert (target / "w.safetensors").read_bytes() == before and sorted(os.listdir(tmp_path)) == ["adapter"]
 
 
@@ -135,7 +135,7 @@ def test_a_kill_between_the_adapter_renames_is_recovered(tmp_path):
     old.mkdir()
     (old / "w").write_text("best")
     (tmp_path / ".adapter.tmp").mkdir()  # a half-written new one
-    runner.recover_directory(tmp_path / "adapter")
+    atomic.recover_directory(tmp_path / "adapter")
     assert (tmp_path / "adapter" / "w").read_text() == "best" and sorted(os.listdir(tmp_path)) == ["adapter"]
 
 

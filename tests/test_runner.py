@@ -7,6 +7,7 @@ import os
 import pytest
 import torch
 
+from experiments.methods import is_head_parameter
 from experiments.runner import records
 from experiments import run as runner
 
@@ -90,7 +91,8 @@ def test_only_adapter_and_head_parameters_move(compose, glue_dir, tmp_path, meth
     model = method_impl.apply(model)
     before = {id(p): p.detach().clone() for p in model.parameters()}
     splits = task.build_splits(processor, 0)
-    recorder = runner.EpochRecorder(task, splits, method_impl, {"epochs": [], "run_id": "t"}, tmp_path, False)
+    record = records.RunRecord(tmp_path / "record.json", {"epochs": [], "run_id": "t"})
+    recorder = runner.EpochRecorder(task, splits, method_impl, record, tmp_path, False)
     recorder.evaluate_epoch = lambda state: None
     runner.make_trainer(cfg, task, model, processor, splits, recorder, tmp_path, "t").train()
 
@@ -98,27 +100,28 @@ def test_only_adapter_and_head_parameters_move(compose, glue_dir, tmp_path, meth
     assert moved, f"{method}: nothing trained"
     for name, param in moved:
         if id(param) in backbone:  # a pretrained tensor moved: only the head (or BitFit's biases) may
-            allowed = runner.is_head_parameter(backbone[id(param)], cfg.model.head_modules) or (
+            allowed = is_head_parameter(backbone[id(param)], cfg.model.head_modules) or (
                 method == "bitfit" and name.endswith(".bias"))
             assert allowed, f"{method}: frozen pretrained weight {backbone[id(param)]} moved"
     if method not in ("head_only", "bitfit"):
-        assert any(id(p) not in backbone and not runner.is_head_parameter(n, cfg.model.head_modules)
+        assert any(id(p) not in backbone and not is_head_parameter(n, cfg.model.head_modules)
                    for n, p in moved), f"{method}: the adapter did not move"
     if method == "head_only":
-        assert all(runner.is_head_parameter(n, cfg.model.head_modules) for n, _ in moved)
+        assert all(is_head_parameter(n, cfg.model.head_modules) for n, _ in moved)
 
 
 def test_adapter_and_head_get_their_own_learning_rates(compose, glue_dir, tmp_path):
     cfg = compose(tiny(glue_dir, tmp_path, "gpart", "trainer.lr=3e-3", "trainer.head_lr=7e-4"))
     task, method, model, processor = runner.prepare(cfg)
     splits = task.build_splits(processor, 0)
-    recorder = runner.EpochRecorder(task, splits, method, {"epochs": []}, tmp_path, False)
+    recorder = runner.EpochRecorder(task, splits, method, records.RunRecord(tmp_path / "record.json", {"epochs": []}),
+                                    tmp_path, False)
     trainer = runner.make_trainer(cfg, task, model, processor, splits, recorder, tmp_path, "t")
     optimizer = trainer.create_optimizer()
     names = {id(p): n for n, p in model.named_parameters()}
     for group in optimizer.param_groups:
         for param in group["params"]:
-            expected = 7e-4 if runner.is_head_parameter(names[id(param)], ["classifier"]) else 3e-3
+            expected = 7e-4 if is_head_parameter(names[id(param)], ["classifier"]) else 3e-3
             assert group["lr"] == pytest.approx(expected), names[id(param)]
     trained = sum(p.numel() for g in optimizer.param_groups for p in g["params"])
     assert trained == 512 + HEAD_PARAMS

@@ -111,7 +111,7 @@ def localised(node, glue_dir: str | None = None):
 
 def build(run: Run, trained: bool, dtype=torch.float64):
     """(task, model, processor): the run's model at initialisation, or with its trained adapter loaded."""
-    from experiments.run import prepare  # the runner's own model building, so nothing here can drift from it
+    from experiments.runner.training import prepare  # the runner's own model building, so nothing here can drift from it
 
     import os
 

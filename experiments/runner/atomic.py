@@ -1,10 +1,11 @@
-"""Atomic file writes for the suite: readers see the old file or the complete new one, never a partial one.
+"""Atomic writes for the suite: readers see the old file (or folder) or the complete new one, never a partial one.
 
 (`gpart.io` keeps its own copy: the library imports nothing from `experiments`.)
 """
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -33,3 +34,42 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     atomic_write(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
+
+
+def save_directory_atomically(save: Callable[[Path], None], target: Path,
+                              before_swap: Callable[[], None] | None = None) -> None:
+    """Save into a hidden staging folder, then swap it in; at every instant `target` or `.<target>.old` is whole
+    (`recover_directory` puts the old one back after a kill between the two renames). A failed save (a full disk)
+    leaves the previous `target` untouched and names it. `before_swap` may refuse the swap by raising (the claim
+    was lost); the staging folder is then removed. Only the run's owner (rank 0) calls it."""
+    staging, old = target.with_name(f".{target.name}.tmp"), target.with_name(f".{target.name}.old")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        save(staging)
+    except OSError as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise OSError(error.errno, f"could not save {target} ({error.strerror or error}); "
+                                   f"the previous {target.name}/ is unchanged") from error
+    try:
+        if before_swap is not None:
+            before_swap()
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(staging, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def recover_directory(target: Path) -> None:
+    """Undo what a kill inside `save_directory_atomically` left: a half-written staging folder, or the old copy
+    moved aside without the new one in place."""
+    staging, old = target.with_name(f".{target.name}.tmp"), target.with_name(f".{target.name}.old")
+    shutil.rmtree(staging, ignore_errors=True)
+    if old.exists():
+        if target.exists():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(old, target)

@@ -1,4 +1,4 @@
-"""Resuming a run: which checkpoint is safe to resume from, and what each process added to the record.
+"""Resuming a run: which checkpoint is safe to resume from, and cleaning up what a killed process left.
 
 A process killed while `Trainer` writes ``checkpoint-N`` leaves a folder that looks like the newest checkpoint but
 cannot be loaded (transformers then fails with "Can't find a valid checkpoint"). `usable_checkpoint` checks the
@@ -6,24 +6,18 @@ newest first — a readable ``trainer_state.json``, safetensors files whose head
 zip directory is whole — removes the broken ones with a warning and falls back to the previous one, or to a fresh
 start when none is usable.
 
-A resumed run is the work of several processes. Each one appends an entry to the record's ``attempts`` (host, pid,
-start, its wall/train/eval seconds, optimizer steps, median step time, peak memory, how it ended); ``resumed`` counts
-the resumptions, and ``timing`` / ``memory`` are totals over attempts (seconds summed, peak = the largest).
+A resumed run is the work of several processes; what each one added (its entry in the record's ``attempts``) is kept
+by `experiments.runner.records.RunRecord`.
 """
 from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import shutil
-import socket
-import statistics
 import zipfile
 from pathlib import Path
 from typing import Optional
-
-from experiments.runner import records
 
 log = logging.getLogger("experiments.runner.resume")
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
@@ -100,58 +94,3 @@ def remove_temporaries(run_dir: Path) -> None:
     for temporary in Path(run_dir).glob(".*.tmp"):
         if temporary.is_file():
             temporary.unlink(missing_ok=True)
-
-
-# -- attempts: what each process added ---------------------------------------------------------------------------------
-def start_attempt(record: dict, previous: Optional[dict], resuming: bool) -> dict:
-    """Append this process's attempt to `record` and return it. The earlier attempts of an unfinished run are carried
-    even when no checkpoint could be resumed from (their time was spent on this run); `resumed` counts resumptions."""
-    earlier = [dict(a) for a in (previous or {}).get("attempts", [])]
-    for attempt in earlier:
-        if attempt.get("ended") == "running":
-            attempt["ended"] = "killed"  # it never came back to say how it ended
-    attempt = {"host": socket.gethostname(), "pid": os.getpid(), "started_at": records.utc_now(),
-               "wall_s": 0.0, "train_s": 0.0, "eval_s": 0.0, "steps": 0, "median_step_s": None,
-               "peak_bytes": None, "ended": "running", "resumed": bool(resuming)}
-    record["attempts"] = earlier + [attempt]
-    # an attempt without a `resumed` field comes from a record that lists later attempts only when they resumed
-    record["resumed"] = sum(bool(a.get("resumed", i > 0)) for i, a in enumerate(record["attempts"]))
-    return attempt
-
-
-def update_attempt(record: dict, *, wall_s: float, train_s: Optional[float] = None, eval_s: float = 0.0,
-                   step_times: Optional[list] = None, peak_bytes: Optional[int] = None,
-                   ended: Optional[str] = None) -> None:
-    """Store this process's numbers in its attempt and recompute the record's totals over attempts."""
-    attempt = record["attempts"][-1]
-    attempt.update(wall_s=wall_s, eval_s=eval_s)
-    if train_s is not None:
-        attempt["train_s"] = train_s
-    if step_times:
-        attempt.update(steps=len(step_times), median_step_s=statistics.median(step_times))
-    if peak_bytes is not None:
-        attempt["peak_bytes"] = int(peak_bytes)
-    if ended:
-        attempt["ended"] = ended
-    attempts = record["attempts"]
-    timed = [a for a in attempts if a.get("median_step_s") is not None]
-    record["timing"].update(
-        wall_s=sum(a["wall_s"] for a in attempts), train_s=sum(a["train_s"] for a in attempts),
-        eval_s=sum(a["eval_s"] for a in attempts),
-        # median over processes' medians, each weighted by its steps (the step times themselves are not stored)
-        median_step_s=_weighted_median([(a["median_step_s"], a["steps"]) for a in timed]))
-    peaks = [a["peak_bytes"] for a in attempts if a.get("peak_bytes") is not None]
-    if peaks:
-        record["memory"]["peak_bytes"] = max(peaks)
-
-
-def _weighted_median(pairs: list[tuple[float, int]]) -> Optional[float]:
-    if not pairs:
-        return None
-    pairs = sorted(pairs)
-    half, seen = sum(w for _, w in pairs) / 2, 0
-    for value, weight in pairs:
-        seen += weight
-        if seen >= half:
-            return value
-    return pairs[-1][0]

@@ -98,15 +98,15 @@ def arm(fault: str, nth: int, seed: int) -> None:
     random.seed(seed)
     import transformers
 
-    from experiments.runner import records
+    from experiments.runner import atomic, records, training
     from experiments import run as runner
 
     if fault == "mid_epoch":
-        _kill_inside(runner.RunnerTrainer, "training_step", nth, 0.05)
+        _kill_inside(training.RunnerTrainer, "training_step", nth, 0.05)
     elif fault == "checkpoint_save":
         _kill_inside(transformers.Trainer, "_save_checkpoint", nth, 0.3)
     elif fault == "adapter_save":
-        _kill_inside(runner, "save_directory_atomically", nth, 0.05)
+        _kill_inside(atomic, "save_directory_atomically", nth, 0.05)
     elif fault == "record_write":
         _kill_inside(records, "write_atomic", nth, 0.01)
     elif fault == "corrupt_checkpoint":
@@ -115,7 +115,6 @@ def arm(fault: str, nth: int, seed: int) -> None:
                 _die()
         runner.EpochRecorder.on_epoch_begin = die_at_last_epoch
     elif fault == "enospc_record":
-        from experiments.runner import atomic
         real_fsync = os.fsync
         calls = {"n": 0}
 

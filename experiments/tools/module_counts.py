@@ -39,7 +39,7 @@ def count_experiment(experiment: str, size: str) -> dict:
     """Apply one experiment's method to a meta ViT and return what the run record would say about it."""
     from experiments import compose
     from experiments.methods import build_method
-    from experiments.run import count_parameters
+    from experiments.runner.training import count_parameters
     from experiments.tasks.vision.targets import require_target_modules
 
     cfg = compose([f"experiment={experiment}", "seed=0"])
