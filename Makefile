@@ -28,8 +28,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv with the gpart library (editable), the suite's dependencies and the test tools
 
-lint: $(STAMP) ## Static checks (ruff: syntax errors, undefined names, unused imports and variables; pyproject.toml)
+lint: $(STAMP) ## Static checks and formatting (ruff check + ruff format --check; rules in pyproject.toml)
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 test: $(STAMP) ## Run the fast test suite (CPU, offline)
 	$(PY) -m pytest -q -m "not slow" -n 2 --dist loadfile

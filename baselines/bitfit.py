@@ -1,4 +1,5 @@
 """BitFit (Ben Zaken et al., 2022): train every bias term of the backbone; the registry adds the task head."""
+
 from __future__ import annotations
 
 from torch import nn

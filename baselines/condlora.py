@@ -10,6 +10,7 @@ all layers of one target (one pair for `query`, one for `value`):
 `peft/tuners/condlora` (`linear_for_lora_A/B`, bias-free): θ_A kaiming-uniform like LoRA's A, θ_B = 0. Their
 construction multiplies W0 on both sides, so W0 must be square (true of attention projections).
 """
+
 from __future__ import annotations
 
 import torch
@@ -45,12 +46,17 @@ def apply_condlora(model: nn.Module, target_modules, r: int = 8, alpha: float = 
 
     def build(shared: SharedFactors, pattern: str, base: nn.Linear) -> CondLoRALinear:
         if base.in_features != base.out_features:
-            raise ValueError(f"CondLoRA needs square weights (W0 conditions both factors); target {pattern!r} is "
-                             f"{base.out_features}×{base.in_features}")
+            raise ValueError(
+                f"CondLoRA needs square weights (W0 conditions both factors); target {pattern!r} is "
+                f"{base.out_features}×{base.in_features}"
+            )
         w, shape = base.weight, tuple(base.weight.shape)
-        keys = (shared.get(pattern, shape, "theta_a", lambda: kaiming_like_lora((r, base.in_features), w)),
-                shared.get(pattern, shape, "theta_b", lambda: torch.zeros(r, base.in_features, dtype=w.dtype,
-                                                                           device=w.device)))
+        keys = (
+            shared.get(pattern, shape, "theta_a", lambda: kaiming_like_lora((r, base.in_features), w)),
+            shared.get(
+                pattern, shape, "theta_b", lambda: torch.zeros(r, base.in_features, dtype=w.dtype, device=w.device)
+            ),
+        )
         return CondLoRALinear(base, shared, keys, alpha=alpha, dropout=dropout)
 
     return with_shared_factors(model, "condlora", target_modules, build)

@@ -9,6 +9,7 @@ the input side, R ~ N(0, 1e-5²), scaling = lora_alpha / r.
 The frozen bases are buffers saved with the adapter: an SVD's signs depend on the linear-algebra library, so
 recomputing them on another machine could pair a restored R with flipped bases.
 """
+
 from __future__ import annotations
 
 import torch
@@ -20,8 +21,10 @@ from baselines.low_rank import LowRankLinear, replace_targets
 class LoRAXSLinear(LowRankLinear):
     def __init__(self, base: nn.Linear, r: int, alpha: float, dropout: float, init_std: float):
         if not 1 <= r <= min(base.in_features, base.out_features):
-            raise ValueError(f"LoRA-XS r={r!r} must be in [1, {min(base.in_features, base.out_features)}] "
-                             f"for a {base.out_features}×{base.in_features} weight")
+            raise ValueError(
+                f"LoRA-XS r={r!r} must be in [1, {min(base.in_features, base.out_features)}] "
+                f"for a {base.out_features}×{base.in_features} weight"
+            )
         super().__init__(base, scaling=alpha / r, dropout=dropout)
         w = base.weight
         u, s, vh = torch.linalg.svd(w.detach().float(), full_matrices=False)
@@ -34,8 +37,10 @@ class LoRAXSLinear(LowRankLinear):
         return self.svd_b, self.latent @ self.svd_a
 
 
-def apply_lora_xs(model: nn.Module, target_modules, r: int = 16, alpha: float = 16.0, dropout: float = 0.0,
-                  init_std: float = 1e-5) -> nn.Module:
+def apply_lora_xs(
+    model: nn.Module, target_modules, r: int = 16, alpha: float = 16.0, dropout: float = 0.0, init_std: float = 1e-5
+) -> nn.Module:
     """LoRA-XS on every `target_modules` linear of `model` (frozen); defaults are the authors' GLUE script's."""
-    return replace_targets(model, target_modules,
-                           lambda _pattern, base: LoRAXSLinear(base, r, alpha, dropout, init_std))
+    return replace_targets(
+        model, target_modules, lambda _pattern, base: LoRAXSLinear(base, r, alpha, dropout, init_std)
+    )

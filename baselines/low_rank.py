@@ -8,6 +8,7 @@ Factors shared across layers (Tied-LoRA's A and B, CondLoRA's two linear maps) l
 registered once on the model; each layer holds an unregistered reference to it. So ``model.parameters()``, the
 state dict and a checkpoint hold each shared tensor exactly once (safetensors refuses aliased tensors).
 """
+
 from __future__ import annotations
 
 import re
@@ -76,8 +77,9 @@ class SharedFactors(nn.Module):
         return key
 
 
-def with_shared_factors(model: nn.Module, attribute: str, target_modules,
-                        build: Callable[[SharedFactors, str, nn.Linear], LowRankLinear]) -> nn.Module:
+def with_shared_factors(
+    model: nn.Module, attribute: str, target_modules, build: Callable[[SharedFactors, str, nn.Linear], LowRankLinear]
+) -> nn.Module:
     """:func:`replace_targets` for adapters with shared factors, which end up at ``model.<attribute>``."""
     if hasattr(model, attribute):
         raise ValueError(f"{type(model).__name__} already has `{attribute}`: the adapter is applied already")
@@ -96,5 +98,5 @@ def _matching_pattern(name: str, target_modules) -> str:
 def kaiming_like_lora(shape, like: torch.Tensor) -> torch.Tensor:
     """LoRA's initialisation of A (PEFT and loralib): kaiming-uniform with a = sqrt(5)."""
     tensor = torch.empty(shape, dtype=like.dtype, device=like.device)
-    nn.init.kaiming_uniform_(tensor, a=5 ** 0.5)
+    nn.init.kaiming_uniform_(tensor, a=5**0.5)
     return tensor

@@ -9,6 +9,7 @@ shape out × in over L layers: T · r · (in + out) + T · L · (r + out).
 Initialisation (the paper gives LoRA's, VeRA-style vectors): A kaiming-uniform as LoRA's, B = 0 (so ΔW = 0 at the
 start), u = v = 1.
 """
+
 from __future__ import annotations
 
 import torch
@@ -39,8 +40,9 @@ class TiedLoRALinear(LowRankLinear):
         return self.v[:, None] * self.tied_b, self.u[:, None] * self.tied_a
 
 
-def apply_tied_lora(model: nn.Module, target_modules, r: int = 8, alpha: float | None = None,
-                    dropout: float = 0.0) -> nn.Module:
+def apply_tied_lora(
+    model: nn.Module, target_modules, r: int = 8, alpha: float | None = None, dropout: float = 0.0
+) -> nn.Module:
     """Tied-LoRA TL6 on every `target_modules` linear of `model` (frozen); the tied A, B go to `model.tied_lora`.
     `alpha` defaults to `r` (scaling 1)."""
     if r < 1:
@@ -48,9 +50,10 @@ def apply_tied_lora(model: nn.Module, target_modules, r: int = 8, alpha: float |
 
     def build(shared: SharedFactors, pattern: str, base: nn.Linear) -> TiedLoRALinear:
         w, shape = base.weight, tuple(base.weight.shape)
-        keys = (shared.get(pattern, shape, "a", lambda: kaiming_like_lora((r, base.in_features), w)),
-                shared.get(pattern, shape, "b", lambda: torch.zeros(base.out_features, r, dtype=w.dtype,
-                                                                     device=w.device)))
+        keys = (
+            shared.get(pattern, shape, "a", lambda: kaiming_like_lora((r, base.in_features), w)),
+            shared.get(pattern, shape, "b", lambda: torch.zeros(base.out_features, r, dtype=w.dtype, device=w.device)),
+        )
         return TiedLoRALinear(base, shared, keys, alpha=float(r if alpha is None else alpha), dropout=dropout)
 
     return with_shared_factors(model, "tied_lora", target_modules, build)

@@ -61,8 +61,10 @@ def main(argv: list[str] | None = None) -> None:
                     torch.cuda.synchronize()
                 times[projection].append(time.perf_counter() - start)
         best = {projection: min(values) for projection, values in times.items()}
-        print(f"d={d:,}: step partition {best['partition']:.3f} s, fastfood {best['fastfood']:.3f} s, "
-              f"ratio {best['fastfood'] / best['partition']:.2f}")
+        print(
+            f"d={d:,}: step partition {best['partition']:.3f} s, fastfood {best['fastfood']:.3f} s, "
+            f"ratio {best['fastfood'] / best['partition']:.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -110,15 +110,23 @@ def _stop_after(seconds: float):
 class Check:
     """Runs cases under section budgets and keeps the report on disk current after every case."""
 
-    def __init__(self, path: Path, budget_s: float, clock=time.monotonic, meta: dict | None = None,
-                 options: dict | None = None):
+    def __init__(
+        self, path: Path, budget_s: float, clock=time.monotonic, meta: dict | None = None, options: dict | None = None
+    ):
         self.path, self.clock = path, clock
         self.options = options or {}  # what the sections read from the command line (bench_methods)
         self.deadline = clock() + budget_s
         self.section_deadline = self.deadline
         self.section_name = None
-        self.report = {"check": "gpu_check", "created": _now(), "budget_s": budget_s, **(meta or {}),
-                       "status": "running", "cases": [], "sections": {}}
+        self.report = {
+            "check": "gpu_check",
+            "created": _now(),
+            "budget_s": budget_s,
+            **(meta or {}),
+            "status": "running",
+            "cases": [],
+            "sections": {},
+        }
 
     def start_section(self, name: str, budget_s: float):
         self.section_name = name
@@ -142,22 +150,28 @@ class Check:
             with _stop_after(self.section_deadline - started):
                 result = function(*args, **kwargs) or {}
             ok = result.pop("ok", None)
-            entry.update(status={True: "pass", False: "FAIL", None: "measured"}[ok],
-                         detail=result.pop("detail", ""), **result)
+            entry.update(
+                status={True: "pass", False: "FAIL", None: "measured"}[ok], detail=result.pop("detail", ""), **result
+            )
         except CaseOverrun:
-            entry.update(status="overrun", detail=f"stopped after {self.clock() - started:.1f} s: "
-                                                  f"{self.whose_budget(self.clock())} time budget ran out")
+            entry.update(
+                status="overrun",
+                detail=f"stopped after {self.clock() - started:.1f} s: "
+                f"{self.whose_budget(self.clock())} time budget ran out",
+            )
             _release_memory()
         except Exception as error:  # one broken case must not hide the others
-            entry.update(status="error", detail=f"{type(error).__name__}: {str(error)[:300]}",
-                         traceback=traceback.format_exc()[-2000:])
+            entry.update(
+                status="error",
+                detail=f"{type(error).__name__}: {str(error)[:300]}",
+                traceback=traceback.format_exc()[-2000:],
+            )
         entry["seconds"] = round(self.clock() - started, 3)
         return self._record(entry)
 
     def record(self, name: str, status: str, detail: str = "", **fields) -> dict:
         """Record an outcome found outside ``case``: a test that the gpu_tests section's child process ran."""
-        return self._record({"section": self.section_name, "name": name, "status": status, "detail": detail,
-                             **fields})
+        return self._record({"section": self.section_name, "name": name, "status": status, "detail": detail, **fields})
 
     def whose_budget(self, moment: float) -> str:
         return "the whole run's" if moment >= self.deadline else f"section {self.section_name}'s"
@@ -217,12 +231,16 @@ def summary_table(report: dict, width: int = 118) -> str:
     ranked = sorted(enumerate(report["cases"]), key=lambda item: (order.get(item[1]["status"], len(order)), item[0]))
     lines = [f"{'status':<9}{'section':<16}{'case':<44}detail", "-" * width]
     for _, case in ranked:
-        line = f"{case['status']:<9}{case['section'] or '':<16}{_shortened(case['name'], 43):<44}{case.get('detail', '')}"
+        line = (
+            f"{case['status']:<9}{case['section'] or '':<16}{_shortened(case['name'], 43):<44}{case.get('detail', '')}"
+        )
         lines.append(line[:width])
     counts = ", ".join(f"{n} {s}" for s, n in sorted((report.get("counts") or _counts(report["cases"])).items()))
     state = report["status"] if report["status"] == "finished" else f"cut off ({report['status']} at its last case)"
-    lines += ["-" * width, f"gpu_check {state} in {report.get('elapsed_s', '?')} s on "
-              f"{report.get('device', '?')}: {counts}"]
+    lines += [
+        "-" * width,
+        f"gpu_check {state} in {report.get('elapsed_s', '?')} s on {report.get('device', '?')}: {counts}",
+    ]
     return "\n".join(lines)
 
 
@@ -239,8 +257,11 @@ def glue_gpu_hours(step_s: float, model: str, batch: int = GLUE_BATCH) -> dict:
     """GPU-hours of one method-seed and of a whole GLUE table (9 methods × 5 seeds) at a measured step time."""
     sequences_per_s = batch / step_s
     per_run_h = GLUE_SEQUENCES[model] / sequences_per_s / 3600
-    return {"sequences_per_s": round(sequences_per_s, 1), "gpu_h_per_method_seed": round(per_run_h, 2),
-            "gpu_h_per_table": round(per_run_h * GLUE_RUNS_PER_TABLE, 1)}
+    return {
+        "sequences_per_s": round(sequences_per_s, 1),
+        "gpu_h_per_method_seed": round(per_run_h, 2),
+        "gpu_h_per_table": round(per_run_h * GLUE_RUNS_PER_TABLE, 1),
+    }
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -296,8 +317,14 @@ def run_gpu_tests(check: Check, paths: list[Path], poll_s: float = 0.2):
         log.touch()
         outcomes = OutcomeReader(check, log)
         with output.open("w") as sink:
-            child = subprocess.Popen(pytest_command(log, paths), cwd=REPO, stdout=sink, stderr=subprocess.STDOUT,
-                                     env=dict(os.environ, TRITON_INTERPRET="0"), start_new_session=True)
+            child = subprocess.Popen(
+                pytest_command(log, paths),
+                cwd=REPO,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                env=dict(os.environ, TRITON_INTERPRET="0"),
+                start_new_session=True,
+            )
             try:
                 while child.poll() is None and check.clock() < check.section_deadline:
                     outcomes.read()
@@ -314,9 +341,26 @@ def run_gpu_tests(check: Check, paths: list[Path], poll_s: float = 0.2):
 def pytest_command(log: Path, paths: list[Path]) -> list[str]:
     # --noconftest: tests/conftest.py imports experiments/, hence omegaconf, which a bare GPU image lacks; the GPU
     # tests use none of its fixtures. The child's TRITON_INTERPRET=0 keeps its Triton compiled.
-    return [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "--tb=short", "--noconftest", "-p", "no:cacheprovider",
-            "-c", str(REPO / "pyproject.toml"), "--rootdir", str(REPO), "-p", "bench.pytest_outcomes",
-            f"--outcomes-log={log}", *map(str, paths)]
+    return [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-m",
+        "gpu",
+        "-q",
+        "--tb=short",
+        "--noconftest",
+        "-p",
+        "no:cacheprovider",
+        "-c",
+        str(REPO / "pyproject.toml"),
+        "--rootdir",
+        str(REPO),
+        "-p",
+        "bench.pytest_outcomes",
+        f"--outcomes-log={log}",
+        *map(str, paths),
+    ]
 
 
 class OutcomeReader:
@@ -343,8 +387,9 @@ class OutcomeReader:
             self.collected = event["collected"]
         elif "collect_error" in event:
             self.collect_errors += 1
-            self.check.record(event["collect_error"], "error", "could not collect the tests",
-                              traceback=event["longrepr"])
+            self.check.record(
+                event["collect_error"], "error", "could not collect the tests", traceback=event["longrepr"]
+            )
         elif "started" in event:
             self.running[event["started"]] = self.check.clock()
         elif "finished" in event:
@@ -367,8 +412,12 @@ class OutcomeReader:
                 detail = f"stopped after {self.check.clock() - started:.1f} s: {budget} ran out"
                 self.check.record(case_name(nodeid), "overrun", detail)
             else:
-                self.check.record(case_name(nodeid), "error", f"pytest ended with exit code {returncode} while it "
-                                  "ran", traceback=output_tail)
+                self.check.record(
+                    case_name(nodeid),
+                    "error",
+                    f"pytest ended with exit code {returncode} while it ran",
+                    traceback=output_tail,
+                )
         not_started = [n for n in self.collected if n not in self.finished and n not in self.running]
         why = f"{budget} was spent" if stopped else f"pytest ended with exit code {returncode} first"
         for nodeid in not_started:
@@ -402,21 +451,30 @@ def case_kernel_costs() -> dict:
     partition = _partition(1 << 31, 524_288, 0)
     scaled = torch.randn(partition.d, device=DEVICE)
     times["build"] = _median_ms(lambda: triton_ops.build(partition, scaled, 0, base, like=base))
-    times["build+dropout"] = _median_ms(lambda: triton_ops.build(partition, scaled, 0, base, like=base,
-                                                                 dropout_seed=5, p=0.05))
-    times["reduce+weight"] = _median_ms(lambda: triton_ops.group_sums(partition, grad, 0, base=base,
-                                                                      scaled_theta=scaled))
+    times["build+dropout"] = _median_ms(
+        lambda: triton_ops.build(partition, scaled, 0, base, like=base, dropout_seed=5, p=0.05)
+    )
+    times["reduce+weight"] = _median_ms(
+        lambda: triton_ops.group_sums(partition, grad, 0, base=base, scaled_theta=scaled)
+    )
     with _setting(triton_ops, "PAIRED_ATOMICS", False):  # θ̃ gathered beside each atomic: two random accesses
-        times["reduce+weight unpaired"] = _median_ms(lambda: triton_ops.group_sums(partition, grad, 0, base=base,
-                                                                                   scaled_theta=scaled))
+        times["reduce+weight unpaired"] = _median_ms(
+            lambda: triton_ops.group_sums(partition, grad, 0, base=base, scaled_theta=scaled)
+        )
     for d in (1, 64, 4096, 524_288):
         partition_d = _partition(1 << 31, d, 0)
-        times[f"reduce d={d}"] = _median_ms(lambda: triton_ops.group_sums(partition_d, grad, 0))
+        times[f"reduce d={d}"] = _median_ms(lambda partition_d=partition_d: triton_ops.group_sums(partition_d, grad, 0))
     copy_ms = _median_ms(lambda: base.clone())
     times = {k: round(v, 4) for k, v in times.items()}
     detail = " ".join(f"{k} {v:.3f}" for k, v in times.items()) + f" ms (bf16 copy {copy_ms:.3f} ms)"
-    return {"ok": None, "detail": detail, "ms": times, "copy_ms": copy_ms, "triton": triton.__version__,
-            "coordinates": count}
+    return {
+        "ok": None,
+        "detail": detail,
+        "ms": times,
+        "copy_ms": copy_ms,
+        "triton": triton.__version__,
+        "coordinates": count,
+    }
 
 
 @contextlib.contextmanager
@@ -440,11 +498,18 @@ def case_reduce_determinism() -> dict:
     for d in (64, 4096, 524_288):
         partition = _partition(4096 * 4096, d, 0)
         first, second = triton_ops.group_sums(partition, grad, 0), triton_ops.group_sums(partition, grad, 0)
-        equal[d] = {"bitwise_equal": torch.equal(first, second),
-                    "max_relative_difference": ((first - second).abs().max() / first.abs().max()).item()}
-    return {"ok": None, "detail": " ".join(f"d={d}: {'equal' if v['bitwise_equal'] else 'differs'} "
-                                           f"({v['max_relative_difference']:.1e})" for d, v in equal.items()),
-            "by_d": equal}
+        equal[d] = {
+            "bitwise_equal": torch.equal(first, second),
+            "max_relative_difference": ((first - second).abs().max() / first.abs().max()).item(),
+        }
+    return {
+        "ok": None,
+        "detail": " ".join(
+            f"d={d}: {'equal' if v['bitwise_equal'] else 'differs'} ({v['max_relative_difference']:.1e})"
+            for d, v in equal.items()
+        ),
+        "by_d": equal,
+    }
 
 
 def kernel_costs(check: Check):
@@ -461,15 +526,18 @@ PROFILED = ("floor", "gpart-triton")  # what GPart adds over the weight-gradient
 def case_bench_method(method: str, rows: dict, steps: int = 10, warmup: int = 3, shape: str = "llama2-7b") -> dict:
     from bench import step_bench
 
-    result = step_bench._in_fresh_process(step_bench.run_method, method, step_bench.SHAPES[shape], DEVICE, steps,
-                                          warmup, os.cpu_count() or 1)
+    result = step_bench._in_fresh_process(
+        step_bench.run_method, method, step_bench.SHAPES[shape], DEVICE, steps, warmup, os.cpu_count() or 1
+    )
     rows[method] = result
     if result["status"] != "ok":
         return {"ok": None, "detail": f"skipped: {result.get('note')}"}
     lora = rows.get("lora", {}).get("median_step_s")
     ratio = result["median_step_s"] / lora if lora else None
-    detail = (f"{result['median_step_s']:.4f} s/step, {'%.2f' % ratio if ratio else '?'}× LoRA, peak "
-              f"{result['peak_memory_gib']:.1f} GiB, set-up {result['setup_s']:.1f} s")
+    detail = (
+        f"{result['median_step_s']:.4f} s/step, {'%.2f' % ratio if ratio else '?'}× LoRA, peak "
+        f"{result['peak_memory_gib']:.1f} GiB, set-up {result['setup_s']:.1f} s"
+    )
     return {"ok": None, "detail": detail, "ratio_to_lora": ratio, "row": result}
 
 
@@ -479,19 +547,28 @@ def case_target(rows: dict) -> dict:
         return {"ok": None, "detail": "not measured (LoRA or GPart Triton row missing)"}
     ratio = gpart["median_step_s"] / lora["median_step_s"]
     memory = gpart["peak_memory_gib"] <= lora["peak_memory_gib"]
-    return {"ok": ratio <= STEP_TARGET and memory, "ratio_to_lora": ratio, "memory_within_lora": memory,
-            "detail": f"GPart Triton {ratio:.2f}× LoRA's step (target ≤ {STEP_TARGET}), peak "
-                      f"{gpart['peak_memory_gib']:.1f} vs LoRA {lora['peak_memory_gib']:.1f} GiB"}
+    return {
+        "ok": ratio <= STEP_TARGET and memory,
+        "ratio_to_lora": ratio,
+        "memory_within_lora": memory,
+        "detail": f"GPart Triton {ratio:.2f}× LoRA's step (target ≤ {STEP_TARGET}), peak "
+        f"{gpart['peak_memory_gib']:.1f} vs LoRA {lora['peak_memory_gib']:.1f} GiB",
+    }
 
 
 def case_profile(methods=PROFILED, shape: str = "llama2-7b", rows: int = 25) -> dict:
     """One profiled step per method (step_bench.profile_kernels, in a fresh process): device time by kind of kernel."""
     from bench import step_bench
 
-    found = step_bench._in_fresh_process(step_bench.profile_kernels, list(methods), step_bench.SHAPES[shape], DEVICE,
-                                         os.cpu_count() or 1, rows)
-    detail = "; ".join(f"{method}: {found[method]['total_ms']:.1f} ms (" + ", ".join(
-        f"{kind} {ms:.1f}" for kind, ms in found[method]["by_kind_ms"].items()) + ")" for method in found)
+    found = step_bench._in_fresh_process(
+        step_bench.profile_kernels, list(methods), step_bench.SHAPES[shape], DEVICE, os.cpu_count() or 1, rows
+    )
+    detail = "; ".join(
+        f"{method}: {found[method]['total_ms']:.1f} ms ("
+        + ", ".join(f"{kind} {ms:.1f}" for kind, ms in found[method]["by_kind_ms"].items())
+        + ")"
+        for method in found
+    )
     return {"ok": None, "detail": detail, "profiles": found}
 
 
@@ -526,8 +603,13 @@ def case_group_count_7b() -> dict:
     _sync()
     torch_s = time.perf_counter() - started
     equal = torch.equal(triton_counts, torch_counts)
-    return {"ok": equal, "detail": f"Triton {triton_s:.2f} s, torch bincount {torch_s:.2f} s (CPU: the bench rows' "
-            f"set-up time); counts equal: {equal}", "triton_s": triton_s, "torch_bincount_s": torch_s}
+    return {
+        "ok": equal,
+        "detail": f"Triton {triton_s:.2f} s, torch bincount {torch_s:.2f} s (CPU: the bench rows' "
+        f"set-up time); counts equal: {equal}",
+        "triton_s": triton_s,
+        "torch_bincount_s": torch_s,
+    }
 
 
 def _bincount_on_gpu(partition, chunk: int = 1 << 28):
@@ -541,7 +623,6 @@ def _bincount_on_gpu(partition, chunk: int = 1 << 28):
         ids = stateless_group_ids(start, count, seed=partition.seed, d=partition.d, device=DEVICE)
         counts += torch.bincount(ids, minlength=partition.d)
     return counts
-
 
 
 def group_count(check: Check):
@@ -559,8 +640,9 @@ def case_glue_throughput(model_name: str, seq: int, method: str, steps: int = 8,
     from bench import step_bench
 
     torch.manual_seed(0)
-    config = RobertaConfig(vocab_size=50265, max_position_embeddings=514, type_vocab_size=1, num_labels=2,
-                           **ROBERTA_SIZES[model_name])
+    config = RobertaConfig(
+        vocab_size=50265, max_position_embeddings=514, type_vocab_size=1, num_labels=2, **ROBERTA_SIZES[model_name]
+    )
     config._attn_implementation = "sdpa"
     model = RobertaForSequenceClassification(config).to(DEVICE)
     shape = dict(step_bench.SHAPES["roberta-base"], batch=GLUE_BATCH, seq=seq)
@@ -569,33 +651,56 @@ def case_glue_throughput(model_name: str, seq: int, method: str, steps: int = 8,
     else:
         from gpart import GPartConfig, apply_gpart
 
-        apply_gpart(model, GPartConfig(d=23_040, target_modules=["query", "value"], trainable_modules=["classifier"],
-                                       dropout=0.1, backend=method.removeprefix("gpart-")))  # setup.md §2
+        apply_gpart(
+            model,
+            GPartConfig(
+                d=23_040,
+                target_modules=["query", "value"],
+                trainable_modules=["classifier"],
+                dropout=0.1,
+                backend=method.removeprefix("gpart-"),
+            ),
+        )  # setup.md §2
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-3)
     model.train()
     batch = step_bench.make_batch(model, shape, DEVICE)
     times = [step_bench.train_step(model, optimizer, batch, _sync)[0] for _ in range(warmup + steps)][warmup:]
     step_s = statistics.median(times)
     hours = glue_gpu_hours(step_s, model_name)
-    return {"ok": None, "median_step_s": step_s, **hours,
-            "detail": f"{step_s:.4f} s/step, {hours['sequences_per_s']:.0f} seq/s -> "
-                      f"{hours['gpu_h_per_method_seed']:.2f} GPU-h per method-seed, "
-                      f"{hours['gpu_h_per_table']:.0f} per table"}
+    return {
+        "ok": None,
+        "median_step_s": step_s,
+        **hours,
+        "detail": f"{step_s:.4f} s/step, {hours['sequences_per_s']:.0f} seq/s -> "
+        f"{hours['gpu_h_per_method_seed']:.2f} GPU-h per method-seed, "
+        f"{hours['gpu_h_per_table']:.0f} per table",
+    }
 
 
 def glue_throughput(check: Check):
     for seq in (128, 512):  # 128 first: typical of GLUE's dynamically padded batches; 512 is the upper bound
         for model_name in ("roberta-base", "roberta-large"):
             for method in ("gpart-triton", "lora"):
-                check.case(f"{model_name} 32×{seq} {method}", case_glue_throughput, model_name, seq, method,
-                           expect_s=4 * seq / 128)
+                check.case(
+                    f"{model_name} 32×{seq} {method}",
+                    case_glue_throughput,
+                    model_name,
+                    seq,
+                    method,
+                    expect_s=4 * seq / 128,
+                )
 
 
 # ------------------------------------------------------------------------------------------------- main
 
 
-SECTION_RUNNERS = {"gpu_tests": gpu_tests, "kernel_costs": kernel_costs,
-                   "bench_7b": bench_7b, "group_count": group_count, "glue_throughput": glue_throughput}
+SECTION_RUNNERS = {
+    "gpu_tests": gpu_tests,
+    "kernel_costs": kernel_costs,
+    "bench_7b": bench_7b,
+    "group_count": group_count,
+    "glue_throughput": glue_throughput,
+}
 
 
 def why_not_runnable() -> str | None:
@@ -634,8 +739,14 @@ def _versions() -> dict:
         peft_version = peft.__version__
     except ImportError:
         peft_version = "not installed"
-    return {"torch": torch.__version__, "cuda": torch.version.cuda, "triton": triton.__version__,
-            "transformers": transformers.__version__, "peft": peft_version, "python": sys.version.split()[0]}
+    return {
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "triton": triton.__version__,
+        "transformers": transformers.__version__,
+        "peft": peft_version,
+        "python": sys.version.split()[0],
+    }
 
 
 def default_report_path() -> Path:
@@ -647,12 +758,23 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sections", nargs="+", choices=list(SECTIONS), default=list(SECTIONS))
     parser.add_argument("--budget", type=float, default=TOTAL_BUDGET_S, help="seconds for the whole run")
-    parser.add_argument("--out", type=Path, default=None, help=f"report path (default $OUT/ or bench/results/"
-                                                               f"{REPORT_NAME})")
-    parser.add_argument("--bench-methods", nargs="+", choices=BENCH_ORDER, default=list(BENCH_ORDER),
-                        help="the bench_7b rows to measure, in this order (default: all)")
-    parser.add_argument("--summary", type=Path, default=None, metavar="REPORT",
-                        help="only print the summary table of an existing report (finished or cut off); no GPU")
+    parser.add_argument(
+        "--out", type=Path, default=None, help=f"report path (default $OUT/ or bench/results/{REPORT_NAME})"
+    )
+    parser.add_argument(
+        "--bench-methods",
+        nargs="+",
+        choices=BENCH_ORDER,
+        default=list(BENCH_ORDER),
+        help="the bench_7b rows to measure, in this order (default: all)",
+    )
+    parser.add_argument(
+        "--summary",
+        type=Path,
+        default=None,
+        metavar="REPORT",
+        help="only print the summary table of an existing report (finished or cut off); no GPU",
+    )
     args = parser.parse_args(argv)
     if args.budget <= 0:
         parser.error(f"--budget must be > 0 seconds, got {args.budget}")
@@ -675,8 +797,10 @@ def main(argv=None) -> int:
         return print_summary(args.summary)
     reason = why_not_runnable()
     if reason:
-        print(f"gpu_check: skipped, nothing checked and no report written: {reason}. Run it on a machine with a "
-              "CUDA GPU (docs/performance.md, 'make gpu-check').")
+        print(
+            f"gpu_check: skipped, nothing checked and no report written: {reason}. Run it on a machine with a "
+            "CUDA GPU (docs/performance.md, 'make gpu-check')."
+        )
         return 0
     import torch
 

@@ -8,6 +8,7 @@ test finished (`{"finished": nodeid, "outcome": "passed" | "failed" | "error" | 
 "longrepr", "properties"}`; `properties` are what the test gave `record_property`). Each line is written and closed
 at once, so a run killed at its deadline still tells which tests finished and which one was running.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,12 @@ from pathlib import Path
 
 
 def pytest_addoption(parser):
-    parser.addoption("--outcomes-log", metavar="PATH", default=None,
-                     help="append one JSON line per collection, test start and test outcome (bench/pytest_outcomes.py)")
+    parser.addoption(
+        "--outcomes-log",
+        metavar="PATH",
+        default=None,
+        help="append one JSON line per collection, test start and test outcome (bench/pytest_outcomes.py)",
+    )
 
 
 def pytest_configure(config):
@@ -63,5 +68,11 @@ def finished(nodeid: str, reports: list) -> dict:
         outcome = "skipped"
         reason = skipped.longrepr[2] if isinstance(skipped.longrepr, tuple) else str(skipped.longrepr)
         message = reason.removeprefix("Skipped: ")
-    return {"finished": nodeid, "outcome": outcome, "seconds": round(sum(report.duration for report in reports), 3),
-            "message": message, "longrepr": longrepr[-2000:], "properties": dict(reports[-1].user_properties)}
+    return {
+        "finished": nodeid,
+        "outcome": outcome,
+        "seconds": round(sum(report.duration for report in reports), 3),
+        "message": message,
+        "longrepr": longrepr[-2000:],
+        "properties": dict(reports[-1].user_properties),
+    }

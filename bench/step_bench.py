@@ -39,26 +39,58 @@ LLAMA2_7B_QKVO = (1 << 31, 524_288)  # N = 32 layers × 4 × 4096², d for the 7
 # Sizes and method settings per shape; each number's source in ../shared/reference/setup.md.
 SHAPES = {
     "roberta-base": dict(
-        family="roberta", targets=["query", "value"], head=["classifier"],  # §2: targets query,value
+        family="roberta",
+        targets=["query", "value"],
+        head=["classifier"],  # §2: targets query,value
         d=23_040,  # §2: d = 23,040 for base
-        lora_r=8, lora_alpha=8,  # §2: authors' LoRA baseline r=8, α=8
-        unilora_r=4, unilora_length=23_040,  # §2: Uni-LoRA r=4, θ length 23,040
-        batch=4, seq=32, dtype="float32",  # small, so a shared 2-core CPU finishes in minutes (not a paper setting)
+        lora_r=8,
+        lora_alpha=8,  # §2: authors' LoRA baseline r=8, α=8
+        unilora_r=4,
+        unilora_length=23_040,  # §2: Uni-LoRA r=4, θ length 23,040
+        batch=4,
+        seq=32,
+        dtype="float32",  # small, so a shared 2-core CPU finishes in minutes (not a paper setting)
     ),
     "llama2-7b": dict(
-        family="llama", targets=["q_proj", "k_proj", "v_proj", "o_proj"], head=[],  # §5: targets q,k,v,o
+        family="llama",
+        targets=["q_proj", "k_proj", "v_proj", "o_proj"],
+        head=[],  # §5: targets q,k,v,o
         d=524_288,  # §5: GPart d=524,288
-        lora_r=4, lora_alpha=8,  # §5: LoRA r=4 (α not given there; it does not change the cost)
-        unilora_r=4, unilora_length=524_288,  # §5 / §4: Uni-LoRA r=4, θ length 524,288
-        batch=4, seq=512, dtype="bfloat16",  # §5: bf16, batch 4 × 512 tokens
+        lora_r=4,
+        lora_alpha=8,  # §5: LoRA r=4 (α not given there; it does not change the cost)
+        unilora_r=4,
+        unilora_length=524_288,  # §5 / §4: Uni-LoRA r=4, θ length 524,288
+        batch=4,
+        seq=512,
+        dtype="bfloat16",  # §5: bf16, batch 4 × 512 tokens
     ),
     "tiny": dict(  # smoke tests of this script only
-        family="roberta", tiny=True, targets=["query", "value"], head=["classifier"], d=512,
-        lora_r=2, lora_alpha=2, unilora_r=2, unilora_length=512, batch=2, seq=16, dtype="float32",
+        family="roberta",
+        tiny=True,
+        targets=["query", "value"],
+        head=["classifier"],
+        d=512,
+        lora_r=2,
+        lora_alpha=2,
+        unilora_r=2,
+        unilora_length=512,
+        batch=2,
+        seq=16,
+        dtype="float32",
     ),
     "tiny-llama": dict(  # the llama2-7b code path (causal LM, q,k,v,o, bf16) at toy size, for smoke tests
-        family="llama", tiny=True, targets=["q_proj", "k_proj", "v_proj", "o_proj"], head=[], d=512,
-        lora_r=2, lora_alpha=8, unilora_r=2, unilora_length=512, batch=2, seq=16, dtype="bfloat16",
+        family="llama",
+        tiny=True,
+        targets=["q_proj", "k_proj", "v_proj", "o_proj"],
+        head=[],
+        d=512,
+        lora_r=2,
+        lora_alpha=8,
+        unilora_r=2,
+        unilora_length=512,
+        batch=2,
+        seq=16,
+        dtype="bfloat16",
     ),
 }
 
@@ -75,16 +107,25 @@ def build_model(shape: dict, device: str):
     torch.manual_seed(0)
     dtype = getattr(torch, shape["dtype"])
     if shape["family"] == "llama":  # Llama-2-7B: 32 layers, hidden 4096, MLP 11008, 32 heads, vocab 32000
-        size = dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
-                    num_key_value_heads=32)
+        size = dict(
+            hidden_size=4096,
+            intermediate_size=11008,
+            num_hidden_layers=32,
+            num_attention_heads=32,
+            num_key_value_heads=32,
+        )
         if shape.get("tiny"):
-            size = dict(hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
-                        num_key_value_heads=4)
+            size = dict(
+                hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4
+            )
         config = LlamaConfig(vocab_size=32000, max_position_embeddings=4096, **size)
         model_class = LlamaForCausalLM
     else:
-        size = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128) \
-            if shape.get("tiny") else {}
+        size = (
+            dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128)
+            if shape.get("tiny")
+            else {}
+        )
         config = RobertaConfig(vocab_size=50265, max_position_embeddings=514, type_vocab_size=1, num_labels=2, **size)
         model_class = RobertaForSequenceClassification
     config._attn_implementation = "sdpa"
@@ -128,14 +169,27 @@ def prepare(method: str, model, shape: dict):
     if method == "lora":
         from peft import LoraConfig, get_peft_model
 
-        model = get_peft_model(model, LoraConfig(r=shape["lora_r"], lora_alpha=shape["lora_alpha"],
-                                                 target_modules=shape["targets"], modules_to_save=shape["head"] or None))
+        model = get_peft_model(
+            model,
+            LoraConfig(
+                r=shape["lora_r"],
+                lora_alpha=shape["lora_alpha"],
+                target_modules=shape["targets"],
+                modules_to_save=shape["head"] or None,
+            ),
+        )
     elif method == "unilora":
         from peft import UniLoraConfig, get_peft_model
 
-        model = get_peft_model(model, UniLoraConfig(r=shape["unilora_r"], theta_d_length=shape["unilora_length"],
-                                                    target_modules=shape["targets"],
-                                                    modules_to_save=shape["head"] or None))
+        model = get_peft_model(
+            model,
+            UniLoraConfig(
+                r=shape["unilora_r"],
+                theta_d_length=shape["unilora_length"],
+                target_modules=shape["targets"],
+                modules_to_save=shape["head"] or None,
+            ),
+        )
     else:
         from gpart import GPartConfig, apply_gpart, triton_ops
 
@@ -143,8 +197,13 @@ def prepare(method: str, model, shape: dict):
         device = next(model.parameters()).device
         if backend == "triton" and not (triton_ops.AVAILABLE and device.type == "cuda"):
             raise RuntimeError("needs CUDA and triton (the CPU interpreter is for correctness tests, not timing)")
-        config = GPartConfig(d=shape["d"], target_modules=shape["targets"], trainable_modules=shape["head"],
-                             backend=backend, id_cache_mib=GPART_ID_CACHE_MIB if cache else 0.0)
+        config = GPartConfig(
+            d=shape["d"],
+            target_modules=shape["targets"],
+            trainable_modules=shape["head"],
+            backend=backend,
+            id_cache_mib=GPART_ID_CACHE_MIB if cache else 0.0,
+        )
         model = apply_gpart(model, config)
     trainable = [p for p in model.parameters() if p.requires_grad]
     return model, torch.optim.AdamW(trainable, lr=1e-5)
@@ -182,7 +241,11 @@ def run_method(method: str, shape: dict, device: str, steps: int, warmup: int, t
             times.append(seconds)
             cpu_times.append(cpu_seconds)
     result = {
-        "method": method, "status": "ok", "setup_s": setup_s, "trainable_params": trainable, "final_loss": loss,
+        "method": method,
+        "status": "ok",
+        "setup_s": setup_s,
+        "trainable_params": trainable,
+        "final_loss": loss,
         **_step_times(times, cpu_times),
     }
     if cuda:
@@ -222,7 +285,7 @@ def run_interleaved(methods: list[str], shape: dict, device: str, steps: int, wa
     times = {method: ([], []) for method in runners}  # (wall seconds, CPU seconds) per step
     order = list(runners)
     for index in range(warmup + steps):
-        for method in order[index % len(order):] + order[: index % len(order)]:  # rotate who goes first
+        for method in order[index % len(order) :] + order[: index % len(order)]:  # rotate who goes first
             seconds, cpu_seconds, _ = train_step(*runners[method], sync=lambda: None)
             if index >= warmup:
                 times[method][0].append(seconds)
@@ -242,8 +305,12 @@ def _prepared(methods: list[str], shape: dict, device: str):
 
 
 def _step_times(times: list[float], cpu_times: list[float]) -> dict:
-    return {"median_step_s": statistics.median(times), "step_s": times,
-            "median_cpu_step_s": statistics.median(cpu_times), "cpu_step_s": cpu_times}
+    return {
+        "median_step_s": statistics.median(times),
+        "step_s": times,
+        "median_cpu_step_s": statistics.median(cpu_times),
+        "cpu_step_s": cpu_times,
+    }
 
 
 def profile_steps(methods: list[str], shape: dict, device: str, threads: int, rows: int) -> str:
@@ -261,8 +328,9 @@ def profile_steps(methods: list[str], shape: dict, device: str, threads: int, ro
         train_step(model, optimizer, batch, sync)
         with profile(activities=activities) as profiler:
             seconds, _, _ = train_step(model, optimizer, batch, sync)
-        table = profiler.key_averages().table(sort_by="self_cuda_time_total" if cuda else "self_cpu_time_total",
-                                              row_limit=rows, max_name_column_width=40)
+        table = profiler.key_averages().table(
+            sort_by="self_cuda_time_total" if cuda else "self_cpu_time_total", row_limit=rows, max_name_column_width=40
+        )
         reports.append(f"--- {method}: one step, {seconds:.3f} s under the profiler\n{table}")
     return "\n".join(reports)
 
@@ -303,23 +371,29 @@ def _kernel_times(events, cuda: bool, rows: int) -> dict:
     from torch.autograd import DeviceType
 
     if cuda:
-        timed = [(e.key, e.count, getattr(e, "self_device_time_total", 0.0) / 1e3) for e in events
-                 if e.device_type == DeviceType.CUDA]
+        timed = [
+            (e.key, e.count, getattr(e, "self_device_time_total", 0.0) / 1e3)
+            for e in events
+            if e.device_type == DeviceType.CUDA
+        ]
     else:
         timed = [(e.key, e.count, e.self_cpu_time_total / 1e3) for e in events]
     by_kind = {kind: 0.0 for kind in (*KERNEL_KINDS, "other")}
     for name, _, ms in timed:
         by_kind[_kernel_kind(name)] += ms
     top = sorted(timed, key=lambda row: -row[2])[:rows]
-    return {"total_ms": round(sum(ms for _, _, ms in timed), 3),
-            "by_kind_ms": {kind: round(ms, 3) for kind, ms in by_kind.items()},
-            "top": [[name[:90], count, round(ms, 3)] for name, count, ms in top]}
+    return {
+        "total_ms": round(sum(ms for _, _, ms in timed), 3),
+        "by_kind_ms": {kind: round(ms, 3) for kind, ms in by_kind.items()},
+        "top": [[name[:90], count, round(ms, 3)] for name, count, ms in top],
+    }
 
 
 def _kernel_kind(name: str) -> str:
     lowered = name.lower()
-    return next((kind for kind, marks in KERNEL_KINDS.items() if any(mark.lower() in lowered for mark in marks)),
-                "other")
+    return next(
+        (kind for kind, marks in KERNEL_KINDS.items() if any(mark.lower() in lowered for mark in marks)), "other"
+    )
 
 
 def _label_gpart_sections(patch=setattr):
@@ -331,11 +405,13 @@ def _label_gpart_sections(patch=setattr):
 
     from gpart import layers, partition
 
-    sections = [(partition.Partition, "group_ids", "gpart: hash group ids"),
-                (layers.GPartAdapter, "group_ids", "gpart: group ids (cached or hashed)"),
-                (layers.GPartLayer, "delta", "gpart: ΔW = gather of θ"),
-                (layers.GPartLayer, "theta_grad", "gpart: ∇θ = Pᵀ ∇W"),
-                (layers, "_dropout_mask", "gpart: dropout mask")]
+    sections = [
+        (partition.Partition, "group_ids", "gpart: hash group ids"),
+        (layers.GPartAdapter, "group_ids", "gpart: group ids (cached or hashed)"),
+        (layers.GPartLayer, "delta", "gpart: ΔW = gather of θ"),
+        (layers.GPartLayer, "theta_grad", "gpart: ∇θ = Pᵀ ∇W"),
+        (layers, "_dropout_mask", "gpart: dropout mask"),
+    ]
     for owner, name, label in sections:
         function = getattr(owner, name)
 
@@ -368,8 +444,10 @@ def table(results: list[dict], device: str) -> str:
     """Wall and CPU time per step, peak memory, each beside its ratio (or difference) to LoRA's."""
     lora = next((r for r in results if r["method"] == "lora" and r["status"] == "ok"), None)
     memory = "peak GiB (max allocated)" if device == "cuda" else "peak RSS GiB (+ over model)"
-    lines = [f"{'method':<18} {'median step s':>14} {'vs LoRA':>8} {'CPU s/step':>11} {'vs LoRA':>8} {memory:>28} "
-             f"{'MiB vs LoRA':>12} {'trainable':>12}"]
+    lines = [
+        f"{'method':<18} {'median step s':>14} {'vs LoRA':>8} {'CPU s/step':>11} {'vs LoRA':>8} {memory:>28} "
+        f"{'MiB vs LoRA':>12} {'trainable':>12}"
+    ]
     for r in results:
         if r["status"] != "ok":
             lines.append(f"{r['method']:<18} {'skipped: ' + r['note']}")
@@ -380,14 +458,18 @@ def table(results: list[dict], device: str) -> str:
         mem = f"{r['peak_memory_gib']:.2f}"
         if "peak_over_model_gib" in r:
             mem += f" (+{r['peak_over_model_gib']:.2f})"
-        lines.append(f"{r['method']:<18} {r['median_step_s']:>14.4f} {r['ratio_to_lora']:>8.2f} "
-                     f"{r['median_cpu_step_s']:>11.4f} {r['cpu_ratio_to_lora']:>8.2f} {mem:>28} "
-                     f"{r['memory_over_lora_mib']:>+12.0f} {r['trainable_params']:>12,}")
+        lines.append(
+            f"{r['method']:<18} {r['median_step_s']:>14.4f} {r['ratio_to_lora']:>8.2f} "
+            f"{r['median_cpu_step_s']:>11.4f} {r['cpu_ratio_to_lora']:>8.2f} {mem:>28} "
+            f"{r['memory_over_lora_mib']:>+12.0f} {r['trainable_params']:>12,}"
+        )
     return "\n".join(lines)
 
 
 def write_json(payload: dict, path: Path):
-    from experiments.runner.atomic import write_text_atomic  # here, not at import: the GPU image lacks omegaconf (gpu_check)
+    from experiments.runner.atomic import (
+        write_text_atomic,  # here, not at import: the GPU image lacks omegaconf (gpu_check)
+    )
 
     write_text_atomic(path, json.dumps(payload, indent=2))
 
@@ -402,13 +484,23 @@ def parse_args(argv=None):
     parser.add_argument("--batch", type=int, default=None, help="override the shape's batch size")
     parser.add_argument("--seq", type=int, default=None, help="override the shape's sequence length")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
-    parser.add_argument("--interleave", action=argparse.BooleanOptionalAction, default=None,
-                        help="time all methods round-robin in one process (default on CPU, whose load is shared); "
-                             "memory still comes from one process per method")
-    parser.add_argument("--setup-time", action="store_true",
-                        help="also time counting the group sizes of a 7B model's q,k,v,o (about a minute on CPU)")
-    parser.add_argument("--profile", action="store_true",
-                        help="also profile one step of each method and print its per-operation breakdown")
+    parser.add_argument(
+        "--interleave",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="time all methods round-robin in one process (default on CPU, whose load is shared); "
+        "memory still comes from one process per method",
+    )
+    parser.add_argument(
+        "--setup-time",
+        action="store_true",
+        help="also time counting the group sizes of a 7B model's q,k,v,o (about a minute on CPU)",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also profile one step of each method and print its per-operation breakdown",
+    )
     parser.add_argument("--profile-rows", type=int, default=18, help="operations shown per method with --profile")
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default bench/out/<shape>-<device>.json)")
     args = parser.parse_args(argv)
@@ -427,8 +519,11 @@ def parse_args(argv=None):
 def main(argv=None) -> dict:
     args = parse_args(argv)
     threads = args.threads or os.cpu_count() or 1
-    print(f"step_bench: shape={args.shape} device={args.device} steps={args.steps} warmup={args.warmup} "
-          f"threads={threads}", flush=True)
+    print(
+        f"step_bench: shape={args.shape} device={args.device} steps={args.steps} warmup={args.warmup} "
+        f"threads={threads}",
+        flush=True,
+    )
     shape = dict(SHAPES[args.shape])
     shape.update({k: getattr(args, k) for k in ("batch", "seq") if getattr(args, k) is not None})
     interleave = args.device == "cpu" if args.interleave is None else args.interleave
@@ -438,8 +533,9 @@ def main(argv=None) -> dict:
         result = _in_fresh_process(run_method, method, shape, args.device, steps, warmup, threads)
         results.append(result)
         shown = f"{result['median_step_s']:.4f} s" if result["status"] == "ok" else result["note"]
-        print(f"  {method:<18} {'peak memory measured' if interleave and result['status'] == 'ok' else shown}",
-              flush=True)
+        print(
+            f"  {method:<18} {'peak memory measured' if interleave and result['status'] == 'ok' else shown}", flush=True
+        )
     if interleave:
         print(f"  timing {args.steps} round-robin steps of each method in one process ...", flush=True)
         times = _in_fresh_process(run_interleaved, args.methods, shape, args.device, args.steps, args.warmup, threads)
@@ -447,19 +543,30 @@ def main(argv=None) -> dict:
             result.update(times.get(result["method"], {}))
     print(table(results, args.device))
     payload = {
-        "bench": "step_bench", "shape": args.shape, "shape_settings": shape, "device": args.device,
-        "device_name": _device_name(args.device), "steps": args.steps, "warmup": args.warmup, "threads": threads,
-        "interleaved": interleave, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "results": results,
+        "bench": "step_bench",
+        "shape": args.shape,
+        "shape_settings": shape,
+        "device": args.device,
+        "device_name": _device_name(args.device),
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "threads": threads,
+        "interleaved": interleave,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "results": results,
     }
     if args.profile:
         print(f"  profiling one step of each method (--profile-rows {args.profile_rows}) ...", flush=True)
-        payload["profile"] = _in_fresh_process(profile_steps, args.methods, shape, args.device, threads,
-                                               args.profile_rows)
+        payload["profile"] = _in_fresh_process(
+            profile_steps, args.methods, shape, args.device, threads, args.profile_rows
+        )
         print(payload["profile"])
     if args.setup_time:
         payload["group_count_7b_qkvo"] = setup = group_count_seconds()
-        print(f"set-up: counting d={setup['d']:,} group sizes over N={setup['adapted_space_size']:,} coordinates "
-              f"took {setup['seconds']:.1f} s on {setup['cpu_count']} CPU cores")
+        print(
+            f"set-up: counting d={setup['d']:,} group sizes over N={setup['adapted_space_size']:,} coordinates "
+            f"took {setup['seconds']:.1f} s on {setup['cpu_count']} CPU cores"
+        )
     out = args.out or OUT_DIR / f"{args.shape}-{args.device}.json"
     write_json(payload, out)
     print(f"wrote {out}")

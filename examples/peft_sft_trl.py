@@ -5,6 +5,7 @@
 Offline: a tiny random Llama and a character-level tokenizer built here learn short arithmetic lines. With a
 pretrained model, pass its name (or model and tokenizer) to SFTTrainer instead; the GPart part is the config alone.
 """
+
 from __future__ import annotations
 
 import sys
@@ -28,16 +29,26 @@ def char_tokenizer() -> PreTrainedTokenizerFast:
     vocab = {token: i for i, token in enumerate(SPECIAL + list(CHARACTERS))}
     tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>", unk_token="<unk>",
-                                   bos_token="<s>", eos_token="</s>")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, pad_token="<pad>", unk_token="<unk>", bos_token="<s>", eos_token="</s>"
+    )
 
 
 def tiny_llama(tokenizer) -> LlamaForCausalLM:
     torch.manual_seed(0)
-    return LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
-                                        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                                        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-                                        eos_token_id=tokenizer.eos_token_id))
+    return LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+    )
 
 
 def sums(n: int = 64) -> Dataset:
@@ -50,11 +61,28 @@ def train(out_dir: str | Path, steps: int = 15) -> dict:
     out_dir = Path(out_dir)
     tokenizer = char_tokenizer()
     # bf16=False: TRL defaults to bfloat16 autocast; float32 here lets the reloaded adapter be compared exactly.
-    args = SFTConfig(output_dir=str(out_dir / "trainer"), max_steps=steps, per_device_train_batch_size=16,
-                     learning_rate=0.2, lr_scheduler_type="constant", logging_steps=1, save_strategy="no",
-                     report_to=[], use_cpu=True, disable_tqdm=True, seed=0, max_length=32, bf16=False)
-    trainer = SFTTrainer(model=tiny_llama(tokenizer), args=args, train_dataset=sums(), processing_class=tokenizer,
-                         peft_config=GPartPeftConfig(d=512, target_modules=["q_proj", "v_proj"], proj_seed=0))
+    args = SFTConfig(
+        output_dir=str(out_dir / "trainer"),
+        max_steps=steps,
+        per_device_train_batch_size=16,
+        learning_rate=0.2,
+        lr_scheduler_type="constant",
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        disable_tqdm=True,
+        seed=0,
+        max_length=32,
+        bf16=False,
+    )
+    trainer = SFTTrainer(
+        model=tiny_llama(tokenizer),
+        args=args,
+        train_dataset=sums(),
+        processing_class=tokenizer,
+        peft_config=GPartPeftConfig(d=512, target_modules=["q_proj", "v_proj"], proj_seed=0),
+    )
     trainer.train()
     trainer.save_model(str(out_dir / "adapter"))  # the PEFT adapter: adapter_config.json + adapter_model.safetensors
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]

@@ -5,6 +5,7 @@
 Offline: a tiny random Llama learns a fixed token pattern. With a pretrained model, replace `tiny_llama()` by
 `AutoModelForCausalLM.from_pretrained(...)`; nothing else changes.
 """
+
 from __future__ import annotations
 
 import sys
@@ -22,8 +23,16 @@ VOCAB, LENGTH = 64, 16
 
 def tiny_llama() -> LlamaForCausalLM:
     torch.manual_seed(0)
-    return LlamaForCausalLM(LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                        num_attention_heads=4, num_key_value_heads=2))
+    return LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=VOCAB,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+        )
+    )
 
 
 def pattern_dataset(n: int = 64) -> list[dict]:
@@ -36,13 +45,24 @@ def pattern_dataset(n: int = 64) -> list[dict]:
 
 def train(out_dir: str | Path, steps: int = 15) -> dict:
     out_dir = Path(out_dir)
-    config = GPartPeftConfig(d=512, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], proj_seed=0,
-                             task_type="CAUSAL_LM")
+    config = GPartPeftConfig(
+        d=512, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], proj_seed=0, task_type="CAUSAL_LM"
+    )
     model = get_peft_model(tiny_llama(), config)
     model.print_trainable_parameters()
-    args = TrainingArguments(output_dir=str(out_dir / "trainer"), max_steps=steps, per_device_train_batch_size=16,
-                             learning_rate=0.2, lr_scheduler_type="constant", logging_steps=1, save_strategy="no",
-                             report_to=[], use_cpu=True, disable_tqdm=True, seed=0)
+    args = TrainingArguments(
+        output_dir=str(out_dir / "trainer"),
+        max_steps=steps,
+        per_device_train_batch_size=16,
+        learning_rate=0.2,
+        lr_scheduler_type="constant",
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        disable_tqdm=True,
+        seed=0,
+    )
     trainer = Trainer(model=model, args=args, train_dataset=pattern_dataset())
     trainer.train()
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]

@@ -6,6 +6,7 @@ Importing it registers the OmegaConf resolvers the configs use:
 (experiments/runner/model_store.py);
 `${launch_id:}` -> the id of the process that launched the sweep (kept in $GPART_LAUNCH_ID, which the jobs inherit).
 """
+
 import os
 from pathlib import Path
 
@@ -17,7 +18,8 @@ CONFIGS = REPO / "configs"
 
 def compose(overrides=(), return_hydra_config: bool = False):
     """The runner's config as `python -m experiments.run <overrides>` composes it (resolvers registered)."""
-    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
 
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         return hydra_compose("config", overrides=list(overrides), return_hydra_config=return_hydra_config)

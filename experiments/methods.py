@@ -11,6 +11,7 @@ and the runner counts head parameters apart from the adapter's (paper convention
 Peers PEFT does not ship live in `baselines/` as plain torch functions that this module wraps; `baselines` imports
 nothing from here, so the dependency runs one way.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -30,7 +31,8 @@ def is_head_parameter(name: str, head_modules) -> bool:
     """True when a dotted parameter name passes through one of the head modules (PEFT wrappers included)."""
     parts = name.split(".")
     return any(part in parts for part in head_modules) or any(
-        name.startswith(f"{h}.") for h in head_modules if "." in h)
+        name.startswith(f"{h}.") for h in head_modules if "." in h
+    )
 
 
 def freeze_all_but_head(model: nn.Module, head_modules) -> None:
@@ -43,8 +45,10 @@ def _require_head(model: nn.Module, head_modules) -> None:
     if not head_modules:
         return
     if not any(is_head_parameter(n, head_modules) for n, _ in model.named_parameters()):
-        raise ValueError(f"model.head_modules={list(head_modules)} matches no parameter of "
-                         f"{type(model).__name__}; name the task head's module (e.g. 'classifier').")
+        raise ValueError(
+            f"model.head_modules={list(head_modules)} matches no parameter of "
+            f"{type(model).__name__}; name the task head's module (e.g. 'classifier')."
+        )
 
 
 class Method:
@@ -141,15 +145,20 @@ class PeftMethod(Method):
         try:
             return get_peft_model(model, peft_config)
         except ValueError as error:  # e.g. target_modules matching nothing: name the value and where to fix it
-            raise ValueError(f"{type(peft_config).__name__} with target_modules="
-                             f"{kwargs.get('target_modules')} (model.target_modules) failed on "
-                             f"{type(model).__name__}: {error}") from error
+            raise ValueError(
+                f"{type(peft_config).__name__} with target_modules="
+                f"{kwargs.get('target_modules')} (model.target_modules) failed on "
+                f"{type(model).__name__}: {error}"
+            ) from error
 
     def adapted(self, model):
         from peft.tuners.tuners_utils import BaseTunerLayer
 
-        layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer)
-                  and hasattr(m, "get_base_layer") and m.get_base_layer() is not m]
+        layers = [
+            m
+            for m in model.modules()
+            if isinstance(m, BaseTunerLayer) and hasattr(m, "get_base_layer") and m.get_base_layer() is not m
+        ]
         size = sum(m.get_base_layer().weight.numel() for m in layers if hasattr(m.get_base_layer(), "weight"))
         return (size or None), len(layers)
 
@@ -225,8 +234,9 @@ class LowRankBaseline(Method):
         try:
             inspect.signature(adapter).bind(model, targets, **kwargs)
         except TypeError as error:  # an unknown config key: name the function and the keys it takes
-            raise ValueError(f"method.config={kwargs} does not fit {adapter.__name__}"
-                             f"{inspect.signature(adapter)}: {error}") from error
+            raise ValueError(
+                f"method.config={kwargs} does not fit {adapter.__name__}{inspect.signature(adapter)}: {error}"
+            ) from error
         model = adapter(model, targets, **kwargs)
         for name, param in model.named_parameters():
             if is_head_parameter(name, self.head_modules):
@@ -277,6 +287,8 @@ REGISTRY = {
 def build_method(method_cfg: DictConfig, model_cfg: DictConfig) -> Method:
     kind = method_cfg.get("kind")
     if kind not in REGISTRY:
-        raise ValueError(f"method.kind={kind!r} is not a registered method kind; allowed: {sorted(REGISTRY)} "
-                         "(see configs/method/*.yaml)")
+        raise ValueError(
+            f"method.kind={kind!r} is not a registered method kind; allowed: {sorted(REGISTRY)} "
+            "(see configs/method/*.yaml)"
+        )
     return REGISTRY[kind](method_cfg, model_cfg)

@@ -13,6 +13,7 @@ This module is the entry point and a run's lifecycle: decide (skip, wait for or 
 or fail. What training needs (the `Trainer` subclass, the epoch recorder, the memory sampler) is in
 `experiments/runner/training.py`; the record is kept and written by `experiments.runner.records.RunRecord`.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -32,26 +33,38 @@ import experiments  # noqa: F401  (registers the OmegaConf resolvers)
 from experiments.runner import atomic, config_checks, distributed, records, resume, run_lock, sweep_summary
 from experiments.runner.claim_guard import ClaimGuard
 from experiments.runner.distributed import is_main_process
-from experiments.runner.training import (EpochRecorder, PeakMemory, RunnerTrainer, count_parameters, make_trainer,
-                                         prepare)
+from experiments.runner.training import (
+    EpochRecorder,
+    PeakMemory,
+    RunnerTrainer,
+    count_parameters,
+    make_trainer,
+    prepare,
+)
 
 log = logging.getLogger("experiments.run")
 
 
 # -- training ---------------------------------------------------------------------------------------------------------
-def train(cfg: DictConfig, record: records.RunRecord, run_dir: Path, resume_from: Optional[str],
-          guard: ClaimGuard) -> RunnerTrainer:
+def train(
+    cfg: DictConfig, record: records.RunRecord, run_dir: Path, resume_from: Optional[str], guard: ClaimGuard
+) -> RunnerTrainer:
     """Build, train and evaluate the run, telling `record` what happened (it writes at the start of training and
     after every epoch); raises unless the result is finite. Every rank runs it."""
     task, method, model, processor = prepare(cfg)
     trainable_params, head_params = count_parameters(model, list(cfg.model.head_modules))
     adapted_space_size, adapted_modules = method.adapted(model)
-    record.note_model(trainable_params=trainable_params, head_params=head_params,
-                      adapted_space_size=adapted_space_size, adapted_modules=adapted_modules)
+    record.note_model(
+        trainable_params=trainable_params,
+        head_params=head_params,
+        adapted_space_size=adapted_space_size,
+        adapted_modules=adapted_modules,
+    )
     splits = task.build_splits(processor, int(cfg.seed))
     record.note_skipped_rows(getattr(task, "skipped_rows", None))  # task.skip_bad_rows=true
-    recorder = EpochRecorder(task, splits, method, record, run_dir, bool(cfg.trainer.save_adapter), guard,
-                             str(cfg.trainer.test_at))
+    recorder = EpochRecorder(
+        task, splits, method, record, run_dir, bool(cfg.trainer.save_adapter), guard, str(cfg.trainer.test_at)
+    )
     trainer = make_trainer(cfg, task, model, processor, splits, recorder, run_dir, record.run_id)
     trainer.claim_guard = guard
     record.note_launch(distributed.describe(trainer.args))
@@ -60,11 +73,17 @@ def train(cfg: DictConfig, record: records.RunRecord, run_dir: Path, resume_from
     with PeakMemory() as memory:
         recorder.memory = memory
         trainer.train(resume_from_checkpoint=resume_from)
-    record.note_training_end(train_s=time.perf_counter() - start - recorder.eval_seconds,
-                             eval_s=recorder.eval_seconds, step_times=recorder.step_times, memory=memory.result())
-    record.note_outputs(backend=method.backend(model),  # the compute path that actually ran (GPart: torch/Triton)
-                        per_rank=distributed.per_rank_summary(trainer),
-                        adapter_bytes=records.directory_bytes(run_dir / "adapter"))
+    record.note_training_end(
+        train_s=time.perf_counter() - start - recorder.eval_seconds,
+        eval_s=recorder.eval_seconds,
+        step_times=recorder.step_times,
+        memory=memory.result(),
+    )
+    record.note_outputs(
+        backend=method.backend(model),  # the compute path that actually ran (GPart: torch/Triton)
+        per_rank=distributed.per_rank_summary(trainer),
+        adapter_bytes=records.directory_bytes(run_dir / "adapter"),
+    )
     record.require_finite_result()
     guard.check("the end of the run", collective=True)
     if not cfg.trainer.keep_checkpoints and is_main_process():
@@ -104,8 +123,9 @@ def run(cfg: DictConfig) -> dict:
         return run_owned(cfg, run_id, digest, run_dir, plan, ClaimGuard(claim))
 
 
-def decide_on_main(cfg: DictConfig, run_id: str, digest: str, run_dir: Path) -> tuple[Optional[run_lock.RunClaim],
-                                                                                      dict]:
+def decide_on_main(
+    cfg: DictConfig, run_id: str, digest: str, run_dir: Path
+) -> tuple[Optional[run_lock.RunClaim], dict]:
     """Rank 0's decision; an error is shared with the other ranks before it is raised, so none waits for it."""
     try:
         return decide(cfg, run_id, digest, run_dir)
@@ -122,8 +142,12 @@ def decide(cfg: DictConfig, run_id: str, digest: str, run_dir: Path) -> tuple[Op
     if previous and previous.get("status") == "finished" and not rerun:
         return None, skip_finished(run_id, previous)
     try:
-        claim = run_lock.claim(run_dir, wait=cfg.lock.if_claimed == "wait", heartbeat_s=float(cfg.lock.heartbeat_s),
-                               stale_after_s=float(cfg.lock.stale_after_s))
+        claim = run_lock.claim(
+            run_dir,
+            wait=cfg.lock.if_claimed == "wait",
+            heartbeat_s=float(cfg.lock.heartbeat_s),
+            stale_after_s=float(cfg.lock.stale_after_s),
+        )
     except run_lock.RunClaimed as claimed:
         log.info("skip %s: claimed by %s", run_id, run_lock.describe(claimed.owner))
         record = previous or {"run_id": run_id, "status": "claimed"}
@@ -153,8 +177,10 @@ def skip_finished(run_id: str, previous: dict) -> dict:
 def existing_record(run_dir: Path, digest: str) -> Optional[dict]:
     previous = records.read(run_dir / "record.json")
     if previous and previous.get("config_hash") != digest:
-        raise ValueError(f"{run_dir} holds a record of a different configuration (hash "
-                         f"{previous.get('config_hash')}, this run {digest}); refusing to overwrite it")
+        raise ValueError(
+            f"{run_dir} holds a record of a different configuration (hash "
+            f"{previous.get('config_hash')}, this run {digest}); refusing to overwrite it"
+        )
     return previous
 
 
@@ -183,8 +209,14 @@ def run_owned(cfg: DictConfig, run_id: str, digest: str, run_dir: Path, plan: di
         log.error("run %s failed:\n%s", run_id, traceback.format_exc())
         raise
     record.finish()
-    log.info("finished %s: %s %s = %s (best epoch %s)", run_id, cfg.task.key, cfg.task.metric,
-             record.data["test_metric"], record.data["best_epoch"])
+    log.info(
+        "finished %s: %s %s = %s (best epoch %s)",
+        run_id,
+        cfg.task.key,
+        cfg.task.metric,
+        record.data["test_metric"],
+        record.data["best_epoch"],
+    )
     return record.data
 
 
@@ -236,8 +268,13 @@ def main(cfg: DictConfig) -> Optional[float]:
         if distributed.launched_world_size() > 1:
             raise SystemExit(sweep_summary.EXIT_FAILED) from error
         return None
-    entry = sweep_summary.note(output_dir, record.get("run_id"), run_dir_of(cfg), sweep_summary.outcome_of(record),
-                               run_lock.describe(record["owner"]) if record.get("owner") else "")
+    entry = sweep_summary.note(
+        output_dir,
+        record.get("run_id"),
+        run_dir_of(cfg),
+        sweep_summary.outcome_of(record),
+        run_lock.describe(record["owner"]) if record.get("owner") else "",
+    )
     if not sweeping:
         code = sweep_summary.report([entry])
         if code:
@@ -255,8 +292,9 @@ def run_dir_of(cfg: DictConfig) -> Optional[Path]:
 def note_failure(cfg: DictConfig, output_dir: Path, error: Exception) -> dict:
     run_dir = run_dir_of(cfg)
     kind = sweep_summary.LOST if isinstance(error, run_lock.ClaimLost) else sweep_summary.FAILED
-    return sweep_summary.note(output_dir, run_dir.name if run_dir else None, run_dir, kind,
-                              f"{type(error).__name__}: {error}")
+    return sweep_summary.note(
+        output_dir, run_dir.name if run_dir else None, run_dir, kind, f"{type(error).__name__}: {error}"
+    )
 
 
 if __name__ == "__main__":

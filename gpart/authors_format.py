@@ -34,13 +34,27 @@ SOURCE = "authors' PEFT fork (SamsungLabs/GPart)"
 
 # Their GPartConfig defaults, for configs that leave a field out (golden/README.md lists the fields).
 _DEFAULTS = {
-    "d": 1024, "proj_seed": 42, "isometric": True, "bias": "none", "gpart_dropout": 0.0, "modules_to_save": None,
-    "init_bound": 0.0, "projection_type": "partition", "partition_scope": "global", "grouping_strategy": "random",
-    "assignment_backend": "stateless", "layers_to_transform": None, "layers_pattern": None,
+    "d": 1024,
+    "proj_seed": 42,
+    "isometric": True,
+    "bias": "none",
+    "gpart_dropout": 0.0,
+    "modules_to_save": None,
+    "init_bound": 0.0,
+    "projection_type": "partition",
+    "partition_scope": "global",
+    "grouping_strategy": "random",
+    "assignment_backend": "stateless",
+    "layers_to_transform": None,
+    "layers_pattern": None,
 }
 _SAME_NAME = ("d", "target_modules", "isometric", "init_bound", "partition_scope")
-_RENAMED = {"proj_seed": "seed", "gpart_dropout": "dropout", "projection_type": "projection",
-            "grouping_strategy": "grouping"}
+_RENAMED = {
+    "proj_seed": "seed",
+    "gpart_dropout": "dropout",
+    "projection_type": "projection",
+    "grouping_strategy": "grouping",
+}
 _STATELESS_BACKENDS = ("stateless", "implicit_stateless_v1")  # the second is the name older versions of theirs used
 
 
@@ -98,17 +112,28 @@ def config_to_authors(ours: dict) -> dict:
         "grouping_strategy": config.grouping,
         "assignment_backend": "materialized" if config.grouping == "signed_magnitude" else "stateless",
         "fan_in_fan_out": False,  # their code sets it itself for transformers' Conv1D targets (with a warning)
-        "layers_pattern": None, "layers_to_transform": None,
-        "peft_type": PEFT_TYPE, "peft_version": None, "task_type": None, "inference_mode": True,
-        "auto_mapping": None, "base_model_name_or_path": None, "revision": None,
+        "layers_pattern": None,
+        "layers_to_transform": None,
+        "peft_type": PEFT_TYPE,
+        "peft_version": None,
+        "task_type": None,
+        "inference_mode": True,
+        "auto_mapping": None,
+        "base_model_name_or_path": None,
+        "revision": None,
     }
     return dict(sorted(values.items()))
 
 
 def metadata_from_authors(values: dict) -> dict:
     """The metadata ``gpart.io.read_adapter_config`` returns, for their config: ours, with no fingerprint."""
-    return {"format": "gpart", "format_version": 1, "config": config_from_authors(values), "fingerprint": None,
-            "source": SOURCE}
+    return {
+        "format": "gpart",
+        "format_version": 1,
+        "config": config_from_authors(values),
+        "fingerprint": None,
+        "source": SOURCE,
+    }
 
 
 def tensors_from_authors(tensors: dict[str, torch.Tensor], *, theta_key: str, head_prefix: str, where) -> dict:
@@ -129,8 +154,10 @@ def tensors_from_authors(tensors: dict[str, torch.Tensor], *, theta_key: str, he
 
 def tensors_to_authors(tensors: dict[str, torch.Tensor], *, theta_key: str, head_prefix: str) -> dict:
     """Our safetensors keys renamed to theirs."""
-    return {THETA_KEY if key == theta_key else HEAD_PREFIX + key.removeprefix(head_prefix): value
-            for key, value in tensors.items()}
+    return {
+        THETA_KEY if key == theta_key else HEAD_PREFIX + key.removeprefix(head_prefix): value
+        for key, value in tensors.items()
+    }
 
 
 def write_authors_config(path: Path, theirs: dict) -> None:

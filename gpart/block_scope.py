@@ -104,8 +104,10 @@ def block_partition(ranges: list[tuple[str, int, int]], d: int, seed: int, make_
             segments.append((start, length, local))
             local += length
         if width > local:
-            raise ValueError(f"partition_scope='transformer_block': block {name!r} gets d_b={width} > its {local} "
-                             f"adapted coordinates (d={d} over {len(names)} blocks); lower d")
+            raise ValueError(
+                f"partition_scope='transformer_block': block {name!r} gets d_b={width} > its {local} "
+                f"adapted coordinates (d={d} over {len(names)} blocks); lower d"
+            )
         partition = make_partition(local, width, (seed + ordinal) % _U64, segments)
         blocks.append(Block(name, theta_start, partition, segments))
         theta_start += width

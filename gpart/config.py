@@ -88,14 +88,20 @@ class GPartConfig:
         _check_choice("projection", self.projection, PROJECTIONS)
         _check_choice("partition_scope", self.partition_scope, PARTITION_SCOPES)
         _check_choice("grouping", self.grouping, GROUPINGS)
-        if isinstance(self.init_bound, bool) or not isinstance(self.init_bound, (int, float)) \
-                or not 0 <= self.init_bound < float("inf"):
+        if (
+            isinstance(self.init_bound, bool)
+            or not isinstance(self.init_bound, (int, float))
+            or not 0 <= self.init_bound < float("inf")
+        ):
             raise ValueError(
                 f"init_bound must be a finite number >= 0 (0.0 = θ starts at zeros), got {self.init_bound!r}"
             )
         self.init_bound = float(self.init_bound)
-        if isinstance(self.id_cache_mib, bool) or not isinstance(self.id_cache_mib, (int, float)) \
-                or not 0 <= self.id_cache_mib < float("inf"):
+        if (
+            isinstance(self.id_cache_mib, bool)
+            or not isinstance(self.id_cache_mib, (int, float))
+            or not 0 <= self.id_cache_mib < float("inf")
+        ):
             raise ValueError(f"id_cache_mib must be a number of MiB >= 0, got {self.id_cache_mib!r}")
         self._check_variant_combination()
 

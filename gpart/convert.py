@@ -15,8 +15,15 @@ from pathlib import Path
 from safetensors.torch import save_file
 
 from gpart import authors_format
-from gpart.io import CONFIG_NAME, HEAD_PREFIX, THETA_KEY, WEIGHTS_NAME, read_adapter_config
-from gpart.io import _atomic_write, _read_tensors
+from gpart.io import (
+    CONFIG_NAME,
+    HEAD_PREFIX,
+    THETA_KEY,
+    WEIGHTS_NAME,
+    _atomic_write,
+    _read_tensors,
+    read_adapter_config,
+)
 
 
 def to_authors(source: str | os.PathLike, target: str | os.PathLike) -> Path:

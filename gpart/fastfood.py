@@ -88,14 +88,14 @@ class FastfoodProjection:
         padded[: self.d] = scaled_theta
         work = walsh_hadamard(padded * signs)
         work = walsh_hadamard(torch.gather(work, -1, permutation) * gaussian)
-        return (work * self._normaliser()).reshape(-1)[offset: offset + count]
+        return (work * self._normaliser()).reshape(-1)[offset : offset + count]
 
     def project_transpose(self, values: torch.Tensor, start: int) -> torch.Tensor:
         """F's rows [start, start + len(values)), transposed, times ``values``: a vector of length d."""
         first, last, offset = self._span(start, values.numel())
         signs, gaussian, permutation = self._factors(first, last, values.device, values.dtype)
         work = values.new_zeros(last - first + 1, self.block)
-        work.view(-1)[offset: offset + values.numel()] = values.reshape(-1)
+        work.view(-1)[offset : offset + values.numel()] = values.reshape(-1)
         work = walsh_hadamard(work) * gaussian
         work = torch.zeros_like(work).scatter_(-1, permutation, work)  # Π⁻¹
         work = walsh_hadamard(work) * signs * self._normaliser()

@@ -74,7 +74,7 @@ class SignedMagnitudePartition:
         self.ids = ids.to(device=device, dtype=torch.int32)  # the N-sized state this grouping needs (docstring)
 
     def group_ids(self, start: int, count: int, device=None) -> torch.Tensor:
-        return self.ids[start: start + count].to(device=device or self.ids.device, dtype=torch.int64)
+        return self.ids[start : start + count].to(device=device or self.ids.device, dtype=torch.int64)
 
     def scale(self) -> torch.Tensor:
         return group_scale(self.counts, self.isometric)

@@ -13,14 +13,13 @@ the file must hold), and checks everything before it touches the model.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
 from pathlib import Path
 
 import torch
-import hashlib
-
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 from torch import nn
@@ -35,7 +34,9 @@ FORMAT = "gpart"
 FORMAT_VERSION = 1
 THETA_KEY = "theta"
 HEAD_PREFIX = "trainable."
-CHECKSUM_KEY = "gpart_sha256"  # in the safetensors header's metadata: a digest of every tensor's name, dtype, shape, bytes
+CHECKSUM_KEY = (
+    "gpart_sha256"  # in the safetensors header's metadata: a digest of every tensor's name, dtype, shape, bytes
+)
 
 
 def save_adapter(model: nn.Module, directory: str | os.PathLike) -> Path:
@@ -71,8 +72,9 @@ def load_adapter(model: nn.Module, directory: str | os.PathLike) -> nn.Module:
     where = Path(directory) / WEIGHTS_NAME
     tensors = _read_tensors(where)
     if metadata.get("source") == authors_format.SOURCE:
-        tensors = authors_format.tensors_from_authors(tensors, theta_key=THETA_KEY, head_prefix=HEAD_PREFIX,
-                                                      where=where)
+        tensors = authors_format.tensors_from_authors(
+            tensors, theta_key=THETA_KEY, head_prefix=HEAD_PREFIX, where=where
+        )
     theta = _checked_theta(tensors.pop(THETA_KEY, None), config, where)
     present = find_adapter(model)
     if present is not None:
@@ -111,7 +113,9 @@ def read_adapter_config(directory: str | os.PathLike) -> dict:
     if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
         raise ValueError(f"{path} is not a GPart adapter config (expected \"format\": \"{FORMAT}\")")
     if metadata.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path} has format_version {metadata.get('format_version')!r}; this gpart reads {FORMAT_VERSION}")
+        raise ValueError(
+            f"{path} has format_version {metadata.get('format_version')!r}; this gpart reads {FORMAT_VERSION}"
+        )
     return metadata
 
 
@@ -138,13 +142,17 @@ def _check_same_mapping(present: GPartConfig, saved: GPartConfig, directory) -> 
     """A model that already carries an adapter keeps its partition: θ saved for another seed, assignment, d, …
     would land on the wrong coordinates, so the load is refused, naming each differing field."""
     ours, theirs = present.to_dict(), saved.to_dict()
-    differing = [f"{name}: model has {ours.get(name)!r}, adapter has {theirs.get(name)!r}"
-                 for name in sorted(set(ours) | set(theirs))
-                 if name not in _MAPPING_NEUTRAL and ours.get(name) != theirs.get(name)]
+    differing = [
+        f"{name}: model has {ours.get(name)!r}, adapter has {theirs.get(name)!r}"
+        for name in sorted(set(ours) | set(theirs))
+        if name not in _MAPPING_NEUTRAL and ours.get(name) != theirs.get(name)
+    ]
     if differing:
-        raise ValueError(f"adapter at {directory} was saved for another GPart configuration than the one this model "
-                         f"already carries ({'; '.join(differing)}); load it onto a model without a GPart adapter, "
-                         f"or apply the saved configuration")
+        raise ValueError(
+            f"adapter at {directory} was saved for another GPart configuration than the one this model "
+            f"already carries ({'; '.join(differing)}); load it onto a model without a GPart adapter, "
+            f"or apply the saved configuration"
+        )
 
 
 def _deterministic_safetensors(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
@@ -152,11 +160,11 @@ def _deterministic_safetensors(tensors: dict[str, torch.Tensor], metadata: dict[
     whose order changes from process to process, and equal adapters must be equal files."""
     data = save(tensors, metadata=metadata)
     length = int.from_bytes(data[:8], "little")
-    header = json.loads(data[8:8 + length])
+    header = json.loads(data[8 : 8 + length])
     header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
     text = json.dumps(header, separators=(",", ":")).encode()
     text += b" " * (-len(text) % 8)  # safetensors aligns the data to 8 bytes with spaces
-    return len(text).to_bytes(8, "little") + text + data[8 + length:]
+    return len(text).to_bytes(8, "little") + text + data[8 + length :]
 
 
 def tensors_checksum(tensors: dict[str, torch.Tensor]) -> str:
@@ -178,10 +186,14 @@ def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
             saved = (handle.metadata() or {}).get(CHECKSUM_KEY)
             tensors = {key: handle.get_tensor(key) for key in handle.keys()}
     except (SafetensorError, OSError, ValueError) as error:
-        raise ValueError(f"{path} could not be read as safetensors ({error}); the file is corrupt or truncated") from None
+        raise ValueError(
+            f"{path} could not be read as safetensors ({error}); the file is corrupt or truncated"
+        ) from None
     if saved is not None and saved != tensors_checksum(tensors):
-        raise ValueError(f"{path}: the tensors do not match the checksum in the file's metadata ({CHECKSUM_KEY}); "
-                         "the file is corrupt (a changed byte), refusing to load it")
+        raise ValueError(
+            f"{path}: the tensors do not match the checksum in the file's metadata ({CHECKSUM_KEY}); "
+            "the file is corrupt (a changed byte), refusing to load it"
+        )
     return tensors
 
 
@@ -222,17 +234,22 @@ def _checked_head(model: nn.Module, tensors: dict[str, torch.Tensor], config: GP
         param = allowed[name]
         if param.shape != value.shape:
             raise ValueError(
-                f"adapter at {directory}: {name} has shape {tuple(value.shape)}, the model's is {tuple(param.shape)}")
+                f"adapter at {directory}: {name} has shape {tuple(value.shape)}, the model's is {tuple(param.shape)}"
+            )
         if not value.is_floating_point() or not torch.isfinite(value).all():
             raise ValueError(f"adapter at {directory}: {name} is not a finite floating-point tensor ({value.dtype})")
         pairs.append((param, value))
     if stray:
-        raise ValueError(f"adapter at {directory} holds {sorted(stray)[:5]}, which are not parameters of its "
-                         f"trainable_modules={list(config.trainable_modules)}; refusing to overwrite other weights")
+        raise ValueError(
+            f"adapter at {directory} holds {sorted(stray)[:5]}, which are not parameters of its "
+            f"trainable_modules={list(config.trainable_modules)}; refusing to overwrite other weights"
+        )
     missing = sorted(set(allowed) - {key.removeprefix(HEAD_PREFIX) for key in tensors})
     if missing:
-        raise ValueError(f"adapter at {directory} lacks {len(missing)} head tensors of trainable_modules="
-                         f"{list(config.trainable_modules)} (e.g. {missing[:5]}); loading it would keep a random head")
+        raise ValueError(
+            f"adapter at {directory} lacks {len(missing)} head tensors of trainable_modules="
+            f"{list(config.trainable_modules)} (e.g. {missing[:5]}); loading it would keep a random head"
+        )
     return pairs
 
 

@@ -108,7 +108,9 @@ class GPartLayer(AdaptedTensors, nn.Module):
             # torch.compiler.disable loads Dynamo, which imports Triton.
             from gpart import triton_guard, triton_ops
 
-            if triton_ops.selected(self.adapter.config.backend, tensor.device) and triton_guard.use_triton(self, tensor):
+            if triton_ops.selected(self.adapter.config.backend, tensor.device) and triton_guard.use_triton(
+                self, tensor
+            ):
                 ops = triton_ops
         self.adapter.backends_ran.add("torch" if ops is None else "triton")
         return ops
@@ -233,4 +235,3 @@ class _AdaptedLinear(torch.autograd.Function):
         if layer.bias_start is not None:
             grad_theta = grad_theta + layer.theta_grad(grad_out_2d.sum(0), "bias", seed)
         return grad_x, grad_theta.to(theta.dtype), None, None
-

@@ -31,7 +31,9 @@ def apply_gpart(model: nn.Module, config: GPartConfig) -> nn.Module:
         raise ValueError("the model already has a GPart adapter; call merge_and_unload() before applying another")
     if isinstance(model, nn.Sequential):
         # θ's holder is registered on the root, and nn.Sequential would call it as its last layer.
-        raise ValueError("apply_gpart needs a root module that is not an nn.Sequential; wrap the Sequential in a Module")
+        raise ValueError(
+            "apply_gpart needs a root module that is not an nn.Sequential; wrap the Sequential in a Module"
+        )
     targets = _match_targets(model, config.target_modules)
     adapter, layout = build_adapter(config, targets)
     model.requires_grad_(False)
@@ -141,7 +143,9 @@ def matches(name: str, patterns: list[str] | str) -> bool:
 
 
 def _match_targets(model: nn.Module, patterns) -> list[tuple[str, nn.Module]]:
-    with_weight = [(n, m) for n, m in model.named_modules() if n and isinstance(getattr(m, "weight", None), nn.Parameter)]
+    with_weight = [
+        (n, m) for n, m in model.named_modules() if n and isinstance(getattr(m, "weight", None), nn.Parameter)
+    ]
     targets = [(n, m) for n, m in with_weight if matches(n, patterns)]
     if not targets:
         examples = sorted({n.rsplit(".", 1)[-1] for n, _ in with_weight})[:20]

@@ -186,6 +186,7 @@ class Partition:
             # Group j is π⁻¹ of [ceil(jN/d), ceil((j+1)N/d)): its size follows from N and d alone.
             bounds = (torch.arange(self.d + 1, dtype=torch.int64) * self.size + self.d - 1) // self.d
             return bounds[1:] - bounds[:-1]
+
         def count_chunk(start: int) -> np.ndarray:
             ids = _stateless_group_ids_numpy(start, min(COUNT_CHUNK, self.size - start), self.seed, self.d, threads=1)
             return np.bincount(ids, minlength=self.d)

@@ -53,8 +53,13 @@ if not hasattr(BaseTuner, "_remove_adapter_name_from_key"):  # the state-dict ho
 PEFT_TYPE_NAME = "GPART"
 ADAPTERS = "gpart_adapters"  # the tuner's ModuleDict: adapter name -> gpart.GPartAdapter (θ and P)
 SAVED_THETA = "gpart_theta_d"  # θ's name in the authors' files: base_model.gpart_theta_d
-_OUR_NAMES = {"seed": "proj_seed", "dropout": "gpart_dropout", "projection": "projection_type",
-              "grouping": "grouping_strategy", "trainable_modules": "modules_to_save"}
+_OUR_NAMES = {
+    "seed": "proj_seed",
+    "dropout": "gpart_dropout",
+    "projection": "projection_type",
+    "grouping": "grouping_strategy",
+    "trainable_modules": "modules_to_save",
+}
 
 
 def _add_gpart_to_peft_types() -> None:
@@ -170,8 +175,11 @@ class GPartPeftConfig(PeftConfig):
 
 
 _PEFT_BASE_FIELDS = {f.name for f in fields(PeftConfig)}
-_AUTHORS_METHOD_FIELDS = [f.name for f in fields(GPartPeftConfig)
-                          if f.name not in _PEFT_BASE_FIELDS and f.name not in ("backend", "id_cache_mib")]
+_AUTHORS_METHOD_FIELDS = [
+    f.name
+    for f in fields(GPartPeftConfig)
+    if f.name not in _PEFT_BASE_FIELDS and f.name not in ("backend", "id_cache_mib")
+]
 
 
 class GPartPeftLayer(nn.Module, BaseTunerLayer):
@@ -224,7 +232,7 @@ class GPartPeftLayer(nn.Module, BaseTunerLayer):
 
     def unmerge(self) -> None:
         if not self.merged:
-            warnings.warn("Already unmerged. Nothing to do.")
+            warnings.warn("Already unmerged. Nothing to do.", stacklevel=2)
             return
         while self.merged_adapters:
             name = self.merged_adapters.pop()
@@ -236,8 +244,10 @@ class GPartPeftLayer(nn.Module, BaseTunerLayer):
 
 
 def _one_active_message(active: list[str]) -> str:
-    return (f"GPart runs one adapter at a time; active adapters {active} were asked for. Each GPart adapter is a whole "
-            f"ΔW; allowed: one adapter name (set_adapter('name'))")
+    return (
+        f"GPart runs one adapter at a time; active adapters {active} were asked for. Each GPart adapter is a whole "
+        f"ΔW; allowed: one adapter name (set_adapter('name'))"
+    )
 
 
 class GPartPeftModel(BaseTuner):
@@ -248,16 +258,27 @@ class GPartPeftModel(BaseTuner):
     target_module_mapping = TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
     uses_shared_state = True  # θ lives on the tuner
 
-    def inject_adapter(self, model: nn.Module, adapter_name: str, autocast_adapter_dtype: bool = True,
-                       low_cpu_mem_usage: bool = False, state_dict: Optional[dict[str, torch.Tensor]] = None) -> None:
+    def inject_adapter(
+        self,
+        model: nn.Module,
+        adapter_name: str,
+        autocast_adapter_dtype: bool = True,
+        low_cpu_mem_usage: bool = False,
+        state_dict: Optional[dict[str, torch.Tensor]] = None,
+    ) -> None:
         if ADAPTERS not in self._modules:
             self.add_module(ADAPTERS, nn.ModuleDict())
         self._matched = []
         # PEFT restores the trainability of what sits in `model`; θ sits on the tuner, so it is restored here.
         trainable = {name: adapter.theta.requires_grad for name, adapter in self.gpart_adapters.items()}
         try:
-            super().inject_adapter(model, adapter_name, autocast_adapter_dtype=autocast_adapter_dtype,
-                                   low_cpu_mem_usage=low_cpu_mem_usage, state_dict=state_dict)
+            super().inject_adapter(
+                model,
+                adapter_name,
+                autocast_adapter_dtype=autocast_adapter_dtype,
+                low_cpu_mem_usage=low_cpu_mem_usage,
+                state_dict=state_dict,
+            )
             self._build_adapter(model, adapter_name)
         except Exception:
             self._unwrap_unused_layers(model)
@@ -266,29 +287,37 @@ class GPartPeftModel(BaseTuner):
             self.gpart_adapters[name].theta.requires_grad_(flag)
         config = self.peft_config[adapter_name]
         self.gpart_adapters[adapter_name].theta.requires_grad_(
-            adapter_name in self.active_adapters and not config.inference_mode)
+            adapter_name in self.active_adapters and not config.inference_mode
+        )
 
-    def _create_and_replace(self, peft_config, adapter_name, target, target_name, parent, current_key,
-                            parameter_name=None):
+    def _create_and_replace(
+        self, peft_config, adapter_name, target, target_name, parent, current_key, parameter_name=None
+    ):
         if isinstance(target, GPartPeftLayer):  # another adapter over an already wrapped module
             self._matched.append(current_key)
             return
         if not isinstance(getattr(target, "weight", None), nn.Parameter):
             return  # apply_gpart adapts only modules with a weight (a matched container is not a target)
         if isinstance(target, BaseTunerLayer):
-            raise ValueError(f"{current_key} is already adapted by another PEFT method ({type(target).__name__}); "
-                             "GPart cannot be stacked on it")
+            raise ValueError(
+                f"{current_key} is already adapted by another PEFT method ({type(target).__name__}); "
+                "GPart cannot be stacked on it"
+            )
         self._replace_module(parent, target_name, GPartPeftLayer(target, adapter_name), target)
         self._matched.append(current_key)
 
     def _build_adapter(self, model: nn.Module, adapter_name: str) -> None:
         config = self.peft_config[adapter_name].to_gpart_config()
         matched = set(self._matched)
-        layers = [(name, module) for name, module in model.named_modules()
-                  if name in matched and isinstance(module, GPartPeftLayer)]  # named_modules order, as apply_gpart
+        layers = [
+            (name, module)
+            for name, module in model.named_modules()
+            if name in matched and isinstance(module, GPartPeftLayer)
+        ]  # named_modules order, as apply_gpart
         if not layers:
-            raise ValueError(f"target_modules={self.peft_config[adapter_name].target_modules!r} matched no module "
-                             "with a weight")
+            raise ValueError(
+                f"target_modules={self.peft_config[adapter_name].target_modules!r} matched no module with a weight"
+            )
         adapter, layout = build_adapter(config, [(name, layer.base_layer) for name, layer in layers])
         self.gpart_adapters[adapter_name] = adapter
         for (name, layer), (_, _, weight_start, bias_start) in zip(layers, layout):
@@ -360,8 +389,10 @@ def _register() -> None:
     if registered is None:
         register_peft_method(name="gpart", config_cls=GPartPeftConfig, model_cls=GPartPeftModel, prefix="gpart_")
     elif registered.__module__ != __name__:
-        raise ImportError(f"this PEFT already has a GPart method ({registered.__module__}.{registered.__name__}), "
-                          "e.g. the authors' fork; gpart.peft registers GPart with stock PEFT only")
+        raise ImportError(
+            f"this PEFT already has a GPart method ({registered.__module__}.{registered.__name__}), "
+            "e.g. the authors' fork; gpart.peft registers GPart with stock PEFT only"
+        )
 
 
 _register()

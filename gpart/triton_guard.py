@@ -74,8 +74,18 @@ def use_triton(layer, tensor: torch.Tensor) -> bool:
 
 def _check_key(layer, tensor: torch.Tensor) -> tuple:
     partition = layer.adapter.partition
-    return (layer.is_linear, tensor.dtype, layer.adapter.theta.dtype, _autocast_dtype(tensor.device),
-            _dropout_on(layer), str(tensor.device), partition.assignment, partition.seed, partition.d, partition.size)
+    return (
+        layer.is_linear,
+        tensor.dtype,
+        layer.adapter.theta.dtype,
+        _autocast_dtype(tensor.device),
+        _dropout_on(layer),
+        str(tensor.device),
+        partition.assignment,
+        partition.seed,
+        partition.d,
+        partition.size,
+    )
 
 
 def _autocast_dtype(device: torch.device) -> torch.dtype | None:
@@ -97,8 +107,12 @@ def _refuse(layer, reason: str) -> bool:
         names.append(name)
     if reason not in _REFUSALS_WARNED:
         _REFUSALS_WARNED.add(reason)
-        warnings.warn(f"GPart: layer {name}: {reason}; it runs on the torch path (same results, slower), and so does "
-                      "every layer like it; Triton stays on for the others", RuntimeWarning, stacklevel=4)
+        warnings.warn(
+            f"GPart: layer {name}: {reason}; it runs on the torch path (same results, slower), and so does "
+            "every layer like it; Triton stays on for the others",
+            RuntimeWarning,
+            stacklevel=4,
+        )
     return False
 
 
@@ -112,15 +126,18 @@ def _fail(layer, error: Exception) -> bool:
     warnings.warn(
         f"GPart: the Triton path failed its first-use check on layer {name} ({what}); every GPart layer runs on "
         "the torch path for the rest of this process (same results, slower). Please report this.",
-        RuntimeWarning, stacklevel=3,
+        RuntimeWarning,
+        stacklevel=3,
     )
     return False
 
 
 def _describe(layer) -> str:
     weight = layer.base_layer.weight
-    return f"{type(layer.base_layer).__name__} weight {tuple(weight.shape)} {weight.dtype} on {weight.device}, " \
-           f"global start {layer.weight_start}"
+    return (
+        f"{type(layer.base_layer).__name__} weight {tuple(weight.shape)} {weight.dtype} on {weight.device}, "
+        f"global start {layer.weight_start}"
+    )
 
 
 # ------------------------------------------------------------------------------------------------ the check
@@ -139,9 +156,12 @@ def check_layer(layer) -> None:
     dropout_seed = 12345 if _dropout_on(layer) else None
     # Whatever else the first forward runs under (no_grad for merge, activation checkpointing's saved-tensor hooks,
     # inference mode), the check runs plain autograd.
-    with torch.inference_mode(False), torch.enable_grad(), \
-            torch.autocast(device.type, dtype=compute_dtype or torch.bfloat16, enabled=compute_dtype is not None), \
-            torch.autograd.graph.saved_tensors_hooks(lambda tensor: tensor, lambda tensor: tensor):
+    with (
+        torch.inference_mode(False),
+        torch.enable_grad(),
+        torch.autocast(device.type, dtype=compute_dtype or torch.bfloat16, enabled=compute_dtype is not None),
+        torch.autograd.graph.saved_tensors_hooks(lambda tensor: tensor, lambda tensor: tensor),
+    ):
         probe = _probe(layer)
         generator = torch.Generator().manual_seed(0)
         theta = torch.randn(layer.adapter.config.d, generator=generator).to(device, theta_dtype)  # θ is 0 at first
@@ -151,9 +171,11 @@ def check_layer(layer) -> None:
     for name in expected:
         error = _relative_error(got[name], expected[name])
         if not error <= tolerance:  # NaN fails too
-            raise TritonCheckError(f"{name} differs from the torch reference by {error:.3g} (relative; allowed "
-                                   f"{tolerance:g} for {', '.join(map(str, dtypes))}"
-                                   f"{', dropout' if dropout_seed else ''}) on the first {PROBE_ROWS} rows")
+            raise TritonCheckError(
+                f"{name} differs from the torch reference by {error:.3g} (relative; allowed "
+                f"{tolerance:g} for {', '.join(map(str, dtypes))}"
+                f"{', dropout' if dropout_seed else ''}) on the first {PROBE_ROWS} rows"
+            )
 
 
 def _probe_both_paths(probe, theta, dropout_seed, generator) -> tuple[dict, dict]:
@@ -187,8 +209,15 @@ def _kept_scale(probe, name: str, dropout_seed: int | None) -> torch.Tensor | No
     base, adapter = getattr(probe.base_layer, name), probe.adapter
     ones = torch.ones(adapter.config.d, device=base.device)
     like = torch.empty(base.shape, device=base.device)
-    return triton_ops.build(adapter.partition, ones, dict(probe._adapted())[name], None, like=like,
-                            dropout_seed=dropout_seed, p=adapter.config.dropout)
+    return triton_ops.build(
+        adapter.partition,
+        ones,
+        dict(probe._adapted())[name],
+        None,
+        like=like,
+        dropout_seed=dropout_seed,
+        p=adapter.config.dropout,
+    )
 
 
 def _forward_backward(run, inputs, theta, generator) -> dict[str, torch.Tensor]:
@@ -266,8 +295,12 @@ def _reference_linear(probe, x: torch.Tensor, theta: torch.Tensor, masks: dict |
 def backend_report(adapter) -> dict:
     """What was asked for and what ran: {"requested", "ran" (sorted list of "torch"/"triton"), "fallback",
     "refused" (reason → names of the layers the kernels cannot run, which took torch)}."""
-    return {"requested": adapter.config.backend, "ran": sorted(adapter.backends_ran), "fallback": _fallback,
-            "refused": {reason: sorted(names) for reason, names in adapter.triton_refused.items()}}
+    return {
+        "requested": adapter.config.backend,
+        "ran": sorted(adapter.backends_ran),
+        "fallback": _fallback,
+        "refused": {reason: sorted(names) for reason, names in adapter.triton_refused.items()},
+    }
 
 
 def _reset_for_tests() -> None:

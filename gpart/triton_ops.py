@@ -57,7 +57,9 @@ def selected(backend: str, device: torch.device) -> bool:
     if backend == "auto":
         return AVAILABLE and device.type == "cuda" and auto_prefers_torch() is None
     if not AVAILABLE:
-        raise ValueError("backend='triton' needs the triton package (pip install 'gpart[triton]'); use 'auto' or 'torch'")
+        raise ValueError(
+            "backend='triton' needs the triton package (pip install 'gpart[triton]'); use 'auto' or 'torch'"
+        )
     if device.type != "cuda" and not interpreting():
         raise ValueError(
             f"backend='triton' got tensors on {device}; Triton runs on CUDA, or on CPU only with TRITON_INTERPRET=1 "
@@ -133,8 +135,18 @@ if AVAILABLE:
         return _u64(start) + offsets.to(tl.uint64)
 
     @triton.jit
-    def _group_ids(index, seed, k0, k1, k2, k3,
-                   D: tl.constexpr, SIZE: tl.constexpr, HALF_BITS: tl.constexpr, BALANCED: tl.constexpr):
+    def _group_ids(
+        index,
+        seed,
+        k0,
+        k1,
+        k2,
+        k3,
+        D: tl.constexpr,
+        SIZE: tl.constexpr,
+        HALF_BITS: tl.constexpr,
+        BALANCED: tl.constexpr,
+    ):
         """g(index) as int64. D and SIZE are compile-time constants so `mod D` becomes multiply-shift."""
         if BALANCED:
             key0, key1, key2, key3 = _u64(k0), _u64(k1), _u64(k2), _u64(k3)
@@ -185,9 +197,21 @@ if AVAILABLE:
             return value.to(out_type)
 
     @triton.jit(do_not_specialize=_SCALARS)
-    def _ids_kernel(out_ptr, numel, start, seed, k0, k1, k2, k3,
-                    D: tl.constexpr, SIZE: tl.constexpr, HALF_BITS: tl.constexpr, BALANCED: tl.constexpr,
-                    BLOCK_SIZE: tl.constexpr):
+    def _ids_kernel(
+        out_ptr,
+        numel,
+        start,
+        seed,
+        k0,
+        k1,
+        k2,
+        k3,
+        D: tl.constexpr,
+        SIZE: tl.constexpr,
+        HALF_BITS: tl.constexpr,
+        BALANCED: tl.constexpr,
+        BLOCK_SIZE: tl.constexpr,
+    ):
         offsets = tl.program_id(0).to(tl.int64) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
         inside = offsets < numel
         index = _global_index(offsets, start)
@@ -195,9 +219,27 @@ if AVAILABLE:
         tl.store(out_ptr + offsets, ids, mask=inside)
 
     @triton.jit(do_not_specialize=_SCALARS)
-    def _build_kernel(base_ptr, scaled_theta_ptr, out_ptr, numel, start, seed, k0, k1, k2, k3, dropout_seed, p,
-                      D: tl.constexpr, SIZE: tl.constexpr, HALF_BITS: tl.constexpr, BALANCED: tl.constexpr,
-                      HAS_BASE: tl.constexpr, HAS_DROPOUT: tl.constexpr, BLOCK_SIZE: tl.constexpr):
+    def _build_kernel(
+        base_ptr,
+        scaled_theta_ptr,
+        out_ptr,
+        numel,
+        start,
+        seed,
+        k0,
+        k1,
+        k2,
+        k3,
+        dropout_seed,
+        p,
+        D: tl.constexpr,
+        SIZE: tl.constexpr,
+        HALF_BITS: tl.constexpr,
+        BALANCED: tl.constexpr,
+        HAS_BASE: tl.constexpr,
+        HAS_DROPOUT: tl.constexpr,
+        BLOCK_SIZE: tl.constexpr,
+    ):
         """out = W0 + ΔW (or ΔW alone), in out's dtype. ΔW is rounded to that dtype before the sum, as in torch."""
         offsets = tl.program_id(0).to(tl.int64) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
         inside = offsets < numel
@@ -212,10 +254,29 @@ if AVAILABLE:
         tl.store(out_ptr + offsets, value, mask=inside)
 
     @triton.jit(do_not_specialize=_SCALARS)
-    def _reduce_kernel(grad_ptr, sums_ptr, base_ptr, weight_ptr, numel, start, seed, k0, k1, k2, k3, dropout_seed, p,
-                       D: tl.constexpr, SIZE: tl.constexpr, HALF_BITS: tl.constexpr, BALANCED: tl.constexpr,
-                       HAS_DROPOUT: tl.constexpr, WRITE_WEIGHT: tl.constexpr, PAIRED: tl.constexpr,
-                       BLOCK_SIZE: tl.constexpr):
+    def _reduce_kernel(
+        grad_ptr,
+        sums_ptr,
+        base_ptr,
+        weight_ptr,
+        numel,
+        start,
+        seed,
+        k0,
+        k1,
+        k2,
+        k3,
+        dropout_seed,
+        p,
+        D: tl.constexpr,
+        SIZE: tl.constexpr,
+        HALF_BITS: tl.constexpr,
+        BALANCED: tl.constexpr,
+        HAS_DROPOUT: tl.constexpr,
+        WRITE_WEIGHT: tl.constexpr,
+        PAIRED: tl.constexpr,
+        BLOCK_SIZE: tl.constexpr,
+    ):
         """sums[g(i)] += mask_i · ∇w_i (float32 atomics); with WRITE_WEIGHT also weight = W0 + ΔW from the same ids.
 
         With WRITE_WEIGHT, ``sums_ptr`` holds d pairs (sum_j, θ̃_j), and with PAIRED one 8-byte atomic per
@@ -252,8 +313,12 @@ if AVAILABLE:
         """
         lanes = tl.arange(0, 2)
         negative_zero = tl.full(grad.shape, 0x80000000, tl.uint32).to(tl.float32, bitcast=True)
-        before = tl.atomic_add(pairs_ptr + ids[:, None] * 2 + lanes[None, :], tl.join(grad, negative_zero),
-                               mask=inside[:, None], sem="relaxed")
+        before = tl.atomic_add(
+            pairs_ptr + ids[:, None] * 2 + lanes[None, :],
+            tl.join(grad, negative_zero),
+            mask=inside[:, None],
+            sem="relaxed",
+        )
         _, theta = tl.split(before)
         return tl.where(inside, theta, 0.0)  # masked-off lanes return undefined bits (the interpreter's: garbage)
 else:
@@ -270,8 +335,16 @@ def _partition_args(partition: Partition, start: int) -> dict:
     else:
         keys, half_bits = [0, 0, 0, 0], 1
     return dict(
-        start=start, seed=_as_int64(partition.seed), k0=keys[0], k1=keys[1], k2=keys[2], k3=keys[3],
-        D=partition.d, SIZE=partition.size, HALF_BITS=half_bits, BALANCED=partition.assignment == "balanced",
+        start=start,
+        seed=_as_int64(partition.seed),
+        k0=keys[0],
+        k1=keys[1],
+        k2=keys[2],
+        k3=keys[3],
+        D=partition.d,
+        SIZE=partition.size,
+        HALF_BITS=half_bits,
+        BALANCED=partition.assignment == "balanced",
     )
 
 
@@ -351,7 +424,8 @@ def _self_check(partition: Partition, device: torch.device, dtype: torch.dtype):
             "group ids": torch.equal(group_ids(partition, start, count, device), ids),
             "W0 + ΔW (build)": torch.equal(_build(partition, scaled_theta, start, base, like=base), expected_weight),
             "group sums (reduce)": torch.equal(_group_sums(partition, grad, start), expected_sums),
-            "group sums + rebuilt weight (reduce)": torch.equal(sums, expected_sums) and torch.equal(weight, expected_weight),
+            "group sums + rebuilt weight (reduce)": torch.equal(sums, expected_sums)
+            and torch.equal(weight, expected_weight),
         }
         wrong = [name for name, ok in checks.items() if not ok]
         if wrong:
@@ -363,8 +437,16 @@ def _self_check(partition: Partition, device: torch.device, dtype: torch.dtype):
     _SELF_CHECKED.add(key)
 
 
-def build(partition: Partition, scaled_theta: torch.Tensor, start: int, base: torch.Tensor | None, *,
-          like: torch.Tensor, dropout_seed: int | None = None, p: float = 0.0) -> torch.Tensor:
+def build(
+    partition: Partition,
+    scaled_theta: torch.Tensor,
+    start: int,
+    base: torch.Tensor | None,
+    *,
+    like: torch.Tensor,
+    dropout_seed: int | None = None,
+    p: float = 0.0,
+) -> torch.Tensor:
     """W0 + ΔW (``base`` given) or ΔW alone, shaped and typed like ``like`` (the base parameter), contiguous."""
     device = _same_device(scaled_theta=scaled_theta, base=base, like=like)
     _self_check(partition, device, like.dtype)
@@ -376,14 +458,28 @@ def _build(partition, scaled_theta, start, base, *, like, dropout_seed=None, p=0
     base_flat = base.contiguous() if base is not None else out
     with _on(out.device):
         _build_kernel[_grid(out.numel())](
-            base_flat, scaled_theta.contiguous(), out, out.numel(), **_partition_args(partition, start),
-            **_dropout_args(dropout_seed, p), HAS_BASE=base is not None, BLOCK_SIZE=BLOCK,
+            base_flat,
+            scaled_theta.contiguous(),
+            out,
+            out.numel(),
+            **_partition_args(partition, start),
+            **_dropout_args(dropout_seed, p),
+            HAS_BASE=base is not None,
+            BLOCK_SIZE=BLOCK,
         )
     return out
 
 
-def group_sums(partition: Partition, grad: torch.Tensor, start: int, *, dropout_seed: int | None = None,
-               p: float = 0.0, base: torch.Tensor | None = None, scaled_theta: torch.Tensor | None = None):
+def group_sums(
+    partition: Partition,
+    grad: torch.Tensor,
+    start: int,
+    *,
+    dropout_seed: int | None = None,
+    p: float = 0.0,
+    base: torch.Tensor | None = None,
+    scaled_theta: torch.Tensor | None = None,
+):
     """Σ_{i in group j} mask_i ∇w_i in float32 (shape (d,)); with ``base``, also W0 + ΔW built from the same ids.
 
     Returns ``sums`` or ``(sums, weight)`` (weight contiguous, in base's dtype). Multiply by P's non-zeros
@@ -405,9 +501,16 @@ def _group_sums(partition, grad, start, *, dropout_seed=None, p=0.0, base=None, 
         weight = torch.empty(base.shape, dtype=base.dtype, device=base.device)
     with _on(grad.device):
         _reduce_kernel[_grid(grad.numel())](
-            grad, sums, base.contiguous() if base is not None else grad, weight if base is not None else grad,
-            grad.numel(), **_partition_args(partition, start), **_dropout_args(dropout_seed, p),
-            WRITE_WEIGHT=base is not None, PAIRED=_paired_atomics(grad.device), BLOCK_SIZE=BLOCK,
+            grad,
+            sums,
+            base.contiguous() if base is not None else grad,
+            weight if base is not None else grad,
+            grad.numel(),
+            **_partition_args(partition, start),
+            **_dropout_args(dropout_seed, p),
+            WRITE_WEIGHT=base is not None,
+            PAIRED=_paired_atomics(grad.device),
+            BLOCK_SIZE=BLOCK,
         )
     return sums if base is None else (sums[:, 0], weight)
 
@@ -447,7 +550,9 @@ def layer_tensor(layer, scaled_theta: torch.Tensor, name: str, dropout_seed: int
     base = getattr(layer.base_layer, name)
     start = dict(layer._adapted())[name]
     p = layer.adapter.config.dropout
-    return _Build.apply(scaled_theta, layer.adapter.partition, start, base if with_base else None, base, dropout_seed, p)
+    return _Build.apply(
+        scaled_theta, layer.adapter.partition, start, base if with_base else None, base, dropout_seed, p
+    )
 
 
 class AdaptedLinear(torch.autograd.Function):
@@ -464,7 +569,9 @@ class AdaptedLinear(torch.autograd.Function):
         adapter, base_layer = layer.adapter, layer.base_layer
         scaled = theta * adapter.scale
         options = dict(dropout_seed=dropout_seed, p=adapter.config.dropout)
-        weight = build(adapter.partition, scaled, layer.weight_start, base_layer.weight, like=base_layer.weight, **options)
+        weight = build(
+            adapter.partition, scaled, layer.weight_start, base_layer.weight, like=base_layer.weight, **options
+        )
         bias = base_layer.bias
         if layer.bias_start is not None:
             bias = build(adapter.partition, scaled, layer.bias_start, bias, like=bias, **options)
@@ -486,8 +593,14 @@ class AdaptedLinear(torch.autograd.Function):
         grad_weight = x_2d.t() @ grad_out_2d if _is_hf_conv1d(base_layer) else grad_out_2d.t() @ x_2d
         grad_x = None
         if ctx.needs_input_grad[0]:
-            sums, weight = group_sums(adapter.partition, grad_weight, layer.weight_start, base=base_layer.weight,
-                                      scaled_theta=theta * adapter.scale, **options)
+            sums, weight = group_sums(
+                adapter.partition,
+                grad_weight,
+                layer.weight_start,
+                base=base_layer.weight,
+                scaled_theta=theta * adapter.scale,
+                **options,
+            )
             del grad_weight
             grad_x = (grad_out @ _out_in(layer, weight).to(compute_dtype)).to(x.dtype)
             del weight

@@ -23,8 +23,12 @@ def build_projection(config: GPartConfig, targets: list[tuple[str, nn.Module]], 
     """The projection for ``config`` over the adapted space that ``layout`` (from ``gpart.model._layout``) lays out."""
     device = targets[0][1].weight.device
     if config.projection == "fastfood":
-        starts = [start for _, _, weight_start, bias_start in layout for start in (weight_start, bias_start)
-                  if start is not None]
+        starts = [
+            start
+            for _, _, weight_start, bias_start in layout
+            for start in (weight_start, bias_start)
+            if start is not None
+        ]
         return FastfoodProjection(size, config.d, seed=config.seed, isometric=config.isometric, slice_starts=starts)
 
     def grouping(block_size: int, d: int, seed: int, segments: list[tuple[int, int, int]]):
@@ -34,8 +38,10 @@ def build_projection(config: GPartConfig, targets: list[tuple[str, nn.Module]], 
         return Partition(block_size, d, seed=seed, assignment=config.assignment, isometric=config.isometric)
 
     if config.partition_scope == "transformer_block":
-        ranges = [(name, weight_start, _range_length(module, bias_start))
-                  for (name, module), (_, _, weight_start, bias_start) in zip(targets, layout)]
+        ranges = [
+            (name, weight_start, _range_length(module, bias_start))
+            for (name, module), (_, _, weight_start, bias_start) in zip(targets, layout)
+        ]
         return block_partition(ranges, config.d, config.seed, grouping)
     return grouping(size, config.d, config.seed, [(0, size, 0)])
 
@@ -52,6 +58,6 @@ def _adapted_values(targets, layout, start: int, length: int) -> torch.Tensor:
         for tensor_start, tensor in tensors:
             lo, hi = max(start, tensor_start), min(start + length, tensor_start + tensor.numel())
             if lo < hi:
-                flat = tensor.detach().reshape(-1)[lo - tensor_start: hi - tensor_start]
+                flat = tensor.detach().reshape(-1)[lo - tensor_start : hi - tensor_start]
                 pieces.append(flat.float().cpu())
     return torch.cat(pieces)

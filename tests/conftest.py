@@ -1,4 +1,5 @@
 """Shared test fixtures (keep small): offline env, the shared data folder, and composing runner configs."""
+
 from __future__ import annotations
 
 import os
@@ -31,6 +32,8 @@ def pytest_configure(config):
     import torch
 
     torch.set_num_threads(int(threads))
+
+
 CONFIGS = REPO / "configs"
 SHARED_DATA = shared_data_dir()
 

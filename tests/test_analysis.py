@@ -1,6 +1,7 @@
 """Properties of the analyses: GPart's update map is an isometry (σ = 1, or √n_j unnormalised), LoRA's is rank-
 deficient at B = 0 and has the bilinear gauge's rank elsewhere, J and Jᵀ are adjoint, the landscape recovers a
 quadratic's curvature, and `python -m experiments.analysis` writes figure + data + command from real run records."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,8 +13,13 @@ from transformers import RobertaConfig, RobertaForSequenceClassification
 
 from experiments.analysis import landscape
 from experiments.analysis.__main__ import main as analysis_main
-from experiments.analysis.update_map import (UpdateMap, gram_singular_values, lanczos_singular_values, measure,
-                                             unit_directions)
+from experiments.analysis.update_map import (
+    UpdateMap,
+    gram_singular_values,
+    lanczos_singular_values,
+    measure,
+    unit_directions,
+)
 from gpart import GPartConfig, apply_gpart, find_adapter
 
 HIDDEN, LAYERS = 16, 2  # q,v adapted: N = 2 * 2 * 16 * 16 = 1024
@@ -21,14 +27,25 @@ HIDDEN, LAYERS = 16, 2  # q,v adapted: N = 2 * 2 * 16 * 16 = 1024
 
 def tiny_roberta() -> nn.Module:
     torch.manual_seed(0)
-    config = RobertaConfig(vocab_size=50, hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=2,
-                           intermediate_size=32, max_position_embeddings=20, num_labels=2)
+    config = RobertaConfig(
+        vocab_size=50,
+        hidden_size=HIDDEN,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=20,
+        num_labels=2,
+    )
     return RobertaForSequenceClassification(config).double()
 
 
 def gpart_model(d: int, isometric: bool = True, bias: str = "none") -> nn.Module:
-    model = apply_gpart(tiny_roberta(), GPartConfig(d=d, target_modules=["query", "value"], isometric=isometric,
-                                                    bias=bias, trainable_modules=["classifier"]))
+    model = apply_gpart(
+        tiny_roberta(),
+        GPartConfig(
+            d=d, target_modules=["query", "value"], isometric=isometric, bias=bias, trainable_modules=["classifier"]
+        ),
+    )
     with torch.no_grad():
         find_adapter(model).theta.normal_(generator=torch.Generator().manual_seed(1))
     return model.double()
@@ -37,8 +54,10 @@ def gpart_model(d: int, isometric: bool = True, bias: str = "none") -> nn.Module
 def lora_model(rank: int, trained: bool) -> nn.Module:
     from peft import LoraConfig, get_peft_model
 
-    model = get_peft_model(tiny_roberta(), LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=["query", "value"],
-                                                      modules_to_save=["classifier"]))
+    model = get_peft_model(
+        tiny_roberta(),
+        LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=["query", "value"], modules_to_save=["classifier"]),
+    )
     if trained:
         generator = torch.Generator().manual_seed(2)
         with torch.no_grad():
@@ -175,15 +194,47 @@ def test_bad_arguments_are_named(tmp_path, capsys):
 def test_cli_on_real_runs_writes_figures_data_and_command(compose, glue_dir, tmp_path):
     from experiments import run as runner
 
-    common = ["model=tiny-roberta", "task=glue/sst2", f"task.data_dir={glue_dir}", "task.train_subset=48",
-              "task.validation_min_rows=8", "task.test_subset=16", "task.max_length=16", "trainer.epochs=1",
-              "trainer.batch_size=16", "trainer.save_checkpoints=false", f"paths.root={tmp_path}", "logger=none"]
+    common = [
+        "model=tiny-roberta",
+        "task=glue/sst2",
+        f"task.data_dir={glue_dir}",
+        "task.train_subset=48",
+        "task.validation_min_rows=8",
+        "task.test_subset=16",
+        "task.max_length=16",
+        "trainer.epochs=1",
+        "trainer.batch_size=16",
+        "trainer.save_checkpoints=false",
+        f"paths.root={tmp_path}",
+        "logger=none",
+    ]
     runner.run(compose(["method=gpart", "method.config.d=64", *common]))
     runner.run(compose(["method=unilora", "method.config.theta_d_length=64", *common]))
     runner.run(compose(["method=full", *common]))  # no adapter map: skipped, not a crash
     out = tmp_path / "analysis"
-    assert analysis_main(["--runs", str(tmp_path / "runs"), "--out", str(out), "--directions", "8", "--grid", "3",
-                          "--batches", "1", "--batch-size", "8", "--lanczos-steps", "8", "--exact-limit", "64"]) == 0
+    assert (
+        analysis_main(
+            [
+                "--runs",
+                str(tmp_path / "runs"),
+                "--out",
+                str(out),
+                "--directions",
+                "8",
+                "--grid",
+                "3",
+                "--batches",
+                "1",
+                "--batch-size",
+                "8",
+                "--lanczos-steps",
+                "8",
+                "--exact-limit",
+                "64",
+            ]
+        )
+        == 0
+    )
     for name in ("distortion-tiny-roberta-sst2", "landscape-tiny-roberta-sst2", "theta-tiny-roberta-sst2"):
         for suffix in (".png", ".csv", ".cmd.txt"):
             assert (out / f"{name}{suffix}").stat().st_size > 0, name + suffix
@@ -222,12 +273,25 @@ def test_landscape_runs_are_each_methods_main_budget_and_labels_name_a_variant_o
     from experiments.analysis.runs import Run, main_budget
 
     def run(method, params, seed, options=None):
-        record = {"method": method, "model": "minilm-l6", "task": "sst2", "trainable_params": params, "seed": seed,
-                  "config": {"method": {"config": options or {}}}}
+        record = {
+            "method": method,
+            "model": "minilm-l6",
+            "task": "sst2",
+            "trainable_params": params,
+            "seed": seed,
+            "config": {"method": {"config": options or {}}},
+        }
         return Run(record, None)
 
-    runs = [run("GPart", d, s) for d, seeds in ((288, (1, 2, 3)), (2880, (1, 2, 3, 4, 5)), (28800, (1, 2, 3)))
-            for s in seeds] + [run("Uni-LoRA", 28800, s) for s in (2, 3)] + [run("Uni-LoRA", 2880, 3)]
+    runs = (
+        [
+            run("GPart", d, s)
+            for d, seeds in ((288, (1, 2, 3)), (2880, (1, 2, 3, 4, 5)), (28800, (1, 2, 3)))
+            for s in seeds
+        ]
+        + [run("Uni-LoRA", 28800, s) for s in (2, 3)]
+        + [run("Uni-LoRA", 2880, 3)]
+    )
     chosen = {r.label: (r.record["trainable_params"], r.record["seed"]) for r in main_budget(runs)}
     assert chosen == {"GPart": (2880, 1), "Uni-LoRA": (28800, 2)}
     assert run("GPart (balanced)", 2880, 1, {"assignment": "balanced"}).label == "GPart (balanced)"

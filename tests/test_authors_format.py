@@ -8,13 +8,13 @@ import shutil
 import pytest
 import torch
 from safetensors.torch import load_file
+from test_gpart_golden import CASES, GOLDEN, LOGIT_TOLERANCE, adapted_model, base_model, logits_of
+from test_gpart_variants import make
 
 from gpart import find_adapter, load_adapter, save_adapter
 from gpart.authors_format import config_from_authors, config_to_authors
 from gpart.convert import main as convert_main
 from gpart.convert import to_authors
-from test_gpart_golden import CASES, GOLDEN, LOGIT_TOLERANCE, adapted_model, base_model, logits_of
-from test_gpart_variants import make
 
 AUTHORS_DIR = GOLDEN / "adapter-with-head.authors-adapter"
 
@@ -26,9 +26,17 @@ def authors_config() -> dict:
 def test_their_config_translates_field_by_field():
     ours = config_from_authors(authors_config())
     assert ours == {
-        "d": 150, "target_modules": ["query", "value"], "isometric": True, "init_bound": 0.0,
-        "partition_scope": "global", "seed": 6, "dropout": 0.0, "projection": "partition", "grouping": "random",
-        "bias": "none", "trainable_modules": ["classifier"],
+        "d": 150,
+        "target_modules": ["query", "value"],
+        "isometric": True,
+        "init_bound": 0.0,
+        "partition_scope": "global",
+        "seed": 6,
+        "dropout": 0.0,
+        "projection": "partition",
+        "grouping": "random",
+        "bias": "none",
+        "trainable_modules": ["classifier"],
     }
 
 
@@ -42,8 +50,9 @@ def test_an_adapter_saved_here_exports_to_their_layout(tmp_path):
     original = authors_config()
     assert set(exported) == set(original)
     metadata_fields = {"auto_mapping", "base_model_name_or_path", "peft_version"}  # who saved it, not what it is
-    assert {k: v for k, v in exported.items() if k not in metadata_fields} == \
-           {k: v for k, v in original.items() if k not in metadata_fields}
+    assert {k: v for k, v in exported.items() if k not in metadata_fields} == {
+        k: v for k, v in original.items() if k not in metadata_fields
+    }
     theirs = load_file(AUTHORS_DIR / "adapter_model.safetensors")
     ours = load_file(tmp_path / "theirs" / "adapter_model.safetensors")
     assert set(ours) == set(theirs) and all(torch.equal(ours[k], theirs[k]) for k in theirs)
@@ -60,14 +69,21 @@ def test_exported_variant_adapters_load_back_with_the_same_logits(tmp_path, case
     assert (logits_of(fresh, data) - data["logits"]).abs().max() <= LOGIT_TOLERANCE
 
 
-@pytest.mark.parametrize("change,message", [
-    ({"assignment_backend": "materialized"},
-     "assignment_backend='materialized' with grouping_strategy='random' .* allowed: 'stateless'"),
-    ({"grouping_strategy": "signed_magnitude"},
-     "assignment_backend='stateless' with grouping_strategy='signed_magnitude' .* allowed: 'materialized'"),
-    ({"layers_to_transform": [0]}, r"layers_to_transform=\[0\] in the authors' config is not supported"),
-    ({"bias": "some"}, "bias='some' in the authors' config; allowed: 'none', 'all', 'gpart_only'"),
-])
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (
+            {"assignment_backend": "materialized"},
+            "assignment_backend='materialized' with grouping_strategy='random' .* allowed: 'stateless'",
+        ),
+        (
+            {"grouping_strategy": "signed_magnitude"},
+            "assignment_backend='stateless' with grouping_strategy='signed_magnitude' .* allowed: 'materialized'",
+        ),
+        ({"layers_to_transform": [0]}, r"layers_to_transform=\[0\] in the authors' config is not supported"),
+        ({"bias": "some"}, "bias='some' in the authors' config; allowed: 'none', 'all', 'gpart_only'"),
+    ],
+)
 def test_their_configs_we_cannot_reproduce_are_refused_by_name(tmp_path, change, message):
     shutil.copytree(AUTHORS_DIR, tmp_path / "adapter")
     (tmp_path / "adapter" / "adapter_config.json").write_text(json.dumps({**authors_config(), **change}))

@@ -1,5 +1,6 @@
 """Tied-LoRA, LoRA-XS and CondLoRA (baselines/): each equals its paper's dense ΔW, trains only its own tensors,
 has the parameter count of paper_glue.csv, and restores from what the registry saves."""
+
 from __future__ import annotations
 
 import pytest
@@ -91,10 +92,14 @@ def test_lora_xs_bases_are_the_top_r_truncated_svd_of_the_pretrained_weight():
     torch.testing.assert_close(module.svd_b.T @ module.svd_b, torch.eye(3), atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("apply,tolerance", [
-    (baselines.apply_tied_lora, 1e-6), (baselines.apply_condlora, 1e-6),
-    (baselines.apply_lora_xs, 1e-3),  # the authors start R at N(0, 1e-5²), not at zero: near, not at, W0
-])
+@pytest.mark.parametrize(
+    "apply,tolerance",
+    [
+        (baselines.apply_tied_lora, 1e-6),
+        (baselines.apply_condlora, 1e-6),
+        (baselines.apply_lora_xs, 1e-3),  # the authors start R at N(0, 1e-5²), not at zero: near, not at, W0
+    ],
+)
 def test_a_fresh_adapter_starts_at_the_pretrained_model(apply, tolerance):
     base = blocks()
     x = torch.randn(4, 12)
@@ -144,9 +149,17 @@ def test_bad_input_names_the_argument():
 
 def tiny_roberta(seed=0):
     torch.manual_seed(seed)
-    return RobertaForSequenceClassification(RobertaConfig(vocab_size=40, hidden_size=16, num_hidden_layers=2,
-                                                          num_attention_heads=2, intermediate_size=32,
-                                                          max_position_embeddings=20, num_labels=2)).eval()
+    return RobertaForSequenceClassification(
+        RobertaConfig(
+            vocab_size=40,
+            hidden_size=16,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=32,
+            max_position_embeddings=20,
+            num_labels=2,
+        )
+    ).eval()
 
 
 @pytest.mark.parametrize("method", ["tied_lora", "lora_xs", "condlora"])

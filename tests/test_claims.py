@@ -1,13 +1,14 @@
 """experiments/report/claims.py through `make tables`: fixture records built so that every claim gets each verdict."""
+
 from __future__ import annotations
 
 import math
 
 import pandas as pd
 import pytest
+from test_tables_fixtures import make_record, write_record
 
 from experiments.report import claims, loading, rendering, tables
-from test_tables_fixtures import make_record, write_record
 
 TASKS = ("sst2", "mrpc", "rte")
 SEEDS = (0, 1, 2)
@@ -18,12 +19,27 @@ JITTER = {(t, s): 0.1 * ((3 * i + s) % 5 - 2) for i, t in enumerate(TASKS) for s
 
 # Each arm's score minus GPart's (at d = 2,880), per scenario: each scenario forces one verdict on every claim.
 SCENARIOS = {
-    "supported": {"Uni-LoRA": -2.0, "LoRA": 0.3, "GPart (non-isometric)": -3.0, "small_d": -4.0,
-                  "GPart (balanced)": 0.0},
-    "contradicted": {"Uni-LoRA": 2.0, "LoRA": 5.0, "GPart (non-isometric)": 3.0, "small_d": 4.0,
-                     "GPart (balanced)": 8.0},
-    "inconclusive": {"Uni-LoRA": "noise", "LoRA": "noise+1", "GPart (non-isometric)": "noise", "small_d": "noise",
-                     "GPart (balanced)": "spread"},
+    "supported": {
+        "Uni-LoRA": -2.0,
+        "LoRA": 0.3,
+        "GPart (non-isometric)": -3.0,
+        "small_d": -4.0,
+        "GPart (balanced)": 0.0,
+    },
+    "contradicted": {
+        "Uni-LoRA": 2.0,
+        "LoRA": 5.0,
+        "GPart (non-isometric)": 3.0,
+        "small_d": 4.0,
+        "GPart (balanced)": 8.0,
+    },
+    "inconclusive": {
+        "Uni-LoRA": "noise",
+        "LoRA": "noise+1",
+        "GPart (non-isometric)": "noise",
+        "small_d": "noise",
+        "GPart (balanced)": "spread",
+    },
 }
 
 
@@ -45,9 +61,19 @@ def write_scenario(runs, name: str) -> None:
         for seed in SEEDS:
             gpart = 70.0 + 5 * i + SEED_EFFECT[seed] + JITTER[(task, seed)]
 
-            def add(method, points, params, model="minilm-l6"):
-                write_record(runs, make_record(method, task, seed, points / 100, model=model, trainable_params=params,
-                                               config={"method.d": params}))  # one run id per budget
+            def add(method, points, params, model="minilm-l6", task=task, seed=seed):
+                write_record(
+                    runs,
+                    make_record(
+                        method,
+                        task,
+                        seed,
+                        points / 100,
+                        model=model,
+                        trainable_params=params,
+                        config={"method.d": params},
+                    ),
+                )  # one run id per budget
 
             add("GPart", gpart, D)
             add("Uni-LoRA", gpart + offset(rules["Uni-LoRA"], task, seed), D)
@@ -62,8 +88,12 @@ def write_scenario(runs, name: str) -> None:
 
 def run_claims(tmp_path, name: str) -> pd.DataFrame:
     write_scenario(tmp_path / name / "runs", name)
-    assert tables.main(["--runs", str(tmp_path / name / "runs"), "--out", str(tmp_path / name), "--only-with-runs",
-                        "--no-figures"]) == 0
+    assert (
+        tables.main(
+            ["--runs", str(tmp_path / name / "runs"), "--out", str(tmp_path / name), "--only-with-runs", "--no-figures"]
+        )
+        == 0
+    )
     return pd.read_csv(tmp_path / name / "tables" / "claims-glue-minilm-l6.csv")
 
 
@@ -110,7 +140,9 @@ def test_interval_is_the_student_t_interval_of_the_pairs():
 
 def test_no_claims_file_without_gpart_runs(tmp_path):
     write_record(tmp_path / "runs", make_record("LoRA", "sst2", 0, 0.9))
-    assert tables.main(["--runs", str(tmp_path / "runs"), "--out", str(tmp_path), "--only-with-runs", "--no-figures"]) == 0
+    assert (
+        tables.main(["--runs", str(tmp_path / "runs"), "--out", str(tmp_path), "--only-with-runs", "--no-figures"]) == 0
+    )
     assert not list((tmp_path / "tables").glob("claims-*"))
 
 

@@ -1,18 +1,20 @@
 """Every method and GLUE experiment config composes, resolves and says where its numbers come from."""
+
 from __future__ import annotations
 
 import csv
 import re
 
 import pytest
+from conftest import CONFIGS, REPO
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf import OmegaConf
 
-from conftest import CONFIGS, REPO
-
 METHOD_FILES = sorted(p.stem for p in (CONFIGS / "method").glob("*.yaml"))
-EXPERIMENTS = sorted(p.relative_to(CONFIGS / "experiment").with_suffix("").as_posix()
-                     for p in (CONFIGS / "experiment" / "glue").rglob("*.yaml"))
+EXPERIMENTS = sorted(
+    p.relative_to(CONFIGS / "experiment").with_suffix("").as_posix()
+    for p in (CONFIGS / "experiment" / "glue").rglob("*.yaml")
+)
 PAPER_GLUE = REPO.parent / "shared" / "reference" / "paper_glue.csv"
 
 
@@ -24,7 +26,9 @@ def paper_methods() -> set[str]:
 
 
 def test_the_paper_methods_and_both_glue_tables_exist():
-    assert {"gpart", "lora", "unilora", "full", "vera", "vblora", "fourierft", "bitfit", "head_only"} <= set(METHOD_FILES)
+    assert {"gpart", "lora", "unilora", "full", "vera", "vblora", "fourierft", "bitfit", "head_only"} <= set(
+        METHOD_FILES
+    )
     for size in ("base", "large"):
         for method in ("gpart", "lora", "unilora", "vera", "vblora", "fourierft", "full", "bitfit", "head_only"):
             for task in ("sst2", "mrpc", "cola", "qnli", "rte", "stsb"):
@@ -33,9 +37,12 @@ def test_the_paper_methods_and_both_glue_tables_exist():
 
 def test_the_baselines_glue_files_exist_where_a_paper_row_or_setting_does():
     """Tied-LoRA base+large and LoRA-XS large (paper_glue.csv rows), CondLoRA base (its own repo's GLUE scripts)."""
-    expected = {f"glue/{size}/{method}-{task}" for method, sizes in
-                (("tied_lora", ("base", "large")), ("lora_xs", ("large",)), ("condlora", ("base",)))
-                for size in sizes for task in ("sst2", "mrpc", "cola", "qnli", "rte", "stsb")}
+    expected = {
+        f"glue/{size}/{method}-{task}"
+        for method, sizes in (("tied_lora", ("base", "large")), ("lora_xs", ("large",)), ("condlora", ("base",)))
+        for size in sizes
+        for task in ("sst2", "mrpc", "cola", "qnli", "rte", "stsb")
+    }
     found = {e for e in EXPERIMENTS if e.rsplit("/", 1)[1].rsplit("-", 1)[0] in ("tied_lora", "lora_xs", "condlora")}
     assert found == expected and len(found) == 24
     check_experiments(sorted(found))
@@ -68,9 +75,14 @@ def check_experiments(experiments: list[str]) -> None:
 
 
 def test_a_glue_experiment_per_method_and_per_task_composes():
-    subset = sorted({f"glue/base/{m}-sst2" for m in METHOD_FILES if f"glue/base/{m}-sst2" in EXPERIMENTS}
-                    | {f"glue/{size}/gpart-{t}" for size in ("base", "large")
-                       for t in ("sst2", "mrpc", "cola", "qnli", "rte", "stsb")})
+    subset = sorted(
+        {f"glue/base/{m}-sst2" for m in METHOD_FILES if f"glue/base/{m}-sst2" in EXPERIMENTS}
+        | {
+            f"glue/{size}/gpart-{t}"
+            for size in ("base", "large")
+            for t in ("sst2", "mrpc", "cola", "qnli", "rte", "stsb")
+        }
+    )
     check_experiments(subset)
 
 
@@ -83,8 +95,9 @@ def test_every_glue_experiment_composes():
 def test_every_experiment_value_cites_setup_md(experiment):
     """Deltas only, each value with its source comment (house rule: never invent a number)."""
     text = (CONFIGS / "experiment" / f"{experiment}.yaml").read_text()
-    values = [line for line in text.splitlines()
-              if re.match(r"^\s+\w+:\s*\S", line) and not line.strip().startswith("-")]
+    values = [
+        line for line in text.splitlines() if re.match(r"^\s+\w+:\s*\S", line) and not line.strip().startswith("-")
+    ]
     assert values, f"{experiment} changes nothing"
     for line in values:
         assert "setup.md" in line, f"{experiment}: value without a source comment: {line.strip()!r}"

@@ -1,5 +1,6 @@
 """The installed libraries meet the floors the code relies on; a too-old transformers is refused with a clear message
 (pyproject.toml and experiments/runner/dependencies.py state the same floor)."""
+
 from __future__ import annotations
 
 import re
@@ -26,7 +27,8 @@ def test_installed_transformers_meets_the_floor():
     assert Version(transformers.__version__) >= Version(floor), (
         f"transformers {transformers.__version__} is installed but pyproject.toml requires >={floor} (ViT "
         f"q_proj/v_proj, 4.x checkpoint conversion, from_pretrained(dtype=)); run "
-        f"`pip install -U 'transformers>={floor}'`")
+        f"`pip install -U 'transformers>={floor}'`"
+    )
 
 
 def test_installed_peft_meets_the_floor_transformers_5_needs():
@@ -36,7 +38,8 @@ def test_installed_peft_meets_the_floor_transformers_5_needs():
     assert Version(floor) >= Version("0.18.1")
     assert Version(peft.__version__) >= Version(floor), (
         f"peft {peft.__version__} is installed but transformers 5 needs peft>={floor}; run "
-        f"`pip install -U 'peft>={floor}'`")
+        f"`pip install -U 'peft>={floor}'`"
+    )
 
 
 def test_pyproject_and_the_runtime_check_state_the_same_floor():
@@ -47,14 +50,22 @@ def test_pyproject_and_the_runtime_check_state_the_same_floor():
 def test_an_older_transformers_is_refused_with_the_fix(old):
     with pytest.raises(ImportError, match=rf"transformers {re.escape(old)} is installed.*>=5\.9\.0.*q_proj"):
         check_transformers(old)
-    check_transformers(MIN_TRANSFORMERS)   # the floor itself passes
+    check_transformers(MIN_TRANSFORMERS)  # the floor itself passes
 
 
 def test_vit_names_the_projections_the_configs_target():
     """What the floor buys: transformers' ViT has q_proj / v_proj (4.x: attention.attention.query / value)."""
     from transformers import ViTConfig, ViTForImageClassification
 
-    model = ViTForImageClassification(ViTConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                                                intermediate_size=32, image_size=32, patch_size=8))
+    model = ViTForImageClassification(
+        ViTConfig(
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+            image_size=32,
+            patch_size=8,
+        )
+    )
     names = dict(model.named_modules())
     assert "vit.layers.0.attention.q_proj" in names and "vit.layers.0.attention.v_proj" in names

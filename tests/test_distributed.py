@@ -1,6 +1,7 @@
 """Data-parallel runs (experiments/runner/distributed.py): the batch split and rank-0 rules (fast), and real two-process
 gloo runs under torchrun (slow): DDP trains like one process with the same global batch, a killed rank fails the
 job and the rerun resumes, and the math evaluation split over ranks gives one process's predictions."""
+
 from __future__ import annotations
 
 import json
@@ -20,17 +21,30 @@ REPO = Path(__file__).resolve().parents[1]
 TORCHRUN = str(Path(sys.executable).parent / "torchrun")
 # No dropout and 320 training rows (620 minus the 300 held out), a multiple of the global batch 32: the two-process
 # run then sees exactly the batches of the one-process run, so only float summation order separates them.
-EXACT = ["experiment=glue/base/gpart-sst2", "model=tiny-roberta", "method.config.d=100", "task.train_subset=620",
-         "trainer.epochs=2", "seed=1", "method.config.dropout=0", "+model.random_init.hidden_dropout_prob=0",
-         "+model.random_init.attention_probs_dropout_prob=0"]
+EXACT = [
+    "experiment=glue/base/gpart-sst2",
+    "model=tiny-roberta",
+    "method.config.d=100",
+    "task.train_subset=620",
+    "trainer.epochs=2",
+    "seed=1",
+    "method.config.dropout=0",
+    "+model.random_init.hidden_dropout_prob=0",
+    "+model.random_init.attention_probs_dropout_prob=0",
+]
 
 
 # -- fast: the batch split and Hydra's files ---------------------------------------------------------------------------
-@pytest.mark.parametrize("batch, accum, processes, expected", [
-    (32, 1, 1, (32, 1)), (32, 1, 2, (16, 1)), (32, 1, 8, (4, 1)),       # GLUE: per-device batch shrinks
-    (4, 16, 8, (4, 2)),                                                    # math: accumulation shrinks first
-    (64, 4, 8, (32, 1)),                                                   # vision: both
-])
+@pytest.mark.parametrize(
+    "batch, accum, processes, expected",
+    [
+        (32, 1, 1, (32, 1)),
+        (32, 1, 2, (16, 1)),
+        (32, 1, 8, (4, 1)),  # GLUE: per-device batch shrinks
+        (4, 16, 8, (4, 2)),  # math: accumulation shrinks first
+        (64, 4, 8, (32, 1)),  # vision: both
+    ],
+)
 def test_the_global_batch_is_kept(batch, accum, processes, expected):
     per_device, accumulation = split_global_batch(batch, accum, processes)
     assert (per_device, accumulation) == expected
@@ -81,8 +95,14 @@ def test_resume_skips_a_checkpoint_killed_while_being_written(tmp_path):
 
 # -- slow: two gloo processes ------------------------------------------------------------------------------------------
 def environment(tmp: Path) -> dict:
-    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled",
-            "HF_HUB_OFFLINE": "1", "GPART_HYDRA_DIR": str(tmp / "hydra")}
+    return {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "OMP_NUM_THREADS": "1",
+        "WANDB_MODE": "disabled",
+        "HF_HUB_OFFLINE": "1",
+        "GPART_HYDRA_DIR": str(tmp / "hydra"),
+    }
 
 
 def runner_command(args: list[str], root: Path, processes: int) -> list[str]:
@@ -92,8 +112,9 @@ def runner_command(args: list[str], root: Path, processes: int) -> list[str]:
 
 def run_runner(args, root: Path, processes: int, tmp: Path, glue_dir: Path) -> subprocess.CompletedProcess:
     env = {**environment(tmp), "GLUE_DIR": str(glue_dir)}
-    done = subprocess.run(runner_command(args, root, processes), cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=900)
+    done = subprocess.run(
+        runner_command(args, root, processes), cwd=REPO, env=env, capture_output=True, text=True, timeout=900
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return done
 
@@ -122,13 +143,13 @@ def one_and_two(tmp_path_factory, glue_dir):
 @pytest.mark.slow
 def test_two_processes_share_the_data_and_keep_one_copy_of_theta(one_and_two):
     one, two = only_record(one_and_two / "one"), only_record(one_and_two / "two")
-    assert two["status"] == "finished" and two["run_id"] == one["run_id"]      # world size is not in the run id
+    assert two["status"] == "finished" and two["run_id"] == one["run_id"]  # world size is not in the run id
     launch = two["distributed"]
     assert (launch["world_size"], launch["parallel_mode"], launch["backend"]) == (2, "distributed", "gloo")
     assert (launch["per_device_batch_size"], launch["global_batch_size"]) == (16, 32)
     (alone,), ranks = one["distributed"]["per_rank"], launch["per_rank"]
     assert len(ranks) == 2
-    for share in ranks:                       # each rank: every optimizer step, on half of every batch
+    for share in ranks:  # each rank: every optimizer step, on half of every batch
         assert share["micro_batches"] == alone["micro_batches"] == 20
         assert share["examples"] * 2 == alone["examples"] == 640
     assert ranks[0]["trainable_sha256"] == ranks[1]["trainable_sha256"] is not None
@@ -137,7 +158,7 @@ def test_two_processes_share_the_data_and_keep_one_copy_of_theta(one_and_two):
 @pytest.mark.slow
 def test_rank_zero_alone_writes_one_record_one_adapter_and_hydra_files(one_and_two):
     run_dir = next((one_and_two / "two" / "runs").iterdir())
-    assert sorted(p.name for p in run_dir.iterdir()) == ["adapter", "record.json"]   # no staging folders left
+    assert sorted(p.name for p in run_dir.iterdir()) == ["adapter", "record.json"]  # no staging folders left
     assert len(list((one_and_two / "hydra").rglob(".hydra"))) == 1
 
 
@@ -148,10 +169,10 @@ def test_two_processes_train_like_one_with_the_same_global_batch(one_and_two):
         assert mine["step"] == theirs["step"]
         assert mine["train_loss"] == pytest.approx(theirs["train_loss"], rel=1e-5)
         assert mine["validation"]["accuracy"] == theirs["validation"]["accuracy"]
-    assert two["test_metric"] == one["test_metric"]             # exactly: same predictions
+    assert two["test_metric"] == one["test_metric"]  # exactly: same predictions
     ddp, single = adapter_tensors(one_and_two / "two"), adapter_tensors(one_and_two / "one")
     assert ddp.keys() == single.keys()
-    for name in ddp:      # float summation order only (measured max |Δθ| 1.3e-8 for |θ| up to 0.025)
+    for name in ddp:  # float summation order only (measured max |Δθ| 1.3e-8 for |θ| up to 0.025)
         torch.testing.assert_close(ddp[name], single[name], atol=1e-6, rtol=1e-5)
 
 
@@ -168,12 +189,13 @@ def rank_process(launcher: subprocess.Popen, rank: int):
 
 
 def start_and_wait_for_first_epoch(command: list[str], root: Path, env: dict) -> subprocess.Popen:
-    launcher = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                text=True)
+    launcher = subprocess.Popen(
+        command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.time() + 600
     while time.time() < deadline:
         records = list(root.glob("runs/*/record.json"))
-        checkpoints = list(root.glob("runs/*/checkpoints/checkpoint-*/trainer_state.json"))   # written last
+        checkpoints = list(root.glob("runs/*/checkpoints/checkpoint-*/trainer_state.json"))  # written last
         if records and json.loads(records[0].read_text())["epochs"] and checkpoints:
             return launcher
         assert launcher.poll() is None, launcher.stderr.read()[-3000:]
@@ -193,11 +215,11 @@ def test_a_killed_rank_fails_the_job_cleanly_and_the_rerun_resumes(tmp_path, glu
     killed_at = time.time()
     victim.send_signal(signal.SIGKILL)
     _, stderr = launcher.communicate(timeout=180)
-    assert launcher.returncode != 0                                     # the job fails ...
-    assert time.time() - killed_at < 120                                # ... promptly, no rank left waiting
+    assert launcher.returncode != 0  # the job fails ...
+    assert time.time() - killed_at < 120  # ... promptly, no rank left waiting
     assert "FAILED" in stderr or "Signals.SIGKILL" in stderr
     interrupted = only_record(root)
-    assert interrupted["status"] == "failed" and 1 <= len(interrupted["epochs"]) < 8   # rank 0 saw its peer go
+    assert interrupted["status"] == "failed" and 1 <= len(interrupted["epochs"]) < 8  # rank 0 saw its peer go
 
     rerun = run_runner(args, root, 2, tmp_path, glue_dir)
     finished = only_record(root)
@@ -205,7 +227,7 @@ def test_a_killed_rank_fails_the_job_cleanly_and_the_rerun_resumes(tmp_path, glu
     assert finished["status"] == "finished"
     assert [e["epoch"] for e in finished["epochs"]] == list(range(1, 9))
     kept = interrupted["epochs"][0]
-    assert finished["epochs"][0] == kept                                # epoch 1 kept from before the kill
+    assert finished["epochs"][0] == kept  # epoch 1 kept from before the kill
 
 
 @pytest.mark.slow
@@ -222,17 +244,25 @@ def test_a_slurm_sweep_rehearsed_with_submitit_launches_writes_records_and_resum
     assert interrupted["status"] == "running"
 
     def sweep() -> dict:
-        command = [sys.executable, "-m", "experiments.run", "-m", "hydra/launcher=slurm_local", *args, "seed=1,2",
-                   f"paths.root={root}"]
+        command = [
+            sys.executable,
+            "-m",
+            "experiments.run",
+            "-m",
+            "hydra/launcher=slurm_local",
+            *args,
+            "seed=1,2",
+            f"paths.root={root}",
+        ]
         done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
         assert done.returncode == 0, done.stderr[-3000:]
         return {r["seed"]: r for r in map(lambda p: json.loads(p.read_text()), root.glob("runs/*/record.json"))}
 
     first = sweep()
     assert sorted(first) == [1, 2] and all(r["status"] == "finished" for r in first.values())
-    assert first[1]["started_at"] == interrupted["started_at"]          # resumed, not restarted
+    assert first[1]["started_at"] == interrupted["started_at"]  # resumed, not restarted
     assert first[1]["epochs"][0] == interrupted["epochs"][0]
-    assert len(list(tmp_path.glob("hydra/multirun/*/*/.submitit/*/*_result.pkl"))) == 2   # two submitit jobs ran
+    assert len(list(tmp_path.glob("hydra/multirun/*/*/.submitit/*/*_result.pkl"))) == 2  # two submitit jobs ran
     again = sweep()
     assert {s: r["finished_at"] for s, r in again.items()} == {s: r["finished_at"] for s, r in first.items()}
 
@@ -243,21 +273,25 @@ def test_math_evaluation_split_over_two_ranks_gives_one_process_predictions(tmp_
     env = environment(tmp_path)
     launchers = (("two.json", [TORCHRUN, "--standalone", "--nproc_per_node=2"]), ("one.json", [sys.executable]))
     for out, launcher in launchers:
-        done = subprocess.run([*launcher, script, str(tmp_path / out)], cwd=REPO, env=env, capture_output=True,
-                              text=True, timeout=600)
+        done = subprocess.run(
+            [*launcher, script, str(tmp_path / out)], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
+        )
         assert done.returncode == 0, done.stderr[-3000:]
     one, two = (json.loads((tmp_path / name).read_text()) for name in ("one.json", "two.json"))
-    assert one["problems_per_rank"] == [11] and two["problems_per_rank"] == [6, 5]   # batches of 3: 2 + 2 each
-    assert two["rows"] == one["rows"]                                   # every field of every problem, in order
+    assert one["problems_per_rank"] == [11] and two["problems_per_rank"] == [6, 5]  # batches of 3: 2 + 2 each
+    assert two["rows"] == one["rows"]  # every field of every problem, in order
     assert len({row["generation"] for row in one["rows"]}) > 1
 
 
-@pytest.mark.parametrize("argv,warned", [
-    (["accelerate", "launch", "--num_processes", "2", "-m", "experiments.run"], True),
-    (["accelerate", "launch", "--num_processes=4", "-m", "experiments.run"], True),
-    (["accelerate", "launch", "--num_processes", "1", "-m", "experiments.run"], False),
-    (["accelerate", "launch", "-m", "experiments.run"], False),
-])
+@pytest.mark.parametrize(
+    "argv,warned",
+    [
+        (["accelerate", "launch", "--num_processes", "2", "-m", "experiments.run"], True),
+        (["accelerate", "launch", "--num_processes=4", "-m", "experiments.run"], True),
+        (["accelerate", "launch", "--num_processes", "1", "-m", "experiments.run"], False),
+        (["accelerate", "launch", "-m", "experiments.run"], False),
+    ],
+)
 def test_accelerate_starting_one_process_of_several_is_said(monkeypatch, argv, warned):
     from experiments.runner.distributed import launcher_dropped_processes
 
@@ -268,4 +302,4 @@ def test_accelerate_starting_one_process_of_several_is_said(monkeypatch, argv, w
     if warned:
         assert "started ONE process" in message and "--multi_gpu" in message
     monkeypatch.delenv("ACCELERATE_USE_CPU")
-    assert launcher_dropped_processes(argv) is None   # not accelerate's launcher
+    assert launcher_dropped_processes(argv) is None  # not accelerate's launcher

@@ -1,5 +1,6 @@
 """Every Markdown table in README.md and docs/ renders as one table: a blank line or a missing separator row inside
 a table turns the rows after it into literal pipes on GitHub."""
+
 from __future__ import annotations
 
 import re
@@ -47,4 +48,6 @@ def test_every_table_is_one_block_with_its_header(page):
 def test_a_blank_line_inside_a_table_is_caught():
     split = "| a | b |\n|---|---|\n| 1 | 2 |\n\n| 3 | 4 |\n"
     assert table_problems(split) == ["line 5: a table row with no header and separator above it: | 3 | 4 |"]
-    assert table_problems("| a | b |\n|---|---|\n| 1 | 2 | 3 |\n") == ["line 3: 3 cells, the header has 2: | 1 | 2 | 3 |"]
+    assert table_problems("| a | b |\n|---|---|\n| 1 | 2 | 3 |\n") == [
+        "line 3: 3 cells, the header has 2: | 1 | 2 | 3 |"
+    ]

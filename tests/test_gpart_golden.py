@@ -14,9 +14,9 @@ import json
 import pytest
 import torch
 import transformers
+from conftest import SHARED_DATA
 from safetensors.torch import load_file
 
-from conftest import SHARED_DATA
 from gpart import GPartConfig, apply_gpart, find_adapter, gpart_layers, load_adapter, merge
 from gpart.authors_format import config_from_authors
 
@@ -64,8 +64,11 @@ def test_golden_case_logits_and_merged_delta(name):
 
     base = load_file(GOLDEN / f"{case['model']}.base.safetensors")
     merge(model)
-    merged = {f"{layer_name}.{pname}": getattr(layer.base_layer, pname).detach()
-              for layer_name, layer in gpart_layers(model) for pname, _ in layer._adapted()}
+    merged = {
+        f"{layer_name}.{pname}": getattr(layer.base_layer, pname).detach()
+        for layer_name, layer in gpart_layers(model)
+        for pname, _ in layer._adapted()
+    }
     expected = {key.removeprefix("delta/"): value for key, value in data.items() if key.startswith("delta/")}
     assert len(expected) == case["n_delta_tensors"] and set(merged) == set(expected)
     delta_error = max((merged[n] - base[n] - expected[n]).abs().max().item() for n in expected)

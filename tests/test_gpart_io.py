@@ -12,8 +12,15 @@ from transformers import RobertaConfig, RobertaForSequenceClassification
 
 from gpart import GPartConfig, apply_gpart, find_adapter, load_adapter, read_adapter_config, save_adapter
 
-TINY_ROBERTA = dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                    intermediate_size=37, max_position_embeddings=64, num_labels=3)
+TINY_ROBERTA = dict(
+    vocab_size=99,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=37,
+    max_position_embeddings=64,
+    num_labels=3,
+)
 
 
 def tiny_roberta(**overrides):
@@ -22,8 +29,10 @@ def tiny_roberta(**overrides):
 
 
 def trained_adapter(tmp_path, d=50, **config):
-    model = apply_gpart(tiny_roberta(), GPartConfig(d=d, target_modules=["query", "value"], seed=7,
-                                                    trainable_modules=["classifier"], **config))
+    model = apply_gpart(
+        tiny_roberta(),
+        GPartConfig(d=d, target_modules=["query", "value"], seed=7, trainable_modules=["classifier"], **config),
+    )
     with torch.no_grad():
         find_adapter(model).theta.normal_()
         model.classifier.dense.weight.add_(1.0)
@@ -130,5 +139,7 @@ def test_theta_of_the_wrong_length_is_rejected(tmp_path):
 
 def test_adapter_folder_holds_only_json_and_safetensors(tmp_path):
     trained_adapter(tmp_path)
-    assert sorted(p.name for p in (tmp_path / "adapter").iterdir()) == ["adapter_config.json",
-                                                                        "adapter_model.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "adapter").iterdir()) == [
+        "adapter_config.json",
+        "adapter_model.safetensors",
+    ]

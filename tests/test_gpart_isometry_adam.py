@@ -16,7 +16,7 @@ from torch import nn
 
 from gpart import GPartConfig, apply_gpart, find_adapter
 
-IN, HIDDEN, OUT, D = 16, 16, 4, 20   # N = 16·16 + 16·4 = 320 adapted weights, d = 20 -> groups of exactly 16
+IN, HIDDEN, OUT, D = 16, 16, 4, 20  # N = 16·16 + 16·4 = 320 adapted weights, d = 20 -> groups of exactly 16
 GROUP = (IN * HIDDEN + HIDDEN * OUT) // D
 LR, WEIGHT_DECAY, STEPS = 1e-2, 0.1, 25
 
@@ -33,8 +33,9 @@ class TwoLayers(nn.Module):
 
 def adapted(isometric: bool) -> nn.Module:
     torch.manual_seed(0)
-    config = GPartConfig(d=D, target_modules=["first", "second"], seed=3, assignment="balanced", isometric=isometric,
-                         id_cache_mib=1)
+    config = GPartConfig(
+        d=D, target_modules=["first", "second"], seed=3, assignment="balanced", isometric=isometric, id_cache_mib=1
+    )
     return apply_gpart(TwoLayers(), config)
 
 
@@ -64,7 +65,7 @@ def test_at_the_same_lr_the_first_step_moves_the_isometric_weights_sqrt_g_times_
     theta_iso, theta_noniso = train(iso, LR, 0.0, 1), train(noniso, LR, 0.0, 1)
     assert torch.allclose(theta_iso.abs(), torch.full((D,), LR), rtol=1e-4)
     assert torch.equal(theta_iso.sign(), theta_noniso.sign())
-    delta_iso = theta_iso * find_adapter(iso).scale       # the d distinct values of ΔW = Pθ
+    delta_iso = theta_iso * find_adapter(iso).scale  # the d distinct values of ΔW = Pθ
     delta_noniso = theta_noniso * find_adapter(noniso).scale
     assert torch.allclose(delta_noniso / delta_iso, torch.full((D,), math.sqrt(GROUP)), rtol=1e-4)
 

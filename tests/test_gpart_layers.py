@@ -6,8 +6,17 @@ from torch import nn
 from torch.func import functional_call
 from transformers.pytorch_utils import Conv1D
 
-from gpart import GPartConfig, Partition, apply_gpart, find_adapter, gpart_layers, gpart_summary, merge, unmerge
-from gpart import merge_and_unload
+from gpart import (
+    GPartConfig,
+    Partition,
+    apply_gpart,
+    find_adapter,
+    gpart_layers,
+    gpart_summary,
+    merge,
+    merge_and_unload,
+    unmerge,
+)
 
 
 class TinyNet(nn.Module):
@@ -48,8 +57,9 @@ def dense_reference(model, theta):
     """A plain TinyNet whose target weights are W0 + reshape(P θ) with P built densely from the same partition."""
     adapter = find_adapter(model)
     partition = adapter.partition
-    p = Partition(partition.size, partition.d, seed=partition.seed, assignment=partition.assignment,
-                  isometric=partition.isometric).dense(torch.float64)
+    p = Partition(
+        partition.size, partition.d, seed=partition.seed, assignment=partition.assignment, isometric=partition.isometric
+    ).dense(torch.float64)
     flat = (p @ theta.double()).float()
     reference = TinyNet()
     state = {}

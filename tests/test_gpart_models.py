@@ -23,9 +23,17 @@ def test_gpt2_conv1d_attention_is_adapted_and_merges():
 
 def test_llama_qkvo_gradients_reach_only_theta():
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2)
-    model = apply_gpart(LlamaForCausalLM(config), GPartConfig(d=100, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]))
+    config = LlamaConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+    )
+    model = apply_gpart(
+        LlamaForCausalLM(config), GPartConfig(d=100, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
+    )
     ids = torch.randint(0, 64, (2, 9))
     model(input_ids=ids, labels=ids).loss.backward()
     with_grad = [n for n, p in model.named_parameters() if p.grad is not None]
@@ -38,8 +46,14 @@ def test_llama_qkvo_gradients_reach_only_theta():
 @pytest.mark.slow
 def test_seven_billion_qkvo_space_fits_in_memory():
     """Llama-2-7B's q,k,v,o (N = 2^31 coordinates) on the meta device: groups counted in chunks, no N-sized tensor."""
-    config = LlamaConfig(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
-                         num_key_value_heads=32, vocab_size=32000)
+    config = LlamaConfig(
+        hidden_size=4096,
+        intermediate_size=11008,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=32,
+        vocab_size=32000,
+    )
     with torch.device("meta"):
         model = LlamaForCausalLM(config)
     apply_gpart(model, GPartConfig(d=524_288, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]))

@@ -9,6 +9,7 @@ import json
 
 import pytest
 import torch
+from test_gpart_layers import TinyNet, make, tokens
 from torch import nn
 from torch.func import functional_call
 
@@ -16,7 +17,6 @@ from gpart import GPartConfig, apply_gpart, find_adapter, gpart_layers, load_ada
 from gpart.block_scope import natural_key, transformer_block_of
 from gpart.fastfood import FastfoodProjection, walsh_hadamard
 from gpart.grouping import SignedMagnitudePartition, signed_magnitude_group_ids
-from test_gpart_layers import TinyNet, make, tokens
 
 
 class TinyBlocks(nn.Module):
@@ -35,8 +35,14 @@ class TinyBlocks(nn.Module):
 
 def blocks_model(d=12, **kwargs):
     torch.manual_seed(0)
-    config = GPartConfig(d=d, target_modules=["q", "v"], seed=3, partition_scope="transformer_block",
-                         trainable_modules=["head"], **kwargs)
+    config = GPartConfig(
+        d=d,
+        target_modules=["q", "v"],
+        seed=3,
+        partition_scope="transformer_block",
+        trainable_modules=["head"],
+        **kwargs,
+    )
     return apply_gpart(TinyBlocks(), config)
 
 
@@ -48,6 +54,7 @@ def set_theta(model, generator_seed=0):
 
 
 # --- Fastfood -------------------------------------------------------------------------------------------------------
+
 
 def test_walsh_hadamard_is_the_sylvester_matrix():
     h = torch.ones(1, 1, dtype=torch.float64)
@@ -71,7 +78,7 @@ def test_fastfood_slices_are_slices_of_the_whole_from_any_snapshot():
     theta = torch.randn(20)
     full = whole.project(theta, 0, 700)
     for start, count in [(100, 233), (333, 1), (512, 188), (5, 600)]:
-        assert torch.equal(snapshots.project(theta, start, count), full[start: start + count])
+        assert torch.equal(snapshots.project(theta, start, count), full[start : start + count])
 
 
 def test_fastfood_is_isometric_in_expectation_and_its_state_is_not_n_sized():
@@ -94,12 +101,13 @@ def test_fastfood_layers_match_the_dense_projection_and_gradcheck():
     for _, layer in gpart_layers(model):
         for name, start in layer._adapted():
             delta = layer.delta(adapter.scaled_theta().detach(), name).double().flatten()
-            assert torch.allclose(delta, dense[start: start + delta.numel()], atol=1e-6)
+            assert torch.allclose(delta, dense[start : start + delta.numel()], atol=1e-6)
     model = model.double()
     x = tokens(batch=2, length=3)
     theta64 = torch.randn(7, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda t: functional_call(model, {"gpart_adapter.theta": t}, (x,)), (theta64,),
-                                    eps=1e-6, atol=1e-5)
+    assert torch.autograd.gradcheck(
+        lambda t: functional_call(model, {"gpart_adapter.theta": t}, (x,)), (theta64,), eps=1e-6, atol=1e-5
+    )
 
 
 def test_fastfood_non_isometric_gains_have_rms_one_and_ratio_four():
@@ -112,19 +120,26 @@ def test_fastfood_non_isometric_gains_have_rms_one_and_ratio_four():
 
 # --- transformer-block scope ----------------------------------------------------------------------------------------
 
+
 def test_block_names_and_their_natural_order():
     assert transformer_block_of("model.layers.12.self_attn.q_proj") == "model.layers.12"
     assert transformer_block_of("roberta.encoder.layer.0.attention.self.query") == "roberta.encoder.layer.0"
     assert transformer_block_of("classifier.dense") is None
-    assert sorted(["l.layers.10", "l.layers.9", "l.layers.1"], key=natural_key) == ["l.layers.1", "l.layers.9",
-                                                                                      "l.layers.10"]
+    assert sorted(["l.layers.10", "l.layers.9", "l.layers.1"], key=natural_key) == [
+        "l.layers.1",
+        "l.layers.9",
+        "l.layers.10",
+    ]
 
 
 def test_each_block_uses_only_its_own_slice_of_theta():
     model = blocks_model(d=11)  # widths 4, 4, 3
     partition = find_adapter(model).partition
     assert [(b.name, b.theta_start, b.partition.d) for b in partition.blocks] == [
-        ("layers.0", 0, 4), ("layers.1", 4, 4), ("layers.2", 8, 3)]
+        ("layers.0", 0, 4),
+        ("layers.1", 4, 4),
+        ("layers.2", 8, 3),
+    ]
     for name, layer in gpart_layers(model):
         block = next(b for b in partition.blocks if name.startswith(b.name + "."))
         ids = layer.group_ids("weight")
@@ -147,6 +162,7 @@ def test_block_scope_errors_name_the_problem():
 
 # --- signed-magnitude grouping --------------------------------------------------------------------------------------
 
+
 def loop_reference(values: torch.Tensor, d: int) -> torch.Tensor:
     """The authors' description, written as plainly as possible: pools by sign, sorted, cut into equal runs."""
     n_total = values.numel()
@@ -158,7 +174,7 @@ def loop_reference(values: torch.Tensor, d: int) -> torch.Tensor:
         keys = values.abs()[pool] * (n + 1) + pool.float() / (n + 1)
         ranked = sorted(range(n), key=lambda j: (keys[j].item(), pool[j].item()))
         for g in range(k):
-            for j in ranked[g * n // k: (g + 1) * n // k]:
+            for j in ranked[g * n // k : (g + 1) * n // k]:
                 ids[pool[j]] = first_group + g
         first_group += k
     return ids
@@ -208,6 +224,7 @@ def test_signed_magnitude_groups_survive_merge_and_unmerge():
 
 # --- init_bound, configuration, saving ------------------------------------------------------------------------------
 
+
 def test_init_bound_draws_theta_like_the_authors_and_zero_means_zeros():
     torch.manual_seed(11)
     theta = find_adapter(apply_gpart(TinyNet(), GPartConfig(d=13, target_modules=["value"], init_bound=0.01))).theta
@@ -218,19 +235,27 @@ def test_init_bound_draws_theta_like_the_authors_and_zero_means_zeros():
     assert not find_adapter(make(d=13)).theta.any()
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    (dict(projection="dense"), "projection='dense' is not supported; allowed: 'partition', 'fastfood'"),
-    (dict(partition_scope="layer"), "partition_scope='layer' is not supported; allowed: 'global', 'transformer_block'"),
-    (dict(grouping="magnitude"), "grouping='magnitude' is not supported; allowed: 'random', 'signed_magnitude'"),
-    (dict(init_bound=-0.1), r"init_bound must be a finite number >= 0 \(0.0 = θ starts at zeros\), got -0.1"),
-    (dict(init_bound=float("nan")), "init_bound must be a finite number >= 0"),
-    (dict(init_bound=True), "init_bound must be a finite number >= 0"),
-    (dict(projection="fastfood", partition_scope="transformer_block"),
-     "partition_scope='transformer_block' does not apply to projection='fastfood'; allowed: 'global'"),
-    (dict(projection="fastfood", grouping="signed_magnitude"), "grouping='signed_magnitude' does not apply"),
-    (dict(grouping="signed_magnitude", assignment="balanced"), "assignment='balanced' does not apply"),
-    (dict(projection="fastfood", backend="triton"), "backend='triton' implements only projection='partition'"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(projection="dense"), "projection='dense' is not supported; allowed: 'partition', 'fastfood'"),
+        (
+            dict(partition_scope="layer"),
+            "partition_scope='layer' is not supported; allowed: 'global', 'transformer_block'",
+        ),
+        (dict(grouping="magnitude"), "grouping='magnitude' is not supported; allowed: 'random', 'signed_magnitude'"),
+        (dict(init_bound=-0.1), r"init_bound must be a finite number >= 0 \(0.0 = θ starts at zeros\), got -0.1"),
+        (dict(init_bound=float("nan")), "init_bound must be a finite number >= 0"),
+        (dict(init_bound=True), "init_bound must be a finite number >= 0"),
+        (
+            dict(projection="fastfood", partition_scope="transformer_block"),
+            "partition_scope='transformer_block' does not apply to projection='fastfood'; allowed: 'global'",
+        ),
+        (dict(projection="fastfood", grouping="signed_magnitude"), "grouping='signed_magnitude' does not apply"),
+        (dict(grouping="signed_magnitude", assignment="balanced"), "assignment='balanced' does not apply"),
+        (dict(projection="fastfood", backend="triton"), "backend='triton' implements only projection='partition'"),
+    ],
+)
 def test_bad_variant_values_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
         GPartConfig(d=4, target_modules=["q"], **kwargs)
@@ -238,8 +263,16 @@ def test_bad_variant_values_are_named(kwargs, message):
 
 def test_default_configs_serialise_exactly_as_before_the_variants():
     config = GPartConfig(d=4, target_modules=["q"])
-    assert list(config.to_dict()) == ["d", "target_modules", "seed", "assignment", "isometric", "dropout", "bias",
-                                      "trainable_modules"]
+    assert list(config.to_dict()) == [
+        "d",
+        "target_modules",
+        "seed",
+        "assignment",
+        "isometric",
+        "dropout",
+        "bias",
+        "trainable_modules",
+    ]
     assert GPartConfig.from_dict(config.to_dict()) == config
     variant = GPartConfig(d=4, target_modules=["q"], projection="fastfood", init_bound=0.5)
     assert variant.to_dict()["projection"] == "fastfood" and "grouping" not in variant.to_dict()
@@ -257,8 +290,14 @@ def test_auto_backend_runs_torch_for_variants(monkeypatch):
     assert variant.query.triton_ops(weight) is None
 
 
-@pytest.mark.parametrize("kwargs", [dict(projection="fastfood", isometric=False), dict(grouping="signed_magnitude"),
-                                    dict(init_bound=0.3, bias="partitioned")])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(projection="fastfood", isometric=False),
+        dict(grouping="signed_magnitude"),
+        dict(init_bound=0.3, bias="partitioned"),
+    ],
+)
 def test_variant_adapters_round_trip(tmp_path, kwargs):
     model = make(d=9, **kwargs)
     set_theta(model, 3)
@@ -296,21 +335,32 @@ def test_dropout_drops_partitioned_bias_elements_too_unlike_the_authors():
 
 # --- the runner ------------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("override,check", [
-    ("method.config.projection=fastfood", lambda p: type(p).__name__ == "FastfoodProjection"),
-    ("method.config.partition_scope=transformer_block", lambda p: len(p.blocks) == 2),
-    ("method.config.grouping=signed_magnitude", lambda p: p.ids.numel() == p.size),
-    ("method.config.init_bound=0.5", lambda p: type(p).__name__ == "Partition"),
-])
+
+@pytest.mark.parametrize(
+    "override,check",
+    [
+        ("method.config.projection=fastfood", lambda p: type(p).__name__ == "FastfoodProjection"),
+        ("method.config.partition_scope=transformer_block", lambda p: len(p.blocks) == 2),
+        ("method.config.grouping=signed_magnitude", lambda p: p.ids.numel() == p.size),
+        ("method.config.init_bound=0.5", lambda p: type(p).__name__ == "Partition"),
+    ],
+)
 def test_each_variant_is_selected_by_a_runner_override(override, check):
     import transformers
-
     from conftest import compose_config
+
     from experiments.methods import build_method
 
     cfg = compose_config(["method=gpart", "model=tiny-roberta", "method.config.d=40", override])
-    config = transformers.RobertaConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                                        intermediate_size=32, max_position_embeddings=20, num_labels=2)
+    config = transformers.RobertaConfig(
+        vocab_size=50,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=20,
+        num_labels=2,
+    )
     model = build_method(cfg.method, cfg.model).apply(transformers.RobertaForSequenceClassification(config))
     adapter = find_adapter(model)
     field, value = override.removeprefix("method.config.").split("=")

@@ -58,10 +58,15 @@ def test_report_is_on_disk_after_every_case_and_budgets_skip_what_is_left(tmp_pa
     check.finish()
     report = json.loads(path.read_text())
     statuses = [(c["section"], c["name"], c["status"]) for c in report["cases"]]
-    assert statuses == [("first", "passes", "pass"), ("first", "fails", "FAIL"),
-                        ("first", "past the section budget", "skipped"), ("second", "raises", "error"),
-                        ("second", "expected to overrun", "skipped"), ("second", "measures", "measured"),
-                        ("second", "past the whole budget", "skipped")]
+    assert statuses == [
+        ("first", "passes", "pass"),
+        ("first", "fails", "FAIL"),
+        ("first", "past the section budget", "skipped"),
+        ("second", "raises", "error"),
+        ("second", "expected to overrun", "skipped"),
+        ("second", "measures", "measured"),
+        ("second", "past the whole budget", "skipped"),
+    ]
     assert "section first's time budget" in report["cases"][2]["detail"]
     assert "section second's time budget" in report["cases"][4]["detail"]
     assert "whole run's time budget" in report["cases"][6]["detail"]
@@ -72,8 +77,10 @@ def test_report_is_on_disk_after_every_case_and_budgets_skip_what_is_left(tmp_pa
     assert [p.name for p in path.parent.iterdir()] == ["report.json"]  # atomic: no temporary left
 
 
-needs_alarm = pytest.mark.skipif(not hasattr(signal, "setitimer") or threading.current_thread()
-                                 is not threading.main_thread(), reason="case deadlines use SIGALRM in the main thread")
+needs_alarm = pytest.mark.skipif(
+    not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread(),
+    reason="case deadlines use SIGALRM in the main thread",
+)
 
 
 def sleeps_through_exceptions(seconds):
@@ -128,9 +135,16 @@ def test_summary_prints_the_table_of_a_report_on_disk_even_one_cut_off(tmp_path,
 
 
 def test_summary_table_puts_failures_first_and_ends_with_the_counts():
-    report = {"status": "finished", "elapsed_s": 12.5, "device": "H200", "counts": {"pass": 1, "FAIL": 1},
-              "cases": [{"section": "a", "name": "fine", "status": "pass", "detail": "ok"},
-                        {"section": "b", "name": "broken " + "x" * 80, "status": "FAIL", "detail": "∇θ 0.5"}]}
+    report = {
+        "status": "finished",
+        "elapsed_s": 12.5,
+        "device": "H200",
+        "counts": {"pass": 1, "FAIL": 1},
+        "cases": [
+            {"section": "a", "name": "fine", "status": "pass", "detail": "ok"},
+            {"section": "b", "name": "broken " + "x" * 80, "status": "FAIL", "detail": "∇θ 0.5"},
+        ],
+    }
     lines = gpu_check.summary_table(report, width=100).splitlines()
     assert lines[2].startswith("FAIL") and "∇θ 0.5" in lines[2] and lines[3].startswith("pass")
     assert all(len(line) <= 100 for line in lines)
@@ -157,9 +171,14 @@ def test_main_runs_every_section_in_order_and_prints_the_table(tmp_path, monkeyp
     monkeypatch.setattr(gpu_check, "why_not_runnable", lambda: None)
     monkeypatch.setenv("TQDM_DISABLE", "1")  # main() sets it; restored after the test
     monkeypatch.setattr("torch.cuda.get_device_name", lambda *a: "Fake GPU")
-    monkeypatch.setattr(gpu_check, "SECTION_RUNNERS", {
-        name: (lambda check, name=name: check.case(f"{name} case", lambda: {"ok": name != "bench_7b"}))
-        for name in gpu_check.SECTIONS})
+    monkeypatch.setattr(
+        gpu_check,
+        "SECTION_RUNNERS",
+        {
+            name: (lambda check, name=name: check.case(f"{name} case", lambda: {"ok": name != "bench_7b"}))
+            for name in gpu_check.SECTIONS
+        },
+    )
     assert gpu_check.main(["--out", str(tmp_path / "r.json"), "--budget", "60"]) == 1  # one case failed
     report = json.loads((tmp_path / "r.json").read_text())
     assert [c["section"] for c in report["cases"]] == list(gpu_check.SECTIONS)
@@ -191,12 +210,17 @@ def test_bench_methods_choose_the_7b_rows_and_the_profile_follows(tmp_path, monk
     measured = []
     monkeypatch.setattr(gpu_check, "case_bench_method", lambda method, rows: measured.append(method))
     monkeypatch.setattr(gpu_check, "case_profile", lambda: {"ok": None, "detail": "profiled"})
-    gpu_check.main(["--out", str(tmp_path / "r.json"), "--sections", "bench_7b", "--bench-methods", "lora",
-                    "gpart-triton"])
+    gpu_check.main(
+        ["--out", str(tmp_path / "r.json"), "--sections", "bench_7b", "--bench-methods", "lora", "gpart-triton"]
+    )
     assert measured == ["lora", "gpart-triton"]
     names = [c["name"] for c in json.loads((tmp_path / "r.json").read_text())["cases"]]
-    assert names == ["llama2-7b lora", "llama2-7b gpart-triton", "7B target: ≤ 1.10× LoRA, memory ≤ LoRA",
-                     "7B step profile: floor vs GPart Triton"]
+    assert names == [
+        "llama2-7b lora",
+        "llama2-7b gpart-triton",
+        "7B target: ≤ 1.10× LoRA, memory ≤ LoRA",
+        "7B step profile: floor vs GPart Triton",
+    ]
     with pytest.raises(SystemExit):
         gpu_check.parse_args(["--bench-methods", "qlora"])
 
@@ -283,7 +307,12 @@ def test_gpu_tests_are_recorded_one_case_each_with_their_outcome(tmp_path, monke
     monkeypatch.delenv("SLEEPING_TEST_PID", raising=False)
     cases = run_stand_ins(tmp_path, STAND_IN_TESTS)
     assert [(name, status) for name, status, _ in cases] == [
-        ("passes", "pass"), ("fails", "FAIL"), ("skips", "skipped"), ("sleeps", "pass"), ("after_the_sleep", "pass")]
+        ("passes", "pass"),
+        ("fails", "FAIL"),
+        ("skips", "skipped"),
+        ("sleeps", "pass"),
+        ("after_the_sleep", "pass"),
+    ]
     details = {name: detail for name, _, detail in cases}
     assert details["passes"] == "bit-exact" and "ids differ" in details["fails"]
     assert details["skips"] == "needs two GPUs"
@@ -298,17 +327,24 @@ def test_a_gpu_test_past_the_budget_is_killed_and_those_after_it_are_skipped(tmp
     cases = run_stand_ins(tmp_path, STAND_IN_TESTS, clock=lambda: 1e9 if pid_file.exists() else 0.0)
     assert time.monotonic() - started < 120
     assert [(name, status) for name, status, _ in cases] == [
-        ("passes", "pass"), ("fails", "FAIL"), ("skips", "skipped"), ("sleeps", "overrun"),
-        ("after_the_sleep", "skipped")]
+        ("passes", "pass"),
+        ("fails", "FAIL"),
+        ("skips", "skipped"),
+        ("sleeps", "overrun"),
+        ("after_the_sleep", "skipped"),
+    ]
     assert "time budget ran out" in cases[3][2] and cases[4][2].startswith("not started:")
     with pytest.raises(ProcessLookupError):  # the child was killed and reaped, not left running on the GPU
         os.kill(int(pid_file.read_text()), 0)
 
 
-@pytest.mark.parametrize("source, detail", [
-    ("import module_that_is_not_there\n", "could not collect the tests"),
-    ("def test_not_marked_gpu():\n    pass\n", "exit code 5"),
-])
+@pytest.mark.parametrize(
+    "source, detail",
+    [
+        ("import module_that_is_not_there\n", "could not collect the tests"),
+        ("def test_not_marked_gpu():\n    pass\n", "exit code 5"),
+    ],
+)
 def test_gpu_tests_that_cannot_run_are_an_error_not_a_silent_pass(tmp_path, source, detail):
     ((_, status, case_detail),) = run_stand_ins(tmp_path, source)
     assert status == "error" and case_detail.startswith(detail)

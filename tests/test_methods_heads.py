@@ -10,8 +10,16 @@ LLM = OmegaConf.create({"target_modules": ["q_proj", "v_proj"], "head_modules": 
 
 
 def tiny_llama():
-    return LlamaForCausalLM(LlamaConfig(vocab_size=32, hidden_size=16, intermediate_size=24, num_hidden_layers=1,
-                                        num_attention_heads=2, num_key_value_heads=2))
+    return LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=32,
+            hidden_size=16,
+            intermediate_size=24,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+        )
+    )
 
 
 def test_gpart_on_a_model_without_head_trains_only_theta():

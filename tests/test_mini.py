@@ -1,6 +1,7 @@
 """`make reproduce-mini` (experiments/studies/mini/driver.py): the plan docs/mini.md states (grids, choices on seed 0, shared head lr,
 report seeds, d sweep), with fake finished records at the driver's own record paths; `--status` writes nothing;
 (slow) a committed report cell reruns to its committed metric, and the smoke runs the pipeline end to end."""
+
 from __future__ import annotations
 
 import json
@@ -11,9 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from mini_fakes import finish, write_fake
 
 from experiments.studies.mini import driver
-from mini_fakes import finish, write_fake
 
 REPO = Path(__file__).resolve().parents[1]
 COMMITTED = REPO / "results" / "mini"
@@ -21,11 +22,13 @@ COMMITTED = REPO / "results" / "mini"
 
 def grid_winner(position: int):
     """Validation scores with the grid's `position`-th point best (an edge extension, if any, scores `extension`)."""
+
     def validation(run, extension: float = 0.0):
         grid = run.arm.grid
         if run.lr not in grid:
             return 0.80 + extension
         return 0.80 - 0.01 * abs(grid.index(run.lr) - position % len(grid))
+
     return validation
 
 
@@ -36,7 +39,7 @@ def test_every_grid_has_four_points_a_factor_sqrt10_apart():
     for arm in (driver.PROBE, *driver.TUNED_ARMS):
         assert len(arm.grid) == 4, arm.label
         for low, high in zip(arm.grid, arm.grid[1:]):
-            assert high / low == pytest.approx(math.sqrt(10), rel=2e-3), arm.label   # three significant digits
+            assert high / low == pytest.approx(math.sqrt(10), rel=2e-3), arm.label  # three significant digits
     assert driver.BALANCED.grid == () and driver.BALANCED.lr_from == "GPart"
     assert driver.ARMS["GPart"].grid == (5e-3, 1.58e-2, 5e-2, 1.58e-1)
     assert driver.ARMS["FT"].grid == (5e-6, 1.58e-5, 5e-5, 1.58e-4)
@@ -109,10 +112,10 @@ def test_a_winner_on_the_edge_adds_one_point_beyond_it_then_chooses_among_five(t
     expected = runs[position].lr * (math.sqrt(10) if edge == "top" else 1 / math.sqrt(10))
     assert choice.lr is None and extension.lr == pytest.approx(expected, rel=2e-3)
     assert extension.head_lr == 1e-2 and extension.seed == driver.SELECTION_SEED and extension.stage == "selection"
-    write_fake(extension, tmp_path, 0.81)       # better still: chosen, and no second extension
+    write_fake(extension, tmp_path, 0.81)  # better still: chosen, and no second extension
     choice, again = driver.choose([*runs, extension], tmp_path)
     assert choice.lr == extension.lr and choice.extended == extension.lr and again is None and choice.at_edge
-    write_fake(extension, tmp_path, 0.70)       # worse: the edge point stays chosen
+    write_fake(extension, tmp_path, 0.70)  # worse: the edge point stays chosen
     choice, _ = driver.choose([*runs, extension], tmp_path)
     assert choice.lr == runs[position].lr
 
@@ -120,13 +123,13 @@ def test_a_winner_on_the_edge_adds_one_point_beyond_it_then_chooses_among_five(t
 def test_probe_extension_moves_the_head_lr_and_ties_go_to_the_smaller_lr(tmp_path):
     runs = driver.selection_runs(driver.PROBE, "sst2", None)
     assert all(run.head_lr == run.lr for run in runs)
-    for run in runs:   # points 3 and 4 tie: the smaller lr wins, inside the grid, so no extension
+    for run in runs:  # points 3 and 4 tie: the smaller lr wins, inside the grid, so no extension
         write_fake(run, tmp_path, 0.80 if run.lr in (runs[2].lr, runs[3].lr) else 0.75)
     choice, extension = driver.choose(runs, tmp_path)
     assert choice.lr == runs[2].lr and extension is None
-    write_fake(runs[3], tmp_path, 0.81)   # the top point alone best: the extension is a probe run at a higher head lr
+    write_fake(runs[3], tmp_path, 0.81)  # the top point alone best: the extension is a probe run at a higher head lr
     choice, extension = driver.choose(runs, tmp_path)
-    assert choice.lr is None and extension.lr == extension.head_lr == pytest.approx(0.1, rel=2e-3)   # 0.0999
+    assert choice.lr is None and extension.lr == extension.head_lr == pytest.approx(0.1, rel=2e-3)  # 0.0999
     assert driver.best_lr({1e-3: 0.8, 3e-3: 0.8, 1e-2: 0.7}) == 1e-3
 
 
@@ -159,7 +162,7 @@ def test_every_tuned_arm_reports_at_its_choice_and_balanced_at_gparts(chosen):
         assert sorted(run.seed for run in mine) == list(driver.REPORT_SEEDS), label
     balanced = {run.lr for run in report if run.arm is driver.BALANCED}
     assert balanced == {now.choices[("GPart", "sst2")].lr}
-    assert ("GPart (balanced)", "sst2") not in now.choices   # no grid of its own
+    assert ("GPart (balanced)", "sst2") not in now.choices  # no grid of its own
 
 
 def test_the_d_sweep_scales_the_chosen_lr(chosen):
@@ -179,7 +182,7 @@ def test_the_real_plan_counts_match_docs_mini(chosen):
         by_stage[key] = by_stage.get(key, 0) + 1
     assert by_stage == {"selection": 4 + 4 * 5, "report": 7 * 5, "sweep": 2 * 2 * 3}
     assert len(driver.nominal_plan()) == 2 * (24 + 35 + 12)
-    assert all(not run.extra for run in now.ready)                      # the study's runs carry no smoke cut
+    assert all(not run.extra for run in now.ready)  # the study's runs carry no smoke cut
 
 
 def test_the_smoke_design_is_small_and_leaves_the_studys_runs_alone(tmp_path):
@@ -228,8 +231,12 @@ def test_cost_check_reports_measured_over_estimated_per_method_and_task(tmp_path
     for name, (status, wall) in walls.items():
         folder = tmp_path / "runs" / name
         folder.mkdir(parents=True)
-        record = {"status": status, "task": "sst2", "timing": {"wall_s": wall},
-                  "command": "LoRA experiments/run.py experiment=glue/base/lora-sst2 seed=1"}
+        record = {
+            "status": status,
+            "task": "sst2",
+            "timing": {"wall_s": wall},
+            "command": "LoRA experiments/run.py experiment=glue/base/lora-sst2 seed=1",
+        }
         (folder / "record.json").write_text(json.dumps(record))
     assert driver.cost_check(tmp_path) == {("lora", "sst2"): (2, pytest.approx(3.0))}
     assert driver.dry_run(tmp_path, ("sst2",), driver.STUDY, jobs=2) == 0
@@ -242,8 +249,11 @@ def test_cost_check_reports_measured_over_estimated_per_method_and_task(tmp_path
 def committed_report_runs() -> list[driver.Run]:
     """The planned report runs whose records are committed under results/mini/runs, cheapest first."""
     now = driver.state(COMMITTED)
-    finished = [run for run in now.ready if run.stage == "report"
-                and driver.status_of(driver.record_path(run, COMMITTED)) == "finished"]
+    finished = [
+        run
+        for run in now.ready
+        if run.stage == "report" and driver.status_of(driver.record_path(run, COMMITTED)) == "finished"
+    ]
     return sorted(finished, key=lambda run: (driver.estimated_seconds(run), run.name))
 
 
@@ -251,14 +261,27 @@ def committed_report_runs() -> list[driver.Run]:
 def test_a_committed_report_cell_reruns_to_the_committed_metric(tmp_path, glue_dir):
     runs = committed_report_runs()
     if not runs:
-        pytest.fail(f"no finished report record committed under {COMMITTED / 'runs'}: the study's records must be "
-                    "committed (make reproduce-mini, then git add results/mini) before this check can pass")
+        pytest.fail(
+            f"no finished report record committed under {COMMITTED / 'runs'}: the study's records must be "
+            "committed (make reproduce-mini, then git add results/mini) before this check can pass"
+        )
     run = runs[0]
     committed = json.loads(driver.record_path(run, COMMITTED).read_text())
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", GLUE_DIR=str(glue_dir), HF_HUB_OFFLINE="1",
-               WANDB_MODE="disabled")
-    subprocess.run([sys.executable, "-m", "experiments.run", *run.overrides(tmp_path)], cwd=REPO, env=env, check=True,
-                   capture_output=True)
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+        GLUE_DIR=str(glue_dir),
+        HF_HUB_OFFLINE="1",
+        WANDB_MODE="disabled",
+    )
+    subprocess.run(
+        [sys.executable, "-m", "experiments.run", *run.overrides(tmp_path)],
+        cwd=REPO,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     rerun = json.loads(driver.record_path(run, tmp_path).read_text())
     assert rerun["config_hash"] == committed["config_hash"]
     assert rerun["test_metric"] == committed["test_metric"], f"{run.name}: rerun differs from the committed record"
@@ -268,8 +291,18 @@ def test_a_committed_report_cell_reruns_to_the_committed_metric(tmp_path, glue_d
 @pytest.mark.slow
 def test_smoke_runs_the_pipeline_end_to_end_and_skips_finished_runs(tmp_path, glue_dir):
     env = dict(os.environ, GLUE_DIR=str(glue_dir), HF_HUB_OFFLINE="1", WANDB_MODE="disabled")
-    command = [sys.executable, "-m", "experiments.studies.mini.driver", "--smoke", "--tasks", "sst2", "--jobs", "1",
-               "--results", str(tmp_path)]
+    command = [
+        sys.executable,
+        "-m",
+        "experiments.studies.mini.driver",
+        "--smoke",
+        "--tasks",
+        "sst2",
+        "--jobs",
+        "1",
+        "--results",
+        str(tmp_path),
+    ]
     first = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     tables = tmp_path / "tables"

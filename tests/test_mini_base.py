@@ -1,5 +1,6 @@
 """`make reproduce-mini-base` (experiments/studies/mini/paper_shape.py): C1 at the paper's shape, lrs carried over from the MiniLM
 study by the N/d rule and checked on seed 0's validation split."""
+
 from __future__ import annotations
 
 from pathlib import Path

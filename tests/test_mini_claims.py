@@ -1,6 +1,7 @@
 """experiments/studies/mini/verdicts.py: each rule of docs/mini.md's analysis plan on synthetic DataFrames, with cases that
 could fail (a clear non-inferior difference is supported, a clear inferior one contradicted, Holm turns a marginal
 p into inconclusive, a task under the admission gap carries no claim)."""
+
 from __future__ import annotations
 
 import math
@@ -14,10 +15,17 @@ from experiments.studies.mini import verdicts as plan
 
 TASKS = ["sst2", "stsb"]
 SEEDS = (1, 2, 3, 4, 5)
-SEED_EFFECT = {1: -2.0, 2: 1.0, 3: 0.0, 4: 2.0, 5: -1.0}   # shared by every arm of a seed: what pairing removes
-WOBBLE = {1: 0.1, 2: -0.2, 3: 0.05, 4: 0.15, 5: -0.1}       # small, zero-mean per-seed noise of a difference
-PARAMS = {"GPart": 2880, "GPart (non-isometric)": 2880, "GPart (balanced)": 2880, "Uni-LoRA": 2880, "LoRA": 73_728,
-          "FT": 22_565_376, "LP": 0}
+SEED_EFFECT = {1: -2.0, 2: 1.0, 3: 0.0, 4: 2.0, 5: -1.0}  # shared by every arm of a seed: what pairing removes
+WOBBLE = {1: 0.1, 2: -0.2, 3: 0.05, 4: 0.15, 5: -0.1}  # small, zero-mean per-seed noise of a difference
+PARAMS = {
+    "GPart": 2880,
+    "GPart (non-isometric)": 2880,
+    "GPart (balanced)": 2880,
+    "Uni-LoRA": 2880,
+    "LoRA": 73_728,
+    "FT": 22_565_376,
+    "LP": 0,
+}
 
 
 def frame(offsets: dict, tasks=TASKS, seeds=SEEDS, sweep: dict | None = None, wobble: float = 1.0) -> pd.DataFrame:
@@ -38,10 +46,17 @@ def frame(offsets: dict, tasks=TASKS, seeds=SEEDS, sweep: dict | None = None, wo
 
 
 def _row(arm, task, seed, score, d=None):
-    return {"arm": arm, "task": task, "seed": seed, "sweep": d is not None,
-            "d": d if d is not None else (2880 if arm.startswith(("GPart", "Uni")) else math.nan), "score": score,
-            "trainable_params": d if d is not None else PARAMS[arm], "best_epoch": 5 if seed % 2 else 3,
-            "last_epoch": 5}
+    return {
+        "arm": arm,
+        "task": task,
+        "seed": seed,
+        "sweep": d is not None,
+        "d": d if d is not None else (2880 if arm.startswith(("GPart", "Uni")) else math.nan),
+        "score": score,
+        "trainable_params": d if d is not None else PARAMS[arm],
+        "best_epoch": 5 if seed % 2 else 3,
+        "last_epoch": 5,
+    }
 
 
 def admission(gaps=None) -> pd.DataFrame:
@@ -84,7 +99,7 @@ def test_holm_adjusts_step_down_and_keeps_nan_out_of_the_family():
     # sorted 0.01, 0.03, 0.04 in a family of 3: 0.03, max(0.03, 0.06), max(0.06, 0.04)
     assert adjusted[0] == pytest.approx(0.03) and adjusted[3] == pytest.approx(0.06)
     assert adjusted[1] == pytest.approx(0.06) and math.isnan(adjusted[2])
-    assert plan.holm([0.5, 0.9]) == [1.0, 1.0]   # 2 × 0.5 capped at 1, and monotone
+    assert plan.holm([0.5, 0.9]) == [1.0, 1.0]  # 2 × 0.5 capped at 1, and monotone
 
 
 # ---------------------------------------------------------------- primary verdicts
@@ -93,8 +108,8 @@ def test_holm_adjusts_step_down_and_keeps_nan_out_of_the_family():
 def test_a_clearly_non_inferior_difference_is_supported_and_a_clearly_inferior_one_contradicted():
     report = frame({"Uni-LoRA": 0.3, "LoRA": 3.0, "GPart (non-isometric)": -2.0, "GPart (balanced)": 0.0})
     result = verdicts(report)
-    assert result[("C1", "sst2")] == result[("C1", "stsb")] == "supported"        # GPart − Uni-LoRA = −0.3 > −1
-    assert result[("C2", "sst2")] == result[("C2", "stsb")] == "contradicted"     # GPart − LoRA = −3 < −1
+    assert result[("C1", "sst2")] == result[("C1", "stsb")] == "supported"  # GPart − Uni-LoRA = −0.3 > −1
+    assert result[("C2", "sst2")] == result[("C2", "stsb")] == "contradicted"  # GPart − LoRA = −3 < −1
     assert result[("C3", "sst2")] == "supported" and result[("C5", "stsb")] == "supported"
 
 
@@ -115,11 +130,14 @@ def test_holm_turns_a_marginal_p_into_inconclusive():
     # fails clearly (Uni-LoRA far better on STS-B, LoRA better, no isometry gain, balanced shifted), so the marginal
     # p is the family's smallest and Holm multiplies it by the 8 tests.
     wobble = {1: 0.5, 2: -0.6, 3: 0.2, 4: 0.45, 5: -0.55}
-    report = frame({"Uni-LoRA": {"sst2": 0.3, "stsb": 3.0}, "LoRA": 3.0, "GPart (non-isometric)": 0.0,
-                    "GPart (balanced)": 3.0}, wobble=5.0)
+    report = frame(
+        {"Uni-LoRA": {"sst2": 0.3, "stsb": 3.0}, "LoRA": 3.0, "GPart (non-isometric)": 0.0, "GPart (balanced)": 3.0},
+        wobble=5.0,
+    )
     sst2 = (report["arm"] == "Uni-LoRA") & (report["task"] == "sst2")
-    report.loc[sst2, "score"] = report.loc[sst2, "score"] - [5.0 * WOBBLE[s] + wobble[s]
-                                                              for s in report.loc[sst2, "seed"]]
+    report.loc[sst2, "score"] = report.loc[sst2, "score"] - [
+        5.0 * WOBBLE[s] + wobble[s] for s in report.loc[sst2, "seed"]
+    ]
     table = plan.primary(report, admission(), TASKS).set_index(["claim", "task"])
     row = table.loc[("C1", "sst2")]
     assert row["p_supported"] == pytest.approx(0.0218, abs=1e-3)
@@ -145,7 +163,7 @@ def test_a_task_under_the_admission_gap_reads_no_claim_and_leaves_the_holm_famil
     table = plan.primary(report, gate, TASKS)
     stsb = table[table["task"] == "stsb"]
     assert (stsb["verdict"] == "no claim").all() and stsb["p_supported"].isna().all()
-    assert stsb["mean"].notna().all()   # reported, not tested
+    assert stsb["mean"].notna().all()  # reported, not tested
     full = plan.primary(report, admission(), TASKS).set_index(["claim", "task"])
     half = table.set_index(["claim", "task"])
     # four tests in the family instead of eight: Holm multiplies the smallest p by 4, not 8
@@ -171,7 +189,7 @@ def test_normalised_score_uses_the_same_seeds_lp_and_ft():
     normal = plan.normalised(report, TASKS)
     gpart = normal[(normal["arm"] == "GPart") & ~normal["sweep"]]["normalised"]
     uni = normal[(normal["arm"] == "Uni-LoRA")]
-    assert np.allclose(gpart, 0.5)                          # GPart is halfway between LP (−10) and FT (+10)
+    assert np.allclose(gpart, 0.5)  # GPart is halfway between LP (−10) and FT (+10)
     expected = (5.0 + 10.0 + uni["seed"].map(WOBBLE)) / 20.0
     assert np.allclose(uni["normalised"], expected)
     pooled = plan.pooled(normal, "GPart", TASKS)
@@ -181,8 +199,9 @@ def test_normalised_score_uses_the_same_seeds_lp_and_ft():
 def test_pooled_tests_use_margin_0_1_and_only_admitted_tasks():
     # On STS-B Uni-LoRA is 5 points (0.25 normalised) better; on SST-2 equal. Pooled over both: GPart − Uni-LoRA
     # is −0.125 < −0.1, not shown non-inferior; over SST-2 alone (STS-B not admitted): consistent with.
-    report = frame({"Uni-LoRA": {"sst2": 0.0, "stsb": 5.0}, "LoRA": 0.0, "GPart (non-isometric)": -1.0,
-                    "GPart (balanced)": 0.0})
+    report = frame(
+        {"Uni-LoRA": {"sst2": 0.0, "stsb": 5.0}, "LoRA": 0.0, "GPart (non-isometric)": -1.0, "GPart (balanced)": 0.0}
+    )
     both = plan.secondary(report, admission(), TASKS).set_index("claim")
     assert both.loc["C1", "outcome"] == "not" and both.loc["C1", "mean"] == pytest.approx(-0.125, abs=0.01)
     one = plan.secondary(report, admission({"sst2": 10.0, "stsb": 1.0}), TASKS).set_index("claim")
@@ -199,12 +218,12 @@ def test_c4_is_supported_when_the_95_percent_interval_lies_above_zero_and_report
     gpart = table.loc[("GPart", "sst2")]
     assert gpart["outcome"] == "supported" and gpart["n"] == 3 and gpart["mean"] == pytest.approx(5.0)
     assert gpart["gap_to_ft"] == pytest.approx(10.0 - 1.0 - np.mean([WOBBLE[s] for s in (1, 2, 3)]))
-    assert table.loc[("Uni-LoRA", "sst2"), "outcome"] == "not supported"          # +0.1 ± noise: not above 0
+    assert table.loc[("Uni-LoRA", "sst2"), "outcome"] == "not supported"  # +0.1 ± noise: not above 0
     pooled = table.loc[("GPart", "pooled, normalised (sst2, stsb)")]
     assert pooled["outcome"] == "supported" and pooled["mean"] == pytest.approx(0.25)
     gated = plan.c4(report, admission({"sst2": 10.0, "stsb": 0.0}), TASKS).set_index(["arm", "scope"])
     assert gated.loc[("GPart", "stsb"), "outcome"] == "no claim"
-    assert plan.c4(frame({}), admission(), TASKS).empty                           # no sweep yet
+    assert plan.c4(frame({}), admission(), TASKS).empty  # no sweep yet
 
 
 def test_convergence_share_per_arm_and_the_sentence():

@@ -1,6 +1,7 @@
 """experiments/studies/mini/report.py through `make tables`: the study's tables, claims and figures from fake records written
 at the plan's own record paths; only planned report runs enter the cells, and the output depends on nothing but the
 records."""
+
 from __future__ import annotations
 
 import json
@@ -8,14 +9,21 @@ import shutil
 
 import pandas as pd
 import pytest
-
-from experiments.studies.mini import driver, report
-from experiments.report import tables
 from mini_fakes import finish, write_fake
 from test_tables_figures import assert_real_png
 
-SCORE = {"LP": 0.70, "FT": 0.85, "LoRA": 0.82, "Uni-LoRA": 0.805, "GPart": 0.80, "GPart (non-isometric)": 0.78,
-         "GPart (balanced)": 0.80}
+from experiments.report import tables
+from experiments.studies.mini import driver, report
+
+SCORE = {
+    "LP": 0.70,
+    "FT": 0.85,
+    "LoRA": 0.82,
+    "Uni-LoRA": 0.805,
+    "GPart": 0.80,
+    "GPart (non-isometric)": 0.78,
+    "GPart (balanced)": 0.80,
+}
 
 
 def validation(run):
@@ -39,7 +47,7 @@ def smoke(tmp_path_factory):
     results = tmp_path_factory.mktemp("smoke")
     (results / driver.SMOKE_MARKER).write_text("smoke\n")
     finish(results, driver.TASKS, driver.SMOKE, validation, test_score)
-    stray = driver.Run(driver.ARMS["GPart"], "sst2", 1, 0.123, 0.00316)   # an lr no choice made
+    stray = driver.Run(driver.ARMS["GPart"], "sst2", 1, 0.123, 0.00316)  # an lr no choice made
     write_fake(stray, results, 0.99, 0.99)
     return results
 
@@ -62,8 +70,17 @@ def test_make_tables_hands_a_study_folder_to_the_study_report(smoke):
     assert report.is_study(smoke / "runs") and not report.is_study(smoke / "selection" / "runs")
     folder = make_tables(smoke)
     names = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
-    assert names == ["README.md", "claims.csv", "claims.md", "d-sweep.csv", "d-sweep.md", "main.csv", "main.md",
-                     "selection.csv", "selection.md"]
+    assert names == [
+        "README.md",
+        "claims.csv",
+        "claims.md",
+        "d-sweep.csv",
+        "d-sweep.md",
+        "main.csv",
+        "main.md",
+        "selection.csv",
+        "selection.md",
+    ]
     for name in ("score-vs-d.png", "validation-curves.png"):
         assert_real_png(smoke / "figures" / name)
     assert "SMOKE" in (folder / "main.md").read_text()
@@ -71,11 +88,11 @@ def test_make_tables_hands_a_study_folder_to_the_study_report(smoke):
 
 def test_report_cells_hold_the_planned_report_runs_only(smoke):
     study = report.collect(smoke)
-    assert set(study.report["seed"]) == set(driver.SMOKE.report_seeds)          # no selection seed 0 in the cells
-    assert len(study.report) == study.planned == 2 * (4 + 1)                  # 4 report arms + 1 sweep run per task
+    assert set(study.report["seed"]) == set(driver.SMOKE.report_seeds)  # no selection seed 0 in the cells
+    assert len(study.report) == study.planned == 2 * (4 + 1)  # 4 report arms + 1 sweep run per task
     gpart = study.report[(study.report["arm"] == "GPart") & ~study.report["sweep"]]
     assert (gpart["lr"] == study.chosen("GPart", "sst2")).all() and (gpart["score"] < 99).all()
-    assert len(study.left_out) == 1                                           # the stray record, listed, not used
+    assert len(study.left_out) == 1  # the stray record, listed, not used
     index = (make_tables(smoke) / "README.md").read_text()
     assert study.left_out[0] in index and "not in the plan" in index
 
@@ -98,7 +115,7 @@ def test_tables_depend_on_the_records_only_byte_for_byte(tmp_path, smoke):
     shutil.copytree(smoke, second)
     report.write(first, label="results/mini/runs")
     report.write(second, label="results/mini/runs")
-    report.write(second, label="results/mini/runs")   # rewriting changes nothing
+    report.write(second, label="results/mini/runs")  # rewriting changes nothing
     names = sorted(p.name for p in (first / "tables").iterdir())
     assert names == sorted(p.name for p in (second / "tables").iterdir())
     for name in names:
@@ -118,13 +135,15 @@ def test_study_tables_show_every_arm_with_its_lr_and_the_claims(study):
     sst2 = main[main["task"] == "sst2"].set_index("arm")
     assert list(sst2.index) == list(report.ARM_ORDER)
     assert (sst2["n"] == len(driver.REPORT_SEEDS)).all()
-    assert sst2.loc["GPart", "lr"] == driver.ARMS["GPart"].grid[1] and sst2.loc["GPart (balanced)", "lr"] == \
-        sst2.loc["GPart", "lr"]
+    assert (
+        sst2.loc["GPart", "lr"] == driver.ARMS["GPart"].grid[1]
+        and sst2.loc["GPart (balanced)", "lr"] == sst2.loc["GPart", "lr"]
+    )
     assert sst2.loc["LP", "head_lr"] == driver.PROBE.grid[1] and sst2.loc["LoRA", "trainable_params"] == 73_728
-    assert (main[main["task"] == "stsb"]["n"] == 0).all()                    # a task with no run is pending
+    assert (main[main["task"] == "stsb"]["n"] == 0).all()  # a task with no run is pending
     claims = pd.read_csv(folder / "claims.csv")
     primary = claims[(claims["analysis"] == "primary")].set_index(["claim", "scope"])
-    assert primary.loc[("C2", "sst2"), "verdict"] == "contradicted"          # LoRA 2 points above GPart
+    assert primary.loc[("C2", "sst2"), "verdict"] == "contradicted"  # LoRA 2 points above GPart
     assert primary.loc[("C5", "sst2"), "verdict"] == "supported"
     assert primary.loc[("C1", "stsb"), "verdict"] == "pending"
     assert claims["can_decide"].notna().all() and claims["cannot_decide"].notna().all()
@@ -137,7 +156,7 @@ def test_study_tables_show_every_arm_with_its_lr_and_the_claims(study):
     assert "Holm" in text and "can decide" in text and "never the paper's" in text
     assert "SMOKE" not in text
     selection = (folder / "selection.md").read_text()
-    assert "| SST-2 | 85.00 | 70.00 | +15.00 | yes |" in selection         # FT − LP = 15 validation points
+    assert "| SST-2 | 85.00 | 70.00 | +15.00 | yes |" in selection  # FT − LP = 15 validation points
 
 
 def test_the_zero_shot_reference_is_a_row_and_a_level_line_once_computed(tmp_path, smoke):
@@ -153,4 +172,4 @@ def test_zero_shot_cosine_of_mean_pooled_embeddings_tracks_the_gold_similarity(g
     from experiments.studies.mini import zero_shot
 
     result = zero_shot.zero_shot_stsb(str(glue_dir), limit=48)
-    assert result["pairs"] == 48 and 50 < result["pearson"] < 100   # no training: the checkpoint's own similarity
+    assert result["pairs"] == 48 and 50 < result["pearson"] < 100  # no training: the checkpoint's own similarity

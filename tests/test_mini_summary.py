@@ -1,14 +1,15 @@
 """experiments/studies/mini/summary.py: the README block is generated from the study's tables (pending until a report record
 exists), and only that block changes."""
+
 from __future__ import annotations
 
 import pandas as pd
 import pytest
-
-from experiments.studies.mini import driver, summary
-from experiments.report import tables
 from mini_fakes import finish
 from test_mini_report import test_score, validation
+
+from experiments.report import tables
+from experiments.studies.mini import driver, summary
 
 README = "# Title\n\nabove\n\n{begin}\nold block\n{end}\n\nbelow\n"
 
@@ -64,8 +65,7 @@ def test_rerun_gives_the_same_readme(results, tmp_path):
     assert path.read_text() == first
 
 
-@pytest.mark.parametrize("begin, end", [("", summary.END), (summary.BEGIN, ""),
-                                        (summary.END, summary.BEGIN)])
+@pytest.mark.parametrize("begin, end", [("", summary.END), (summary.BEGIN, ""), (summary.END, summary.BEGIN)])
 def test_missing_or_misordered_markers_are_refused_and_the_readme_is_untouched(results, tmp_path, capsys, begin, end):
     path = readme(tmp_path, begin, end)
     before = path.read_text()
@@ -84,7 +84,7 @@ def test_constant_prediction_row_gives_the_dev_share_of_the_training_majority(re
     dev = pd.read_csv(glue_dir / "SST-2" / "dev.tsv", sep="\t", quoting=3)
     majority = train["label"].mode()[0]
     assert float(cells[2]) == pytest.approx(100 * (dev["label"] == majority).mean(), abs=0.005)
-    assert cells[3] == "n/a"   # Pearson of a constant is undefined
+    assert cells[3] == "n/a"  # Pearson of a constant is undefined
 
 
 def test_constant_prediction_row_reads_na_when_the_data_is_missing_and_says_why(results, tmp_path, capsys):
@@ -100,6 +100,14 @@ def test_the_committed_readme_block_is_what_the_generator_writes(tmp_path, glue_
     """README.md's block is generated, never typed: regenerating it from the committed results changes nothing."""
     copy = tmp_path / "README.md"
     copy.write_text((summary.experiments.REPO / "README.md").read_text())
-    summary.main(["--results", str(summary.experiments.REPO / "results" / "mini"), "--readme", str(copy),
-                       "--glue-dir", str(glue_dir)])
+    summary.main(
+        [
+            "--results",
+            str(summary.experiments.REPO / "results" / "mini"),
+            "--readme",
+            str(copy),
+            "--glue-dir",
+            str(glue_dir),
+        ]
+    )
     assert copy.read_text() == (summary.experiments.REPO / "README.md").read_text()

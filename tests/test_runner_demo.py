@@ -1,14 +1,15 @@
 """`make demo`: SST-2 when GLUE data is reachable (its synthetic task when not); each row is the study's SST-2 seed-0
 cell at its tuned lrs, reused from the study's selection records when they exist, else run; before any tuning, the
 documented fallback."""
+
 from __future__ import annotations
 
 import json
 
 import pytest
+from mini_fakes import finish, write_fake
 
 from experiments.studies.mini import demo, driver
-from mini_fakes import finish, write_fake
 
 
 def test_demo_uses_glue_dir_when_it_holds_sst2(glue_dir, monkeypatch):
@@ -61,7 +62,7 @@ def test_with_the_study_tuned_each_row_is_its_selection_cell_reused_from_the_stu
     for cell in cells:
         arm = cell.run.arm
         assert cell.run.lr == chosen[arm.label] == arm.grid[1] and cell.run.head_lr == chosen["LP"]
-        assert cell.run in driver.state(study, ("sst2",)).ready          # exactly one of the study's runs
+        assert cell.run in driver.state(study, ("sst2",)).ready  # exactly one of the study's runs
         assert cell.record == driver.record_path(cell.run, study) and cell.record.is_file()
         cfg = compose(cell.run.overrides(tmp_path))
         assert cfg.task.train_subset == driver.TRAIN_ROWS["sst2"] and cfg.trainer.epochs == 5
@@ -90,12 +91,13 @@ def test_the_synthetic_task_replaces_glue(compose, tmp_path):
 
 def test_demo_reusing_the_study_trains_nothing_and_writes_its_table(study, tmp_path, glue_dir, monkeypatch, capsys):
     monkeypatch.setenv("GLUE_DIR", str(glue_dir))
-    for run in driver.state(study, ("sst2",)).ready:     # the fake records lack what the table prints: add it
+    for run in driver.state(study, ("sst2",)).ready:  # the fake records lack what the table prints: add it
         if run.stage == "selection":
             path = write_fake(run, study, best_second(run))
             record = driver.records.read(path)
-            record.update({"head_params": 770, "timing": {"median_step_s": 0.2, "wall_s": 100.0},
-                           "memory": {"peak_bytes": 2**28}})
+            record.update(
+                {"head_params": 770, "timing": {"median_step_s": 0.2, "wall_s": 100.0}, "memory": {"peak_bytes": 2**28}}
+            )
             path.write_text(json.dumps(record))
     assert demo.main(["--results", str(tmp_path / "demo"), "--study", str(study)]) == 0
     out = capsys.readouterr().out

@@ -2,6 +2,7 @@
 those the Makefile's shell loops expanded (derived here the loops' way), `--status` writes nothing, finished runs are
 skipped and the others run with only their unfinished seeds. Nothing trains: the executor is a fake that writes
 records, or each launch runs under a prefix that does nothing."""
+
 from __future__ import annotations
 
 import json
@@ -37,20 +38,32 @@ def old_glue(MODEL="", METHODS="", TASKS="", SEEDS="", GLUE_ARGS=""):
         for method in (METHODS or GLUE_METHODS).split():
             for task in (TASKS or GLUE_TASKS).split():
                 if not (CONFIGS / "experiment" / "glue" / size / f"{method}-{task}.yaml").is_file():
-                    skipped.append(f"# skip glue/{size}/{method}-{task}: no experiment file "
-                                   "(no published row or setting)")
+                    skipped.append(
+                        f"# skip glue/{size}/{method}-{task}: no experiment file (no published row or setting)"
+                    )
                     continue
-                runs.append(" ".join([f"experiment=glue/{size}/{method}-{task}", f"seed={SEEDS or '0,1,2,3,4'}",
-                                      *GLUE_ARGS.split()]))
+                runs.append(
+                    " ".join(
+                        [f"experiment=glue/{size}/{method}-{task}", f"seed={SEEDS or '0,1,2,3,4'}", *GLUE_ARGS.split()]
+                    )
+                )
     return runs, skipped
 
 
 def old_vision(SIZES="", METHODS="", DATASETS="", SEEDS="", VISION_ARGS=""):
-    return [" ".join([f"experiment=vision/{size}/{method}", f"task=vision/{dataset}", f"seed={SEEDS or '0,1,2,3,4'}",
-                      *VISION_ARGS.split()])
-            for size in (SIZES or "base large").split()
-            for method in METHODS.split() or listed(f"vision/{size}")
-            for dataset in (DATASETS or VISION_DATASETS).split()], []
+    return [
+        " ".join(
+            [
+                f"experiment=vision/{size}/{method}",
+                f"task=vision/{dataset}",
+                f"seed={SEEDS or '0,1,2,3,4'}",
+                *VISION_ARGS.split(),
+            ]
+        )
+        for size in (SIZES or "base large").split()
+        for method in METHODS.split() or listed(f"vision/{size}")
+        for dataset in (DATASETS or VISION_DATASETS).split()
+    ], []
 
 
 def old_math(MODEL="", METHODS="", TASKS="", SEEDS="", MATH_ARGS=""):
@@ -59,8 +72,16 @@ def old_math(MODEL="", METHODS="", TASKS="", SEEDS="", MATH_ARGS=""):
         for method in METHODS.split() or listed(f"math/{model}"):
             for task in (TASKS or "gsm8k math").split():
                 task = "math500" if f"{model}/{task}" == "smoke/math" else task
-                runs.append(" ".join([f"experiment=math/{model}/{method}", f"task=math/{task}", f"seed={SEEDS or 0}",
-                                      *MATH_ARGS.split()]))
+                runs.append(
+                    " ".join(
+                        [
+                            f"experiment=math/{model}/{method}",
+                            f"task=math/{task}",
+                            f"seed={SEEDS or 0}",
+                            *MATH_ARGS.split(),
+                        ]
+                    )
+                )
     return runs, []
 
 
@@ -70,29 +91,73 @@ def old_ablations(TASKS="", VARIANTS="", DS="", SEEDS="", ABLATION_RUNS="results
         experiments = [f"glue/base/gpart-{task}", f"glue/base/unilora-{task}"]
         experiments += [f"[glue/base/gpart-{task},ablation/{v}]" for v in (VARIANTS or ABLATION_VARIANTS).split()]
         for d in (DS or ABLATION_D).split():
-            experiments += [f"[glue/base/gpart-{task},ablation/d-sweep/gpart-{d}]",
-                            f"[glue/base/unilora-{task},ablation/d-sweep/unilora-{d}]"]
-        runs += [" ".join([f"experiment={e}", f"seed={SEEDS or '0,1,2'}", f"paths.runs_dir={ABLATION_RUNS}",
-                           *ABLATION_ARGS.split()]) for e in experiments]
+            experiments += [
+                f"[glue/base/gpart-{task},ablation/d-sweep/gpart-{d}]",
+                f"[glue/base/unilora-{task},ablation/d-sweep/unilora-{d}]",
+            ]
+        runs += [
+            " ".join(
+                [
+                    f"experiment={e}",
+                    f"seed={SEEDS or '0,1,2'}",
+                    f"paths.runs_dir={ABLATION_RUNS}",
+                    *ABLATION_ARGS.split(),
+                ]
+            )
+            for e in experiments
+        ]
     return runs, []
 
 
 OLD = {"glue": old_glue, "vision": old_vision, "math": old_math, "ablations": old_ablations}
 CASES = [
     ("glue", {}),
-    ("glue", {"MODEL": "base", "TASKS": "sst2 rte", "METHODS": "gpart lora condlora lora_xs", "SEEDS": "0,1",
-              "GLUE_ARGS": "trainer.epochs=1 hydra/launcher=slurm"}),
+    (
+        "glue",
+        {
+            "MODEL": "base",
+            "TASKS": "sst2 rte",
+            "METHODS": "gpart lora condlora lora_xs",
+            "SEEDS": "0,1",
+            "GLUE_ARGS": "trainer.epochs=1 hydra/launcher=slurm",
+        },
+    ),
     ("glue", {"MODEL": "large", "METHODS": "tied_lora lora_xs", "TASKS": "cola"}),
     ("vision", {}),
-    ("vision", {"SIZES": "base", "DATASETS": "cifar10 dtd", "METHODS": "gpart lp", "SEEDS": "0,1",
-                "VISION_ARGS": "trainer.num_workers=16 logger=wandb"}),
+    (
+        "vision",
+        {
+            "SIZES": "base",
+            "DATASETS": "cifar10 dtd",
+            "METHODS": "gpart lp",
+            "SEEDS": "0,1",
+            "VISION_ARGS": "trainer.num_workers=16 logger=wandb",
+        },
+    ),
     ("math", {}),
     ("math", {"MODEL": "smoke"}),
-    ("math", {"MODEL": "qwen2.5-0.5b smoke", "METHODS": "gpart lora", "TASKS": "math", "SEEDS": "0,1",
-              "MATH_ARGS": "trainer.epochs=1"}),
+    (
+        "math",
+        {
+            "MODEL": "qwen2.5-0.5b smoke",
+            "METHODS": "gpart lora",
+            "TASKS": "math",
+            "SEEDS": "0,1",
+            "MATH_ARGS": "trainer.epochs=1",
+        },
+    ),
     ("ablations", {}),
-    ("ablations", {"TASKS": "rte", "VARIANTS": "fastfood", "DS": "5760", "SEEDS": "0", "ABLATION_RUNS": "/tmp/abl",
-                   "ABLATION_ARGS": "trainer.epochs=1"}),
+    (
+        "ablations",
+        {
+            "TASKS": "rte",
+            "VARIANTS": "fastfood",
+            "DS": "5760",
+            "SEEDS": "0",
+            "ABLATION_RUNS": "/tmp/abl",
+            "ABLATION_ARGS": "trainer.epochs=1",
+        },
+    ),
 ]
 
 
@@ -100,9 +165,23 @@ def make_command(family: str, variables: dict) -> list[str]:
     """The sweep's arguments as the target passes them (`make -n`: printed, not run)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAKE")}
     assignments = [f"{k}={v}" for k, v in variables.items()]
-    printed = subprocess.run(["make", "-n", "--no-print-directory", "-o", ".venv/.installed-stamp",
-                              f"reproduce-{family}", "PY=python", *assignments], cwd=REPO, env=env, check=True,
-                             capture_output=True, text=True).stdout.strip()
+    printed = subprocess.run(
+        [
+            "make",
+            "-n",
+            "--no-print-directory",
+            "-o",
+            ".venv/.installed-stamp",
+            f"reproduce-{family}",
+            "PY=python",
+            *assignments,
+        ],
+        cwd=REPO,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     words = shlex.split(printed)
     assert words[:3] == ["python", "-m", "experiments.runner.sweep"], printed
     return words[3:]
@@ -117,18 +196,35 @@ def test_the_targets_expand_the_runs_of_the_makefile_loops(family, variables):
     assert [" ".join(launch.overrides()) for launch in expansion.launches] == runs
     assert expansion.skipped == skipped
     if family == "glue" and variables.get("MODEL") == "base":
-        assert skipped   # LoRA-XS has large files only: the skip rule is exercised
+        assert skipped  # LoRA-XS has large files only: the skip rule is exercised
 
 
 def test_a_dry_run_prints_the_download_plan_then_the_commands(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sweep, "execute", forbidden)
     root = f"paths.root={tmp_path / 'results'}"
-    assert sweep.main(["glue", "--sizes", "base", "--tasks", "rte", "--methods", "gpart lora_xs", "--seeds", "0,1",
-                       "--dry-run", root]) == 0
+    assert (
+        sweep.main(
+            [
+                "glue",
+                "--sizes",
+                "base",
+                "--tasks",
+                "rte",
+                "--methods",
+                "gpart lora_xs",
+                "--seeds",
+                "0,1",
+                "--dry-run",
+                root,
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "roberta-base" in out and "nyu-mll/glue" in out
-    assert out.index("Download plan") < out.index("-m experiments.run -m experiment=glue/base/gpart-rte seed=0,1 "
-                                                  + root)
+    assert out.index("Download plan") < out.index(
+        "-m experiments.run -m experiment=glue/base/gpart-rte seed=0,1 " + root
+    )
     assert "# skip glue/base/lora_xs-rte: no experiment file" in out
     assert not (tmp_path / "results").exists()
 
@@ -159,8 +255,18 @@ def write_record(overrides: list[str], status: str = "finished") -> Path:
 def narrow_glue(tmp_path: Path) -> tuple[list[str], list[str]]:
     """GPart, LoRA and Uni-LoRA on RTE, seeds 0 and 1, into tmp_path; and the overrides every run gets."""
     extra = [f"paths.root={tmp_path / 'results'}", f"paths.hydra_dir={tmp_path / 'outputs'}"]
-    return ["glue", "--sizes", "base", "--methods", "gpart lora unilora", "--tasks", "rte", "--seeds", "0,1",
-            *extra], extra
+    return [
+        "glue",
+        "--sizes",
+        "base",
+        "--methods",
+        "gpart lora unilora",
+        "--tasks",
+        "rte",
+        "--seeds",
+        "0,1",
+        *extra,
+    ], extra
 
 
 def files(folder: Path) -> dict[str, tuple[int, int]]:
@@ -184,8 +290,10 @@ def test_status_and_dry_run_write_nothing(tmp_path, monkeypatch, capsys):
     assert sweep.main([*argv, "--dry-run", "--no-plan"]) == 0 and files(tmp_path) == before
     commands = capsys.readouterr().out.splitlines()
     assert [c.split(" -m experiments.run -m ")[1].split(" paths.")[0] for c in commands] == [
-        "experiment=glue/base/gpart-rte seed=1", "experiment=glue/base/lora-rte seed=0,1",
-        "experiment=glue/base/unilora-rte seed=0,1"]
+        "experiment=glue/base/gpart-rte seed=1",
+        "experiment=glue/base/lora-rte seed=0,1",
+        "experiment=glue/base/unilora-rte seed=0,1",
+    ]
 
 
 def test_finished_runs_are_skipped_and_the_others_run_with_their_seeds(tmp_path, monkeypatch, capsys):
@@ -193,7 +301,7 @@ def test_finished_runs_are_skipped_and_the_others_run_with_their_seeds(tmp_path,
     for seed in (0, 1):
         write_record(["experiment=glue/base/gpart-rte", f"seed={seed}", *extra])
     write_record(["experiment=glue/base/lora-rte", "seed=0", *extra])
-    write_record(["experiment=glue/base/lora-rte", "seed=1", *extra], status="running")   # killed: resumes
+    write_record(["experiment=glue/base/lora-rte", "seed=1", *extra], status="running")  # killed: resumes
     ran, built = [], []
 
     def succeed(todo, runner, jobs, progress, announce=False):
@@ -207,14 +315,22 @@ def test_finished_runs_are_skipped_and_the_others_run_with_their_seeds(tmp_path,
     monkeypatch.setattr(sweep, "execute", succeed)
     monkeypatch.setattr(sweep, "tables", lambda args, where: built.append(sweep.table_commands(args, where)) or 0)
     assert sweep.main(argv) == 0
-    assert ran == [["-m", "experiments.run", "-m", "experiment=glue/base/lora-rte", "seed=1", *extra],
-                   ["-m", "experiments.run", "-m", "experiment=glue/base/unilora-rte", "seed=0,1", *extra]]
+    assert ran == [
+        ["-m", "experiments.run", "-m", "experiment=glue/base/lora-rte", "seed=1", *extra],
+        ["-m", "experiments.run", "-m", "experiment=glue/base/unilora-rte", "seed=0,1", *extra],
+    ]
     assert "sweep glue: 6 of 6 runs finished" in capsys.readouterr().out
     (command,) = built[0]
-    assert command[1:] == ["-m", "experiments.report.tables", "--runs", str(tmp_path / "results" / "runs"), "--out",
-                           "results"]
+    assert command[1:] == [
+        "-m",
+        "experiments.report.tables",
+        "--runs",
+        str(tmp_path / "results" / "runs"),
+        "--out",
+        "results",
+    ]
     ran.clear()
-    assert sweep.main(argv) == 0 and ran == []   # all finished: nothing runs again
+    assert sweep.main(argv) == 0 and ran == []  # all finished: nothing runs again
 
 
 def test_runs_not_finished_are_listed_and_the_exit_is_1_without_tables(tmp_path, monkeypatch, capsys):

@@ -1,4 +1,5 @@
 """experiments/report/ (make tables): fixture run records in, paper-table Markdown/CSV out, with its safety rules (unfinished runs skipped, mixed cells refused)."""
+
 from __future__ import annotations
 
 import filecmp
@@ -7,9 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from test_tables_fixtures import make_record, write_record
 
 from experiments.report import cells, loading, rendering, table_data, tables
-from test_tables_fixtures import make_record, write_record
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_REFERENCE = Path(os.environ.get("GPART_SHARED_DIR", REPO.parent / "shared")) / "reference"
@@ -55,8 +56,15 @@ def test_paper_copies_equal_the_shared_reference():
 
 
 def test_paper_param_text_is_parsed():
-    assert [table_data.parse_param_count(t) for t in ["0.295M", "72K", "125M", "1.90M", "303.3M", "-", ""]] == \
-        [295_000, 72_000, 125_000_000, 1_900_000, 303_300_000, 0, None]
+    assert [table_data.parse_param_count(t) for t in ["0.295M", "72K", "125M", "1.90M", "303.3M", "-", ""]] == [
+        295_000,
+        72_000,
+        125_000_000,
+        1_900_000,
+        303_300_000,
+        0,
+        None,
+    ]
     with pytest.raises(ValueError, match="'abc'"):
         table_data.parse_param_count("abc")
 
@@ -67,16 +75,24 @@ def test_fixture_glue_table_medians_stds_deltas_and_verdicts(tmp_path):
     data = built["glue-roberta-base"]
     lora = cell(data, "LoRA", "sst2")
     assert (lora["n"], lora["median"], lora["paper"]) == (3, pytest.approx(95.2), 95.1)
-    assert lora["std"] == pytest.approx(0.28 ** 0.5)
-    assert lora["delta"] == pytest.approx(0.1) and lora["tolerance"] == pytest.approx(2 * 0.28 ** 0.5)
+    assert lora["std"] == pytest.approx(0.28**0.5)
+    assert lora["delta"] == pytest.approx(0.1) and lora["tolerance"] == pytest.approx(2 * 0.28**0.5)
     assert lora["verdict"] == "reproduced"
     vera = cell(data, "VeRA", "cola")
-    assert (vera["median"], vera["std"], vera["delta"], vera["verdict"]) == \
-        (pytest.approx(64.0), pytest.approx(4.0), pytest.approx(-1.6), "reproduced")
+    assert (vera["median"], vera["std"], vera["delta"], vera["verdict"]) == (
+        pytest.approx(64.0),
+        pytest.approx(4.0),
+        pytest.approx(-1.6),
+        "reproduced",
+    )
     uni_mrpc, uni_sst2 = cell(data, "Uni-LoRA", "mrpc"), cell(data, "Uni-LoRA", "sst2")
     assert (uni_mrpc["delta"], uni_mrpc["verdict"]) == (pytest.approx(-3.7), "below")
-    assert (uni_sst2["n"], uni_sst2["delta"], uni_sst2["tolerance"], uni_sst2["verdict"]) == \
-        (1, pytest.approx(1.5), 1.0, "above")
+    assert (uni_sst2["n"], uni_sst2["delta"], uni_sst2["tolerance"], uni_sst2["verdict"]) == (
+        1,
+        pytest.approx(1.5),
+        1.0,
+        "above",
+    )
     assert pd.isna(uni_sst2["std"])
     gpart, bitfit = cell(data, "GPart", "sst2"), cell(data, "BitFit", "sst2")
     assert gpart["median"] == pytest.approx(93.5) and gpart["verdict"] == ""
@@ -86,7 +102,17 @@ def test_fixture_glue_table_medians_stds_deltas_and_verdicts(tmp_path):
     assert averages.loc["LoRA", "avg_paper"] == pytest.approx((95.1 + 89.7 + 63.4 + 93.3 + 86.6 + 91.5) / 6)
     assert averages.loc["LoRA", "avg_verdict"] == "reproduced" and pd.isna(averages.loc["VeRA", "avg_median"])
     # Rows follow the paper's order; the paper-only rows are kept; our extra method comes last.
-    assert list(data.rows["label"]) == ["FT", "LoRA", "VeRA", "Tied-LoRA", "VB-LoRA", "FourierFT", "Uni-LoRA", "GPart", "BitFit"]
+    assert list(data.rows["label"]) == [
+        "FT",
+        "LoRA",
+        "VeRA",
+        "Tied-LoRA",
+        "VB-LoRA",
+        "FourierFT",
+        "Uni-LoRA",
+        "GPart",
+        "BitFit",
+    ]
 
 
 def test_markdown_states_the_rule_and_shows_every_part_of_a_cell(tmp_path):
@@ -105,8 +131,9 @@ def test_markdown_and_csv_round_trip_through_pandas(tmp_path):
     data = build(tmp_path / "runs")[0]["glue-roberta-base"]
     from_csv = pd.read_csv(tmp_path / "out" / "tables" / "glue-roberta-base.csv", keep_default_na=True)
     expected = rendering.csv_frame(data)
-    pd.testing.assert_frame_equal(from_csv.fillna(""), expected.astype(object).fillna("").infer_objects(),
-                                  check_dtype=False)
+    pd.testing.assert_frame_equal(
+        from_csv.fillna(""), expected.astype(object).fillna("").infer_objects(), check_dtype=False
+    )
     assert from_csv.set_index("method").loc["LoRA", "sst2.median"] == pytest.approx(95.2)
     assert from_csv.set_index("method").loc["Uni-LoRA", "mrpc.verdict"] == "below"
     from_markdown = rendering.read_markdown_table(tmp_path / "out" / "tables" / "glue-roberta-base.md")
@@ -141,7 +168,9 @@ def test_unfinished_failed_and_unreadable_records_are_skipped_with_reasons(tmp_p
     _, _, loaded = build(runs)
     reasons = dict(loaded.skipped)
     assert set(reasons) == {str(running), str(failed), str(broken)}
-    assert "running" in reasons[str(running)] and "failed" in reasons[str(failed)] and "unreadable" in reasons[str(broken)]
+    assert (
+        "running" in reasons[str(running)] and "failed" in reasons[str(failed)] and "unreadable" in reasons[str(broken)]
+    )
     built, _, _ = build(runs)
     assert cell(built["glue-roberta-base"], "LoRA", "sst2")["n"] == 1
     assert run_main(runs, tmp_path / "out") == 0
@@ -150,11 +179,14 @@ def test_unfinished_failed_and_unreadable_records_are_skipped_with_reasons(tmp_p
     assert str(broken) in (tmp_path / "out" / "tables" / "README.md").read_text()
 
 
-@pytest.mark.parametrize("layout, expected", [
-    ("missing", "does not exist"),
-    ("empty", "no record.json found"),
-    ("unusable", "none of the 1 records"),
-])
+@pytest.mark.parametrize(
+    "layout, expected",
+    [
+        ("missing", "does not exist"),
+        ("empty", "no record.json found"),
+        ("unusable", "none of the 1 records"),
+    ],
+)
 def test_empty_or_unreadable_record_folder_gives_a_clear_message(tmp_path, capsys, layout, expected):
     runs = tmp_path / "runs"
     if layout != "missing":
@@ -176,8 +208,11 @@ def test_regenerating_replaces_the_previous_tables_and_never_a_foreign_folder(tm
     write_record(runs, make_record("GPart", "sst2", 0, 0.9, model="minilm-l6", trainable_params=4_608))
     assert run_main(runs, out, "--only-with-runs") == 0
     assert "replaced" in capsys.readouterr().out
-    assert sorted(p.name for p in (out / "tables").iterdir() if not p.name.startswith(".")) == \
-        ["README.md", "glue-minilm-l6.csv", "glue-minilm-l6.md"]
+    assert sorted(p.name for p in (out / "tables").iterdir() if not p.name.startswith(".")) == [
+        "README.md",
+        "glue-minilm-l6.csv",
+        "glue-minilm-l6.md",
+    ]
     assert not list(out.glob(".tables*")), "staging folders are cleaned up"
     foreign = tmp_path / "foreign"
     (foreign / "tables").mkdir(parents=True)
@@ -195,7 +230,12 @@ def test_models_outside_the_paper_get_their_own_table(tmp_path):
     data = build(runs)[0]["glue-minilm-l6"]
     assert not data.in_paper and data.tasks == ["sst2"]
     row = cell(data, "GPart", "sst2")
-    assert (row["n"], row["median"], row["paper_text"], row["verdict"]) == (2, pytest.approx(82.0), cells.NOT_IN_PAPER, "")
+    assert (row["n"], row["median"], row["paper_text"], row["verdict"]) == (
+        2,
+        pytest.approx(82.0),
+        cells.NOT_IN_PAPER,
+        "",
+    )
 
 
 def test_budgets_match_the_nearest_paper_row_of_the_method(tmp_path):
@@ -244,11 +284,18 @@ def test_gpart_has_a_row_in_every_table_even_without_runs(tmp_path):
         assert gpart.iloc[0].str.contains("no runs").any(), name
 
 
-@pytest.mark.parametrize("change,reason", [
-    ({"seed": "7"}, "seed='7' is not an integer"), ({"seed": None}, "seed=None is not an integer"),
-    ({"seed": True}, "seed=True is not an integer"),
-    ({"test_metric": 51.0}, r"test_metric=51.0 is outside [-1, 1]; records hold fractions (a value given in percent?)"),
-])
+@pytest.mark.parametrize(
+    "change,reason",
+    [
+        ({"seed": "7"}, "seed='7' is not an integer"),
+        ({"seed": None}, "seed=None is not an integer"),
+        ({"seed": True}, "seed=True is not an integer"),
+        (
+            {"test_metric": 51.0},
+            r"test_metric=51.0 is outside [-1, 1]; records hold fractions (a value given in percent?)",
+        ),
+    ],
+)
 def test_records_with_a_string_seed_or_a_percent_metric_are_skipped_with_a_reason(tmp_path, change, reason):
     runs = tmp_path / "runs"
     write_record(runs, make_record("LoRA", "sst2", 0, 0.95))

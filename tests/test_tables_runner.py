@@ -1,5 +1,6 @@
 """The tables read what the real runner writes: tiny RoBERTa runs on a few hundred SST-2 rows (../shared/data/glue)
 through experiments.run, then `experiments.report.tables` on their records (slow: several short training runs)."""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,10 @@ from experiments.tasks.vision.data import shared_data_dir
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 GLUE_DIR = shared_data_dir() / "glue"
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not (GLUE_DIR / "SST-2" / "train.tsv").exists(), reason=f"{GLUE_DIR} not found")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not (GLUE_DIR / "SST-2" / "train.tsv").exists(), reason=f"{GLUE_DIR} not found"),
+]
 
 
 @pytest.fixture(autouse=True)
@@ -29,9 +32,18 @@ def run(root: Path, *overrides: str) -> dict:
     import experiments  # noqa: F401  (OmegaConf resolvers)
     from experiments.run import run as run_config
 
-    tiny = ["model=tiny-roberta", "task=glue/sst2", "task.train_subset=400", "task.test_subset=100",
-            "task.max_length=32", "trainer.epochs=1", "trainer.max_steps=2", "trainer.save_checkpoints=false",
-            f"paths.root={root}", f"paths.glue_dir={GLUE_DIR}"]
+    tiny = [
+        "model=tiny-roberta",
+        "task=glue/sst2",
+        "task.train_subset=400",
+        "task.test_subset=100",
+        "task.max_length=32",
+        "trainer.epochs=1",
+        "trainer.max_steps=2",
+        "trainer.save_checkpoints=false",
+        f"paths.root={root}",
+        f"paths.glue_dir={GLUE_DIR}",
+    ]
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         return run_config(compose("config", overrides=tiny + list(overrides)))
 
@@ -58,4 +70,3 @@ def test_tables_from_real_runner_records(tmp_path, capsys):
     assert frame.loc["GPart (512)", "sst2.status"] == "refused"
     assert frame.loc["GPart (256)", "adapter_bytes"] > 0 and frame.loc["GPart (256)", "median_step_s"] > 0
     assert (out / "figures" / "glue-tiny-roberta_score_vs_params.png").stat().st_size > 0
-

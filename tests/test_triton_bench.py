@@ -18,8 +18,12 @@ def run(method):
 
 def test_floor_trains_exactly_the_adapted_weights_and_the_head():
     model = step_bench.build_model(TINY, "cpu")
-    expected = sum(p.numel() for n, m in model.named_modules() for p in m.parameters()
-                   if n.endswith((".query", ".value", ".classifier")))
+    expected = sum(
+        p.numel()
+        for n, m in model.named_modules()
+        for p in m.parameters()
+        if n.endswith((".query", ".value", ".classifier"))
+    )
     result = run("floor")
     assert result["status"] == "ok" and result["trainable_params"] == expected
 
@@ -70,4 +74,3 @@ def test_the_id_cache_method_trains_the_same_parameters_and_removes_hashing_from
     assert "gpart: hash group ids" in stateless and "gpart: ΔW = gather of θ" in stateless
     assert "gpart: hash group ids" not in cached, "the profiled step follows a warm-up step that filled the cache"
     assert "gpart: ΔW = gather of θ" in cached
-

@@ -68,8 +68,9 @@ print(json.dumps(report))
 def test_every_kernel_variant_compiles_to_sm90_without_64_bit_division(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env.update(OMP_NUM_THREADS="1", TRITON_CACHE_DIR=str(tmp_path))  # compile afresh
-    done = subprocess.run([sys.executable, "-c", SCRIPT], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=900)
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT], cwd=REPO, env=env, capture_output=True, text=True, timeout=900
+    )
     assert done.returncode == 0, done.stderr[-4000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert len(report) == (3 + 1 + 1) * 2 * 3  # (dtypes of one partition + two more) × dropout × kernels

@@ -35,8 +35,9 @@ class Net(nn.Module):
 
 
 def model(backend, targets=("proj",)):
-    net = apply_gpart(Net(), GPartConfig(d=37, target_modules=list(targets), seed=5, bias="partitioned",
-                                         backend=backend))
+    net = apply_gpart(
+        Net(), GPartConfig(d=37, target_modules=list(targets), seed=5, bias="partitioned", backend=backend)
+    )
     with torch.no_grad():
         net.gpart_adapter.theta.copy_(torch.randn(37, generator=torch.Generator().manual_seed(1)))
     return net
@@ -54,8 +55,9 @@ def auto_takes_triton_on_cpu(monkeypatch):
     """Fresh guard state, and `auto` selecting the (interpreted) Triton path for CPU tensors."""
     triton_guard._reset_for_tests()
     selected = triton_ops.selected
-    monkeypatch.setattr(triton_ops, "selected", lambda backend, device: selected(
-        "triton" if backend == "auto" else backend, device))
+    monkeypatch.setattr(
+        triton_ops, "selected", lambda backend, device: selected("triton" if backend == "auto" else backend, device)
+    )
     yield
     triton_guard._reset_for_tests()
 
@@ -64,6 +66,7 @@ def wrong_by_one(function):
     def wrapper(*args, **kwargs):
         result = function(*args, **kwargs)
         return result + 1 if isinstance(result, torch.Tensor) else (result[0] + 1, *result[1:])
+
     return wrapper
 
 
@@ -78,7 +81,12 @@ def test_a_passing_check_lets_triton_run_and_the_record_says_so():
         run(model("auto"))
     net = model("auto")
     run(net)
-    assert backend_report(find_adapter(net)) == {"requested": "auto", "ran": ["triton"], "fallback": None, "refused": {}}
+    assert backend_report(find_adapter(net)) == {
+        "requested": "auto",
+        "ran": ["triton"],
+        "fallback": None,
+        "refused": {},
+    }
 
 
 @pytest.mark.parametrize("broken, quantity", [("build", "output differs"), ("group_sums", "∇θ differs")])
@@ -139,6 +147,7 @@ class FailingVariant:
             if self.fails(args, kwargs):
                 raise RuntimeError("PTX compile error in this variant (simulated)")
             return self.kernel[grid](*args, **kwargs)
+
         return launch
 
 
@@ -166,9 +175,11 @@ def test_a_variant_first_used_in_training_is_checked_first_and_falls_back(monkey
     """Dropout on, autocast's compute dtype, or an input that needs no gradient compile other kernels than the
     plain probe: their first use is checked too, so a failing variant falls back instead of raising mid-step."""
     options = {"dropout": dict(dropout=0.2), "autocast": {}, "input without grad": dict(bias="none")}[case]
-    fails = {"dropout": lambda args, kwargs: kwargs.get("HAS_DROPOUT"),
-             "autocast": lambda args, kwargs: args[0].dtype == torch.bfloat16,
-             "input without grad": lambda args, kwargs: kwargs.get("WRITE_WEIGHT") is False}[case]
+    fails = {
+        "dropout": lambda args, kwargs: kwargs.get("HAS_DROPOUT"),
+        "autocast": lambda args, kwargs: args[0].dtype == torch.bfloat16,
+        "input without grad": lambda args, kwargs: kwargs.get("WRITE_WEIGHT") is False,
+    }[case]
     context = torch.autocast("cpu", dtype=torch.bfloat16) if case == "autocast" else contextlib.nullcontext()
     with context:
         expected = seeded_run(model_with("torch", **options))
@@ -200,8 +211,9 @@ def test_float64_layers_take_torch_with_a_reason_and_leave_triton_on_for_the_res
     assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
     report = backend_report(find_adapter(net))
     assert report["ran"] == ["torch"] and report["fallback"] is None and triton_guard.fallback_reason() is None
-    assert report["refused"] == {"float64 weights (the kernels compute in float32; they support bfloat16, "
-                                 "float16, float32)": ["proj"]}
+    assert report["refused"] == {
+        "float64 weights (the kernels compute in float32; they support bfloat16, float16, float32)": ["proj"]
+    }
     other = model_with(backend)
     run(other)
     assert backend_report(find_adapter(other))["ran"] == ["triton"]
@@ -228,13 +240,21 @@ def test_the_guard_imports_nothing_of_the_layers_it_guards():
         tree = ast.parse((Path(gpart.__file__).parent / f"{module}.py").read_text())
         imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
         imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-        imported |= {f"gpart.{alias.name}" for node in ast.walk(tree)
-                     if isinstance(node, ast.ImportFrom) and node.module == "gpart" for alias in node.names}
+        imported |= {
+            f"gpart.{alias.name}"
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module == "gpart"
+            for alias in node.names
+        }
         assert "gpart.layers" not in imported, module
     from gpart.layout import AdaptedTensors
 
     layer = model("auto").proj
     probe = triton_guard._probe(layer)
     assert isinstance(probe, AdaptedTensors) and not isinstance(probe, nn.Module)
-    assert (probe.adapter, probe.weight_start, probe.bias_start) == (layer.adapter, layer.weight_start, layer.bias_start)
+    assert (probe.adapter, probe.weight_start, probe.bias_start) == (
+        layer.adapter,
+        layer.weight_start,
+        layer.bias_start,
+    )
     assert probe.is_linear and probe._adapted() == layer._adapted()

@@ -23,7 +23,9 @@ from gpart import GPartConfig, apply_gpart, merge, save_adapter, triton_ops  # n
 from gpart.partition import Partition  # noqa: E402
 
 if not triton_ops.interpreting():
-    raise RuntimeError("Triton was imported without TRITON_INTERPRET=1; tests/conftest.py must set it before any import")
+    raise RuntimeError(
+        "Triton was imported without TRITON_INTERPRET=1; tests/conftest.py must set it before any import"
+    )
 
 
 class Tiny(nn.Module):
@@ -98,8 +100,11 @@ SCALARS_2_31_TO_2_32 = (1 << 31, 3 * 10**9, (1 << 32) - 1)  # the interpreter ty
 @pytest.mark.parametrize("start", SCALARS_2_31_TO_2_32)
 @pytest.mark.parametrize("seed", SCALARS_2_31_TO_2_32)
 def test_group_ids_at_starts_and_seeds_between_2_31_and_2_32(assignment, start, seed):
-    partition = Partition((1 << 32) + 64, 97, seed=seed, assignment=assignment) if assignment == "balanced" \
+    partition = (
+        Partition((1 << 32) + 64, 97, seed=seed, assignment=assignment)
+        if assignment == "balanced"
         else _uncounted(seed)
+    )
     expected = Partition.group_ids(partition, start, 64)
     assert torch.equal(triton_ops.group_ids(partition, start, 64, "cpu"), expected)
 
@@ -258,8 +263,10 @@ def test_backend_does_not_change_adapter_files(tmp_path):
     for backend in ("torch", "triton"):
         model = adapted(base, backend)
         save_adapter(model, tmp_path / backend)
-        files[backend] = ((tmp_path / backend / "adapter_config.json").read_bytes(),
-                          (tmp_path / backend / "adapter_model.safetensors").read_bytes())
+        files[backend] = (
+            (tmp_path / backend / "adapter_config.json").read_bytes(),
+            (tmp_path / backend / "adapter_model.safetensors").read_bytes(),
+        )
     assert files["torch"] == files["triton"]
     assert "backend" not in json.loads(files["torch"][0])["config"]
 
@@ -307,11 +314,18 @@ class _CheckedLaunches:
                 named = dict(zip(kernel.arg_names, args), **kwargs)
                 written = KERNEL_OUTPUTS | ({"weight_ptr"} if named.get("WRITE_WEIGHT") else set())
                 outputs = [named[n] for n in written & named.keys()]
-                unchecked = [n for n, value in named.items() if isinstance(value, torch.Tensor)
-                             and not self._was_checked(value) and not any(value is out for out in outputs)]
+                unchecked = [
+                    n
+                    for n, value in named.items()
+                    if isinstance(value, torch.Tensor)
+                    and not self._was_checked(value)
+                    and not any(value is out for out in outputs)
+                ]
                 self.launches.append((kernel.fn.__name__, unchecked))
                 return kernel[grid](*args, **kwargs)
+
             return launch
+
         return type("Launcher", (), {"__getitem__": lambda _, grid: index(grid)})()
 
     def _was_checked(self, tensor) -> bool:
@@ -360,13 +374,16 @@ def test_bf16_weight_keeps_the_gpus_canonical_nan():
     base = torch.randn(8, 8).to(torch.bfloat16)
     ids = partition.group_ids(0, 64).view(8, 8)
     expected = base + scaled_theta[ids].to(torch.bfloat16)  # torch: NaN -> bf16 0x7FC0
-    for got in (triton_ops.build(partition, scaled_theta, 0, base, like=base),
-                triton_ops.build(partition, scaled_theta, 0, None, like=base),
-                triton_ops.group_sums(partition, base, 0, base=base, scaled_theta=scaled_theta)[1]):
+    for got in (
+        triton_ops.build(partition, scaled_theta, 0, base, like=base),
+        triton_ops.build(partition, scaled_theta, 0, None, like=base),
+        triton_ops.group_sums(partition, base, 0, base=base, scaled_theta=scaled_theta)[1],
+    ):
         assert got.isnan().sum() == (ids == 3).sum() > 0
     # Exact elsewhere, NaN where torch has NaN (NaN payloads differ even between torch's own bf16 casts).
-    torch.testing.assert_close(triton_ops.build(partition, scaled_theta, 0, base, like=base), expected,
-                               rtol=0, atol=0, equal_nan=True)
+    torch.testing.assert_close(
+        triton_ops.build(partition, scaled_theta, 0, base, like=base), expected, rtol=0, atol=0, equal_nan=True
+    )
 
 
 @pytest.mark.parametrize("paired", [True, False])
@@ -380,8 +397,9 @@ def test_the_rebuilt_weight_equals_the_built_one_bit_for_bit_signed_zeros_includ
     scaled_theta = torch.tensor([-0.0, 0.0, -1.5, 2.0**-20, float("nan")])
     base = torch.full((16, 16), -0.0).to(dtype)
     built = triton_ops.build(partition, scaled_theta, 0, base, like=base)
-    sums, rebuilt = triton_ops.group_sums(partition, torch.ones(16, 16, dtype=dtype), 0, base=base,
-                                          scaled_theta=scaled_theta)
+    sums, rebuilt = triton_ops.group_sums(
+        partition, torch.ones(16, 16, dtype=dtype), 0, base=base, scaled_theta=scaled_theta
+    )
     bits = torch.int32 if dtype == torch.float32 else torch.int16
     assert torch.equal(rebuilt.view(bits), built.view(bits))
     assert (built.view(bits) == torch.tensor(-0.0, dtype=dtype).view(bits)).any()  # -0.0 + -0.0 stays -0.0
@@ -423,6 +441,7 @@ class _RecordingKernel:
             self.kernel[grid](*args, **kwargs)
             if self.corrupt_at_end and kwargs["start"] > 0:
                 args[1][0] += 1  # the reduce kernel's sums
+
         return launch
 
 

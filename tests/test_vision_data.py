@@ -1,4 +1,5 @@
 """Vision data: MNIST idx parsing, seeded split recipes, the four sources, timm transforms, RGB conversion."""
+
 from __future__ import annotations
 
 import gzip
@@ -11,13 +12,21 @@ import torch
 from PIL import Image
 
 from experiments import shared_data_dir
-from experiments.tasks.vision.data import (TransformedImages, RawSplit, load_mnist_split, load_raw_split, plan_splits,
-                                     read_idx, seeded_subset)
+from experiments.tasks.vision.data import (
+    RawSplit,
+    TransformedImages,
+    load_mnist_split,
+    load_raw_split,
+    plan_splits,
+    read_idx,
+    seeded_subset,
+)
 from experiments.tasks.vision.transforms import build_transforms, processor_normalisation
 
 MNIST_DIR = Path(os.environ.get("GPART_MNIST_DIR") or shared_data_dir() / "mnist")
-needs_mnist = pytest.mark.skipif(not (MNIST_DIR / "t10k-images-idx3-ubyte.gz").exists(),
-                                 reason=f"MNIST idx files not found in {MNIST_DIR}")
+needs_mnist = pytest.mark.skipif(
+    not (MNIST_DIR / "t10k-images-idx3-ubyte.gz").exists(), reason=f"MNIST idx files not found in {MNIST_DIR}"
+)
 MNIST_RECIPE = {"train": "t10k", "validation": None, "test": None}
 
 
@@ -55,15 +64,17 @@ def test_read_idx_rejects_a_file_that_is_not_idx(tmp_path):
 
 @needs_mnist
 def test_mnist_recipe_test_fixed_across_seeds_validation_seeded_and_disjoint(mnist):
-    plans = {seed: plan_splits(lambda _: mnist, MNIST_RECIPE, seed=seed, validation_fraction=0.1, test_fraction=0.2)
-             for seed in (0, 1)}
+    plans = {
+        seed: plan_splits(lambda _: mnist, MNIST_RECIPE, seed=seed, validation_fraction=0.1, test_fraction=0.2)
+        for seed in (0, 1)
+    }
     for plan in plans.values():
         rows = {role: set(plan[role][1].tolist()) for role in ("train", "validation", "test")}
         assert len(rows["test"]) == 2000 and len(rows["validation"]) == 800 and len(rows["train"]) == 7200
         assert not (rows["train"] & rows["validation"]) and not (rows["train"] & rows["test"])
         assert not (rows["validation"] & rows["test"])
         assert rows["train"] | rows["validation"] | rows["test"] == set(range(10_000))
-    assert np.array_equal(plans[0]["test"][1], plans[1]["test"][1])           # same test images for every seed
+    assert np.array_equal(plans[0]["test"][1], plans[1]["test"][1])  # same test images for every seed
     assert not np.array_equal(plans[0]["validation"][1], plans[1]["validation"][1])
     again = plan_splits(lambda _: mnist, MNIST_RECIPE, seed=1, validation_fraction=0.1, test_fraction=0.2)
     assert np.array_equal(again["validation"][1], plans[1]["validation"][1])  # deterministic under a seed
@@ -80,8 +91,9 @@ def test_official_splits_are_used_as_given_and_null_needs_a_fraction():
     with pytest.raises(ValueError, match="validation_fraction"):
         plan_splits(splits.__getitem__, {"train": "train", "validation": None, "test": "test"}, seed=0)
     with pytest.raises(ValueError, match="strictly between 0 and 1"):
-        plan_splits(splits.__getitem__, {"train": "train", "validation": None, "test": "test"}, seed=0,
-                    validation_fraction=1.5)
+        plan_splits(
+            splits.__getitem__, {"train": "train", "validation": None, "test": "test"}, seed=0, validation_fraction=1.5
+        )
     with pytest.raises(ValueError, match="splits="):
         plan_splits(splits.__getitem__, {"train": "train", "dev": "val"}, seed=0)
 
@@ -122,10 +134,15 @@ def test_transforms_follow_the_protocol_and_the_checkpoint_normalisation():
 def test_processor_normalisation_reads_size_mean_std():
     from transformers import ViTImageProcessor
 
-    processor = ViTImageProcessor(size={"height": 64, "width": 64}, image_mean=[0.1, 0.2, 0.3],
-                                  image_std=[0.4, 0.5, 0.6], resample=3)
-    assert processor_normalisation(processor) == {"image_size": 64, "mean": (0.1, 0.2, 0.3),
-                                                  "std": (0.4, 0.5, 0.6), "interpolation": "bicubic"}
+    processor = ViTImageProcessor(
+        size={"height": 64, "width": 64}, image_mean=[0.1, 0.2, 0.3], image_std=[0.4, 0.5, 0.6], resample=3
+    )
+    assert processor_normalisation(processor) == {
+        "image_size": 64,
+        "mean": (0.1, 0.2, 0.3),
+        "std": (0.4, 0.5, 0.6),
+        "interpolation": "bicubic",
+    }
 
 
 def test_grey_images_become_three_channel_items():
@@ -158,13 +175,15 @@ def test_hub_source_reads_a_local_saved_dataset_and_names_missing_columns(tmp_pa
     images = [Image.new("RGB", (6, 6), color=(i * 60, 0, 0)) for i in range(3)]
     data = datasets.Dataset.from_dict({"img": images, "fine_label": [2, 0, 1]}, features=features)
     datasets.DatasetDict({"train": data, "test": data}).save_to_disk(str(tmp_path / "cifar-like"))
-    raw = load_raw_split("hub", "test", path=str(tmp_path / "cifar-like"), image_column="img",
-                         label_column="fine_label")
+    raw = load_raw_split(
+        "hub", "test", path=str(tmp_path / "cifar-like"), image_column="img", label_column="fine_label"
+    )
     assert raw.labels.tolist() == [2, 0, 1] and raw.classes == ["a", "b", "c"]
     assert raw.load_image(2).getpixel((0, 0))[0] == 120
     with pytest.raises(ValueError, match=r"no column\(s\) \['image'\].*fine_label"):
-        load_raw_split("hub", "train", path=str(tmp_path / "cifar-like"), image_column="image",
-                       label_column="fine_label")
+        load_raw_split(
+            "hub", "train", path=str(tmp_path / "cifar-like"), image_column="image", label_column="fine_label"
+        )
 
 
 def test_unknown_source_and_missing_keys_are_errors():

@@ -1,5 +1,6 @@
 """ViT loading (random config, local folder, timm -> transformers copy), loud target resolution, and the adapted-module
 counts of every vision method on a meta-device ViT-B against paper_vision.csv's parameter budgets."""
+
 from __future__ import annotations
 
 import csv
@@ -8,11 +9,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from experiments.tasks.vision.models import build_image_classifier, timm_vit_to_transformers, _labels_kwargs
+from experiments.tasks.vision.models import _labels_kwargs, build_image_classifier, timm_vit_to_transformers
 from experiments.tasks.vision.targets import match_target_modules, require_target_modules
 
-TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
-        "image_size": 32, "patch_size": 8}
+TINY = {
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "image_size": 32,
+    "patch_size": 8,
+}
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "paper_vision.csv"
 
 
@@ -25,15 +32,23 @@ def test_random_vit_has_the_5x_projection_names_and_a_fresh_head():
     model, processor = tiny_vit(7)
     assert model.classifier.out_features == 7
     assert match_target_modules(model, ["q_proj", "v_proj"]) == [
-        "vit.layers.0.attention.q_proj", "vit.layers.0.attention.v_proj",
-        "vit.layers.1.attention.q_proj", "vit.layers.1.attention.v_proj"]
+        "vit.layers.0.attention.q_proj",
+        "vit.layers.0.attention.v_proj",
+        "vit.layers.1.attention.q_proj",
+        "vit.layers.1.attention.v_proj",
+    ]
     assert match_target_modules(model, r"vit\.layers\.1\.attention\.(q|k|v)_proj") == [
-        "vit.layers.1.attention.q_proj", "vit.layers.1.attention.k_proj", "vit.layers.1.attention.v_proj"]
+        "vit.layers.1.attention.q_proj",
+        "vit.layers.1.attention.k_proj",
+        "vit.layers.1.attention.v_proj",
+    ]
     assert processor.size["height"] == 32
 
 
-@pytest.mark.parametrize("targets, hint", [(["query", "value"], r"\['q_proj', 'v_proj'\]"),
-                                           (["qkv"], "Linear layers are named"), ([], "empty")])
+@pytest.mark.parametrize(
+    "targets, hint",
+    [(["query", "value"], r"\['q_proj', 'v_proj'\]"), (["qkv"], "Linear layers are named"), ([], "empty")],
+)
 def test_targets_that_match_nothing_fail_loudly(targets, hint):
     model, _ = tiny_vit()
     with pytest.raises(ValueError, match=hint):
@@ -45,8 +60,9 @@ def test_local_folder_loads_the_saved_backbone_and_processor(tmp_path):
 
     model, _ = tiny_vit(3)
     model.save_pretrained(tmp_path)
-    ViTImageProcessor(size={"height": 32, "width": 32}, image_mean=[0.1, 0.2, 0.3], image_std=[0.3, 0.2, 0.1]
-                      ).save_pretrained(tmp_path)
+    ViTImageProcessor(
+        size={"height": 32, "width": 32}, image_mean=[0.1, 0.2, 0.3], image_std=[0.3, 0.2, 0.1]
+    ).save_pretrained(tmp_path)
     loaded, processor = build_image_classifier({"name_or_path": str(tmp_path)}, 4, ["a", "b", "c", "d"])
     assert loaded.classifier.out_features == 4 and loaded.config.id2label[3] == "d"
     for name, tensor in model.state_dict().items():
@@ -66,23 +82,27 @@ def test_timm_vit_copies_into_transformers_with_identical_features():
         expected = timm_model.eval().forward_head(timm_model.forward_features(pixels), pre_logits=True)
         actual = model.vit(pixels).last_hidden_state[:, 0]
     assert torch.allclose(expected, actual, atol=1e-5)
-    assert len(match_target_modules(model, ["q_proj", "v_proj"])) == 4      # q and v separable after the copy
+    assert len(match_target_modules(model, ["q_proj", "v_proj"])) == 4  # q and v separable after the copy
     assert torch.equal(model.vit.layers[1].attention.v_proj.weight, timm_model.blocks[1].attn.qkv.weight[96:])
 
 
 def test_timm_variants_the_copy_cannot_express_are_refused():
     from timm.models.vision_transformer import VisionTransformer
 
-    pooled = VisionTransformer(img_size=32, patch_size=8, embed_dim=48, depth=1, num_heads=4, num_classes=0,
-                               global_pool="avg")
+    pooled = VisionTransformer(
+        img_size=32, patch_size=8, embed_dim=48, depth=1, num_heads=4, num_classes=0, global_pool="avg"
+    )
     with pytest.raises(ValueError, match="class token"):
         timm_vit_to_transformers(pooled, _labels_kwargs(2, None))
 
 
 def _paper_budget(model_key: str, method: str) -> set[str]:
     with open(REFERENCE) as handle:
-        return {row["trainable_params"] for row in csv.DictReader(handle)
-                if row["model"] == model_key and row["method"] == method}
+        return {
+            row["trainable_params"]
+            for row in csv.DictReader(handle)
+            if row["model"] == model_key and row["method"] == method
+        }
 
 
 def _as_count(text: str) -> float:
@@ -93,17 +113,21 @@ def _as_count(text: str) -> float:
 def test_vit_base_adapted_modules_and_budgets_match_the_paper():
     from experiments.tools.module_counts import count_experiment
 
-    rows = {row["experiment"].rsplit("/", 1)[-1]: row
-            for row in (count_experiment(f"vision/base/{name}", "base")
-                        for name in ("gpart", "unilora", "fourierft-72k", "full", "lp"))}
-    n_qv = 12 * 2 * 768 * 768                       # 12 layers × (q, v) × 768 × 768
+    rows = {
+        row["experiment"].rsplit("/", 1)[-1]: row
+        for row in (
+            count_experiment(f"vision/base/{name}", "base")
+            for name in ("gpart", "unilora", "fourierft-72k", "full", "lp")
+        )
+    }
+    n_qv = 12 * 2 * 768 * 768  # 12 layers × (q, v) × 768 × 768
     for name in ("gpart", "unilora", "fourierft-72k"):
         assert rows[name]["adapted_modules"] == 24 and rows[name]["adapted_space_size"] == n_qv, name
         assert rows[name]["trainable_params"] == 72_000, name
         assert "72K" in _paper_budget("vit-base-patch16-224-in21k", rows[name]["method"]), name
     assert rows["full"]["method"] == "FF" and rows["full"]["adapted_modules"] == 0
     (ff_budget,) = _paper_budget("vit-base-patch16-224-in21k", "FF")
-    assert round(rows["full"]["trainable_params"] / 1e6, 1) == _as_count(ff_budget) / 1e6     # 85.8M
+    assert round(rows["full"]["trainable_params"] / 1e6, 1) == _as_count(ff_budget) / 1e6  # 85.8M
     assert rows["lp"]["trainable_params"] == 0 and rows["lp"]["head_params"] == 768 * 100 + 100
 
 
@@ -111,9 +135,14 @@ def _transformers_4_name(key: str) -> str:
     """A transformers 5.x ViTModel key in the 4.x layout the hub's in21k checkpoints are stored in."""
     import re
 
-    renames = [(r"attention\.q_proj", "attention.attention.query"), (r"attention\.k_proj", "attention.attention.key"),
-               (r"attention\.v_proj", "attention.attention.value"), (r"attention\.o_proj", "attention.output.dense"),
-               (r"mlp\.fc1", "intermediate.dense"), (r"mlp\.fc2", "output.dense")]
+    renames = [
+        (r"attention\.q_proj", "attention.attention.query"),
+        (r"attention\.k_proj", "attention.attention.key"),
+        (r"attention\.v_proj", "attention.attention.value"),
+        (r"attention\.o_proj", "attention.output.dense"),
+        (r"mlp\.fc1", "intermediate.dense"),
+        (r"mlp\.fc2", "output.dense"),
+    ]
     for new, old in renames:
         key = re.sub(rf"^layers\.(\d+)\.{new}", rf"encoder.layer.\1.{old}", key)
     return re.sub(r"^layers\.(\d+)\.layernorm_", r"encoder.layer.\1.layernorm_", key)
@@ -148,7 +177,8 @@ def test_timm_name_with_a_local_checkpoint_file_loads_through_the_task_entry_poi
     source = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0)
     torch.save(source.state_dict(), tmp_path / "weights.pth")
     model, processor = build_image_classifier(
-        {"name_or_path": "timm:vit_tiny_patch16_224", "checkpoint_file": str(tmp_path / "weights.pth")}, 5)
+        {"name_or_path": "timm:vit_tiny_patch16_224", "checkpoint_file": str(tmp_path / "weights.pth")}, 5
+    )
     pixels = torch.randn(1, 3, 224, 224)
     with torch.no_grad():
         expected = source.eval().forward_head(source.forward_features(pixels), pre_logits=True)

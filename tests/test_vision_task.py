@@ -1,6 +1,7 @@
 """End to end through the shared runner: tiny random ViT on a few hundred real MNIST images (../shared/data/mnist),
 run record included; the saved adapter restores the recorded test accuracy in a fresh model; a target list that
 adapts nothing fails the run with a clear message."""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,9 @@ import torch
 from experiments import shared_data_dir
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
-pytestmark = pytest.mark.skipif(not (shared_data_dir() / "mnist" / "t10k-images-idx3-ubyte.gz").exists(),
-                                reason="../shared/data/mnist not found")
+pytestmark = pytest.mark.skipif(
+    not (shared_data_dir() / "mnist" / "t10k-images-idx3-ubyte.gz").exists(), reason="../shared/data/mnist not found"
+)
 
 
 @pytest.fixture(autouse=True)
@@ -55,8 +57,12 @@ def test_gpart_smoke_run_writes_a_complete_record_and_a_restorable_adapter(tmp_p
     record = run(tmp_path, "experiment=vision/smoke/gpart")
     run_dir = tmp_path / "runs" / record["run_id"]
     assert json.loads((run_dir / "record.json").read_text())["status"] == "finished"
-    assert (record["table"], record["model"], record["method"], record["task"]) == ("vision", "tiny-vit", "GPart",
-                                                                                    "mnist")
+    assert (record["table"], record["model"], record["method"], record["task"]) == (
+        "vision",
+        "tiny-vit",
+        "GPart",
+        "mnist",
+    )
     # tiny ViT: 2 layers × (q, v) of 32 × 32; head 32 × 10 + 10
     assert (record["adapted_modules"], record["adapted_space_size"]) == (4, 4 * 32 * 32)
     assert (record["trainable_params"], record["head_params"]) == (512, 330)
@@ -91,9 +97,16 @@ def test_transformers_4_target_names_fail_the_run_loudly(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method, adapted_modules, key", [("unilora", 4, "Uni-LoRA"), ("lora", 4, "LoRA"),
-                                                          ("fourierft", 4, "FourierFT"), ("full", 0, "FF"),
-                                                          ("lp", 0, "LP")])
+@pytest.mark.parametrize(
+    "method, adapted_modules, key",
+    [
+        ("unilora", 4, "Uni-LoRA"),
+        ("lora", 4, "LoRA"),
+        ("fourierft", 4, "FourierFT"),
+        ("full", 0, "FF"),
+        ("lp", 0, "LP"),
+    ],
+)
 def test_every_smoke_method_runs_and_records_its_adapted_modules(tmp_path, method, adapted_modules, key):
     record = run(tmp_path, f"experiment=vision/smoke/{method}")
     assert record["status"] == "finished" and record["method"] == key

@@ -7,6 +7,7 @@ GPart's θ, Uni-LoRA's θ_d — is rescaled as a whole to ‖p*‖. Li et al. al
 batch-norm parameters; adapter parameters have none, so nothing is zeroed here. With filter normalisation, α = 1
 moves every filter by its own norm, which is what makes surfaces of methods with different scales comparable.
 """
+
 from __future__ import annotations
 
 from typing import Callable, Sequence
@@ -44,9 +45,15 @@ def random_directions(point: Sequence[torch.Tensor], seed: int, normalise: bool 
 
 
 @torch.no_grad()
-def loss_surface(loss: Callable[[], float], params: Sequence[torch.nn.Parameter], first: Sequence[torch.Tensor],
-                 second: Sequence[torch.Tensor], alphas: np.ndarray, betas: np.ndarray,
-                 description: str = "loss landscape") -> np.ndarray:
+def loss_surface(
+    loss: Callable[[], float],
+    params: Sequence[torch.nn.Parameter],
+    first: Sequence[torch.Tensor],
+    second: Sequence[torch.Tensor],
+    alphas: np.ndarray,
+    betas: np.ndarray,
+    description: str = "loss landscape",
+) -> np.ndarray:
     """``loss()`` evaluated at params* + α·first + β·second for every (α, β); params are restored afterwards.
 
     Returns an array of shape (len(betas), len(alphas)) (rows β, columns α, as ``matplotlib.contour`` expects)."""
@@ -76,8 +83,10 @@ def centre_curvature(surface: np.ndarray, alphas: np.ndarray, betas: np.ndarray)
 
 def validation_loss(model: torch.nn.Module, batches: list[dict]) -> Callable[[], float]:
     """Mean of the model's own loss (``labels`` in each batch) over fixed batches, in eval mode."""
+
     def loss() -> float:
         model.eval()
         values = [float(model(**batch).loss) for batch in batches]
         return sum(values) / len(values)
+
     return loss

@@ -3,6 +3,7 @@
 For ``<name>``: ``<name>.png``, ``<name>.csv`` and ``<name>.cmd.txt`` (the command line and the date), each written
 atomically. The command also appears in small type at the bottom of the figure.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -57,8 +58,14 @@ def distortion_figure(gains: pd.DataFrame, summary: pd.DataFrame, title: str):
             row = summary[(summary.label == label) & (summary.point == point)]
             if not values.size or row.empty:
                 continue
-            boxes = axis.boxplot([values], positions=[i + offset], widths=width * 0.7, patch_artist=True,
-                                 flierprops={"markersize": 2}, medianprops={"color": "black"})
+            boxes = axis.boxplot(
+                [values],
+                positions=[i + offset],
+                widths=width * 0.7,
+                patch_artist=True,
+                flierprops={"markersize": 2},
+                medianprops={"color": "black"},
+            )
             boxes["boxes"][0].set_facecolor(POINT_COLOURS[point])
             low, high = max(float(row.sigma_min.iloc[0]), floor), float(row.sigma_max.iloc[0])
             axis.plot([i + offset + width * 0.45] * 2, [low, high], color=POINT_COLOURS[point], lw=1.2)
@@ -86,13 +93,17 @@ def landscape_figure(surfaces: dict[str, np.ndarray], alphas: np.ndarray, betas:
     """Contour plots of the validation loss, one panel per method on the same (α, β) axes, each with its own colour
     scale: methods' losses can differ by orders of magnitude in range (a flat panel would hide its shape), so each
     colourbar states its own range — read the numbers, not the colours, across panels."""
-    figure, axes = plt.subplots(1, len(surfaces), figsize=(5.2 * len(surfaces), 4.4), squeeze=False,
-                                sharex=True, sharey=True)
+    figure, axes = plt.subplots(
+        1, len(surfaces), figsize=(5.2 * len(surfaces), 4.4), squeeze=False, sharex=True, sharey=True
+    )
     for axis, (label, surface) in zip(axes[0], surfaces.items()):
         contours = axis.contourf(alphas, betas, surface, levels=20, cmap="viridis")
         axis.contour(alphas, betas, surface, levels=contours.levels, colors="white", linewidths=0.3)
         axis.plot(0, 0, "r*", markersize=9)
-        axis.set_title(f"{label}\nloss min {np.nanmin(surface):.5g}, range {np.nanmax(surface) - np.nanmin(surface):.2g}", fontsize=9)
+        axis.set_title(
+            f"{label}\nloss min {np.nanmin(surface):.5g}, range {np.nanmax(surface) - np.nanmin(surface):.2g}",
+            fontsize=9,
+        )
         axis.set_xlabel("α (filter-normalised direction 1)")
         colourbar = figure.colorbar(contours, ax=axis)
         colourbar.formatter.set_useOffset(False)
@@ -108,8 +119,14 @@ def theta_figure(vectors: dict[str, np.ndarray], title: str):
     figure, axis = plt.subplots(figsize=(6.4, 4.0))
     edges = np.histogram_bin_edges(np.concatenate(list(vectors.values())), bins=80)
     for label, values in vectors.items():
-        axis.hist(values, bins=edges, density=True, histtype="step", lw=1.3,
-                  label=f"{label} (n={values.size:,}, mean {values.mean():.2e}, std {values.std():.2e})")
+        axis.hist(
+            values,
+            bins=edges,
+            density=True,
+            histtype="step",
+            lw=1.3,
+            label=f"{label} (n={values.size:,}, mean {values.mean():.2e}, std {values.std():.2e})",
+        )
     axis.set_xlabel("θ value")
     axis.set_ylabel("density")
     axis.set_title(title)

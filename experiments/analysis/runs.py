@@ -4,6 +4,7 @@ A run is analysable when its record is ``finished`` and its folder holds the sav
 rebuilt from the record's own resolved config through the runner's ``prepare`` (same seed, so the same partition,
 projection or LoRA init), which gives the initial point; the method's ``load`` then puts the trained adapter in.
 """
+
 from __future__ import annotations
 
 import logging
@@ -37,8 +38,11 @@ class Run:
         """The paper's method key, plus the variant it is (e.g. ``GPart (non-isometric)``)."""
         options = (self.record.get("config", {}).get("method", {}) or {}).get("config") or {}
         method = self.record["method"]
-        tags = [tag for (key, value), tag in VARIANT_TAGS.items()
-                if options.get(key, object()) == value and tag not in method]   # `GPart (balanced)` is named already
+        tags = [
+            tag
+            for (key, value), tag in VARIANT_TAGS.items()
+            if options.get(key, object()) == value and tag not in method
+        ]  # `GPart (balanced)` is named already
         return method + (f" ({', '.join(tags)})" if tags else "")
 
     @property
@@ -85,7 +89,7 @@ def main_budget(runs: list[Run]) -> list[Run]:
         budget = run.record.get("trainable_params") or 0
         counts.setdefault(key, {}).setdefault(budget, []).append(run)
     chosen = []
-    for key, budgets in counts.items():
+    for budgets in counts.values():
         budget = max(budgets, key=lambda b: (len(budgets[b]), b))
         chosen.append(min(budgets[budget], key=lambda r: r.record.get("seed", 0)))
     return chosen
@@ -105,15 +109,17 @@ def localised(node, glue_dir: str | None = None):
     if isinstance(node, list):
         return [localised(value, glue_dir) for value in node]
     if isinstance(node, str) and node.startswith("<shared-data>"):
-        return str(experiments.shared_data_dir()) + node[len("<shared-data>"):]
+        return str(experiments.shared_data_dir()) + node[len("<shared-data>") :]
     return node
 
 
 def build(run: Run, trained: bool, dtype=torch.float64):
     """(task, model, processor): the run's model at initialisation, or with its trained adapter loaded."""
-    from experiments.runner.training import prepare  # the runner's own model building, so nothing here can drift from it
-
     import os
+
+    from experiments.runner.training import (
+        prepare,  # the runner's own model building, so nothing here can drift from it
+    )
 
     cfg = OmegaConf.create(localised(run.record["config"], os.environ.get("GLUE_DIR") or None))
     task, method, model, processor = prepare(cfg)

@@ -20,6 +20,7 @@ values 1, or √n_j without the normalisation), LoRA's bilinear f = s·B·A is r
 * Singular values: exactly (the Gram matrix JᵀJ built column by column, then ``eigvalsh``) when p is small, else
   the extreme ones estimated by Lanczos on JᵀJ with full reorthogonalisation, labelled as estimates.
 """
+
 from __future__ import annotations
 
 import math
@@ -71,10 +72,15 @@ class UpdateMap:
         self.model = model.eval()  # adapter dropout off: f must be deterministic
         self.layers = adapted_layers(model, head_modules)
         if not self.layers:
-            raise ValueError(f"{type(model).__name__} has no adapter-wrapped linear layer (a module with a "
-                             "`base_layer`): there is no parameter → update map to analyse")
-        named = [(n, p) for n, p in model.named_parameters()
-                 if p.requires_grad and not is_head_parameter(n, list(head_modules))]
+            raise ValueError(
+                f"{type(model).__name__} has no adapter-wrapped linear layer (a module with a "
+                "`base_layer`): there is no parameter → update map to analyse"
+            )
+        named = [
+            (n, p)
+            for n, p in model.named_parameters()
+            if p.requires_grad and not is_head_parameter(n, list(head_modules))
+        ]
         if not named:
             raise ValueError("the model has no trainable adapter parameter outside the head")
         self.names = [n for n, _ in named]
@@ -127,8 +133,7 @@ class UpdateMap:
     def vjp(self, u: torch.Tensor) -> torch.Tensor:
         """Jᵀ u by autograd through the layers' own forward and backward."""
         with torch.enable_grad():
-            grads = torch.autograd.grad(self.delta(), self.params, grad_outputs=u.to(self.params[0]),
-                                        allow_unused=True)
+            grads = torch.autograd.grad(self.delta(), self.params, grad_outputs=u.to(self.params[0]), allow_unused=True)
         return torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1) for g, p in zip(grads, self.params)])
 
     def check_degree(self, seed: int = 0) -> float:
@@ -138,9 +143,11 @@ class UpdateMap:
         wide, narrow = self.jvp(v, eps=scale), self.jvp(v, eps=scale / 2)
         gap = float((wide - narrow).norm() / max(float(narrow.norm()), 1e-30))
         if gap > DEGREE_TOLERANCE and float(narrow.norm()) > 0:
-            raise ValueError(f"this method's update map is not of degree ≤ 4 in its parameters (five-point stencils "
-                             f"at ε and ε/2 differ by {gap:.2e} relative); Jacobian-vector products by central "
-                             "difference would be inexact, so the distortion analysis refuses it")
+            raise ValueError(
+                f"this method's update map is not of degree ≤ 4 in its parameters (five-point stencils "
+                f"at ε and ε/2 differ by {gap:.2e} relative); Jacobian-vector products by central "
+                "difference would be inexact, so the distortion analysis refuses it"
+            )
         return gap
 
 
@@ -179,10 +186,18 @@ class Distortion:
 
     def summary(self) -> dict:
         gains = self.gains if self.gains.size else np.array([np.nan])
-        return {"parameters": self.parameters, "outputs": self.outputs, "exact": self.exact,
-                "sigma_min": self.sigma_min, "sigma_max": self.sigma_max, "condition": self.condition,
-                "gain_min": float(gains.min()), "gain_median": float(np.median(gains)),
-                "gain_max": float(gains.max()), "gain_std": float(gains.std())}
+        return {
+            "parameters": self.parameters,
+            "outputs": self.outputs,
+            "exact": self.exact,
+            "sigma_min": self.sigma_min,
+            "sigma_max": self.sigma_max,
+            "condition": self.condition,
+            "gain_min": float(gains.min()),
+            "gain_median": float(np.median(gains)),
+            "gain_max": float(gains.max()),
+            "gain_std": float(gains.std()),
+        }
 
 
 def gram_singular_values(update_map: UpdateMap) -> np.ndarray:
@@ -222,12 +237,15 @@ def lanczos_singular_values(update_map: UpdateMap, steps: int, seed: int = 0) ->
     return np.sqrt(np.clip(np.linalg.eigvalsh(tridiagonal), 0, None))[::-1]
 
 
-def measure(update_map: UpdateMap, *, exact_limit: int = 512, lanczos_steps: int = 64, directions: int = 256,
-            seed: int = 0) -> Distortion:
+def measure(
+    update_map: UpdateMap, *, exact_limit: int = 512, lanczos_steps: int = 64, directions: int = 256, seed: int = 0
+) -> Distortion:
     """Singular values (exact when p has at most ``exact_limit`` entries) and the gain spread of J."""
     degree_gap = update_map.check_degree(seed)
     exact = update_map.size <= exact_limit
     sigma = gram_singular_values(update_map) if exact else lanczos_singular_values(update_map, lanczos_steps, seed)
-    gains = [float(update_map.jvp(v).norm()) for v in unit_directions(update_map.size, directions, seed=seed + 1,
-                                                                        like=update_map.params[0])]
+    gains = [
+        float(update_map.jvp(v).norm())
+        for v in unit_directions(update_map.size, directions, seed=seed + 1, like=update_map.params[0])
+    ]
     return Distortion(update_map.size, update_map.output_size, sigma, exact, np.array(gains), degree_gap)

@@ -9,6 +9,7 @@ table shows our runs only.
 
     python -m experiments.report.ablation_table --runs results/ablation-runs --out results/tables
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,10 +24,24 @@ from experiments.runner.atomic import write_text_atomic
 DEFAULT_ABLATION_RUNS = Path("results/ablation-runs")
 # The reference GPart setting: setup.md §1 (isometric, stateless HEAD default, one global random partition) and
 # §2 (d = 23,040). Records written before a field existed ran its default, which is this value.
-REFERENCE = {"isometric": True, "assignment": "stateless", "projection": "partition", "partition_scope": "global",
-             "grouping": "random", "init_bound": 0.0, "d": 23040}
-AXES = {"isometric": "isometry", "assignment": "group assignment", "projection": "partition vs Fastfood (DID)",
-        "partition_scope": "partition scope", "grouping": "grouping", "init_bound": "θ initialisation", "d": "d sweep"}
+REFERENCE = {
+    "isometric": True,
+    "assignment": "stateless",
+    "projection": "partition",
+    "partition_scope": "global",
+    "grouping": "random",
+    "init_bound": 0.0,
+    "d": 23040,
+}
+AXES = {
+    "isometric": "isometry",
+    "assignment": "group assignment",
+    "projection": "partition vs Fastfood (DID)",
+    "partition_scope": "partition scope",
+    "grouping": "grouping",
+    "init_bound": "θ initialisation",
+    "d": "d sweep",
+}
 TASK_ORDER = ["sst2", "mrpc", "cola", "qnli", "rte", "stsb"]
 
 
@@ -42,8 +57,13 @@ def load_ablation_records(runs_dir: Path) -> pd.DataFrame:
         if record.get("status") != "finished" or record.get("method") not in ("GPart", "Uni-LoRA"):
             continue
         config = ((record.get("config") or {}).get("method") or {}).get("config") or {}
-        row = {"model": record["model"], "task": record["task"], "seed": record["seed"],
-               "score": 100.0 * float(record["test_metric"]), "method": record["method"]}
+        row = {
+            "model": record["model"],
+            "task": record["task"],
+            "seed": record["seed"],
+            "score": 100.0 * float(record["test_metric"]),
+            "method": record["method"],
+        }
         if record["method"] == "GPart":
             row.update({field: config.get(field, default) for field, default in REFERENCE.items()})
         else:
@@ -87,13 +107,19 @@ def build_ablation_table(records: pd.DataFrame) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     reference = table.loc[table["axis"] == "reference", "avg"]
     unilora = table[table["method"] == "Uni-LoRA"].set_index("d")["avg"]
-    table["Δ vs reference"] = [_delta(a, reference.iloc[0] if len(reference) else None) if m == "GPart" else None
-                               for a, m in zip(table["avg"], table["method"])]
-    table["Δ vs Uni-LoRA same d"] = [_delta(a, unilora.get(d)) if m == "GPart" else None
-                                     for a, m, d in zip(table["avg"], table["method"], table["d"])]
+    table["Δ vs reference"] = [
+        _delta(a, reference.iloc[0] if len(reference) else None) if m == "GPart" else None
+        for a, m in zip(table["avg"], table["method"])
+    ]
+    table["Δ vs Uni-LoRA same d"] = [
+        _delta(a, unilora.get(d)) if m == "GPart" else None
+        for a, m, d in zip(table["avg"], table["method"], table["d"])
+    ]
     order = {axis: i for i, axis in enumerate(["reference", *AXES.values(), "combined"])}
-    table["_order"] = [(order[a], d if a == AXES["d"] else 0, m != "GPart") for a, d, m in
-                       zip(table["axis"], table["d"], table["method"])]
+    table["_order"] = [
+        (order[a], d if a == AXES["d"] else 0, m != "GPart")
+        for a, d, m in zip(table["axis"], table["d"], table["method"])
+    ]
     return table.sort_values("_order", kind="stable").drop(columns="_order").reset_index(drop=True)
 
 
@@ -111,11 +137,16 @@ def _delta(value, other):
 def render(table: pd.DataFrame, model: str, runs_label: str) -> str:
     shown = table.drop(columns=["method"]).astype(object).fillna("")
     shown["d"] = [f"{d:,}" for d in table["d"]]
-    lines = [f"# GLUE {model}: GPart ablations", "",
-             f"Built from the run records under `{runs_label}` (`make reproduce-ablations`); do not edit. Test-split "
-             "score ×100, median over seeds ± std (n); `avg` only where a row has every task. The paper's ablation "
-             "numbers are unknown (setup.md: its body could not be read): these are our runs only.", "",
-             "| " + " | ".join(shown.columns) + " |", "|" + "---|" * len(shown.columns)]
+    lines = [
+        f"# GLUE {model}: GPart ablations",
+        "",
+        f"Built from the run records under `{runs_label}` (`make reproduce-ablations`); do not edit. Test-split "
+        "score ×100, median over seeds ± std (n); `avg` only where a row has every task. The paper's ablation "
+        "numbers are unknown (setup.md: its body could not be read): these are our runs only.",
+        "",
+        "| " + " | ".join(shown.columns) + " |",
+        "|" + "---|" * len(shown.columns),
+    ]
     lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in shown.itertuples(index=False)]
     return "\n".join(lines) + "\n"
 

@@ -4,6 +4,7 @@ each of our variants compares with, and the verdict; the result is one `TableDat
 A cell whose records differ in resolved config (a different `config_hash`) is refused, with the differing keys in the
 warnings, unless `merge_mixed`.
 """
+
 from __future__ import annotations
 
 import json
@@ -12,7 +13,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from experiments.report.table_data import TASK_NAMES, TableData, format_params, missing as _missing, verdict
+from experiments.report.table_data import TASK_NAMES, TableData, format_params, verdict
+from experiments.report.table_data import missing as _missing
 from experiments.runner.records import UNHASHED_ANYWHERE, UNHASHED_TOP
 
 BUDGET_MATCH_FACTOR = 1.5  # our run matches a paper row of its method when budgets agree within this factor
@@ -43,7 +45,10 @@ def config_differences(configs: list[dict]) -> dict[str, list]:
         if IGNORED_CONFIG_KEYS.intersection(key.split(".")):
             continue
         values = [flat.get(key, "<absent>") for flat in flats]
-        if any(json.dumps(v, sort_keys=True, default=str) != json.dumps(values[0], sort_keys=True, default=str) for v in values):
+        if any(
+            json.dumps(v, sort_keys=True, default=str) != json.dumps(values[0], sort_keys=True, default=str)
+            for v in values
+        ):
             differences[key] = values
     return differences
 
@@ -78,8 +83,10 @@ def _dedupe_seeds(records: pd.DataFrame, warnings: list[str], where: str) -> pd.
         return records
     kept = records.sort_values("finished_at").drop_duplicates("seed", keep="last")
     dropped = sorted(set(records["path"]) - set(kept["path"]))
-    warnings.append(f"{where}: seeds {sorted(duplicated['seed'].unique().tolist())} were run more than once; "
-                    f"kept the latest run of each, dropped {dropped}")
+    warnings.append(
+        f"{where}: seeds {sorted(duplicated['seed'].unique().tolist())} were run more than once; "
+        f"kept the latest run of each, dropped {dropped}"
+    )
     return kept
 
 
@@ -91,27 +98,39 @@ def aggregate_cell(records: pd.DataFrame, where: str, merge_mixed: bool, warning
         differences = config_differences([group.iloc[0]["config"] for group in groups])
         if records["metric"].nunique() > 1:
             differences["metric"] = [group.iloc[0]["metric"] for group in groups]
-        described = "; ".join(f"{key}: {' vs '.join(map(str, values))}" for key, values in differences.items()) or \
-            f"none outside the ignored keys, yet config_hash differs ({', '.join(records['config_hash'].unique())})"
+        described = (
+            "; ".join(f"{key}: {' vs '.join(map(str, values))}" for key, values in differences.items())
+            or f"none outside the ignored keys, yet config_hash differs ({', '.join(records['config_hash'].unique())})"
+        )
         runs = " | ".join(", ".join(group["run_id"]) for group in groups)
         if not merge_mixed:
-            warnings.append(f"refused cell {where}: {len(records)} records with {len(groups)} different configs; "
-                            f"differing keys: {described} [runs: {runs}]. Pass --merge-mixed to merge them.")
-            return {"status": "refused", "n": 0, "note": f"refused: mixed configs ({', '.join(differences) or 'config_hash'})"}
+            warnings.append(
+                f"refused cell {where}: {len(records)} records with {len(groups)} different configs; "
+                f"differing keys: {described} [runs: {runs}]. Pass --merge-mixed to merge them."
+            )
+            return {
+                "status": "refused",
+                "n": 0,
+                "note": f"refused: mixed configs ({', '.join(differences) or 'config_hash'})",
+            }
         warnings.append(f"merged mixed cell {where} as asked (--merge-mixed); differing keys: {described}")
     records = _dedupe_seeds(records, warnings, where)
     scores = records["score"].to_numpy(dtype=float)
     n = len(scores)
     return {
-        "status": "merged-mixed" if mixed else "ok", "n": n, "median": float(np.median(scores)),
+        "status": "merged-mixed" if mixed else "ok",
+        "n": n,
+        "median": float(np.median(scores)),
         "std": float(np.std(scores, ddof=1)) if n > 1 else math.nan,
-        "metric": records["metric"].iloc[0], "note": "mixed configs merged (--merge-mixed)" if mixed else "",
+        "metric": records["metric"].iloc[0],
+        "note": "mixed configs merged (--merge-mixed)" if mixed else "",
         "run_paths": list(records["path"]),
     }
 
 
-def build_tables(records: pd.DataFrame, paper: pd.DataFrame, merge_mixed: bool = False,
-                 only_with_runs: bool = False) -> tuple[list[TableData], dict[str, list[str]]]:
+def build_tables(
+    records: pd.DataFrame, paper: pd.DataFrame, merge_mixed: bool = False, only_with_runs: bool = False
+) -> tuple[list[TableData], dict[str, list[str]]]:
     """One `TableData` per paper table and per other (table, model) with records, and each table's warnings."""
     tables, warnings_by_table = [], {}
     for table, model in _table_keys(records, paper):
@@ -142,27 +161,41 @@ def _variants(records: pd.DataFrame, paper_rows: pd.DataFrame, method_order: dic
     ours = records[["method", "trainable_params"]].drop_duplicates().rename(columns={"trainable_params": "params"})
     ours = ours.astype({"params": object}).reset_index(drop=True)
     ours["paper_key"] = [match_paper_row(m, p, paper_rows) for m, p in zip(ours["method"], ours["params"])]
-    paper_keys = paper_rows.drop_duplicates(["method", "trainable_params"])[["method", "trainable_params", "paper_params", "order"]]
-    budget = {(m, t): p for m, t, p in zip(paper_keys["method"], paper_keys["trainable_params"], paper_keys["paper_params"])}
+    paper_keys = paper_rows.drop_duplicates(["method", "trainable_params"])[
+        ["method", "trainable_params", "paper_params", "order"]
+    ]
+    budget = {
+        (m, t): p for m, t, p in zip(paper_keys["method"], paper_keys["trainable_params"], paper_keys["paper_params"])
+    }
     # A paper row compares with one of our variants only: the nearest budget keeps it.
     for (method, key), group in ours.dropna(subset=["paper_key"]).groupby(["method", "paper_key"]):
         theirs = budget[(method, key)]
         if len(group) > 1 and theirs is not None and not pd.isna(theirs):
-            nearest = group["params"].map(lambda p: _log_distance(p, theirs)).astype(float).idxmin()
+            nearest = group["params"].map(lambda p, theirs=theirs: _log_distance(p, theirs)).astype(float).idxmin()
             ours.loc[group.index.drop(nearest), "paper_key"] = None
     matched = set(zip(ours["method"], ours["paper_key"]))
     unmatched = [(m, t) not in matched for m, t in zip(paper_keys["method"], paper_keys["trainable_params"])]
     paper_only = paper_keys.loc[np.array(unmatched, dtype=bool)]
-    rows = pd.concat([ours, pd.DataFrame({"method": paper_only["method"], "params": None,
-                                          "paper_key": paper_only["trainable_params"]})], ignore_index=True)
+    rows = pd.concat(
+        [
+            ours,
+            pd.DataFrame({"method": paper_only["method"], "params": None, "paper_key": paper_only["trainable_params"]}),
+        ],
+        ignore_index=True,
+    )
     if PAPER_METHOD not in set(rows["method"]):  # the method under test has a row in every table, runs or not
-        rows = pd.concat([rows, pd.DataFrame({"method": [PAPER_METHOD], "params": [None], "paper_key": [None]})],
-                         ignore_index=True)
+        rows = pd.concat(
+            [rows, pd.DataFrame({"method": [PAPER_METHOD], "params": [None], "paper_key": [None]})], ignore_index=True
+        )
     first_of_method = paper_keys.groupby("method")["order"].min().to_dict()
-    order_of_key = {(m, t): o for m, t, o in zip(paper_keys["method"], paper_keys["trainable_params"], paper_keys["order"])}
+    order_of_key = {
+        (m, t): o for m, t, o in zip(paper_keys["method"], paper_keys["trainable_params"], paper_keys["order"])
+    }
     fallback = {m: len(paper_keys) + i for m, i in method_order.items()}
-    rows["sort"] = [order_of_key.get((m, k), first_of_method.get(m, fallback.get(m, math.inf)))
-                    for m, k in zip(rows["method"], rows["paper_key"])]
+    rows["sort"] = [
+        order_of_key.get((m, k), first_of_method.get(m, fallback.get(m, math.inf)))
+        for m, k in zip(rows["method"], rows["paper_key"])
+    ]
     rows["sort_params"] = [-1 if _missing(p) else p for p in rows["params"]]
     rows = rows.sort_values(["sort", "method", "sort_params"], kind="stable").reset_index(drop=True)
     rows["label"] = _row_labels(rows)
@@ -191,12 +224,18 @@ def _efficiency(records: pd.DataFrame) -> dict:
     def median(column):
         values = pd.to_numeric(records[column], errors="coerce").dropna()
         return float(values.median()) if len(values) else math.nan
+
     d = median("d") if len(records) else math.nan
     if not math.isfinite(d) and len(records):
         d = median("trainable_params")  # GPart's trainable parameters are d when the config does not say
     devices = ",".join(sorted(set(records["memory_device"]))) if len(records) else ""
-    return {"median_step_s": median("median_step_s"), "peak_bytes": median("peak_bytes"),
-            "adapter_bytes": median("adapter_bytes"), "d": d, "memory_device": devices}
+    return {
+        "median_step_s": median("median_step_s"),
+        "peak_bytes": median("peak_bytes"),
+        "adapter_bytes": median("adapter_bytes"),
+        "d": d,
+        "memory_device": devices,
+    }
 
 
 def _paper_cell(paper_cells: dict, method: str, key, task: str) -> dict:
@@ -210,8 +249,9 @@ def _paper_cell(paper_cells: dict, method: str, key, task: str) -> dict:
     return {"paper": row["value"], "paper_std": row["std"], "paper_text": text, "paper_metric": row["metric"]}
 
 
-def build_table(table: str, model: str, records: pd.DataFrame, paper: pd.DataFrame, merge_mixed: bool,
-                warnings: list[str]) -> TableData:
+def build_table(
+    table: str, model: str, records: pd.DataFrame, paper: pd.DataFrame, merge_mixed: bool, warnings: list[str]
+) -> TableData:
     records = records[(records["table"] == table) & (records["model"] == model)]
     paper_rows = paper[(paper["table"] == table) & (paper["model"] == model)]
     tasks = _task_order(table, records, paper_rows)
@@ -222,8 +262,11 @@ def build_table(table: str, model: str, records: pd.DataFrame, paper: pd.DataFra
     paper_cells = {(r["method"], r["trainable_params"], r["task"]): r for r in paper_rows.to_dict("records")}
     cells, efficiency = [], []
     for row in rows.itertuples():
-        mine = records.iloc[0:0] if _missing(row.params) else \
-            records[(records["method"] == row.method) & (records["trainable_params"] == row.params)]
+        mine = (
+            records.iloc[0:0]
+            if _missing(row.params)
+            else records[(records["method"] == row.method) & (records["trainable_params"] == row.params)]
+        )
         by_task = dict(tuple(mine.groupby("task")))
         included = []
         for task in tasks:
@@ -235,17 +278,31 @@ def build_table(table: str, model: str, records: pd.DataFrame, paper: pd.DataFra
         efficiency.append(_efficiency(mine[mine["path"].isin(included)]))
     rows = pd.concat([rows, pd.DataFrame(efficiency)], axis=1)
     sources = list(dict.fromkeys(zip(paper_rows["source"], paper_rows["note"])))
-    return TableData(table, model, tasks, metrics, rows, pd.DataFrame(cells), not paper_rows.empty, sources, len(records))
+    return TableData(
+        table, model, tasks, metrics, rows, pd.DataFrame(cells), not paper_rows.empty, sources, len(records)
+    )
 
 
 def _cell(row, task: str, records, paper_cell: dict, where: str, merge_mixed: bool, warnings: list[str]):
     """One table cell (ours, paper, Δ, verdict) and the paths of the runs it aggregates."""
-    ours = aggregate_cell(records, where, merge_mixed, warnings) if records is not None else {"status": "no runs", "n": 0}
-    cell = {"label": row.label, "method": row.method, "task": task, **paper_cell, "status": ours["status"],
-            "n": ours["n"], "median": ours.get("median", math.nan), "std": ours.get("std", math.nan),
-            "note": ours.get("note", "")}
+    ours = (
+        aggregate_cell(records, where, merge_mixed, warnings) if records is not None else {"status": "no runs", "n": 0}
+    )
+    cell = {
+        "label": row.label,
+        "method": row.method,
+        "task": task,
+        **paper_cell,
+        "status": ours["status"],
+        "n": ours["n"],
+        "median": ours.get("median", math.nan),
+        "std": ours.get("std", math.nan),
+        "note": ours.get("note", ""),
+    }
     if ours.get("metric") and cell["paper_metric"] and ours["metric"] != cell["paper_metric"]:
-        warnings.append(f"{where}: our metric {ours['metric']!r} is not the paper's {cell['paper_metric']!r}; not compared")
+        warnings.append(
+            f"{where}: our metric {ours['metric']!r} is not the paper's {cell['paper_metric']!r}; not compared"
+        )
         cell.update({"paper": math.nan, "paper_text": f"n/a (paper reports {cell['paper_metric']})"})
     return _compare(cell), ours.get("run_paths", [])
 

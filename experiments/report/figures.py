@@ -4,6 +4,7 @@ Called by experiments/report/writing.py with the tables it writes (this module r
 `<table>-<model>_score_vs_params.png` and, when a table holds GPart runs at two or more d,
 `<table>-<model>_gpart_score_vs_d.png`.
 """
+
 from __future__ import annotations
 
 import math
@@ -35,9 +36,16 @@ def _points(data: TableData):
 
 def _point(label, row, task, median, std, paper):
     paper_params = parse_param_count(row["paper_key"]) if isinstance(row["paper_key"], str) else None
-    return {"label": label, "method": row["method"], "task": task,
-            "x_ours": None if _missing(row["params"]) else float(row["params"]), "median": float(median),
-            "std": float(std), "x_paper": paper_params, "paper": float(paper) if not _missing(paper) else math.nan}
+    return {
+        "label": label,
+        "method": row["method"],
+        "task": task,
+        "x_ours": None if _missing(row["params"]) else float(row["params"]),
+        "median": float(median),
+        "std": float(std),
+        "x_paper": paper_params,
+        "paper": float(paper) if not _missing(paper) else math.nan,
+    }
 
 
 def _usable(x, y) -> bool:
@@ -76,13 +84,23 @@ def score_vs_params(data: TableData, path: Path) -> bool:
         for p in (p for p in points if p["task"] == task):
             colour = colours[p["method"]]
             if _usable(p["x_ours"], p["median"]):
-                axis.errorbar(p["x_ours"], p["median"], yerr=None if math.isnan(p["std"]) else p["std"], fmt="o",
-                              color=colour, markersize=6, capsize=3, zorder=3)
+                axis.errorbar(
+                    p["x_ours"],
+                    p["median"],
+                    yerr=None if math.isnan(p["std"]) else p["std"],
+                    fmt="o",
+                    color=colour,
+                    markersize=6,
+                    capsize=3,
+                    zorder=3,
+                )
             elif p["x_ours"] == 0 and math.isfinite(p["median"]):  # no place on a log axis: a level line
                 axis.axhline(p["median"], color=colour, linestyle="--", linewidth=1.2)
                 hidden.add(p["label"])
             if _usable(p["x_paper"], p["paper"]):
-                axis.scatter(p["x_paper"], p["paper"], s=70, facecolors="none", edgecolors=[colour], linewidths=1.5, zorder=2)
+                axis.scatter(
+                    p["x_paper"], p["paper"], s=70, facecolors="none", edgecolors=[colour], linewidths=1.5, zorder=2
+                )
             elif p["x_paper"] == 0 and math.isfinite(p["paper"]):
                 axis.axhline(p["paper"], color=colour, linestyle=":", linewidth=1.2)
                 hidden.add(p["label"])
@@ -94,15 +112,19 @@ def score_vs_params(data: TableData, path: Path) -> bool:
         axis.set_ylabel(f"{data.metrics.get(task, 'score')} × 100" if task != "avg" else "score × 100", fontsize=8)
         axis.tick_params(labelsize=8)
     handles = [Line2D([], [], color=colours[m], marker="o", linestyle="", label=m) for m in methods]
-    handles += [Line2D([], [], color="0.45", marker="o", linestyle="", label="filled: ours, median ± std over seeds"),
-                Line2D([], [], color="0.45", marker="o", markerfacecolor="none", linestyle="", markersize=8,
-                       label="hollow: paper")]
+    handles += [
+        Line2D([], [], color="0.45", marker="o", linestyle="", label="filled: ours, median ± std over seeds"),
+        Line2D(
+            [], [], color="0.45", marker="o", markerfacecolor="none", linestyle="", markersize=8, label="hollow: paper"
+        ),
+    ]
     columns = min(len(handles), max(3, int(figure.get_figwidth() / 1.4)))
     figure.legend(handles=handles, loc="lower center", ncol=columns, fontsize=8, frameon=False)
     suptitle = f"{data.title}: score vs trainable parameters"
     if hidden:
-        suptitle += (f"\n0 adapter parameters ({', '.join(sorted(hidden))}): horizontal lines, dashed = ours, "
-                     "dotted = paper")
+        suptitle += (
+            f"\n0 adapter parameters ({', '.join(sorted(hidden))}): horizontal lines, dashed = ours, dotted = paper"
+        )
     figure.suptitle(suptitle, fontsize=11)
     legend_rows = math.ceil(len(handles) / columns)
     figure.tight_layout(rect=(0, (0.35 + 0.2 * legend_rows) / figure.get_figheight(), 1, 0.95))
@@ -130,19 +152,37 @@ def score_vs_d(data: TableData, path: Path) -> bool:
     swept = cells[cells["label"].isin(sweep[SWEEP_METHOD]["label"]) & cells["median"].notna()]
     tasks = [t for t in data.tasks if swept.loc[swept["task"] == t, "d"].nunique() >= 2]
     figure, axes = _grid(len(tasks))
-    colours = {SWEEP_METHOD: "black", SWEEP_PEER: plt.get_cmap("tab10")(0), "FT": plt.get_cmap("tab10")(2),
-               "LP": plt.get_cmap("tab10")(3)}
+    colours = {
+        SWEEP_METHOD: "black",
+        SWEEP_PEER: plt.get_cmap("tab10")(0),
+        "FT": plt.get_cmap("tab10")(2),
+        "LP": plt.get_cmap("tab10")(3),
+    }
     for axis, task in zip(axes, tasks):
         for method, rows in sweep.items():
             group = cells[cells["label"].isin(rows["label"]) & (cells["task"] == task) & cells["median"].notna()]
             group = group.sort_values("d")
             if len(group):
-                axis.errorbar(group["d"], group["median"], yerr=group["std"].fillna(0), marker="o", capsize=3,
-                              color=colours[method], label=method)
-            for d, key, value in zip(group["d"], group["paper_key"], group["paper"]):
+                axis.errorbar(
+                    group["d"],
+                    group["median"],
+                    yerr=group["std"].fillna(0),
+                    marker="o",
+                    capsize=3,
+                    color=colours[method],
+                    label=method,
+                )
+            for key, value in zip(group["paper_key"], group["paper"]):
                 if isinstance(key, str) and not _missing(value):
-                    axis.scatter(parse_param_count(key), float(value), s=80, facecolors="none",
-                                 edgecolors=[colours[method]], linewidths=1.5, zorder=3)
+                    axis.scatter(
+                        parse_param_count(key),
+                        float(value),
+                        s=80,
+                        facecolors="none",
+                        edgecolors=[colours[method]],
+                        linewidths=1.5,
+                        zorder=3,
+                    )
         for method, style in LEVEL_METHODS.items():
             level = cells[(cells["method"] == method) & (cells["task"] == task) & cells["median"].notna()]
             for median, std in zip(level["median"], level["std"]):
@@ -159,8 +199,11 @@ def score_vs_d(data: TableData, path: Path) -> bool:
         axis.grid(True, alpha=0.3)
         axis.tick_params(labelsize=8)
         axis.legend(fontsize=7)
-    figure.suptitle(f"{data.title}: score vs d (median ± std over seeds; FT and head-only (LP) as level lines, "
-                    "band ± std; hollow: paper)", fontsize=10)
+    figure.suptitle(
+        f"{data.title}: score vs d (median ± std over seeds; FT and head-only (LP) as level lines, "
+        "band ± std; hollow: paper)",
+        fontsize=10,
+    )
     figure.tight_layout(rect=(0, 0, 1, 0.93))
     figure.savefig(path, dpi=110)
     plt.close(figure)

@@ -3,6 +3,7 @@
 `load_records` keeps finished, well-formed records (docs/record-format.md) and lists every other one with the reason it
 was left out; `load_paper` reads the copies of the paper's tables in results/paper/.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,19 @@ from experiments.report.table_data import parse_param_count
 DEFAULT_PAPER_DIR = Path(os.environ.get("GPART_PAPER_DIR", REPO / "results" / "paper"))
 PAPER_FILES = ("paper_glue.csv", "paper_vision.csv", "paper_math.csv")
 REQUIRED_KEYS = (
-    "schema_version", "run_id", "status", "table", "model", "method", "task", "seed", "metric", "config",
-    "config_hash", "trainable_params", "test_metric",
+    "schema_version",
+    "run_id",
+    "status",
+    "table",
+    "model",
+    "method",
+    "task",
+    "seed",
+    "metric",
+    "config",
+    "config_hash",
+    "trainable_params",
+    "test_metric",
 )
 
 
@@ -42,7 +54,9 @@ def load_paper(paper_dir: Path = DEFAULT_PAPER_DIR) -> pd.DataFrame:
     for name in PAPER_FILES:
         path = paper_dir / name
         if not path.is_file():
-            raise FileNotFoundError(f"paper reference file {path} is missing; expected {', '.join(PAPER_FILES)} in {paper_dir}")
+            raise FileNotFoundError(
+                f"paper reference file {path} is missing; expected {', '.join(PAPER_FILES)} in {paper_dir}"
+            )
         frames.append(pd.read_csv(path, dtype=str, keep_default_na=False))
     paper = pd.concat(frames, ignore_index=True)
     # Keep the source's text (its decimals) for display and parse numbers beside it.
@@ -82,13 +96,24 @@ def _record_row(record: dict, path: Path) -> dict:
     d = _config_value(record["config"], "method.d", "method.config.d")
     timing, memory = record.get("timing") or {}, record.get("memory") or {}
     return {
-        "path": str(path), "run_id": record["run_id"], "table": record["table"], "model": record["model"],
-        "method": record["method"], "task": record["task"], "seed": record["seed"], "metric": record["metric"],
-        "score": 100.0 * float(record["test_metric"]), "trainable_params": int(record["trainable_params"]),
-        "d": d, "config_hash": record["config_hash"], "config": record["config"],
-        "median_step_s": timing.get("median_step_s"), "peak_bytes": memory.get("peak_bytes"),
+        "path": str(path),
+        "run_id": record["run_id"],
+        "table": record["table"],
+        "model": record["model"],
+        "method": record["method"],
+        "task": record["task"],
+        "seed": record["seed"],
+        "metric": record["metric"],
+        "score": 100.0 * float(record["test_metric"]),
+        "trainable_params": int(record["trainable_params"]),
+        "d": d,
+        "config_hash": record["config_hash"],
+        "config": record["config"],
+        "median_step_s": timing.get("median_step_s"),
+        "peak_bytes": memory.get("peak_bytes"),
         "memory_device": str(memory.get("device") or "?"),
-        "adapter_bytes": record.get("adapter_bytes"), "finished_at": record.get("finished_at") or "",
+        "adapter_bytes": record.get("adapter_bytes"),
+        "finished_at": record.get("finished_at") or "",
     }
 
 
@@ -107,12 +132,16 @@ def load_records(runs_dir: Path) -> Loaded:
     """Every usable record under `runs_dir` (searched recursively); the rest is listed in `skipped` with a reason."""
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
-        raise RecordsError(f"runs folder {runs_dir} does not exist (or is not a folder); run experiments first "
-                           f"(python -m experiments.run ...) or point --runs / RUNS=<dir> at a folder of run records")
+        raise RecordsError(
+            f"runs folder {runs_dir} does not exist (or is not a folder); run experiments first "
+            f"(python -m experiments.run ...) or point --runs / RUNS=<dir> at a folder of run records"
+        )
     paths = sorted(runs_dir.rglob("record.json"))
     if not paths:
-        raise RecordsError(f"no record.json found under {runs_dir}; each run writes <run_id>/record.json "
-                           f"(docs/record-format.md) — point --runs / RUNS=<dir> at a folder that holds some")
+        raise RecordsError(
+            f"no record.json found under {runs_dir}; each run writes <run_id>/record.json "
+            f"(docs/record-format.md) — point --runs / RUNS=<dir> at a folder that holds some"
+        )
     rows, skipped = [], []
     for path in paths:
         try:

@@ -1,6 +1,7 @@
 """`TableData` rendered as text: the Markdown table with its legend, the machine-readable CSV frame, the index of
 generated files; and `read_markdown_table`, which reads a generated Markdown table back into pandas.
 """
+
 from __future__ import annotations
 
 import io
@@ -12,7 +13,15 @@ import pandas as pd
 
 from experiments.report.cells import NOT_IN_PAPER, NOT_IN_SOURCES
 from experiments.report.table_data import (
-    ONE_POINT, STD_FACTOR, TASK_NAMES, TableData, format_params, missing as _missing, row_averages,
+    ONE_POINT,
+    STD_FACTOR,
+    TASK_NAMES,
+    TableData,
+    format_params,
+    row_averages,
+)
+from experiments.report.table_data import (
+    missing as _missing,
 )
 
 VERDICT_RULE = (
@@ -70,7 +79,9 @@ def _params_text(row) -> str:
 
 def _column_name(data: TableData, task: str) -> str:
     metric = data.metrics.get(task)
-    return f"{TASK_NAMES.get(task, task)} ({METRIC_NAMES.get(metric, metric)})" if metric else TASK_NAMES.get(task, task)
+    return (
+        f"{TASK_NAMES.get(task, task)} ({METRIC_NAMES.get(metric, metric)})" if metric else TASK_NAMES.get(task, task)
+    )
 
 
 def markdown_frame(data: TableData) -> pd.DataFrame:
@@ -85,7 +96,9 @@ def markdown_frame(data: TableData) -> pd.DataFrame:
         line["Avg"] = _average_text(averages.loc[row.label], len(data.tasks))
         line["Trainable params"] = _params_text(row)
         line["Step time"] = f"{row.median_step_s:.3g} s" if math.isfinite(row.median_step_s) else "—"
-        line["Peak memory"] = _bytes_text(row.peak_bytes) + (f" ({row.memory_device})" if math.isfinite(row.peak_bytes) else "")
+        line["Peak memory"] = _bytes_text(row.peak_bytes) + (
+            f" ({row.memory_device})" if math.isfinite(row.peak_bytes) else ""
+        )
         line["Adapter size"] = _bytes_text(row.adapter_bytes)
         lines.append(line)
     return pd.DataFrame(lines)
@@ -97,20 +110,40 @@ def csv_frame(data: TableData) -> pd.DataFrame:
     by_cell = {(c["label"], c["task"]): c for c in data.cells.to_dict("records")}
     lines = []
     for row in data.rows.itertuples():
-        line = {"method": row.label, "method_key": row.method,
-                "trainable_params": None if _missing(row.params) else row.params,
-                "paper_trainable_params": row.paper_key if isinstance(row.paper_key, str) else None}
+        line = {
+            "method": row.label,
+            "method_key": row.method,
+            "trainable_params": None if _missing(row.params) else row.params,
+            "paper_trainable_params": row.paper_key if isinstance(row.paper_key, str) else None,
+        }
         for task in data.tasks:
             cell = by_cell[(row.label, task)]
-            line.update({f"{task}.n": cell["n"], f"{task}.median": cell["median"], f"{task}.std": cell["std"],
-                         f"{task}.paper": cell["paper"], f"{task}.paper_std": cell["paper_std"],
-                         f"{task}.delta": cell["delta"], f"{task}.tolerance": cell["tolerance"],
-                         f"{task}.verdict": cell["verdict"], f"{task}.status": cell["status"]})
+            line.update(
+                {
+                    f"{task}.n": cell["n"],
+                    f"{task}.median": cell["median"],
+                    f"{task}.std": cell["std"],
+                    f"{task}.paper": cell["paper"],
+                    f"{task}.paper_std": cell["paper_std"],
+                    f"{task}.delta": cell["delta"],
+                    f"{task}.tolerance": cell["tolerance"],
+                    f"{task}.verdict": cell["verdict"],
+                    f"{task}.status": cell["status"],
+                }
+            )
         avg = averages.loc[row.label]
-        line.update({"avg.median": avg["avg_median"], "avg.paper": avg["avg_paper"], "avg.delta": avg["avg_delta"],
-                     "avg.verdict": avg["avg_verdict"], "median_step_s": row.median_step_s,
-                     "peak_memory_bytes": row.peak_bytes, "memory_device": row.memory_device,
-                     "adapter_bytes": row.adapter_bytes})
+        line.update(
+            {
+                "avg.median": avg["avg_median"],
+                "avg.paper": avg["avg_paper"],
+                "avg.delta": avg["avg_delta"],
+                "avg.verdict": avg["avg_verdict"],
+                "median_step_s": row.median_step_s,
+                "peak_memory_bytes": row.peak_bytes,
+                "memory_device": row.memory_device,
+                "adapter_bytes": row.adapter_bytes,
+            }
+        )
         lines.append(line)
     frame = pd.DataFrame(lines)
     frame["trainable_params"] = frame["trainable_params"].astype("Int64")
@@ -127,13 +160,17 @@ def _markdown_table(frame: pd.DataFrame) -> str:
 
 
 def render_markdown(data: TableData, runs_label: str, notes: list[str]) -> str:
-    paper_line = ("Published cells from `results/paper/` (copies of `../shared/reference/`); sources below."
-                  if data.in_paper else f"The paper has no {data.table}/{data.model} table: paper columns read "
-                  f"\"{NOT_IN_PAPER}\".")
+    paper_line = (
+        "Published cells from `results/paper/` (copies of `../shared/reference/`); sources below."
+        if data.in_paper
+        else f"The paper has no {data.table}/{data.model} table: paper columns read \"{NOT_IN_PAPER}\"."
+    )
     lines = [
-        f"# {data.title}", "",
+        f"# {data.title}",
+        "",
         f"Generated by `make tables` (`python -m experiments.report.tables`) from {data.n_records} finished run records "
-        f"under `{runs_label}`. Do not edit by hand.", "",
+        f"under `{runs_label}`. Do not edit by hand.",
+        "",
         "- **Ours**: median over seeds of the test metric × 100 ± sample std over seeds (ddof=1), n = seeds; "
         "no std when n = 1.",
         f"- **Paper**: {paper_line} \"{NOT_IN_SOURCES}\": a cell of the paper's table no source we could read "
@@ -146,8 +183,10 @@ def render_markdown(data: TableData, runs_label: str, notes: list[str]) -> str:
         "**Step time / Peak memory / Adapter size**: median over the row's included runs of `timing.median_step_s`, "
         "`memory.peak_bytes` (on `cpu` that is RSS growth, not comparable with accelerator memory) and "
         "`adapter_bytes`.",
-        "- † : cell merged from runs with different configs because `--merge-mixed` was given.", "",
-        _markdown_table(markdown_frame(data)), "",
+        "- † : cell merged from runs with different configs because `--merge-mixed` was given.",
+        "",
+        _markdown_table(markdown_frame(data)),
+        "",
     ]
     if data.sources:
         lines += ["Sources of the paper's cells:", ""]
@@ -162,17 +201,28 @@ def read_markdown_table(path: Path) -> pd.DataFrame:
     """Read back the pipe table of a generated Markdown file with pandas (strings, `Method` as a column)."""
     text = Path(path).read_text().splitlines()
     table = [line for line in text if line.startswith("|") and not re.fullmatch(r"\|(-+\|)+", line)]
-    frame = pd.read_csv(io.StringIO("\n".join(table)), sep=r"\s*(?<!\\)\|\s*", engine="python", dtype=str,
-                        keep_default_na=False)
+    frame = pd.read_csv(
+        io.StringIO("\n".join(table)), sep=r"\s*(?<!\\)\|\s*", engine="python", dtype=str, keep_default_na=False
+    )
     frame = frame.drop(columns=[c for c in frame.columns if c == "" or c.startswith("Unnamed")])
     return frame.apply(lambda column: column.str.replace("\\|", "|", regex=False))
 
 
-def render_index(tables: list[TableData], skipped: list[tuple[str, str]], runs_label: str,
-                 extra_files: dict[str, str] | None = None) -> str:
-    lines = ["# Generated tables", "", f"Built by `make tables` from the run records under `{runs_label}`. "
-             "Do not edit; rerun `make tables`.", "", "| table | runs | file |", "|---|---:|---|"]
-    lines += [f"| {data.title} | {data.n_records} | [{data.name}.md]({data.name}.md), [csv]({data.name}.csv) |" for data in tables]
+def render_index(
+    tables: list[TableData], skipped: list[tuple[str, str]], runs_label: str, extra_files: dict[str, str] | None = None
+) -> str:
+    lines = [
+        "# Generated tables",
+        "",
+        f"Built by `make tables` from the run records under `{runs_label}`. Do not edit; rerun `make tables`.",
+        "",
+        "| table | runs | file |",
+        "|---|---:|---|",
+    ]
+    lines += [
+        f"| {data.title} | {data.n_records} | [{data.name}.md]({data.name}.md), [csv]({data.name}.csv) |"
+        for data in tables
+    ]
     claims = [name for name in (extra_files or {}) if name.startswith("claims-") and name.endswith(".md")]
     if claims:
         lines += ["", "Claims of the paper tested on the records (experiments/report/claims.py):", ""]

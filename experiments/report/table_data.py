@@ -3,6 +3,7 @@
 experiments/report/cells.py builds `TableData` from run records, experiments/report/rendering.py writes it as text and
 experiments/report/figures.py draws it. All of them import this module and it imports none of them.
 """
+
 from __future__ import annotations
 
 import math
@@ -16,10 +17,23 @@ STD_FACTOR = 2.0  # tolerance is also at least this many of our sample stds over
 
 TABLE_NAMES = {"glue": "GLUE", "vision": "Image classification", "math": "Math reasoning"}
 TASK_NAMES = {
-    "sst2": "SST-2", "mrpc": "MRPC", "cola": "CoLA", "qnli": "QNLI", "rte": "RTE", "stsb": "STS-B",
-    "oxford_pets": "OxfordPets", "stanford_cars": "StanfordCars", "cifar10": "CIFAR10", "dtd": "DTD",
-    "eurosat": "EuroSAT", "fgvc_aircraft": "FGVC", "resisc45": "RESISC45", "cifar100": "CIFAR100",
-    "gsm8k": "GSM8K", "math": "MATH", "math500": "MATH500",
+    "sst2": "SST-2",
+    "mrpc": "MRPC",
+    "cola": "CoLA",
+    "qnli": "QNLI",
+    "rte": "RTE",
+    "stsb": "STS-B",
+    "oxford_pets": "OxfordPets",
+    "stanford_cars": "StanfordCars",
+    "cifar10": "CIFAR10",
+    "dtd": "DTD",
+    "eurosat": "EuroSAT",
+    "fgvc_aircraft": "FGVC",
+    "resisc45": "RESISC45",
+    "cifar100": "CIFAR100",
+    "gsm8k": "GSM8K",
+    "math": "MATH",
+    "math500": "MATH500",
 }
 
 
@@ -34,7 +48,9 @@ def parse_param_count(text) -> int | None:
         return 0
     match = re.fullmatch(r"([0-9]*\.?[0-9]+)\s*([KMB]?)", text, flags=re.IGNORECASE)
     if not match:
-        raise ValueError(f"trainable_params={text!r} is not a parameter count; expected e.g. '0.295M', '72K', '125M', '-' or ''")
+        raise ValueError(
+            f"trainable_params={text!r} is not a parameter count; expected e.g. '0.295M', '72K', '125M', '-' or ''"
+        )
     scale = {"": 1, "K": 1e3, "M": 1e6, "B": 1e9}[match.group(2).upper()]
     return int(round(float(match.group(1)) * scale))
 
@@ -94,6 +110,15 @@ def row_averages(data: TableData) -> pd.DataFrame:
         theirs = cells["paper"].astype(float).mean() if cells["paper"].notna().all() else math.nan
         delta = ours - theirs
         tolerance, outcome = verdict(delta, math.nan, 1) if math.isfinite(delta) else (math.nan, "")
-        out.append({"label": label, "avg_median": ours, "avg_tasks": int(cells["median"].notna().sum()),
-                    "avg_paper": theirs, "avg_delta": delta, "avg_tolerance": tolerance, "avg_verdict": outcome})
+        out.append(
+            {
+                "label": label,
+                "avg_median": ours,
+                "avg_tasks": int(cells["median"].notna().sum()),
+                "avg_paper": theirs,
+                "avg_delta": delta,
+                "avg_tolerance": tolerance,
+                "avg_verdict": outcome,
+            }
+        )
     return pd.DataFrame(out)

@@ -1,6 +1,7 @@
 """Writing `make tables`' output folders: each is filled in a staging folder and swapped in by renames, so readers
 never see a half-written folder, and a folder we did not generate (no marker file) is never replaced unless forced.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -18,8 +19,10 @@ MARKER = ".generated-by-make-tables"
 
 def _prepare_replace(target: Path, force: bool) -> None:
     if target.exists() and any(target.iterdir()) and not (target / MARKER).exists() and not force:
-        raise FileExistsError(f"{target} exists and was not written by `make tables` (no {MARKER} in it); "
-                              f"refusing to replace it — move it away or pass --force")
+        raise FileExistsError(
+            f"{target} exists and was not written by `make tables` (no {MARKER} in it); "
+            f"refusing to replace it — move it away or pass --force"
+        )
 
 
 def replace_folder(staged: Path, target: Path) -> None:
@@ -56,8 +59,10 @@ def staged_outputs(out: Path, figures: bool, force: bool, shown=str):
         existed = target.exists()
         replace_folder(staged[name], target)
         files = sorted(p for p in target.iterdir() if p.name != MARKER)
-        print(f"{'replaced' if existed else 'wrote'} {shown(target)}/ ({len(files)} files): "
-              f"{', '.join(p.name for p in files)}")
+        print(
+            f"{'replaced' if existed else 'wrote'} {shown(target)}/ ({len(files)} files): "
+            f"{', '.join(p.name for p in files)}"
+        )
         staged.written += files
 
 
@@ -69,9 +74,16 @@ class StagedFolders(dict):
         self.written: list[Path] = []
 
 
-def write_outputs(tables: list[TableData], warnings_by_table: dict[str, list[str]], skipped: list[tuple[str, str]],
-                  out: Path, runs_label: str, figures: bool, force: bool,
-                  extra_files: dict[str, str] | None = None) -> list[Path]:
+def write_outputs(
+    tables: list[TableData],
+    warnings_by_table: dict[str, list[str]],
+    skipped: list[tuple[str, str]],
+    out: Path,
+    runs_label: str,
+    figures: bool,
+    force: bool,
+    extra_files: dict[str, str] | None = None,
+) -> list[Path]:
     """Write the tables (+ `extra_files`, {name: text}, e.g. the claims) and figures; swap both folders in."""
     with staged_outputs(out, figures, force) as staged:
         for data in tables:

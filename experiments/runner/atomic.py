@@ -2,6 +2,7 @@
 
 (`gpart.io` keeps its own copy: the library imports nothing from `experiments`.)
 """
+
 from __future__ import annotations
 
 import os
@@ -25,8 +26,9 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None
         os.replace(temporary, path)
     except OSError as error:  # a full disk, a quota: the previous file is intact; say which one it was
         Path(temporary).unlink(missing_ok=True)
-        raise OSError(error.errno, f"could not write {path} ({error.strerror or error}); "
-                                   f"the previous {path.name} is unchanged") from error
+        raise OSError(
+            error.errno, f"could not write {path} ({error.strerror or error}); the previous {path.name} is unchanged"
+        ) from error
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
@@ -36,8 +38,9 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     atomic_write(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
 
 
-def save_directory_atomically(save: Callable[[Path], None], target: Path,
-                              before_swap: Callable[[], None] | None = None) -> None:
+def save_directory_atomically(
+    save: Callable[[Path], None], target: Path, before_swap: Callable[[], None] | None = None
+) -> None:
     """Save into a hidden staging folder, then swap it in; at every instant `target` or `.<target>.old` is whole
     (`recover_directory` puts the old one back after a kill between the two renames). A failed save (a full disk)
     leaves the previous `target` untouched and names it. `before_swap` may refuse the swap by raising (the claim
@@ -48,8 +51,10 @@ def save_directory_atomically(save: Callable[[Path], None], target: Path,
         save(staging)
     except OSError as error:
         shutil.rmtree(staging, ignore_errors=True)
-        raise OSError(error.errno, f"could not save {target} ({error.strerror or error}); "
-                                   f"the previous {target.name}/ is unchanged") from error
+        raise OSError(
+            error.errno,
+            f"could not save {target} ({error.strerror or error}); the previous {target.name}/ is unchanged",
+        ) from error
     try:
         if before_swap is not None:
             before_swap()

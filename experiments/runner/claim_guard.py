@@ -3,6 +3,7 @@
 A run is claimed by rank 0 (`experiments/runner/run_lock.py`). A paused owner whose claim another process took over
 must write nothing more for it: no record, adapter or checkpoint. `ClaimGuard.check` raises `ClaimLost` then.
 """
+
 from __future__ import annotations
 
 from typing import Optional

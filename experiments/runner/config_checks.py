@@ -4,6 +4,7 @@ Without this, `trainer.sampling=foo` trained silently with random sampling, `tas
 sklearn and `trainer.epochs=abc` with a bare `float()` error. Only keys the runner itself reads are checked here;
 a task or method checks its own keys when it is built.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -48,8 +49,10 @@ def one_of(*choices) -> tuple[Callable[[Any], bool], str]:
 
 BOOLEAN = ((lambda v: isinstance(v, bool)), "true or false")
 FRACTION = ((lambda v: (n := _number(v, False)) is not None and 0 <= n < 1), "a number in [0, 1)")
-MAX_STEPS = ((lambda v: isinstance(v, int) and not isinstance(v, bool) and (v == -1 or v > 0)),
-             "-1 (no cap) or a positive integer")
+MAX_STEPS = (
+    (lambda v: isinstance(v, int) and not isinstance(v, bool) and (v == -1 or v > 0)),
+    "-1 (no cap) or a positive integer",
+)
 
 
 def sampling_strategies() -> tuple[str, ...]:
@@ -77,8 +80,10 @@ def rules() -> dict[str, tuple[Callable[[Any], bool], str]]:
         "trainer.logging_steps": positive(integer=True),
         "trainer.num_workers": non_negative(integer=True),
         "trainer.sampling": one_of(*sampling_strategies()),
-        **{f"trainer.{flag}": BOOLEAN for flag in ("fp16", "bf16", "save_checkpoints", "keep_checkpoints",
-                                                  "save_adapter")},
+        **{
+            f"trainer.{flag}": BOOLEAN
+            for flag in ("fp16", "bf16", "save_checkpoints", "keep_checkpoints", "save_adapter")
+        },
         "task.train_subset": optional(positive(integer=True)),
         "task.test_subset": optional(positive(integer=True)),
         "task.max_length": positive(integer=True),

@@ -6,6 +6,7 @@ under `vit.layers.<i>` (PR #41693, "Refactor ViT to updated standards"; 5.8.1 st
 load. The ViT configs target `q_proj`/`v_proj`, the timm conversion writes `vit.layers.<i>` keys, and
 `from_pretrained(dtype=...)` (math) postdates 4.x too. `pyproject.toml` states the same floor.
 """
+
 from __future__ import annotations
 
 MIN_TRANSFORMERS = "5.9.0"
@@ -24,4 +25,5 @@ def check_transformers(version: str | None = None) -> None:
             f"transformers {version} is installed, but this suite needs transformers>={MIN_TRANSFORMERS}: older "
             f"releases name ViT's projections attention.attention.{{query,value}}, so the ViT targets q_proj/v_proj "
             f"match nothing, and the timm conversion writes 5.x keys. Upgrade with "
-            f"`pip install -U 'transformers>={MIN_TRANSFORMERS}'` (or `make install`).")
+            f"`pip install -U 'transformers>={MIN_TRANSFORMERS}'` (or `make install`)."
+        )

@@ -19,6 +19,7 @@ so DDP's reducer sees it ready once per backward, in one bucket, and all-reduces
 are per rank, before that all-reduce). No parameter of the suite's models is unused in a step, so
 `find_unused_parameters` is off by default (`trainer.ddp.find_unused_parameters`).
 """
+
 from __future__ import annotations
 
 import atexit
@@ -83,21 +84,30 @@ def split_global_batch(batch_size: int, grad_accum: int, processes: int, keep_gl
             f"trainer.batch_size={batch_size} x trainer.grad_accum={grad_accum} (global batch "
             f"{batch_size * grad_accum}) cannot be split evenly over {processes} processes; use a number of processes "
             f"that divides it, change the batch, or set trainer.keep_global_batch=false to make trainer.batch_size "
-            "a per-device batch")
+            "a per-device batch"
+        )
     return batch_size // from_batch, grad_accum // from_accumulation
 
 
 def training_arguments(trainer_cfg) -> dict[str, Any]:
     """Keyword arguments of `TrainingArguments` for this launch: batch split, device selection and DDP options."""
     processes = launched_world_size()
-    per_device, accumulation = split_global_batch(int(trainer_cfg.batch_size), int(trainer_cfg.grad_accum), processes,
-                                                  bool(trainer_cfg.get("keep_global_batch", True)))
+    per_device, accumulation = split_global_batch(
+        int(trainer_cfg.batch_size),
+        int(trainer_cfg.grad_accum),
+        processes,
+        bool(trainer_cfg.get("keep_global_batch", True)),
+    )
     ddp = trainer_cfg.get("ddp") or {}
-    kwargs = dict(per_device_train_batch_size=per_device, gradient_accumulation_steps=accumulation,
-                  ddp_timeout=int(ddp.get("timeout", 1800)), ddp_backend=ddp.get("backend"),
-                  ddp_find_unused_parameters=bool(ddp.get("find_unused_parameters", False)),
-                  # Buffers are constants here (position ids, GPart's scale); broadcasting them every step is waste.
-                  ddp_broadcast_buffers=False)
+    kwargs = dict(
+        per_device_train_batch_size=per_device,
+        gradient_accumulation_steps=accumulation,
+        ddp_timeout=int(ddp.get("timeout", 1800)),
+        ddp_backend=ddp.get("backend"),
+        ddp_find_unused_parameters=bool(ddp.get("find_unused_parameters", False)),
+        # Buffers are constants here (position ids, GPart's scale); broadcasting them every step is waste.
+        ddp_broadcast_buffers=False,
+    )
     if processes > 1 and not has_accelerator():
         kwargs["use_cpu"] = True
         init_cpu_process_group(kwargs["ddp_timeout"], kwargs["ddp_backend"] or "gloo")
@@ -150,11 +160,14 @@ def init_cpu_process_group(timeout_s: int, backend: str) -> None:
 def describe(args) -> dict:
     """What the record says about the launch (`TrainingArguments` after the Trainer set up its devices)."""
     processes = args.world_size
-    return {"world_size": processes, "parallel_mode": str(args.parallel_mode.value),
-            "backend": torch.distributed.get_backend() if torch.distributed.is_initialized() else None,
-            "per_device_batch_size": args.per_device_train_batch_size,
-            "grad_accum": args.gradient_accumulation_steps,
-            "global_batch_size": args.per_device_train_batch_size * args.gradient_accumulation_steps * processes}
+    return {
+        "world_size": processes,
+        "parallel_mode": str(args.parallel_mode.value),
+        "backend": torch.distributed.get_backend() if torch.distributed.is_initialized() else None,
+        "per_device_batch_size": args.per_device_train_batch_size,
+        "grad_accum": args.gradient_accumulation_steps,
+        "global_batch_size": args.per_device_train_batch_size * args.gradient_accumulation_steps * processes,
+    }
 
 
 def trainable_fingerprint(model: torch.nn.Module, limit: int = 50_000_000) -> Optional[str]:
@@ -172,8 +185,11 @@ def trainable_fingerprint(model: torch.nn.Module, limit: int = 50_000_000) -> Op
 
 def per_rank_summary(trainer) -> list[dict]:
     """Each rank's share of the training data and its trainable-parameter fingerprint, gathered in rank order."""
-    mine = {"micro_batches": trainer.micro_batches, "examples": trainer.examples_seen,
-            "trainable_sha256": trainable_fingerprint(trainer.model)}
+    mine = {
+        "micro_batches": trainer.micro_batches,
+        "examples": trainer.examples_seen,
+        "trainable_sha256": trainable_fingerprint(trainer.model),
+    }
     ranks = gather_objects(mine)
     if len({r["trainable_sha256"] for r in ranks}) > 1:
         log.warning("the ranks' trainable parameters differ after training: %s", ranks)
@@ -218,9 +234,11 @@ def launcher_dropped_processes(launcher_argv: Optional[list[str]] = None) -> Opt
     wanted = requested_processes(launcher_argv)
     if not wanted or wanted < 2:
         return None
-    return (f"accelerate launch --num_processes {wanted} started ONE process: on a machine without GPUs accelerate "
-            f"needs --multi_gpu to start {wanted} (accelerate launch --multi_gpu --num_processes {wanted} ...); this "
-            "run trains in a single process")
+    return (
+        f"accelerate launch --num_processes {wanted} started ONE process: on a machine without GPUs accelerate "
+        f"needs --multi_gpu to start {wanted} (accelerate launch --multi_gpu --num_processes {wanted} ...); this "
+        "run trains in a single process"
+    )
 
 
 class StoppedByLauncher(RuntimeError):
@@ -231,6 +249,7 @@ def raise_on_sigterm() -> None:
     """Under a launcher, turn SIGTERM into :class:`StoppedByLauncher`, so that rank 0 marks its record `failed`
     in the grace period before the launcher's SIGKILL. A single process keeps Python's default."""
     if launched_world_size() > 1 and threading.current_thread() is threading.main_thread():
+
         def stop(signum, frame):
             raise StoppedByLauncher("stopped by the launcher (SIGTERM): another rank failed or the job was cancelled")
 
@@ -248,4 +267,3 @@ def quiet_hydra_on_other_ranks(argv: list[str]) -> list[str]:
     if not any(arg.startswith(("hydra/job_logging=", "hydra.job_logging")) for arg in argv):
         extra.append("hydra/job_logging=stdout")
     return argv + extra
-

@@ -5,6 +5,7 @@ do needs the hub); the `reproduce-*` targets leave the hub on. A hub load that f
 re-raised as :class:`HubOfflineError`, naming the variable to change and the cache it looked in, instead of
 transformers' or datasets' generic "couldn't connect".
 """
+
 from __future__ import annotations
 
 import os
@@ -45,10 +46,12 @@ def offline_hint(source: str) -> str:
     if not flags:
         return ""
     cache = cache_locations()["models and dataset files"]
-    return (f"{source!r} is not in the local cache ({cache}) and offline mode is on "
-            f"({', '.join(f'{name}=1' for name in flags)}). To download it, run with "
-            f"{' '.join(f'{name}=0' for name in flags)} (the `make reproduce-*` targets use the hub unless you set "
-            f"HF_HUB_OFFLINE=1); or point the config at a local copy.")
+    return (
+        f"{source!r} is not in the local cache ({cache}) and offline mode is on "
+        f"({', '.join(f'{name}=1' for name in flags)}). To download it, run with "
+        f"{' '.join(f'{name}=0' for name in flags)} (the `make reproduce-*` targets use the hub unless you set "
+        f"HF_HUB_OFFLINE=1); or point the config at a local copy."
+    )
 
 
 @contextmanager

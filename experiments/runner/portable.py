@@ -6,6 +6,7 @@ checkout, virtual environment or container. Records and generated tables keep no
 the repository becomes repository-relative, one under the shared data root `<shared-data>/...`, and any other local
 path is reduced to `<local>/<name>` (the digest in the config hash says what it held).
 """
+
 from __future__ import annotations
 
 import functools
@@ -18,9 +19,22 @@ import experiments
 
 # Top-level files of a Hugging Face model folder that define what the model computes; READMEs, licences, git
 # attributes and sentence-transformers' pooling folders do not enter the digest.
-MODEL_FILE_PATTERNS = ("config.json", "generation_config.json", "preprocessor_config.json", "*.safetensors", "*.bin",
-                       "*.pt", "*.pth", "*.gguf", "tokenizer*", "vocab*", "merges.txt", "special_tokens_map.json",
-                       "added_tokens.json", "*.model")
+MODEL_FILE_PATTERNS = (
+    "config.json",
+    "generation_config.json",
+    "preprocessor_config.json",
+    "*.safetensors",
+    "*.bin",
+    "*.pt",
+    "*.pth",
+    "*.gguf",
+    "tokenizer*",
+    "vocab*",
+    "merges.txt",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "*.model",
+)
 _CHUNK = 1 << 22
 
 
@@ -34,8 +48,10 @@ def _digest(resolved: str) -> str:
     path = Path(resolved)
     files = [path] if path.is_file() else _model_files(path)
     if not files:
-        raise ValueError(f"model folder {path.name!r} holds none of the files that define a model "
-                         f"({', '.join(MODEL_FILE_PATTERNS)}); cannot tell what it is")
+        raise ValueError(
+            f"model folder {path.name!r} holds none of the files that define a model "
+            f"({', '.join(MODEL_FILE_PATTERNS)}); cannot tell what it is"
+        )
     total = hashlib.sha256()
     for file in files:
         total.update(file.name.encode() + b"\0")
@@ -93,6 +109,7 @@ def portable(node: Any, unresolved: Any = None) -> Any:
 
 def portable_command(argv: list[str]) -> str:
     """The command line with absolute paths made portable, in `key=value` overrides too."""
+
     def token(word: str) -> str:
         key, equals, value = word.partition("=")
         if equals and os.path.isabs(value):

@@ -7,6 +7,7 @@ the end. Every write is atomic (temp file + `os.replace`), so a killed run leave
 `running`, never a half-written file or one that looks finished. The functions below it (run ids, config hashes,
 reading records) serve the readers too.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -26,12 +27,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Optional, Protocol
 
+from omegaconf import DictConfig, OmegaConf
+
+from experiments import REPO
 from experiments.runner import portable
 from experiments.runner.atomic import write_text_atomic
 from experiments.runner.run_lock import ClaimLost
-
-from omegaconf import DictConfig, OmegaConf
-from experiments import REPO
 
 log = logging.getLogger("experiments.runner.records")
 SCHEMA_VERSION = 1
@@ -87,8 +88,9 @@ def write_atomic(path: Path, data: dict) -> None:
     try:
         text = json.dumps(data, indent=2, sort_keys=False, default=_json_default, allow_nan=False)
     except ValueError:
-        raise ValueError(f"refusing to write {path}: non-finite numbers at {nonfinite_keys(data)[:5]}; "
-                         "records are strict JSON") from None
+        raise ValueError(
+            f"refusing to write {path}: non-finite numbers at {nonfinite_keys(data)[:5]}; records are strict JSON"
+        ) from None
     write_text_atomic(path, text)
 
 
@@ -182,7 +184,7 @@ def new_record(cfg: DictConfig, run_id: str, digest: str) -> dict:
         "test_metrics": {},
         "timing": {"wall_s": None, "train_s": None, "median_step_s": None, "eval_s": None},
         "memory": {"peak_bytes": None, "device": None, "kind": None},
-        "distributed": None,    # filled by the runner once Trainer has set up its processes
+        "distributed": None,  # filled by the runner once Trainer has set up its processes
         "adapter_bytes": None,
         "backend": None,  # filled after training by Method.backend (GPart: which compute path ran)
         "versions": package_versions(),
@@ -239,6 +241,7 @@ def without_nonfinite(entry: dict) -> dict:
         if isinstance(node, dict):
             return {key: clean(value) for key, value in node.items()}
         return node
+
     return {**clean(entry), "nonfinite": bad}
 
 
@@ -256,14 +259,21 @@ class RunRecord:
     has said the run is still its own: a process that lost its claim writes nothing. `data` is the record itself,
     for reading."""
 
-    def __init__(self, path: Path, data: dict, guard: Optional[Guard] = None, writes: bool = True,
-                 clock_start: Optional[float] = None):
+    def __init__(
+        self,
+        path: Path,
+        data: dict,
+        guard: Optional[Guard] = None,
+        writes: bool = True,
+        clock_start: Optional[float] = None,
+    ):
         self.path, self.data, self.guard, self.writes = Path(path), data, guard, writes
         self.clock_start = time.perf_counter() if clock_start is None else clock_start  # this attempt's wall clock
 
     @classmethod
-    def begin(cls, cfg: DictConfig, run_id: str, digest: str, path: Path, guard: Optional[Guard] = None,
-              writes: bool = True) -> "RunRecord":
+    def begin(
+        cls, cfg: DictConfig, run_id: str, digest: str, path: Path, guard: Optional[Guard] = None, writes: bool = True
+    ) -> "RunRecord":
         """The record of a run this process starts on: every key of the schema present, results still null."""
         clock_start = time.perf_counter()  # the attempt's wall time includes collecting versions and git state
         return cls(path, new_record(cfg, run_id, digest), guard, writes, clock_start)
@@ -285,16 +295,27 @@ class RunRecord:
         for attempt in earlier:
             if attempt.get("ended") == "running":
                 attempt["ended"] = "killed"  # it never came back to say how it ended
-        attempt = {"host": socket.gethostname(), "pid": os.getpid(), "started_at": utc_now(),
-                   "wall_s": 0.0, "train_s": 0.0, "eval_s": 0.0, "steps": 0, "median_step_s": None,
-                   "peak_bytes": None, "ended": "running", "resumed": bool(resuming)}
+        attempt = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "started_at": utc_now(),
+            "wall_s": 0.0,
+            "train_s": 0.0,
+            "eval_s": 0.0,
+            "steps": 0,
+            "median_step_s": None,
+            "peak_bytes": None,
+            "ended": "running",
+            "resumed": bool(resuming),
+        }
         self.data["attempts"] = earlier + [attempt]
         # an attempt without a `resumed` field comes from a record that lists later attempts only when they resumed
         self.data["resumed"] = sum(bool(a.get("resumed", i > 0)) for i, a in enumerate(self.data["attempts"]))
         self._write()
 
-    def note_model(self, *, trainable_params: int, head_params: int, adapted_space_size: Optional[int],
-                   adapted_modules: int) -> None:
+    def note_model(
+        self, *, trainable_params: int, head_params: int, adapted_space_size: Optional[int], adapted_modules: int
+    ) -> None:
         self.data["trainable_params"], self.data["head_params"] = trainable_params, head_params
         self.data["adapted_space_size"], self.data["adapted_modules"] = adapted_space_size, adapted_modules
 
@@ -348,9 +369,11 @@ class RunRecord:
         finalize(self.data)
         if self.data["test_metric"] is None:
             nonfinite = [e.get("nonfinite") for e in self.data["epochs"]]
-            raise ValueError(f"{self.data['run_id']}: no epoch has a finite validation and test {self.data['metric']} "
-                             f"(non-finite: {nonfinite}); the run's numbers are unusable, so it is not recorded as "
-                             "finished")
+            raise ValueError(
+                f"{self.data['run_id']}: no epoch has a finite validation and test {self.data['metric']} "
+                f"(non-finite: {nonfinite}); the run's numbers are unusable, so it is not recorded as "
+                "finished"
+            )
 
     def finish(self) -> None:
         """Mark the run finished and write; raises `ClaimLost` when another process owns the run now."""
@@ -383,9 +406,15 @@ class RunRecord:
             write_atomic(self.path, self.data)
 
     # -- attempts: what each process added -----------------------------------------------------------------------
-    def _update_attempt(self, *, train_s: Optional[float] = None, eval_s: Optional[float] = None,
-                        step_times: Optional[list] = None, peak_bytes: Optional[int] = None,
-                        ended: Optional[str] = None) -> None:
+    def _update_attempt(
+        self,
+        *,
+        train_s: Optional[float] = None,
+        eval_s: Optional[float] = None,
+        step_times: Optional[list] = None,
+        peak_bytes: Optional[int] = None,
+        ended: Optional[str] = None,
+    ) -> None:
         """Store this process's numbers in its attempt (its wall time: now) and recompute the record's totals over
         attempts."""
         attempt = self.data["attempts"][-1]
@@ -403,10 +432,12 @@ class RunRecord:
         attempts = self.data["attempts"]
         timed = [a for a in attempts if a.get("median_step_s") is not None]
         self.data["timing"].update(
-            wall_s=sum(a["wall_s"] for a in attempts), train_s=sum(a["train_s"] for a in attempts),
+            wall_s=sum(a["wall_s"] for a in attempts),
+            train_s=sum(a["train_s"] for a in attempts),
             eval_s=sum(a["eval_s"] for a in attempts),
             # median over processes' medians, each weighted by its steps (the step times themselves are not stored)
-            median_step_s=_weighted_median([(a["median_step_s"], a["steps"]) for a in timed]))
+            median_step_s=_weighted_median([(a["median_step_s"], a["steps"]) for a in timed]),
+        )
         peaks = [a["peak_bytes"] for a in attempts if a.get("peak_bytes") is not None]
         if peaks:
             self.data["memory"]["peak_bytes"] = max(peaks)

@@ -9,6 +9,7 @@ start when none is usable.
 A resumed run is the work of several processes; what each one added (its entry in the record's ``attempts``) is kept
 by `experiments.runner.records.RunRecord`.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,12 @@ def checkpoint_problem(folder: Path) -> Optional[str]:
         json.loads(state.read_text())
     except (OSError, ValueError) as error:
         return f"{state.name} unreadable ({type(error).__name__})"
-    weights = list(folder.glob("*.safetensors")) + list(folder.glob("*.bin")) + list(folder.glob("*.pt")) + \
-        list(folder.glob("*.pth"))
+    weights = (
+        list(folder.glob("*.safetensors"))
+        + list(folder.glob("*.bin"))
+        + list(folder.glob("*.pt"))
+        + list(folder.glob("*.pth"))
+    )
     if not weights:
         return "no weights or optimizer files"
     for path in weights:
@@ -74,15 +79,20 @@ def usable_checkpoint(checkpoints: Path, remove_broken: bool = True) -> Optional
     run's owner: other DDP ranks only skip them)."""
     if not checkpoints.is_dir():
         return None
-    found = sorted((int(m.group(1)), p) for p in checkpoints.iterdir()
-                   if p.is_dir() and (m := _CHECKPOINT.match(p.name)))
+    found = sorted(
+        (int(m.group(1)), p) for p in checkpoints.iterdir() if p.is_dir() and (m := _CHECKPOINT.match(p.name))
+    )
     for _, folder in reversed(found):
         problem = checkpoint_problem(folder)
         if problem is None:
             return folder
         fallback = "the previous one" if folder != found[0][1] else "no checkpoint: the run starts over"
-        log.warning("checkpoint %s is broken (%s), probably a process killed while saving it; removing it and "
-                    "resuming from %s", folder, problem, fallback)
+        log.warning(
+            "checkpoint %s is broken (%s), probably a process killed while saving it; removing it and resuming from %s",
+            folder,
+            problem,
+            fallback,
+        )
         if remove_broken:
             shutil.rmtree(folder, ignore_errors=True)
     return None

@@ -23,6 +23,7 @@ line and skips (or, with ``lock.if_claimed=wait``, polls until the claim is rele
 compares wall clocks across nodes, so ``stale_after_s`` (default 300 s) must exceed the clock skew of the cluster
 (NTP keeps it under a second).
 """
+
 from __future__ import annotations
 
 import json
@@ -59,8 +60,7 @@ class RunClaimed(RuntimeError):
 def describe(owner: dict) -> str:
     """``pid 123 on node7 since 2026-12-01T09:40:02+00:00 (heartbeat 4 s ago)``."""
     age = time.time() - float(owner.get("heartbeat", 0))
-    return (f"pid {owner.get('pid')} on {owner.get('host')} since {owner.get('started_at')} "
-            f"(heartbeat {age:.0f} s ago)")
+    return f"pid {owner.get('pid')} on {owner.get('host')} since {owner.get('started_at')} (heartbeat {age:.0f} s ago)"
 
 
 def _process_start_time(pid: int) -> Optional[float]:
@@ -88,8 +88,11 @@ def _pid_namespace() -> Optional[str]:
 
 def where_pids_mean_something() -> dict:
     """The scope in which a pid names one process: host, boot and pid namespace (None where unknown)."""
-    return {"host": socket.gethostname(), "boot_id": _read_first_line("/proc/sys/kernel/random/boot_id"),
-            "pid_namespace": _pid_namespace()}
+    return {
+        "host": socket.gethostname(),
+        "boot_id": _read_first_line("/proc/sys/kernel/random/boot_id"),
+        "pid_namespace": _pid_namespace(),
+    }
 
 
 def shares_our_pids(owner: dict) -> bool:
@@ -133,8 +136,9 @@ def _link_exclusive(path: Path, content: str) -> bool:
         private.write_text(content, encoding="utf-8")
     except OSError as error:  # a full disk: leave no half-written private file behind, and say where
         private.unlink(missing_ok=True)
-        raise OSError(error.errno, f"could not claim {path.parent} ({error.strerror or error}): writing "
-                                   f"{private.name} failed") from error
+        raise OSError(
+            error.errno, f"could not claim {path.parent} ({error.strerror or error}): writing {private.name} failed"
+        ) from error
     try:
         os.link(private, path)
         return True
@@ -180,9 +184,11 @@ class RunClaim:
         if not self.held:
             owner = read_owner(self.path)
             now = f"now {describe(owner)}" if owner else "its lock is gone"
-            raise ClaimLost(f"{self.run_dir.name}: this process (pid {os.getpid()}) lost its claim on the run "
-                            f"({now}), probably because it was paused or cut off for longer than "
-                            f"lock.stale_after_s={self.stale_after_s:g} s; not writing {what}, stopping")
+            raise ClaimLost(
+                f"{self.run_dir.name}: this process (pid {os.getpid()}) lost its claim on the run "
+                f"({now}), probably because it was paused or cut off for longer than "
+                f"lock.stale_after_s={self.stale_after_s:g} s; not writing {what}, stopping"
+            )
 
     @property
     def held(self) -> bool:
@@ -221,9 +227,14 @@ class RunClaim:
 
 def _new_owner() -> dict:
     now = time.time()
-    return {**where_pids_mean_something(), "pid": os.getpid(), "pid_started": _process_start_time(os.getpid()),
-            "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)), "heartbeat": now,
-            "token": uuid.uuid4().hex}
+    return {
+        **where_pids_mean_something(),
+        "pid": os.getpid(),
+        "pid_started": _process_start_time(os.getpid()),
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
+        "heartbeat": now,
+        "token": uuid.uuid4().hex,
+    }
 
 
 def _take_over_stale(run_dir: Path, stale_after_s: float) -> Optional[dict]:
@@ -248,13 +259,21 @@ def _take_over_stale(run_dir: Path, stale_after_s: float) -> Optional[dict]:
         guard.unlink(missing_ok=True)
 
 
-def claim(run_dir: str | os.PathLike, *, wait: bool = False, heartbeat_s: float = DEFAULT_HEARTBEAT_S,
-          stale_after_s: float = DEFAULT_STALE_AFTER_S, poll_s: Optional[float] = None) -> RunClaim:
+def claim(
+    run_dir: str | os.PathLike,
+    *,
+    wait: bool = False,
+    heartbeat_s: float = DEFAULT_HEARTBEAT_S,
+    stale_after_s: float = DEFAULT_STALE_AFTER_S,
+    poll_s: Optional[float] = None,
+) -> RunClaim:
     """Claim `run_dir` for this process. Raises `RunClaimed` (naming the owner) when a live process holds it, unless
     `wait`, which polls until the claim is released or its owner dies."""
     if not 0 < heartbeat_s < stale_after_s:
-        raise ValueError(f"lock.heartbeat_s={heartbeat_s} must be positive and below lock.stale_after_s="
-                         f"{stale_after_s} (the owner must refresh its claim before others call it stale)")
+        raise ValueError(
+            f"lock.heartbeat_s={heartbeat_s} must be positive and below lock.stale_after_s="
+            f"{stale_after_s} (the owner must refresh its claim before others call it stale)"
+        )
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     poll_s = min(heartbeat_s, 5.0) if poll_s is None else poll_s

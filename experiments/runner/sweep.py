@@ -15,6 +15,7 @@ where the last one stopped. Launches run `--jobs` at a time (default 1: one GPU)
 under one progress bar. At the end a summary lists the runs not finished (exit 1: run the same command again); once
 every run has finished, the family's tables are built (`make tables`' step, or the ablation table).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,9 +61,16 @@ class Runner:
     `log_file(job)`; `stop()` ends them all. `threads` pins the torch threads of each run (None: the environment's);
     `env_defaults` are set where the environment leaves them unset; `prefix` goes before the command (`srun ...`)."""
 
-    def __init__(self, arguments: Callable[[Any], list[str]], log_file: Callable[[Any], Path], *,
-                 threads: int | None = None, env_defaults: dict[str, str] | None = None,
-                 prefix: Sequence[str] = (), label: str = "sweep"):
+    def __init__(
+        self,
+        arguments: Callable[[Any], list[str]],
+        log_file: Callable[[Any], Path],
+        *,
+        threads: int | None = None,
+        env_defaults: dict[str, str] | None = None,
+        prefix: Sequence[str] = (),
+        label: str = "sweep",
+    ):
         self.arguments, self.log_file, self.prefix, self.label = arguments, log_file, tuple(prefix), label
         self.env = {**(env_defaults or {}), **os.environ}
         if threads is not None:
@@ -83,8 +91,14 @@ class Runner:
             with self.lock:
                 if self.stopping.is_set():
                     return job, None, log_file
-                child = subprocess.Popen(self.command(job), cwd=REPO, env=self.env, stdout=log,
-                                         stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+                child = subprocess.Popen(
+                    self.command(job),
+                    cwd=REPO,
+                    env=self.env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    preexec_fn=_die_with_parent,
+                )
                 self.children.add(child)
             code = child.wait()
             with self.lock:
@@ -108,14 +122,27 @@ class Progress:
     """One bar over every job of the sweep. The ETA weighs the remaining jobs by `cost` (the CPU study: its cost
     model's seconds); `count` says how many runs a job holds (a launch: its seeds)."""
 
-    def __init__(self, jobs: list, finished: list, desc: str, cost: Callable[[Any], float] = _one,
-                 count: Callable[[Any], int] = _one, unit: str = "runs"):
+    def __init__(
+        self,
+        jobs: list,
+        finished: list,
+        desc: str,
+        cost: Callable[[Any], float] = _one,
+        count: Callable[[Any], int] = _one,
+        unit: str = "runs",
+    ):
         self.cost, self.count, self.desc = cost, count, desc
         self.total, self.done = sum(map(count, jobs)), sum(map(count, finished))
         total, initial = (round(sum(map(cost, group))) for group in (jobs, finished))
-        self.bar = tqdm(total=total, initial=initial,
-                        unit=unit, file=sys.stdout, smoothing=0, desc=self._desc(),
-                        bar_format="{desc} |{bar}| {percentage:3.0f}% [{elapsed} elapsed, ETA {remaining}]")
+        self.bar = tqdm(
+            total=total,
+            initial=initial,
+            unit=unit,
+            file=sys.stdout,
+            smoothing=0,
+            desc=self._desc(),
+            bar_format="{desc} |{bar}| {percentage:3.0f}% [{elapsed} elapsed, ETA {remaining}]",
+        )
 
     def _desc(self) -> str:
         return f"{self.desc} {self.done}/{self.total} runs"
@@ -169,8 +196,14 @@ class Plan:
     waiting: list[str] = field(default_factory=list)
 
 
-def run_until_done(plan: Callable[[], Any], finished: Callable[[Any], bool], runner: Runner, jobs: int,
-                   start: Callable[[Any, list], Progress], announce: bool = False) -> list[str]:
+def run_until_done(
+    plan: Callable[[], Any],
+    finished: Callable[[Any], bool],
+    runner: Runner,
+    jobs: int,
+    start: Callable[[Any, list], Progress],
+    announce: bool = False,
+) -> list[str]:
     """Run the unfinished jobs `plan()` says are ready (an object with `.ready` and `.waiting`, as `Plan`), asking it
     again after each batch (finished runs can make new ones ready), until none is left. `start(plan, todo)` makes
     the progress bar. Returns the failures, the jobs that ended well without finishing, or what still waits."""
@@ -200,14 +233,27 @@ def _count(text: str) -> int:
     return value
 
 
-def add_worker_options(parser: argparse.ArgumentParser, jobs: int = 2, threads: int | None = 1,
-                       unit: str = "runs") -> None:
+def add_worker_options(
+    parser: argparse.ArgumentParser, jobs: int = 2, threads: int | None = 1, unit: str = "runs"
+) -> None:
     """--jobs and --threads, shared by every driver built on the executor."""
-    parser.add_argument("--jobs", type=_count, default=jobs, help=f"{unit} at a time (default {jobs}"
-                        + (": one per core)" if jobs > 1 else ")"))
-    parser.add_argument("--threads", type=_count, default=threads, help="torch threads per run " + (
-        f"(default {threads}; the records are reproducible bit for bit at a fixed value)" if threads else
-        "(default: as the environment sets them)"))
+    parser.add_argument(
+        "--jobs",
+        type=_count,
+        default=jobs,
+        help=f"{unit} at a time (default {jobs}" + (": one per core)" if jobs > 1 else ")"),
+    )
+    parser.add_argument(
+        "--threads",
+        type=_count,
+        default=threads,
+        help="torch threads per run "
+        + (
+            f"(default {threads}; the records are reproducible bit for bit at a fixed value)"
+            if threads
+            else "(default: as the environment sets them)"
+        ),
+    )
 
 
 def shown(path: Path) -> str:
@@ -220,12 +266,23 @@ def shown(path: Path) -> str:
 # ---------------------------------------------------------------- the families of `make reproduce-*`
 
 GLUE_TASKS = ("sst2", "mrpc", "cola", "qnli", "rte", "stsb")
-GLUE_METHODS = ("gpart", "lora", "unilora", "vera", "vblora", "fourierft", "full", "bitfit", "head_only", "tied_lora",
-                "lora_xs", "condlora")
+GLUE_METHODS = (
+    "gpart",
+    "lora",
+    "unilora",
+    "vera",
+    "vblora",
+    "fourierft",
+    "full",
+    "bitfit",
+    "head_only",
+    "tied_lora",
+    "lora_xs",
+    "condlora",
+)
 GLUE_SIZES = ("base", "large")
 GLUE_SEEDS = (0, 1, 2, 3, 4)
-VISION_DATASETS = ("oxford_pets", "stanford_cars", "cifar10", "dtd", "eurosat", "fgvc_aircraft", "resisc45",
-                   "cifar100")
+VISION_DATASETS = ("oxford_pets", "stanford_cars", "cifar10", "dtd", "eurosat", "fgvc_aircraft", "resisc45", "cifar100")
 VISION_SIZES = ("base", "large")
 VISION_SEEDS = (0, 1, 2, 3, 4)
 MATH_MODELS = ("qwen2.5-0.5b", "gemma-7b", "mistral-7b-v0.1", "qwen2.5-7b", "llama-3.1-8b")
@@ -247,7 +304,7 @@ class Launch:
 
     setting: tuple[str, ...]
     seeds: tuple[int, ...]
-    extra: tuple[str, ...] = ()    # after the seeds: the family's runs folder, then the caller's overrides
+    extra: tuple[str, ...] = ()  # after the seeds: the family's runs folder, then the caller's overrides
 
     @property
     def name(self) -> str:
@@ -268,7 +325,7 @@ class Expansion:
     """A family's launches in the order they run, and the settings it leaves out."""
 
     launches: list[Launch] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)      # settings without an experiment file, one line each
+    skipped: list[str] = field(default_factory=list)  # settings without an experiment file, one line each
 
 
 def expand_glue(args) -> Expansion:
@@ -294,11 +351,18 @@ def experiment_files(folder: str) -> tuple[str, ...]:
 
 
 def expand_vision(args) -> Expansion:
-    return Expansion([Launch((f"experiment=vision/{size}/{method}", f"task=vision/{dataset}"),
-                             args.seeds or VISION_SEEDS, tuple(args.overrides))
-                      for size in args.sizes or VISION_SIZES
-                      for method in args.methods or experiment_files(f"vision/{size}")
-                      for dataset in args.datasets or VISION_DATASETS])
+    return Expansion(
+        [
+            Launch(
+                (f"experiment=vision/{size}/{method}", f"task=vision/{dataset}"),
+                args.seeds or VISION_SEEDS,
+                tuple(args.overrides),
+            )
+            for size in args.sizes or VISION_SIZES
+            for method in args.methods or experiment_files(f"vision/{size}")
+            for dataset in args.datasets or VISION_DATASETS
+        ]
+    )
 
 
 def math_task(model: str, task: str) -> str:
@@ -308,27 +372,44 @@ def math_task(model: str, task: str) -> str:
 
 
 def expand_math(args) -> Expansion:
-    return Expansion([Launch((f"experiment=math/{model}/{method}", f"task=math/{math_task(model, task)}"),
-                             args.seeds or MATH_SEEDS, tuple(args.overrides))
-                      for model in args.models or MATH_MODELS
-                      for method in args.methods or experiment_files(f"math/{model}")
-                      for task in args.tasks or MATH_TASKS])
+    return Expansion(
+        [
+            Launch(
+                (f"experiment=math/{model}/{method}", f"task=math/{math_task(model, task)}"),
+                args.seeds or MATH_SEEDS,
+                tuple(args.overrides),
+            )
+            for model in args.models or MATH_MODELS
+            for method in args.methods or experiment_files(f"math/{model}")
+            for task in args.tasks or MATH_TASKS
+        ]
+    )
 
 
 def ablation_experiments(task: str, variants, ds) -> list[str]:
     """The reference GPart and Uni-LoRA, each GPart variant, then GPart and Uni-LoRA at each d."""
     gpart, unilora = f"glue/base/gpart-{task}", f"glue/base/unilora-{task}"
-    return [gpart, unilora, *(f"[{gpart},ablation/{v}]" for v in variants),
-            *(e for d in ds for e in (f"[{gpart},ablation/d-sweep/gpart-{d}]",
-                                      f"[{unilora},ablation/d-sweep/unilora-{d}]"))]
+    return [
+        gpart,
+        unilora,
+        *(f"[{gpart},ablation/{v}]" for v in variants),
+        *(
+            e
+            for d in ds
+            for e in (f"[{gpart},ablation/d-sweep/gpart-{d}]", f"[{unilora},ablation/d-sweep/unilora-{d}]")
+        ),
+    ]
 
 
 def expand_ablations(args) -> Expansion:
     extra = (f"paths.runs_dir={args.runs_dir}", *args.overrides)
-    return Expansion([Launch((f"experiment={experiment}",), args.seeds or ABLATION_SEEDS, extra)
-                      for task in args.tasks or GLUE_TASKS
-                      for experiment in ablation_experiments(task, args.variants or ABLATION_VARIANTS,
-                                                             args.ds or ABLATION_DS)])
+    return Expansion(
+        [
+            Launch((f"experiment={experiment}",), args.seeds or ABLATION_SEEDS, extra)
+            for task in args.tasks or GLUE_TASKS
+            for experiment in ablation_experiments(task, args.variants or ABLATION_VARIANTS, args.ds or ABLATION_DS)
+        ]
+    )
 
 
 def download_runs(args) -> list[str]:
@@ -338,14 +419,21 @@ def download_runs(args) -> list[str]:
         return []
     method = (args.methods or (PLAN_METHOD,))[0]
     if args.family == "glue":
-        names = [f"glue/{size}/{method}-{task}"
-                 for size in args.sizes or GLUE_SIZES for task in args.tasks or GLUE_TASKS]
+        names = [
+            f"glue/{size}/{method}-{task}" for size in args.sizes or GLUE_SIZES for task in args.tasks or GLUE_TASKS
+        ]
         return [f"experiment={name}" for name in names if (CONFIGS / "experiment" / f"{name}.yaml").is_file()]
     if args.family == "vision":
-        return [f"experiment=vision/{size}/{method} task=vision/{dataset}"
-                for size in args.sizes or VISION_SIZES for dataset in args.datasets or VISION_DATASETS]
-    return [f"experiment=math/{model}/{method} task=math/{math_task(model, task)}"
-            for model in args.models or MATH_MODELS for task in args.tasks or MATH_TASKS]
+        return [
+            f"experiment=vision/{size}/{method} task=vision/{dataset}"
+            for size in args.sizes or VISION_SIZES
+            for dataset in args.datasets or VISION_DATASETS
+        ]
+    return [
+        f"experiment=math/{model}/{method} task=math/{math_task(model, task)}"
+        for model in args.models or MATH_MODELS
+        for task in args.tasks or MATH_TASKS
+    ]
 
 
 EXPAND = {"glue": expand_glue, "vision": expand_vision, "math": expand_math, "ablations": expand_ablations}
@@ -360,12 +448,12 @@ class SweepError(Exception):
 
 @dataclass(frozen=True)
 class Located:
-    records: dict[int, Path]       # seed -> <runs_dir>/<run id>/record.json
+    records: dict[int, Path]  # seed -> <runs_dir>/<run id>/record.json
     runs_dir: Path
-    logs: Path                     # the launch's log folder: under the Hydra output folder, never under results/
+    logs: Path  # the launch's log folder: under the Hydra output folder, never under results/
 
 
-Where = dict[tuple[str, ...], Located]   # a launch's setting -> where its runs are (whichever of its seeds it runs)
+Where = dict[tuple[str, ...], Located]  # a launch's setting -> where its runs are (whichever of its seeds it runs)
 
 
 def from_repo(path: str) -> Path:
@@ -385,8 +473,10 @@ def locate(launches: Sequence[Launch], family: str) -> Where:
             cfg = experiments.compose([*launch.setting, f"seed={launch.seeds[0]}", *launch.extra])
             digest = records.config_hash(cfg)
         except (HydraException, OmegaConfBaseException, ValueError) as error:
-            raise SweepError(f"cannot tell which runs of `{' '.join(launch.overrides())}` are finished: its "
-                             f"config does not compose ({type(error).__name__}: {error})") from None
+            raise SweepError(
+                f"cannot tell which runs of `{' '.join(launch.overrides())}` are finished: its "
+                f"config does not compose ({type(error).__name__}: {error})"
+            ) from None
         runs_dir = from_repo(cfg.paths.runs_dir)
         paths = {}
         for seed in launch.seeds:
@@ -419,8 +509,9 @@ def seed_list(text: str) -> tuple[int, ...]:
 
 
 def parser() -> argparse.ArgumentParser:
-    main_parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    main_parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     families = main_parser.add_subparsers(dest="family", required=True, metavar="{glue,vision,math,ablations}")
     glue = families.add_parser("glue", help="RoBERTa base + large GLUE tables (setup.md §2)")
     glue.add_argument("--sizes", type=words, default=(), help="default: " + " ".join(GLUE_SIZES))
@@ -441,15 +532,21 @@ def parser() -> argparse.ArgumentParser:
     ablations.add_argument("--runs-dir", default=ABLATION_RUNS, help=f"where the records go (default {ABLATION_RUNS})")
     seeds = {"glue": GLUE_SEEDS, "vision": VISION_SEEDS, "math": MATH_SEEDS, "ablations": ABLATION_SEEDS}
     for name, family in families.choices.items():
-        family.add_argument("--seeds", type=seed_list, default=(),
-                            help="comma-separated (default " + ",".join(map(str, seeds[name])) + ")")
+        family.add_argument(
+            "--seeds",
+            type=seed_list,
+            default=(),
+            help="comma-separated (default " + ",".join(map(str, seeds[name])) + ")",
+        )
         add_worker_options(family, jobs=1, threads=None, unit="launches")
-        family.add_argument("--dry-run", action="store_true", help="the download plan, then the commands still to "
-                            "run; runs nothing")
+        family.add_argument(
+            "--dry-run", action="store_true", help="the download plan, then the commands still to run; runs nothing"
+        )
         family.add_argument("--no-plan", action="store_true", help="--dry-run without the download plan")
         family.add_argument("--status", action="store_true", help="runs finished per launch; writes nothing")
-        family.add_argument("--prefix", type=str.split, default=(), help="a command each launch runs under, e.g. "
-                            '"srun --gres=gpu:1"')
+        family.add_argument(
+            "--prefix", type=str.split, default=(), help="a command each launch runs under, e.g. \"srun --gres=gpu:1\""
+        )
         family.add_argument("--no-tables", action="store_true", help="no tables at the end")
         if name != "ablations":
             family.add_argument("--tables-runs", help="the records the tables read (default: the sweep's runs folder)")
@@ -486,8 +583,10 @@ def status(args, expansion: Expansion, where: Where) -> int:
         done, _ = split(launch, where)
         print(f"{len(done.seeds)}/{len(launch.seeds)} finished  {' '.join(launch.overrides())}")
     finished, total = count_runs(expansion, where)
-    print(f"{args.family}: {finished} of {total} runs finished in {len(expansion.launches)} launches"
-          + (": the sweep is complete" if finished == total else ""))
+    print(
+        f"{args.family}: {finished} of {total} runs finished in {len(expansion.launches)} launches"
+        + (": the sweep is complete" if finished == total else "")
+    )
     return 0
 
 
@@ -503,24 +602,33 @@ def seeds_in(launch: Launch) -> int:
 def run(args, expansion: Expansion, where: Where) -> int:
     """Run every launch's unfinished seeds, `--jobs` at a time; then the summary, and the tables when all finished."""
     label = f"sweep {args.family}"
-    runner = Runner(Launch.arguments, lambda launch: where[launch.setting].logs / f"{records.slug(launch.name)}.log",
-                    threads=args.threads, env_defaults={"WANDB_MODE": "disabled"}, prefix=args.prefix, label=label)
+    runner = Runner(
+        Launch.arguments,
+        lambda launch: where[launch.setting].logs / f"{records.slug(launch.name)}.log",
+        threads=args.threads,
+        env_defaults={"WANDB_MODE": "disabled"},
+        prefix=args.prefix,
+        label=label,
+    )
 
     def plan() -> Plan:
         return Plan([left for launch in expansion.launches if (left := split(launch, where)[1]).seeds])
 
     def start(now: Plan, todo: list[Launch]) -> Progress:
         finished, total = count_runs(expansion, where)
-        print(f"{label}: {finished} of {total} runs finished, {total - finished} to run in {len(todo)} launches, "
-              f"{args.jobs} at a time; finished runs are skipped, killed ones resume", flush=True)
+        print(
+            f"{label}: {finished} of {total} runs finished, {total - finished} to run in {len(todo)} launches, "
+            f"{args.jobs} at a time; finished runs are skipped, killed ones resume",
+            flush=True,
+        )
         done = [split(launch, where)[0] for launch in expansion.launches]
-        return Progress(expansion.launches, [part for part in done if part.seeds], label, cost=seeds_in,
-                        count=seeds_in)
+        return Progress(expansion.launches, [part for part in done if part.seeds], label, cost=seeds_in, count=seeds_in)
 
     for line in expansion.skipped:
         print(line)
-    failures = run_until_done(plan, lambda launch: not split(launch, where)[1].seeds, runner, args.jobs, start,
-                              announce=True)
+    failures = run_until_done(
+        plan, lambda launch: not split(launch, where)[1].seeds, runner, args.jobs, start, announce=True
+    )
     if not summary(args, expansion, where, failures):
         return 1
     return 0 if args.no_tables else tables(args, where)
@@ -547,14 +655,23 @@ def table_commands(args, where: Where) -> list[list[str]]:
     the ablation table."""
     python = [sys.executable, "-m"]
     if args.family == "ablations":
-        return [[*python, "experiments.report.ablation_table", "--runs", args.runs_dir, "--out", "results/tables",
-                 *args.tables_args]]
+        return [
+            [
+                *python,
+                "experiments.report.ablation_table",
+                "--runs",
+                args.runs_dir,
+                "--out",
+                "results/tables",
+                *args.tables_args,
+            ]
+        ]
     runs = args.tables_runs or (shown(next(iter(where.values())).runs_dir) if where else "results/runs")
     return [[*python, "experiments.report.tables", "--runs", runs, "--out", args.tables_out, *args.tables_args]]
 
 
 def tables(args, where: Where) -> int:
-    env = {"HF_HUB_OFFLINE": "1", **os.environ}    # `make tables` is offline unless told otherwise
+    env = {"HF_HUB_OFFLINE": "1", **os.environ}  # `make tables` is offline unless told otherwise
     for command in table_commands(args, where):
         print("$ " + " ".join([shown(Path(command[0])), *command[1:]]), flush=True)
         code = subprocess.call(command, cwd=REPO, env=env)

@@ -7,6 +7,7 @@ with the submitit launcher the jobs' folders are read the same way). Exit status
 (by this launch or, by the time the sweep ends, by the process that held it), `EXIT_FAILED` when a run failed or
 lost its claim, else `EXIT_UNFINISHED` when a run was skipped because another live process holds it.
 """
+
 from __future__ import annotations
 
 import json
@@ -61,17 +62,20 @@ def summarize(entries: list[dict]) -> tuple[str, int]:
     """(the summary text, the exit status) of a launch's outcomes."""
     entries = [settled(e) for e in entries]
     counts = {kind: [e for e in entries if e["outcome"] == kind] for kind in (FINISHED, CLAIMED, LOST, FAILED)}
-    lines = [f"summary of {len(entries)} run(s): {len(counts[FINISHED])} finished, {len(counts[CLAIMED])} skipped "
-             f"because another process holds them, {len(counts[LOST])} lost their claim, {len(counts[FAILED])} failed"]
+    lines = [
+        f"summary of {len(entries)} run(s): {len(counts[FINISHED])} finished, {len(counts[CLAIMED])} skipped "
+        f"because another process holds them, {len(counts[LOST])} lost their claim, {len(counts[FAILED])} failed"
+    ]
     for kind in (CLAIMED, LOST, FAILED):
         lines += [f"  {kind}: {e['run_id'] or '?'} {e['detail']}".rstrip() for e in counts[kind]]
     if not entries:
         lines = ["summary: no run reported an outcome"]
-    code = EXIT_FAILED if counts[LOST] or counts[FAILED] or not entries else \
-        EXIT_UNFINISHED if counts[CLAIMED] else 0
+    code = EXIT_FAILED if counts[LOST] or counts[FAILED] or not entries else EXIT_UNFINISHED if counts[CLAIMED] else 0
     if code == EXIT_UNFINISHED:
-        lines.append("  not every run is finished: run the same command again once their owners are done "
-                     "(or use lock.if_claimed=wait)")
+        lines.append(
+            "  not every run is finished: run the same command again once their owners are done "
+            "(or use lock.if_claimed=wait)"
+        )
     return "\n".join(lines), code
 
 

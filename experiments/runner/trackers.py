@@ -5,6 +5,7 @@ API key, a full disk under ``wandb/``) would otherwise end a run hours in, and i
 callback is wrapped: the first exception it raises is logged as a warning naming the tracker, and from then on the
 tracker is skipped while training, evaluation and the local record carry on.
 """
+
 from __future__ import annotations
 
 import logging
@@ -29,14 +30,20 @@ class TolerantCallback(TrainerCallback):
             return getattr(self.inner, event)(*args, **kwargs)
         except Exception as error:
             self.failed = True
-            log.warning("%s failed in %s (%s: %s); the run continues without it and keeps its local record",
-                        type(self.inner).__name__, event, type(error).__name__, error)
+            log.warning(
+                "%s failed in %s (%s: %s); the run continues without it and keeps its local record",
+                type(self.inner).__name__,
+                event,
+                type(error).__name__,
+                error,
+            )
             return None
 
 
 def _make_event(event: str):
     def forward(self, *args, **kwargs):
         return self._forward(event, *args, **kwargs)
+
     forward.__name__ = event
     return forward
 
@@ -53,5 +60,6 @@ def is_tracker(callback: TrainerCallback) -> bool:
 def tolerate_tracker_failures(trainer) -> None:
     """Wrap the trainer's tracker callbacks in place (call once, after building the trainer)."""
     handler = trainer.callback_handler
-    handler.callbacks = [TolerantCallback(c) if is_tracker(c) and not isinstance(c, TolerantCallback) else c
-                         for c in handler.callbacks]
+    handler.callbacks = [
+        TolerantCallback(c) if is_tracker(c) and not isinstance(c, TolerantCallback) else c for c in handler.callbacks
+    ]

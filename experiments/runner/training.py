@@ -8,6 +8,7 @@
   adapter; it times optimizer steps and evaluations;
 * :class:`PeakMemory` — the peak memory of training.
 """
+
 from __future__ import annotations
 
 import logging
@@ -40,8 +41,10 @@ def prepare(cfg: DictConfig) -> tuple[Task, Method, torch.nn.Module, object]:
     set_seed(int(cfg.seed))
     task = instantiate(cfg.task, _convert_="all")
     if not isinstance(task, Task):
-        raise ValueError(f"task._target_={cfg.task.get('_target_')!r} built a {type(task).__name__}, "
-                         "not an experiments.tasks.base.Task")
+        raise ValueError(
+            f"task._target_={cfg.task.get('_target_')!r} built a {type(task).__name__}, "
+            "not an experiments.tasks.base.Task"
+        )
     model, processor = task.build_model(cfg.model)
     method = build_method(cfg.method, cfg.model)
     return task, method, method.apply(model), processor
@@ -63,30 +66,47 @@ def training_arguments(cfg: DictConfig, run_dir: Path, run_id: str) -> TrainingA
     t = cfg.trainer
     return TrainingArguments(
         output_dir=str(run_dir / "checkpoints"),
-        num_train_epochs=float(t.epochs), max_steps=int(t.max_steps),
+        num_train_epochs=float(t.epochs),
+        max_steps=int(t.max_steps),
         per_device_eval_batch_size=int(t.eval_batch_size),
         **distributed.training_arguments(t),  # per-device batch and DDP settings of this launch
-        learning_rate=float(t.lr), weight_decay=float(t.weight_decay),
+        learning_rate=float(t.lr),
+        weight_decay=float(t.weight_decay),
         warmup_steps=float(t.warmup_ratio),  # transformers 5: a float < 1 is a ratio of the total steps
-        lr_scheduler_type=str(t.lr_scheduler), max_grad_norm=float(t.max_grad_norm),
-        fp16=bool(t.fp16), bf16=bool(t.bf16),
-        logging_steps=int(t.logging_steps), eval_strategy="no",
-        save_strategy="epoch" if t.save_checkpoints else "no", save_total_limit=1,
-        report_to=list(cfg.logger.report_to), run_name=run_id,
-        seed=int(cfg.seed), data_seed=int(cfg.seed),
-        dataloader_num_workers=int(t.num_workers), label_names=["labels"],
+        lr_scheduler_type=str(t.lr_scheduler),
+        max_grad_norm=float(t.max_grad_norm),
+        fp16=bool(t.fp16),
+        bf16=bool(t.bf16),
+        logging_steps=int(t.logging_steps),
+        eval_strategy="no",
+        save_strategy="epoch" if t.save_checkpoints else "no",
+        save_total_limit=1,
+        report_to=list(cfg.logger.report_to),
+        run_name=run_id,
+        seed=int(cfg.seed),
+        data_seed=int(cfg.seed),
+        dataloader_num_workers=int(t.num_workers),
+        label_names=["labels"],
         train_sampling_strategy=str(t.sampling),
     )
 
 
-def make_trainer(cfg: DictConfig, task: Task, model, processor, splits: Splits, recorder: "EpochRecorder",
-                 run_dir: Path, run_id: str) -> "RunnerTrainer":
+def make_trainer(
+    cfg: DictConfig, task: Task, model, processor, splits: Splits, recorder: "EpochRecorder", run_dir: Path, run_id: str
+) -> "RunnerTrainer":
     trainer = RunnerTrainer(
-        model=model, args=training_arguments(cfg, run_dir, run_id),
-        train_dataset=splits.train, data_collator=task.data_collator(processor), processing_class=processor,
-        compute_metrics=task.compute_metrics, preprocess_logits_for_metrics=task.preprocess_logits_for_metrics,
-        callbacks=[recorder], head_modules=list(cfg.model.head_modules), head_lr=float(cfg.trainer.head_lr))
-    trainer.model_accepts_loss_kwargs = task.token_level_loss   # see Task.token_level_loss
+        model=model,
+        args=training_arguments(cfg, run_dir, run_id),
+        train_dataset=splits.train,
+        data_collator=task.data_collator(processor),
+        processing_class=processor,
+        compute_metrics=task.compute_metrics,
+        preprocess_logits_for_metrics=task.preprocess_logits_for_metrics,
+        callbacks=[recorder],
+        head_modules=list(cfg.model.head_modules),
+        head_lr=float(cfg.trainer.head_lr),
+    )
+    trainer.model_accepts_loss_kwargs = task.token_level_loss  # see Task.token_level_loss
     recorder.trainer = trainer
     trackers.tolerate_tracker_failures(trainer)
     return trainer
@@ -100,7 +120,7 @@ class RunnerTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.head_modules, self.head_lr = list(head_modules), float(head_lr)
         self.step_losses: list[float] = []
-        self.micro_batches = self.examples_seen = 0   # this rank's share of the training data
+        self.micro_batches = self.examples_seen = 0  # this rank's share of the training data
         self.claim_guard = ClaimGuard()
 
     def create_optimizer(self, model=None):
@@ -179,8 +199,17 @@ class EpochRecorder(TrainerCallback):
     """After every epoch: score validation and test with the task, tell the run's record, save the adapter when
     validation improves, and have the record written. Also times optimizer steps and evaluations."""
 
-    def __init__(self, task: Task, splits: Splits, method: Method, record: RunRecord, run_dir: Path,
-                 save_adapter: bool, guard: Optional[ClaimGuard] = None, test_at: str = "every_epoch"):
+    def __init__(
+        self,
+        task: Task,
+        splits: Splits,
+        method: Method,
+        record: RunRecord,
+        run_dir: Path,
+        save_adapter: bool,
+        guard: Optional[ClaimGuard] = None,
+        test_at: str = "every_epoch",
+    ):
         if test_at not in TEST_AT:
             raise ValueError(f"trainer.test_at={test_at!r}; allowed: {', '.join(TEST_AT)}")
         self.task, self.splits, self.method = task, splits, method
@@ -228,8 +257,9 @@ class EpochRecorder(TrainerCallback):
         self.eval_seconds += time.perf_counter() - start
         losses = [loss for rank_losses in distributed.gather_objects(self.trainer.step_losses) for loss in rank_losses]
         epoch = max(1, math.ceil((state.epoch or 0) - 1e-6))
-        improved = self.record.note_epoch(epoch, state.global_step, (sum(losses) / len(losses)) if losses else None,
-                                          scores)
+        improved = self.record.note_epoch(
+            epoch, state.global_step, (sum(losses) / len(losses)) if losses else None, scores
+        )
         self.trainer.step_losses.clear()
         self.guard.check(f"epoch {epoch}", collective=True)
         if improved and not self.test_each_epoch:
@@ -237,8 +267,11 @@ class EpochRecorder(TrainerCallback):
         if not self.trainer.is_world_process_zero():
             return
         if improved and self.save_adapter:
-            atomic.save_directory_atomically(lambda path: self.method.save(self.trainer.model, path),
-                                             self.run_dir / "adapter", before_swap=lambda: self.guard.check("adapter/"))
+            atomic.save_directory_atomically(
+                lambda path: self.method.save(self.trainer.model, path),
+                self.run_dir / "adapter",
+                before_swap=lambda: self.guard.check("adapter/"),
+            )
         log.info("epoch %s: %s", epoch, scores)
         self.record.note_progress(**self.progress())
 
@@ -262,8 +295,12 @@ class EpochRecorder(TrainerCallback):
         """This process's numbers so far, for its attempt in the record."""
         now = time.perf_counter()
         train_s = now - (now if self._train_start is None else self._train_start) - self.eval_seconds
-        return {"train_s": max(train_s, 0.0), "eval_s": self.eval_seconds, "step_times": self.step_times,
-                "peak_bytes": self.memory.so_far() if self.memory else None}
+        return {
+            "train_s": max(train_s, 0.0),
+            "eval_s": self.eval_seconds,
+            "step_times": self.step_times,
+            "peak_bytes": self.memory.so_far() if self.memory else None,
+        }
 
 
 class BestState:
@@ -273,8 +310,9 @@ class BestState:
         self.path, self.tensors = path, None
 
     def keep(self, model, write: bool) -> None:
-        self.tensors = {name: p.detach().to("cpu", copy=True) for name, p in model.named_parameters()
-                        if p.requires_grad}
+        self.tensors = {
+            name: p.detach().to("cpu", copy=True) for name, p in model.named_parameters() if p.requires_grad
+        }
         if write:
             from safetensors.torch import save_file
 
@@ -283,8 +321,10 @@ class BestState:
     def restore(self, model) -> None:
         if self.tensors is None:
             if not self.path.exists():
-                raise RuntimeError(f"{self.path}: the best epoch's weights are gone; cannot score test at that "
-                                   "epoch (rerun with rerun=true)")
+                raise RuntimeError(
+                    f"{self.path}: the best epoch's weights are gone; cannot score test at that "
+                    "epoch (rerun with rerun=true)"
+                )
             from safetensors.torch import load_file
 
             self.tensors = load_file(self.path)

@@ -30,6 +30,7 @@ held-out part of train, or the official val split where one exists); `test` is w
 
 Metric values are fractions (accuracy in [0, 1], correlations in [-1, 1]), as `docs/record-format.md` says.
 """
+
 from __future__ import annotations
 
 import abc
@@ -104,6 +105,10 @@ class Task(abc.ABC):
         overrides this to decode and score answers."""
         raw = trainer.evaluate(eval_dataset=dataset, metric_key_prefix=split)
         prefix = f"{split}_"
-        return {k[len(prefix):]: float(v) for k, v in raw.items()
-                if k.startswith(prefix) and isinstance(v, (int, float))
-                and k[len(prefix):] not in {"runtime", "samples_per_second", "steps_per_second", "epoch"}}
+        return {
+            k[len(prefix) :]: float(v)
+            for k, v in raw.items()
+            if k.startswith(prefix)
+            and isinstance(v, (int, float))
+            and k[len(prefix) :] not in {"runtime", "samples_per_second", "steps_per_second", "epoch"}
+        }

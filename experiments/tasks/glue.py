@@ -5,6 +5,7 @@ is configured, from the hub (`load_dataset("nyu-mll/glue", <task>)`); with neith
 (`../shared/reference/setup.md` §2): the GLUE validation split is the *test* split; a seeded, stratified 15% of
 train (at least 300 rows) is held out as *validation* to pick the best epoch.
 """
+
 from __future__ import annotations
 
 import logging
@@ -17,8 +18,8 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from experiments.runner.hub import explain_offline, offline_hint
-from experiments.tasks.metrics import classification_metrics, regression_metrics
 from experiments.tasks.base import Splits, Task
+from experiments.tasks.metrics import classification_metrics, regression_metrics
 
 log = logging.getLogger("experiments.tasks.glue")
 
@@ -28,11 +29,11 @@ class GlueLayout:
     """Where a task's text and label live: in the local TSVs (`folder`, columns) and on the hub (`hub_columns`)."""
 
     folder: str
-    text_columns: tuple[str, ...]       # TSV header names (or positional names for header-less CoLA)
+    text_columns: tuple[str, ...]  # TSV header names (or positional names for header-less CoLA)
     label_column: str
     hub_columns: tuple[str, ...]
     num_labels: int = 2
-    header: Optional[tuple[str, ...]] = None   # column names for files without a header line
+    header: Optional[tuple[str, ...]] = None  # column names for files without a header line
     label_names: Optional[tuple[str, ...]] = None  # string labels in the TSVs, in hub id order
     has_local_train: bool = True
     score_range: Optional[tuple[float, float]] = None  # regression: the scale the scores are given on
@@ -40,15 +41,28 @@ class GlueLayout:
 
 LAYOUTS = {
     "sst2": GlueLayout("SST-2", ("sentence",), "label", ("sentence",)),
-    "cola": GlueLayout("CoLA", ("sentence",), "label", ("sentence",),
-                       header=("source", "label", "original_label", "sentence")),
+    "cola": GlueLayout(
+        "CoLA", ("sentence",), "label", ("sentence",), header=("source", "label", "original_label", "sentence")
+    ),
     "mrpc": GlueLayout("MRPC", ("#1 String", "#2 String"), "Quality", ("sentence1", "sentence2")),
-    "qnli": GlueLayout("QNLI", ("question", "sentence"), "label", ("question", "sentence"),
-                       label_names=("entailment", "not_entailment"), has_local_train=False),
-    "rte": GlueLayout("RTE", ("sentence1", "sentence2"), "label", ("sentence1", "sentence2"),
-                      label_names=("entailment", "not_entailment")),
-    "stsb": GlueLayout("STS-B", ("sentence1", "sentence2"), "score", ("sentence1", "sentence2"), num_labels=1,
-                       score_range=(0.0, 5.0)),  # STS-B: similarity from 0 (unrelated) to 5 (equivalent)
+    "qnli": GlueLayout(
+        "QNLI",
+        ("question", "sentence"),
+        "label",
+        ("question", "sentence"),
+        label_names=("entailment", "not_entailment"),
+        has_local_train=False,
+    ),
+    "rte": GlueLayout(
+        "RTE",
+        ("sentence1", "sentence2"),
+        "label",
+        ("sentence1", "sentence2"),
+        label_names=("entailment", "not_entailment"),
+    ),
+    "stsb": GlueLayout(
+        "STS-B", ("sentence1", "sentence2"), "score", ("sentence1", "sentence2"), num_labels=1, score_range=(0.0, 5.0)
+    ),  # STS-B: similarity from 0 (unrelated) to 5 (equivalent)
 }
 
 
@@ -56,8 +70,13 @@ class BadDataError(ValueError):
     """A data file holds a row the task cannot use; the message names the file, the line and what was expected."""
 
 
-def read_tsv(path: Path, header: Optional[tuple[str, ...]] = None, *, required: tuple[str, ...] = (),
-             bad_rows: Optional[list] = None) -> list[dict]:
+def read_tsv(
+    path: Path,
+    header: Optional[tuple[str, ...]] = None,
+    *,
+    required: tuple[str, ...] = (),
+    bad_rows: Optional[list] = None,
+) -> list[dict]:
     """Read a GLUE TSV: tab-separated, no quoting, optional UTF-8 BOM (MRPC), optional header (CoLA has none).
     Every row gets its line number under ``"_line"``. A file without rows, a header lacking a `required` column, or
     a line with the wrong number of fields raises `BadDataError`; with a `bad_rows` list, bad lines are appended to
@@ -65,19 +84,23 @@ def read_tsv(path: Path, header: Optional[tuple[str, ...]] = None, *, required: 
     text = _decoded(Path(path))
     numbered = [(n, line.rstrip("\r")) for n, line in enumerate(text.split("\n"), start=1) if line.strip()]
     if not numbered or (not header and len(numbered) == 1):
-        raise BadDataError(f"{path} is empty; expected a GLUE TSV with "
-                           f"{'rows of ' + ', '.join(header) if header else 'a header line and rows'}")
+        raise BadDataError(
+            f"{path} is empty; expected a GLUE TSV with "
+            f"{'rows of ' + ', '.join(header) if header else 'a header line and rows'}"
+        )
     names = list(header) if header else numbered.pop(0)[1].split("\t")
     missing = [c for c in required if c not in names]
     if missing:
-        raise BadDataError(f"{path}: no column(s) {missing}; expected the GLUE columns {list(required)}, "
-                           f"found {names}")
+        raise BadDataError(f"{path}: no column(s) {missing}; expected the GLUE columns {list(required)}, found {names}")
     rows = []
     for number, line in numbered:
         cells = line.split("\t")
         if len(cells) != len(names):
-            _bad_row(f"{path}: line {number} has {len(cells)} tab-separated fields, expected {len(names)} "
-                     f"({', '.join(names)})", bad_rows)
+            _bad_row(
+                f"{path}: line {number} has {len(cells)} tab-separated fields, expected {len(names)} "
+                f"({', '.join(names)})",
+                bad_rows,
+            )
             continue
         rows.append({**dict(zip(names, cells)), "_line": number})
     return rows
@@ -88,9 +111,11 @@ def _decoded(path: Path) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        line = data[:error.start].count(b"\n") + 1
-        raise BadDataError(f"{path}: line {line} is not valid UTF-8 (byte {data[error.start]:#04x} at offset "
-                           f"{error.start}); expected a UTF-8 GLUE TSV") from None
+        line = data[: error.start].count(b"\n") + 1
+        raise BadDataError(
+            f"{path}: line {line} is not valid UTF-8 (byte {data[error.start]:#04x} at offset "
+            f"{error.start}); expected a UTF-8 GLUE TSV"
+        ) from None
 
 
 def _bad_row(message: str, bad_rows: Optional[list]) -> None:
@@ -104,8 +129,9 @@ def stratified_subset(labels, size: int, seed: int, stratify: bool) -> np.ndarra
     indices = np.arange(len(labels))
     if size >= len(labels):
         return indices
-    chosen, _ = train_test_split(indices, train_size=size, random_state=seed,
-                                 stratify=np.asarray(labels) if stratify else None)
+    chosen, _ = train_test_split(
+        indices, train_size=size, random_state=seed, stratify=np.asarray(labels) if stratify else None
+    )
     return np.sort(chosen)
 
 
@@ -115,10 +141,20 @@ class GlueTask(Task):
     `test_subset`. Reads `model.name_or_path`, `model.tokenizer`, `model.random_init` (see `Task`) and
     `model.pooling` (`cls`, the default, or `mean`)."""
 
-    def __init__(self, key: str, metric: str, table: str = "glue", data_dir: Optional[str] = None,
-                 hub_id: str = "nyu-mll/glue", max_length: int = 512, validation_fraction: float = 0.15,
-                 validation_min_rows: int = 300, train_subset: Optional[int] = None,
-                 test_subset: Optional[int] = None, skip_bad_rows: bool = False):
+    def __init__(
+        self,
+        key: str,
+        metric: str,
+        table: str = "glue",
+        data_dir: Optional[str] = None,
+        hub_id: str = "nyu-mll/glue",
+        max_length: int = 512,
+        validation_fraction: float = 0.15,
+        validation_min_rows: int = 300,
+        train_subset: Optional[int] = None,
+        test_subset: Optional[int] = None,
+        skip_bad_rows: bool = False,
+    ):
         super().__init__(key=key, metric=metric, table=table)
         self.data_dir = data_dir
         self.hub_id = hub_id
@@ -159,18 +195,23 @@ class GlueTask(Task):
         layout = self.layout
         folder = root / layout.folder
         if not root.is_dir():
-            raise ValueError(f"task.data_dir={str(root)!r} (or $GLUE_DIR) does not exist; point it at a folder in "
-                             f"the GLUE TSV layout (e.g. ../shared/data/glue) or unset it to use the hub")
+            raise ValueError(
+                f"task.data_dir={str(root)!r} (or $GLUE_DIR) does not exist; point it at a folder in "
+                f"the GLUE TSV layout (e.g. ../shared/data/glue) or unset it to use the hub"
+            )
         if not layout.has_local_train and not (folder / "train.tsv").exists():
-            raise ValueError(f"GLUE task {self.key!r}: {folder}/train.tsv is missing. The offline copy ships only "
-                             f"QNLI's dev split (train.tsv is 28 MB); run {self.key} with the hub ({self.hub_id}) "
-                             f"or add the original train.tsv to {folder}")
+            raise ValueError(
+                f"GLUE task {self.key!r}: {folder}/train.tsv is missing. The offline copy ships only "
+                f"QNLI's dev split (train.tsv is 28 MB); run {self.key} with the hub ({self.hub_id}) "
+                f"or add the original train.tsv to {folder}"
+            )
         splits = {}
         for split, file_name in (("train", "train.tsv"), ("test", "dev.tsv")):
             path = folder / file_name
             if not path.exists():
-                raise ValueError(f"GLUE task {self.key!r}: expected {path} (GLUE TSV layout) under "
-                                 f"task.data_dir={str(root)!r}")
+                raise ValueError(
+                    f"GLUE task {self.key!r}: expected {path} (GLUE TSV layout) under task.data_dir={str(root)!r}"
+                )
             splits[split] = self._read_local(path)
         return splits
 
@@ -185,8 +226,11 @@ class GlueTask(Task):
             try:
                 row[layout.label_column] = self._label(row[layout.label_column], from_hub=False)
             except ValueError:
-                _bad_row(f"{path}: line {row['_line']} has {layout.label_column}={row[layout.label_column]!r}; "
-                         f"expected {self._allowed_labels()}", bad)
+                _bad_row(
+                    f"{path}: line {row['_line']} has {layout.label_column}={row[layout.label_column]!r}; "
+                    f"expected {self._allowed_labels()}",
+                    bad,
+                )
                 continue
             kept.append(row)
         if bad:
@@ -214,9 +258,12 @@ class GlueTask(Task):
                 f"No data for GLUE task {self.key!r}: task.data_dir / $GLUE_DIR is not set and loading "
                 f"{self.hub_id!r} from the hub failed ({type(error).__name__}: {str(error)[:200]}). "
                 f"Set GLUE_DIR=../shared/data/glue or task.data_dir=<folder in GLUE TSV layout>."
-                f" {offline_hint(self.hub_id)}".rstrip()) from error
-        return {split: self._columns(loaded[name], self.layout.hub_columns, "label", from_hub=True)
-                for split, name in (("train", "train"), ("test", "validation"))}
+                f" {offline_hint(self.hub_id)}".rstrip()
+            ) from error
+        return {
+            split: self._columns(loaded[name], self.layout.hub_columns, "label", from_hub=True)
+            for split, name in (("train", "train"), ("test", "validation"))
+        }
 
     def _columns(self, rows, text_columns, label_column, from_hub: bool = False, parsed: bool = False) -> dict:
         if from_hub:
@@ -249,7 +296,9 @@ class GlueTask(Task):
         train, test = raw["train"], raw["test"]
         if self.train_subset:
             self._check_subset("train_subset", self.train_subset, train["label"])
-            train = _take(train, stratified_subset(train["label"], int(self.train_subset), seed, not self.is_regression))
+            train = _take(
+                train, stratified_subset(train["label"], int(self.train_subset), seed, not self.is_regression)
+            )
         if self.test_subset:
             self._check_subset("test_subset", self.test_subset, test["label"])
             test = _take(test, stratified_subset(test["label"], int(self.test_subset), seed, not self.is_regression))
@@ -262,18 +311,22 @@ class GlueTask(Task):
         """A stratified subset needs a row of every class (sklearn would fail with its own message)."""
         classes = 1 if self.is_regression else len(set(labels))
         if int(size) < len(labels) and int(size) < max(classes, 2):
-            raise ValueError(f"task.{name}={size} is too small for task {self.key!r}: a seeded subset needs at "
-                             f"least {max(classes, 2)} rows ({classes} classes); allowed: null or an integer "
-                             f">= {max(classes, 2)}")
+            raise ValueError(
+                f"task.{name}={size} is too small for task {self.key!r}: a seeded subset needs at "
+                f"least {max(classes, 2)} rows ({classes} classes); allowed: null or an integer "
+                f">= {max(classes, 2)}"
+            )
 
     def hold_out(self, train: dict, seed: int) -> tuple[dict, dict]:
         """Split train into (fit, validation): seeded, stratified, max(fraction·n, min_rows) validation rows."""
         n = len(train["label"])
         n_validation = max(math.ceil(self.validation_fraction * n), self.validation_min_rows)
         if n_validation >= n:
-            raise ValueError(f"task {self.key!r}: holding out {n_validation} validation rows "
-                             f"(validation_fraction={self.validation_fraction}, validation_min_rows="
-                             f"{self.validation_min_rows}) leaves nothing of the {n} training rows")
+            raise ValueError(
+                f"task {self.key!r}: holding out {n_validation} validation rows "
+                f"(validation_fraction={self.validation_fraction}, validation_min_rows="
+                f"{self.validation_min_rows}) leaves nothing of the {n} training rows"
+            )
         indices = np.arange(n)
         stratify = None if self.is_regression else np.asarray(train["label"])
         fit, held = train_test_split(indices, test_size=n_validation, random_state=seed, stratify=stratify)
@@ -297,8 +350,9 @@ class GlueTask(Task):
         problem = "regression" if self.is_regression else "single_label_classification"
         pooling = model_cfg.get("pooling") or "cls"
         if pooling == "cls":
-            return load_pretrained(AutoModelForSequenceClassification, model_cfg,
-                                   num_labels=self.num_labels, problem_type=problem)
+            return load_pretrained(
+                AutoModelForSequenceClassification, model_cfg, num_labels=self.num_labels, problem_type=problem
+            )
         if pooling != "mean":
             raise ValueError(f"model.pooling={pooling!r}; allowed: 'cls' (the model's own head), 'mean'")
         from experiments.tasks.pooling import MeanPooledClassifier
@@ -337,8 +391,9 @@ def load_pretrained(auto_class, model_cfg, **head_kwargs):
     source = model_cfg.get("name_or_path")
     tokenizer_source = model_cfg.get("tokenizer") or source
     if not random_init and not source:
-        raise ValueError(f"model {model_cfg.get('key')!r}: set model.name_or_path (hub id or folder) "
-                         "or model.random_init")
+        raise ValueError(
+            f"model {model_cfg.get('key')!r}: set model.name_or_path (hub id or folder) or model.random_init"
+        )
     if not tokenizer_source:
         raise ValueError(f"model {model_cfg.get('key')!r}: set model.tokenizer (no name_or_path to take it from)")
     if random_init:

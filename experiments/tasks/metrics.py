@@ -2,6 +2,7 @@
 
 Values are fractions as the metric defines them (accuracy in [0, 1], Matthews / Pearson in [-1, 1]).
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -5,6 +5,7 @@ attention mask; their BERT pooler (dense + tanh on [CLS]) was never trained. A [
 measures how fast a method repurposes [CLS], not how well it adapts the encoder, so these models get this head:
 mean pooling, dropout, one linear layer (`classifier`), the same for every method.
 """
+
 from __future__ import annotations
 
 import torch

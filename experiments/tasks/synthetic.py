@@ -7,21 +7,64 @@ encoder has something to transfer, and negation/contrast so a bag of words does 
 function of `data_seed` (the run seed only changes the held-out validation split), and the task reuses the GLUE
 machinery (tokenisation, hold-out, metrics) unchanged.
 """
+
 from __future__ import annotations
 
 import random
 
 from experiments.tasks.glue import GlueLayout, GlueTask
 
-SUBJECTS = ["the film", "this movie", "the plot", "the acting", "the soundtrack", "the script", "the ending",
-            "the cast", "the dialogue", "the story", "the camera work", "the lead performance"]
-POSITIVE = ["wonderful", "brilliant", "moving", "charming", "delightful", "gripping", "superb", "funny",
-            "beautiful", "clever", "heartfelt", "memorable"]
-NEGATIVE = ["dull", "boring", "clumsy", "tedious", "awful", "predictable", "lifeless", "messy", "shallow",
-            "forgettable", "irritating", "weak"]
+SUBJECTS = [
+    "the film",
+    "this movie",
+    "the plot",
+    "the acting",
+    "the soundtrack",
+    "the script",
+    "the ending",
+    "the cast",
+    "the dialogue",
+    "the story",
+    "the camera work",
+    "the lead performance",
+]
+POSITIVE = [
+    "wonderful",
+    "brilliant",
+    "moving",
+    "charming",
+    "delightful",
+    "gripping",
+    "superb",
+    "funny",
+    "beautiful",
+    "clever",
+    "heartfelt",
+    "memorable",
+]
+NEGATIVE = [
+    "dull",
+    "boring",
+    "clumsy",
+    "tedious",
+    "awful",
+    "predictable",
+    "lifeless",
+    "messy",
+    "shallow",
+    "forgettable",
+    "irritating",
+    "weak",
+]
 INTENSIFIERS = ["", "really ", "quite ", "truly ", "rather ", "remarkably "]
-FILLERS = ["", " from start to finish", " for most of its running time", " in almost every scene",
-           " despite the hype", " if you ask me"]
+FILLERS = [
+    "",
+    " from start to finish",
+    " for most of its running time",
+    " in almost every scene",
+    " despite the hype",
+    " if you ask me",
+]
 
 
 def clause(rng: random.Random, negate_probability: float) -> tuple[str, int]:
@@ -52,8 +95,16 @@ class SyntheticSentimentTask(GlueTask):
     """Config keys (`configs/task/synthetic.yaml`): those of `GlueTask` minus the data source ones, plus
     `train_rows`, `test_rows` and `data_seed`."""
 
-    def __init__(self, key: str = "synthetic-sentiment", metric: str = "accuracy", table: str = "synthetic",
-                 train_rows: int = 2000, test_rows: int = 872, data_seed: int = 1234, **glue_kwargs):
+    def __init__(
+        self,
+        key: str = "synthetic-sentiment",
+        metric: str = "accuracy",
+        table: str = "synthetic",
+        train_rows: int = 2000,
+        test_rows: int = 872,
+        data_seed: int = 1234,
+        **glue_kwargs,
+    ):
         super().__init__(key=key, metric=metric, table=table, **glue_kwargs)
         self.train_rows, self.test_rows, self.data_seed = int(train_rows), int(test_rows), int(data_seed)
 
@@ -63,5 +114,7 @@ class SyntheticSentimentTask(GlueTask):
 
     def load_raw(self) -> dict:
         # Disjoint streams: the test sentences come from another seed than the training ones.
-        return {"train": generate(self.train_rows, self.data_seed),
-                "test": generate(self.test_rows, self.data_seed + 1)}
+        return {
+            "train": generate(self.train_rows, self.data_seed),
+            "test": generate(self.test_rows, self.data_seed + 1),
+        }

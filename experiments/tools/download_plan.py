@@ -8,6 +8,7 @@ Each `--run` holds one run's Hydra overrides. The script composes each run's con
 lists the hub models and datasets (with the rough sizes of `experiments/tools/hub_catalog.py`), torchvision archives and
 local files it names, whether each is already cached, the cache folders, and whether hub mode is on.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,15 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional
 
+from experiments import compose
 from experiments.runner.hub import cache_locations, offline_variables
 from experiments.tools.hub_catalog import ARCHIVES, DATASETS, MODELS
-from experiments import compose
-
 
 
 @dataclass(frozen=True)
 class Item:
-    kind: str       # "model" | "dataset" | "archive" | "local"
+    kind: str  # "model" | "dataset" | "archive" | "local"
     name: str
     detail: str = ""
 
@@ -47,8 +47,9 @@ def _local_file(path: Optional[str]) -> Optional[Path]:
 def items_of(cfg) -> list[Item]:
     """The downloads one composed run config needs."""
     task, model = cfg.task, cfg.model
-    found = [None if model.get("random_init") or model.get("package") else
-             _hub_or_local(model.get("name_or_path"), "model")]
+    found = [
+        None if model.get("random_init") or model.get("package") else _hub_or_local(model.get("name_or_path"), "model")
+    ]
     if model.get("tokenizer") and model.get("tokenizer") != model.get("name_or_path"):
         found.append(_hub_or_local(model.tokenizer, "model", "tokenizer / processor only"))
     source = task.get("source", "hub")
@@ -61,18 +62,24 @@ def items_of(cfg) -> list[Item]:
         files = task.get("data_files")
         splits = sorted(files) if files else [s for s in task.splits.values() if s]
         found.append(_hub_or_local(task.path, "dataset", f"splits {', '.join(splits)}"))
-    elif task.get("hub_id"):   # GLUE: the hub only when no local TSV folder is configured
+    elif task.get("hub_id"):  # GLUE: the hub only when no local TSV folder is configured
         local = task.get("data_dir")
-        found.append(Item("local", str(local), "GLUE TSVs, nothing to download") if local else
-                     Item("dataset", task.hub_id, f"config {task.key}"))
-    for prefix in ("train", "eval"):   # math: a local JSONL wins over the hub
+        found.append(
+            Item("local", str(local), "GLUE TSVs, nothing to download")
+            if local
+            else Item("dataset", task.hub_id, f"config {task.key}")
+        )
+    for prefix in ("train", "eval"):  # math: a local JSONL wins over the hub
         hub_id = task.get(f"{prefix}_hub_id")
         if not hub_id:
             continue
         local = _local_file(task.get(f"{prefix}_local_path"))
         configs = task.get(f"{prefix}_hub_configs")
-        found.append(Item("local", str(local), f"{prefix} data, nothing to download") if local else
-                     Item("dataset", hub_id, f"configs {', '.join(configs)}" if configs else ""))
+        found.append(
+            Item("local", str(local), f"{prefix} data, nothing to download")
+            if local
+            else Item("dataset", hub_id, f"configs {', '.join(configs)}" if configs else "")
+        )
     return [item for item in found if item is not None]
 
 
@@ -96,7 +103,7 @@ def _size(item: Item) -> str:
 
 def _join(details: set[str]) -> str:
     """'configs a, b' for GLUE's one-config-per-task details, the others as they are."""
-    configs = sorted(d[len("config "):] for d in details if d.startswith("config "))
+    configs = sorted(d[len("config ") :] for d in details if d.startswith("config "))
     rest = sorted(d for d in details if d and not d.startswith("config "))
     return "; ".join(([f"configs {', '.join(configs)}"] if configs else []) + rest)
 
@@ -106,13 +113,23 @@ def render(items: Iterable[Item]) -> str:
     for item in items:
         merged.setdefault((item.kind, item.name), set()).add(item.detail)
     flags = offline_variables()
-    lines = ["Download plan", "-------------",
-             (f"hub: OFFLINE ({', '.join(f'{f}=1' for f in flags)}); hub downloads below will fail unless cached. "
-              f"Run with {' '.join(f'{f}=0' for f in flags)} to download." if flags else
-              "hub: online (HF_HUB_OFFLINE unset); missing files are downloaded on first use")]
+    lines = [
+        "Download plan",
+        "-------------",
+        (
+            f"hub: OFFLINE ({', '.join(f'{f}=1' for f in flags)}); hub downloads below will fail unless cached. "
+            f"Run with {' '.join(f'{f}=0' for f in flags)} to download."
+            if flags
+            else "hub: online (HF_HUB_OFFLINE unset); missing files are downloaded on first use"
+        ),
+    ]
     lines += [f"cache: {what}: {where}" for what, where in cache_locations().items()]
-    titles = {"model": "models (hub)", "dataset": "datasets (hub)", "archive": "archives (torchvision download)",
-              "local": "local files"}
+    titles = {
+        "model": "models (hub)",
+        "dataset": "datasets (hub)",
+        "archive": "archives (torchvision download)",
+        "local": "local files",
+    }
     for kind, title in titles.items():
         entries = sorted((name, details) for (k, name), details in merged.items() if k == kind)
         if not entries:
@@ -139,11 +156,16 @@ def render(items: Iterable[Item]) -> str:
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run", action="append", default=[], metavar="OVERRIDES",
-                        help="one run's Hydra overrides, space-separated (repeat for each run)")
+    parser.add_argument(
+        "--run",
+        action="append",
+        default=[],
+        metavar="OVERRIDES",
+        help="one run's Hydra overrides, space-separated (repeat for each run)",
+    )
     args = parser.parse_args(argv)
     items: list[Item] = []
-    for overrides in dict.fromkeys(args.run):   # unique, in order
+    for overrides in dict.fromkeys(args.run):  # unique, in order
         items += items_of(compose(shlex.split(overrides)))
     print(render(items), flush=True)
     return 0

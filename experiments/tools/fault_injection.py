@@ -37,6 +37,7 @@ Races over the run's claim (each a scenario of its own; "first" is the process t
 | `foreign_pidns` | the owner runs in another pid namespace with our hostname (`unshare`, a container with host networking); a second launch (`lock.if_claimed=skip`) must not call it dead |
 | `nan_labels` | STS-B with a `nan` score: the launch fails naming file and line and records nothing finished; fixed, the rerun equals an STS-B reference |
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,10 +54,18 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
 from experiments import REPO
 
-FAULTS = ("mid_epoch", "checkpoint_save", "adapter_save", "record_write", "corrupt_checkpoint", "enospc_record",
-          "enospc_adapter")
+FAULTS = (
+    "mid_epoch",
+    "checkpoint_save",
+    "adapter_save",
+    "record_write",
+    "corrupt_checkpoint",
+    "enospc_record",
+    "enospc_adapter",
+)
 SCENARIOS = ("paused_owner", "ddp_claim_race", "foreign_pidns", "nan_labels")
 TORCHRUN = str(Path(sys.executable).parent / "torchrun")
 UNSHARE = ["unshare", "--user", "--map-root-user", "--pid", "--fork", "--mount-proc"]
@@ -64,11 +73,26 @@ EPOCHS, ROWS, BATCH = 3, 48, 8
 
 
 def overrides(glue_dir: str, root: Path) -> list[str]:
-    return ["method=gpart", "model=tiny-roberta", "task=glue/sst2", f"task.data_dir={glue_dir}",
-            f"task.train_subset={ROWS}", "task.validation_min_rows=8", "task.test_subset=24", "task.max_length=32",
-            f"trainer.epochs={EPOCHS}", f"trainer.batch_size={BATCH}", "trainer.eval_batch_size=32",
-            "method.config.d=512", "trainer.lr=5e-2", "trainer.head_lr=5e-2", "trainer.save_checkpoints=true",
-            f"paths.root={root}", "logger=none", f"hydra.run.dir={root}/hydra"]
+    return [
+        "method=gpart",
+        "model=tiny-roberta",
+        "task=glue/sst2",
+        f"task.data_dir={glue_dir}",
+        f"task.train_subset={ROWS}",
+        "task.validation_min_rows=8",
+        "task.test_subset=24",
+        "task.max_length=32",
+        f"trainer.epochs={EPOCHS}",
+        f"trainer.batch_size={BATCH}",
+        "trainer.eval_batch_size=32",
+        "method.config.d=512",
+        "trainer.lr=5e-2",
+        "trainer.head_lr=5e-2",
+        "trainer.save_checkpoints=true",
+        f"paths.root={root}",
+        "logger=none",
+        f"hydra.run.dir={root}/hydra",
+    ]
 
 
 # -- in the child: arm one fault, then run the runner's Hydra entry point -------------------------------------------
@@ -91,6 +115,7 @@ def _kill_inside(owner, name: str, nth: int, max_delay_s: float) -> None:
         result = real(*args, **kwargs)
         _die()
         return result
+
     setattr(owner, name, wrapped)
 
 
@@ -98,8 +123,8 @@ def arm(fault: str, nth: int, seed: int) -> None:
     random.seed(seed)
     import transformers
 
-    from experiments.runner import atomic, records, training
     from experiments import run as runner
+    from experiments.runner import atomic, records, training
 
     if fault == "mid_epoch":
         _kill_inside(training.RunnerTrainer, "training_step", nth, 0.05)
@@ -110,9 +135,11 @@ def arm(fault: str, nth: int, seed: int) -> None:
     elif fault == "record_write":
         _kill_inside(records, "write_atomic", nth, 0.01)
     elif fault == "corrupt_checkpoint":
+
         def die_at_last_epoch(self, args, state, control, **kwargs):
             if state.epoch and state.epoch >= EPOCHS - 1:
                 _die()
+
         runner.EpochRecorder.on_epoch_begin = die_at_last_epoch
     elif fault == "enospc_record":
         real_fsync = os.fsync
@@ -124,6 +151,7 @@ def arm(fault: str, nth: int, seed: int) -> None:
                 if calls["n"] >= nth:  # the disk stays full: the failure record cannot be written either
                     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
             return real_fsync(fd)
+
         atomic.os.fsync = fsync
     elif fault == "enospc_adapter":
         import gpart.io
@@ -140,6 +168,7 @@ def arm(fault: str, nth: int, seed: int) -> None:
                 if calls["n"] == nth:
                     return real_atomic_write(target, half_then_full)
             return real_atomic_write(target, write)
+
         gpart.io._atomic_write = atomic_write
     else:
         raise ValueError(f"fault {fault!r} is not known; allowed: {FAULTS}")
@@ -158,17 +187,39 @@ def child(argv: list[str]) -> None:
 
 # -- in the parent: trials and checks -------------------------------------------------------------------------------
 def child_env() -> dict:
-    return dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", WANDB_MODE="disabled",
-                TOKENIZERS_PARALLELISM="false", PYTHONPATH=str(REPO))
+    return dict(
+        os.environ,
+        OMP_NUM_THREADS="1",
+        HF_HUB_OFFLINE="1",
+        WANDB_MODE="disabled",
+        TOKENIZERS_PARALLELISM="false",
+        PYTHONPATH=str(REPO),
+    )
 
 
 def child_command(args: list[str], fault: str = "none", nth: int = 0, seed: int = 0, prefix=()) -> list[str]:
-    return [*prefix, sys.executable, "-m", "experiments.tools.fault_injection", "--child", fault, str(nth), str(seed), *args]
+    return [
+        *prefix,
+        sys.executable,
+        "-m",
+        "experiments.tools.fault_injection",
+        "--child",
+        fault,
+        str(nth),
+        str(seed),
+        *args,
+    ]
 
 
 def launch(args: list[str], fault: str = "none", nth: int = 0, seed: int = 0, timeout: int = 900):
-    return subprocess.run(child_command(args, fault, nth, seed), cwd=REPO, env=child_env(), capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        child_command(args, fault, nth, seed),
+        cwd=REPO,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def run_folder(root: Path) -> Path:
@@ -187,8 +238,12 @@ def adapter_digest(run_dir: Path) -> str:
 
 def outcome(record: dict) -> dict:
     keep = ("epoch", "step", "train_loss", "validation", "test")
-    return {"epochs": [{k: e[k] for k in keep} for e in record["epochs"]], "best_epoch": record["best_epoch"],
-            "test_metric": record["test_metric"], "test_metrics": record["test_metrics"]}
+    return {
+        "epochs": [{k: e[k] for k in keep} for e in record["epochs"]],
+        "best_epoch": record["best_epoch"],
+        "test_metric": record["test_metric"],
+        "test_metrics": record["test_metrics"],
+    }
 
 
 def debris(run_dir: Path) -> list[str]:
@@ -208,16 +263,28 @@ def debris(run_dir: Path) -> list[str]:
 def calls_per_run() -> dict[str, int]:
     """How many times each fault's scope runs in an uninterrupted run (the range of `nth`)."""
     steps = EPOCHS * -(-(ROWS - 8) // BATCH)  # 8 rows held out for validation
-    return {"mid_epoch": steps, "checkpoint_save": EPOCHS, "adapter_save": 1, "record_write": 2 + EPOCHS + 1,
-            "corrupt_checkpoint": 1, "enospc_record": 2 + EPOCHS, "enospc_adapter": 1}
+    return {
+        "mid_epoch": steps,
+        "checkpoint_save": EPOCHS,
+        "adapter_save": 1,
+        "record_write": 2 + EPOCHS + 1,
+        "corrupt_checkpoint": 1,
+        "enospc_record": 2 + EPOCHS,
+        "enospc_adapter": 1,
+    }
 
 
 def trial(fault: str, nth: int, seed: int, glue_dir: str, reference: dict, work: Path) -> dict:
     root = Path(tempfile.mkdtemp(prefix=f"{fault}-", dir=work))
     args = overrides(glue_dir, root)
     first = launch(args, fault, nth, seed)
-    row = {"fault": fault, "nth": nth, "killed": first.returncode == -signal.SIGKILL, "failed": first.returncode == 1,
-           "notes": []}
+    row = {
+        "fault": fault,
+        "nth": nth,
+        "killed": first.returncode == -signal.SIGKILL,
+        "failed": first.returncode == 1,
+        "notes": [],
+    }
     run_dir = run_folder(root)
     if fault == "corrupt_checkpoint":
         for weights in (run_dir / "checkpoints").glob("checkpoint-*/*.safetensors"):
@@ -225,17 +292,20 @@ def trial(fault: str, nth: int, seed: int, glue_dir: str, reference: dict, work:
     if fault.startswith("enospc"):
         row["killed"] = False
         named = "No space left on device" in first.stderr and (
-            str(run_dir / "record.json") in first.stderr or str(run_dir / "adapter") in first.stderr)
+            str(run_dir / "record.json") in first.stderr or str(run_dir / "adapter") in first.stderr
+        )
         left = json.loads((run_dir / "record.json").read_text())  # raises if half-written
         adapter_whole = not (run_dir / "adapter").exists() or _safetensors_whole(run_dir / "adapter")
         if not (named and adapter_whole and left["status"] in ("running", "failed")):
-            row["notes"].append(f"after ENOSPC: path named={named}, adapter whole={adapter_whole}, "
-                                f"record={left['status']}")
+            row["notes"].append(
+                f"after ENOSPC: path named={named}, adapter whole={adapter_whole}, record={left['status']}"
+            )
     second = launch(args)
     record = json.loads((run_dir / "record.json").read_text()) if (run_dir / "record.json").exists() else {}
     row["finished"] = second.returncode == 0 and record.get("status") == "finished"
-    row["identical"] = row["finished"] and outcome(record) == reference["outcome"] and \
-        adapter_digest(run_dir) == reference["adapter"]
+    row["identical"] = (
+        row["finished"] and outcome(record) == reference["outcome"] and adapter_digest(run_dir) == reference["adapter"]
+    )
     row["resumed"] = record.get("resumed")
     left = debris(run_dir)
     row["intact"] = not left and not row["notes"]
@@ -281,8 +351,9 @@ def judged(row: dict, run_dir: Path, reference: dict, notes: list[str]) -> dict:
     """Fill finished / identical / intact from the run folder as the last process left it."""
     record = json.loads((run_dir / "record.json").read_text()) if (run_dir / "record.json").exists() else {}
     row["finished"] = row.get("finished", True) and record.get("status") == "finished"
-    row["identical"] = row["finished"] and outcome(record) == reference["outcome"] and \
-        adapter_digest(run_dir) == reference["adapter"]
+    row["identical"] = (
+        row["finished"] and outcome(record) == reference["outcome"] and adapter_digest(run_dir) == reference["adapter"]
+    )
     row["resumed"] = record.get("resumed")
     left = debris(run_dir)
     row["notes"] = notes + ([f"left: {left}"] if left else [])
@@ -311,8 +382,11 @@ def paused_owner_trial(glue_dir: str, work: Path, reference: dict | None = None)
     if snapshot(run_dir) != finished:
         notes.append("the paused owner changed the finished run's files")
     row = {"fault": "paused_owner", "nth": 1, "killed": False, "failed": code != 0, "finished": second.returncode == 0}
-    return judged(row, run_dir, reference, notes) if reference else {**row, "notes": notes,
-                                                                        "intact": not notes and not debris(run_dir)}
+    return (
+        judged(row, run_dir, reference, notes)
+        if reference
+        else {**row, "notes": notes, "intact": not notes and not debris(run_dir)}
+    )
 
 
 def ddp_claim_race_trial(glue_dir: str, work: Path, reference: dict) -> dict:
@@ -353,8 +427,9 @@ def foreign_pidns_trial(glue_dir: str, work: Path, reference: dict) -> dict:
     code = owner.wait(timeout=900)
     notes = []
     if second.returncode != 75 or "claimed by" not in second.stdout + second.stderr:
-        notes.append(f"the second launch did not leave the live owner alone (exit {second.returncode}): "
-                     f"{second.stderr[-300:]}")
+        notes.append(
+            f"the second launch did not leave the live owner alone (exit {second.returncode}): {second.stderr[-300:]}"
+        )
     row = {"fault": "foreign_pidns", "nth": 1, "killed": False, "failed": False, "finished": code == 0}
     return judged(row, run_dir, reference, notes)
 
@@ -369,20 +444,25 @@ def nan_labels_trial(glue_dir: str, work: Path, reference: dict) -> dict:
     shutil.copytree(Path(glue_dir) / "STS-B", data / "STS-B")
     original = (data / "STS-B" / "train.tsv").read_text(encoding="utf-8")
     lines = original.splitlines(keepends=True)
-    (data / "STS-B" / "train.tsv").write_text(lines[0] + lines[1].rsplit("\t", 1)[0] + "\tnan\n" + "".join(lines[1:]),
-                                               encoding="utf-8")
+    (data / "STS-B" / "train.tsv").write_text(
+        lines[0] + lines[1].rsplit("\t", 1)[0] + "\tnan\n" + "".join(lines[1:]), encoding="utf-8"
+    )
     first = launch(stsb_overrides(str(data), root))
     notes = []
     if first.returncode == 0 or f"{data / 'STS-B' / 'train.tsv'}: line 2 has score='nan'" not in first.stderr:
-        notes.append(f"the NaN label was not refused by file and line (exit {first.returncode}): "
-                     f"{first.stderr[-300:]}")
+        notes.append(f"the NaN label was not refused by file and line (exit {first.returncode}): {first.stderr[-300:]}")
     left = list((root / "runs").glob("*/record.json"))
     if left and json.loads(left[0].read_text())["status"] == "finished":
         notes.append("a run with a NaN label was recorded as finished")
     (data / "STS-B" / "train.tsv").write_text(original, encoding="utf-8")
     second = launch(stsb_overrides(str(data), root))
-    row = {"fault": "nan_labels", "nth": 1, "killed": False, "failed": first.returncode != 0,
-           "finished": second.returncode == 0}
+    row = {
+        "fault": "nan_labels",
+        "nth": 1,
+        "killed": False,
+        "failed": first.returncode != 0,
+        "finished": second.returncode == 0,
+    }
     return judged(row, run_folder(root), reference, notes)
 
 
@@ -393,8 +473,17 @@ def scenario(name: str, glue_dir: str, work: Path, references) -> dict:
         return ddp_claim_race_trial(glue_dir, work, references("sst2-ddp"))
     if name == "foreign_pidns":
         if subprocess.run([*UNSHARE, "true"], capture_output=True).returncode != 0:
-            return {"fault": name, "nth": 0, "killed": False, "failed": False, "finished": False, "identical": False,
-                    "intact": False, "resumed": None, "notes": ["unshare (user + pid namespaces) unavailable"]}
+            return {
+                "fault": name,
+                "nth": 0,
+                "killed": False,
+                "failed": False,
+                "finished": False,
+                "identical": False,
+                "intact": False,
+                "resumed": None,
+                "notes": ["unshare (user + pid namespaces) unavailable"],
+            }
         return foreign_pidns_trial(glue_dir, work, references("sst2"))
     return nan_labels_trial(glue_dir, work, references("stsb"))
 
@@ -423,8 +512,11 @@ def _safetensors_whole(folder: Path) -> bool:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=3, help="trials per fault (default 3)")
-    parser.add_argument("--faults", default=",".join(FAULTS + SCENARIOS),
-                        help=f"comma-separated subset of {','.join(FAULTS + SCENARIOS)}")
+    parser.add_argument(
+        "--faults",
+        default=",".join(FAULTS + SCENARIOS),
+        help=f"comma-separated subset of {','.join(FAULTS + SCENARIOS)}",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the kill points")
     parser.add_argument("--glue-dir", default=os.environ.get("GLUE_DIR") or str(REPO.parent / "shared/data/glue"))
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temp folder)")
@@ -446,8 +538,11 @@ def main(argv=None) -> int:
     def references(kind: str) -> dict:
         if kind not in cache:
             cache[kind] = reference_run(kind, args.glue_dir, work)
-            print(f"reference run ({kind}): test {cache[kind]['outcome']['test_metric']:.4f}, best epoch "
-                  f"{cache[kind]['outcome']['best_epoch']}, {time.perf_counter() - start:.0f} s", flush=True)
+            print(
+                f"reference run ({kind}): test {cache[kind]['outcome']['test_metric']:.4f}, best epoch "
+                f"{cache[kind]['outcome']['best_epoch']}, {time.perf_counter() - start:.0f} s",
+                flush=True,
+            )
         return cache[kind]
 
     rng = random.Random(args.seed)
@@ -461,22 +556,29 @@ def main(argv=None) -> int:
                 nth = rng.randint(2 if fault == "enospc_record" else 1, limits[fault])  # 2: a previous record exists
                 row = trial(fault, nth, rng.randrange(2**31), args.glue_dir, references("sst2"), work)
             rows.append(row)
-            print(f"  {fault:<18} trial {index + 1}: call {row['nth']:>2}, killed={row['killed']}, "
-                  f"finished={row['finished']}, identical={row['identical']}, intact={row['intact']} "
-                  f"{'; '.join(row['notes'])[:300]}", flush=True)
+            print(
+                f"  {fault:<18} trial {index + 1}: call {row['nth']:>2}, killed={row['killed']}, "
+                f"finished={row['finished']}, identical={row['identical']}, intact={row['intact']} "
+                f"{'; '.join(row['notes'])[:300]}",
+                flush=True,
+            )
     print_table(rows, time.perf_counter() - start)
     return 0 if all(r["finished"] and r["identical"] and r["intact"] for r in rows) else 1
 
 
 def print_table(rows: list[dict], seconds: float) -> None:
-    print("\n| fault | trials | killed / failed first | finished | identical metrics + adapter | files intact, "
-          "no lock | resumed (times) |\n|---|---:|---:|---:|---:|---:|---|")
+    print(
+        "\n| fault | trials | killed / failed first | finished | identical metrics + adapter | files intact, "
+        "no lock | resumed (times) |\n|---|---:|---:|---:|---:|---:|---|"
+    )
     for fault in dict.fromkeys(r["fault"] for r in rows):
         mine = [r for r in rows if r["fault"] == fault]
         stopped = sum(r["killed"] or r["failed"] for r in mine)
         resumed = sorted({r["resumed"] for r in mine if r["resumed"] is not None})
-        print(f"| {fault} | {len(mine)} | {stopped} | {sum(r['finished'] for r in mine)} | "
-              f"{sum(r['identical'] for r in mine)} | {sum(r['intact'] for r in mine)} | {resumed} |")
+        print(
+            f"| {fault} | {len(mine)} | {stopped} | {sum(r['finished'] for r in mine)} | "
+            f"{sum(r['identical'] for r in mine)} | {sum(r['intact'] for r in mine)} | {resumed} |"
+        )
     print(f"\n{len(rows)} trials in {seconds:.0f} s")
 
 

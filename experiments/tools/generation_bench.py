@@ -8,6 +8,7 @@ batch size (left padding is exact).
 Models are `configs/model/<name>.yaml`. A random model rarely emits EOS, so every sequence runs the full token
 budget: the numbers are throughput at a fixed length, not a prediction of a trained model's speed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,8 +16,8 @@ import os
 import time
 
 import torch
-from experiments import REPO
 
+from experiments import REPO
 
 
 def load_model(name: str):
@@ -46,31 +47,47 @@ def main(argv=None) -> list[dict]:
 
     torch.manual_seed(0)
     model, tokenizer = load_model(args.model)
-    problems = evaluation_problems(load_rows("HuggingFaceH4/MATH-500", "test", local_path="math500/test.jsonl",
-                                             limit=args.problems), "math")
+    problems = evaluation_problems(
+        load_rows("HuggingFaceH4/MATH-500", "test", local_path="math500/test.jsonl", limit=args.problems), "math"
+    )
     prompts = [format_prompt(args.template, p["question"]) for p in problems]
     device = "cuda" if torch.cuda.is_available() else f"cpu ({torch.get_num_threads()} threads)"
-    print(f"model {args.model} ({sum(p.numel() for p in model.parameters()):,} params) on {device}; "
-          f"{len(prompts)} MATH500 problems, greedy, max_new_tokens={args.max_new_tokens}")
+    print(
+        f"model {args.model} ({sum(p.numel() for p in model.parameters()):,} params) on {device}; "
+        f"{len(prompts)} MATH500 problems, greedy, max_new_tokens={args.max_new_tokens}"
+    )
     results, reference = [], None
     for batch_size in args.batch_sizes:
-        texts, timing = generate(model, tokenizer, prompts, max_new_tokens=args.max_new_tokens,
-                                 batch_size=batch_size, progress=False)
+        texts, timing = generate(
+            model, tokenizer, prompts, max_new_tokens=args.max_new_tokens, batch_size=batch_size, progress=False
+        )
         reference = texts if reference is None else reference
-        results.append({"batch_size": batch_size, "seconds": timing["generation_s"],
-                        "problems_per_s": timing["problems_per_s"], "same_outputs": texts == reference})
+        results.append(
+            {
+                "batch_size": batch_size,
+                "seconds": timing["generation_s"],
+                "problems_per_s": timing["problems_per_s"],
+                "same_outputs": texts == reference,
+            }
+        )
     start = time.perf_counter()
     metrics, _ = score_generations(problems, reference, "math")
     scoring_s = time.perf_counter() - start
     base = results[0]["problems_per_s"]
-    print(f"{'batch':>6} {'seconds':>9} {'problems/s':>11} {'vs batch ' + str(args.batch_sizes[0]):>12} "
-          f"{'outputs = first':>16}")
+    print(
+        f"{'batch':>6} {'seconds':>9} {'problems/s':>11} {'vs batch ' + str(args.batch_sizes[0]):>12} "
+        f"{'outputs = first':>16}"
+    )
     for row in results:
-        print(f"{row['batch_size']:>6} {row['seconds']:>9.2f} {row['problems_per_s']:>11.2f} "
-              f"{row['problems_per_s'] / base:>11.2f}x {str(row['same_outputs']):>16}")
-    print(f"scoring (extraction + math-verify): {scoring_s:.2f} s for {len(problems)} problems "
-          f"({len(problems) / scoring_s:.1f} problems/s); exact_match {metrics['exact_match']:.3f}, "
-          f"extraction failures {metrics['extraction_failure_rate']:.2f}")
+        print(
+            f"{row['batch_size']:>6} {row['seconds']:>9.2f} {row['problems_per_s']:>11.2f} "
+            f"{row['problems_per_s'] / base:>11.2f}x {str(row['same_outputs']):>16}"
+        )
+    print(
+        f"scoring (extraction + math-verify): {scoring_s:.2f} s for {len(problems)} problems "
+        f"({len(problems) / scoring_s:.1f} problems/s); exact_match {metrics['exact_match']:.3f}, "
+        f"extraction failures {metrics['extraction_failure_rate']:.2f}"
+    )
     return results
 
 

@@ -8,11 +8,13 @@ the runner's own registry (`experiments.methods.build_method`), so the counts ar
 (`adapted_modules`, `adapted_space_size`, `trainable_params`). The model is `ViTForImageClassification` with the
 published shape of google/vit-{base,large}-patch16-224-in21k (their config.json), allocated on `meta`.
 """
+
 from __future__ import annotations
 
 import argparse
 
 import torch
+
 from experiments import CONFIGS
 
 # Architecture of the in21k checkpoints (their config.json); ViTConfig's defaults are ViT-Base/16 at 224.
@@ -49,8 +51,14 @@ def count_experiment(experiment: str, size: str) -> dict:
     model = method.apply(model)
     space, modules = method.adapted(model)
     adapter, head = count_parameters(model, list(cfg.model.head_modules))
-    return {"experiment": experiment, "method": cfg.method.key, "adapted_modules": modules,
-            "adapted_space_size": space, "trainable_params": adapter, "head_params": head}
+    return {
+        "experiment": experiment,
+        "method": cfg.method.key,
+        "adapted_modules": modules,
+        "adapted_space_size": space,
+        "trainable_params": adapter,
+        "head_params": head,
+    }
 
 
 def main(argv=None) -> list[dict]:
@@ -61,8 +69,10 @@ def main(argv=None) -> list[dict]:
     header = f"{'experiment':<30} {'method':<10} {'adapted modules':>15} {'N':>12} {'trainable':>12} {'head':>8}"
     print(f"ViT-{args.size} (meta device, 100-class head)\n{header}")
     for row in rows:
-        print(f"{row['experiment']:<30} {row['method']:<10} {row['adapted_modules']:>15} "
-              f"{str(row['adapted_space_size']):>12} {row['trainable_params']:>12,} {row['head_params']:>8,}")
+        print(
+            f"{row['experiment']:<30} {row['method']:<10} {row['adapted_modules']:>15} "
+            f"{str(row['adapted_space_size']):>12} {row['trainable_params']:>12,} {row['head_params']:>8,}"
+        )
     return rows
 
 

@@ -24,10 +24,9 @@ from transformers import (
     ViTForImageClassification,
 )
 
+from experiments import CONFIGS, REPO, compose
 from gpart import GPartConfig, apply_gpart, gpart_summary
 from gpart.model import matches
-from experiments import CONFIGS, REPO, compose
-
 
 
 @dataclass(frozen=True)
@@ -43,20 +42,41 @@ class Budget:
 
 
 def _roberta(hidden, layers, heads, intermediate):
-    config = RobertaConfig(vocab_size=50265, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-                           intermediate_size=intermediate, max_position_embeddings=514, type_vocab_size=1, num_labels=2)
+    config = RobertaConfig(
+        vocab_size=50265,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=intermediate,
+        max_position_embeddings=514,
+        type_vocab_size=1,
+        num_labels=2,
+    )
     return lambda: RobertaForSequenceClassification(config)
 
 
 def _vit(hidden, layers, heads, intermediate):
-    config = ViTConfig(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-                       intermediate_size=intermediate, image_size=224, patch_size=16, num_labels=10)
+    config = ViTConfig(
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=intermediate,
+        image_size=224,
+        patch_size=16,
+        num_labels=10,
+    )
     return lambda: ViTForImageClassification(config)
 
 
 def _llama2_7b():
-    config = LlamaConfig(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
-                         num_key_value_heads=32, vocab_size=32000)
+    config = LlamaConfig(
+        hidden_size=4096,
+        intermediate_size=11008,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=32,
+        vocab_size=32000,
+    )
     return LlamaForCausalLM(config)
 
 
@@ -104,7 +124,9 @@ def count(budget: Budget, with_gpart: bool) -> dict:
     lora = get_peft_model(meta_model(budget), LoraConfig(r=budget.lora_r, target_modules=targets))
     row["LoRA"] = trainable(lora)
     row["LoRA r"] = budget.lora_r
-    unilora = get_peft_model(meta_model(budget), UniLoraConfig(r=4, theta_d_length=budget.unilora_d, target_modules=targets))
+    unilora = get_peft_model(
+        meta_model(budget), UniLoraConfig(r=4, theta_d_length=budget.unilora_d, target_modules=targets)
+    )
     row["Uni-LoRA"] = trainable(unilora)
     return row
 
@@ -138,15 +160,21 @@ def count_peer(method: str, size: str) -> dict:
     model = build_method(cfg.method, cfg.model).apply(meta_model(BUDGETS[0 if size == "base" else 1]))
     heads = list(cfg.model.head_modules)
     params = sum(p.numel() for n, p in model.named_parameters() if p.requires_grad and not is_head_parameter(n, heads))
-    return {"setting": f"roberta-{size}", "method": PEERS[method], "trainable": params,
-            "paper": paper_counts().get((f"roberta-{size}", cfg.method.key), ""),
-            "config": f"r={cfg.method.config.r}, targets {','.join(cfg.method.config.target_modules)}",
-            "experiment files": "yes" if has_experiment else "no"}
+    return {
+        "setting": f"roberta-{size}",
+        "method": PEERS[method],
+        "trainable": params,
+        "paper": paper_counts().get((f"roberta-{size}", cfg.method.key), ""),
+        "config": f"r={cfg.method.config.r}, targets {','.join(cfg.method.config.target_modules)}",
+        "experiment files": "yes" if has_experiment else "no",
+    }
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--with-7b-gpart", action="store_true", help="apply GPart to the 7B shape too (~1-2 min of hashing)")
+    parser.add_argument(
+        "--with-7b-gpart", action="store_true", help="apply GPart to the 7B shape too (~1-2 min of hashing)"
+    )
     args = parser.parse_args(argv)
     rows = [count(b, with_gpart=args.with_7b_gpart or b.model_yaml is not None) for b in BUDGETS]
     header = ["setting", "N", "GPart", "Uni-LoRA", "LoRA", "LoRA r"]
@@ -160,9 +188,13 @@ def main(argv=None):
     print("\n| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for row in peers:
-        print("| " + " | ".join(f"{row[h]:,}" if isinstance(row[h], int) else str(row[h] or "—") for h in header) + " |")
-    print("\nPeers from baselines/, counted through the method registry on their GLUE experiment configs; `paper` is "
-          "paper_glue.csv's trainable_params (— where it has no row).")
+        print(
+            "| " + " | ".join(f"{row[h]:,}" if isinstance(row[h], int) else str(row[h] or "—") for h in header) + " |"
+        )
+    print(
+        "\nPeers from baselines/, counted through the method registry on their GLUE experiment configs; `paper` is "
+        "paper_glue.csv's trainable_params (— where it has no row)."
+    )
     return rows + peers
 
 

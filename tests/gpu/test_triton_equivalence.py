@@ -11,6 +11,7 @@ GPU run never is the first run of a test's code; the exceptions are checked at C
 already (build and reduce at a start and seed in [2³¹, 2³²), dropout's keep rate and mask reuse, the devices of the
 arguments) or need the GPU itself (`auto` taking Triton, sums over more than 2³¹ elements, `torch.compile`).
 """
+
 from __future__ import annotations
 
 import copy
@@ -30,8 +31,10 @@ def _why_no_gpu() -> str | None:
     if not triton_ops.AVAILABLE:
         return "the triton package is not installed"
     if triton_ops.interpreting():
-        return ("TRITON_INTERPRET=1 (tests/conftest.py sets it unless told otherwise): these tests need compiled "
-                "Triton; run TRITON_INTERPRET=0 pytest -m gpu tests/gpu, or make gpu-check")
+        return (
+            "TRITON_INTERPRET=1 (tests/conftest.py sets it unless told otherwise): these tests need compiled "
+            "Triton; run TRITON_INTERPRET=0 pytest -m gpu tests/gpu, or make gpu-check"
+        )
     return None
 
 
@@ -177,11 +180,14 @@ def mismatched_group_ids(assignment: str, ds, seeds, starts, device: str) -> lis
     return wrong
 
 
-@pytest.mark.parametrize("device, assignment, ds, seeds, starts", [
-    on_gpu("stateless", ID_DS, SEEDS, STARTS, id="stateless"),
-    on_gpu("balanced", (97, (1 << 19) + 1), (0, (1 << 64) - 3), STARTS, id="balanced"),
-    on_cpu("stateless", (1, 97), (0, (1 << 64) - 3), (0, 5000), id="stateless"),
-])
+@pytest.mark.parametrize(
+    "device, assignment, ds, seeds, starts",
+    [
+        on_gpu("stateless", ID_DS, SEEDS, STARTS, id="stateless"),
+        on_gpu("balanced", (97, (1 << 19) + 1), (0, (1 << 64) - 3), STARTS, id="balanced"),
+        on_cpu("stateless", (1, 97), (0, (1 << 64) - 3), (0, 5000), id="stateless"),
+    ],
+)
 def test_kernel_group_ids_equal_the_partitions_bit_for_bit(device, assignment, ds, seeds, starts, record_property):
     wrong = mismatched_group_ids(assignment, ds, seeds, starts, device)
     total = len(ds) * len(seeds) * len(starts)
@@ -201,8 +207,12 @@ def test_a_wrong_kernel_is_caught(monkeypatch):
 
 # Relative error (‖got − ref‖ / ‖ref‖ against float64) allowed per weight dtype, or twice the torch path's own.
 TOLERANCE = {"float32": 1e-5, "float16": 3e-3, "bfloat16": 2e-2}
-VARIANTS = {"partitioned bias": dict(bias="partitioned"), "non-isometric": dict(isometric=False),
-            "balanced": dict(assignment="balanced"), "transposed weight": dict(transposed=True)}
+VARIANTS = {
+    "partitioned bias": dict(bias="partitioned"),
+    "non-isometric": dict(isometric=False),
+    "balanced": dict(assignment="balanced"),
+    "transposed weight": dict(transposed=True),
+}
 
 
 def effective_weights_identical(model) -> bool:
@@ -218,16 +228,22 @@ def effective_weights_identical(model) -> bool:
     return True
 
 
-@pytest.mark.parametrize("device, dtype_name, variant", [
-    *(on_gpu(dtype, "partitioned bias", id=f"{dtype}-partitioned bias") for dtype in ("float32", "bfloat16", "float16")),
-    on_gpu("bfloat16", "non-isometric", id="bfloat16-non-isometric"),
-    on_gpu("float32", "balanced", id="float32-balanced"),
-    on_gpu("float32", "transposed weight", id="float32-transposed weight"),
-    on_cpu("float32", "partitioned bias", id="float32-partitioned bias"),
-    on_cpu("bfloat16", "non-isometric", id="bfloat16-non-isometric"),
-    on_cpu("float32", "balanced", id="float32-balanced"),
-    on_cpu("float16", "transposed weight", id="float16-transposed weight"),
-])
+@pytest.mark.parametrize(
+    "device, dtype_name, variant",
+    [
+        *(
+            on_gpu(dtype, "partitioned bias", id=f"{dtype}-partitioned bias")
+            for dtype in ("float32", "bfloat16", "float16")
+        ),
+        on_gpu("bfloat16", "non-isometric", id="bfloat16-non-isometric"),
+        on_gpu("float32", "balanced", id="float32-balanced"),
+        on_gpu("float32", "transposed weight", id="float32-transposed weight"),
+        on_cpu("float32", "partitioned bias", id="float32-partitioned bias"),
+        on_cpu("bfloat16", "non-isometric", id="bfloat16-non-isometric"),
+        on_cpu("float32", "balanced", id="float32-balanced"),
+        on_cpu("float16", "transposed weight", id="float16-transposed weight"),
+    ],
+)
 def test_both_paths_agree_with_a_float64_reference(device, dtype_name, variant, record_property):
     """Output, ∇θ and ∇x of both paths against float64 torch; W0 + ΔW bit-identical between the paths."""
     options = dict(VARIANTS[variant])
@@ -235,10 +251,15 @@ def test_both_paths_agree_with_a_float64_reference(device, dtype_name, variant, 
     tokens = tokens_on(device, 0)
     reference = step(adapted(copy.deepcopy(net).double(), "torch", device, **options).double(), tokens)
     models = {backend: adapted(net, backend, device, **options) for backend in ("torch", "triton")}
-    errors = {backend: {quantity: relative_error(value, reference[quantity])
-                        for quantity, value in step(model, tokens).items()} for backend, model in models.items()}
-    detail = " ".join(f"{quantity} {error:.1e}(torch {errors['torch'][quantity]:.1e})"
-                      for quantity, error in errors["triton"].items())
+    errors = {
+        backend: {
+            quantity: relative_error(value, reference[quantity]) for quantity, value in step(model, tokens).items()
+        }
+        for backend, model in models.items()
+    }
+    detail = " ".join(
+        f"{quantity} {error:.1e}(torch {errors['torch'][quantity]:.1e})" for quantity, error in errors["triton"].items()
+    )
     record_property("detail", detail)
     tolerance = TOLERANCE[dtype_name]
     assert [q for q, e in errors["triton"].items() if not e <= max(tolerance, 2 * errors["torch"][q])] == [], detail
@@ -321,8 +342,10 @@ def test_dropout_keeps_one_minus_p_and_the_backward_reuses_the_forward_mask(reco
         change = (loss(theta + direction) - loss(theta)).item()
     predicted = (theta.grad.double() * direction.double()).sum().item()
     relative = abs(change - predicted) / abs(predicted)
-    record_property("detail", f"keep rate {kept:.5f} (expected {1 - p}, 5σ {5 * sigma:.1e}); directional "
-                              f"derivative error {relative:.1e}")
+    record_property(
+        "detail",
+        f"keep rate {kept:.5f} (expected {1 - p}, 5σ {5 * sigma:.1e}); directional derivative error {relative:.1e}",
+    )
     assert abs(kept - (1 - p)) < 5 * sigma
     assert relative < 1e-3
 
@@ -380,21 +403,47 @@ def test_torch_compile_of_the_triton_path_gives_the_eager_torch_paths_output_and
 
 # ------------------------------------------------------------------------------------------- loss curves
 
-SMALL_LLAMA = dict(size=dict(vocab_size=1000, hidden_size=256, intermediate_size=512, num_hidden_layers=4,
-                             num_attention_heads=8, num_key_value_heads=8, max_position_embeddings=256),
-                   steps=50, batch=(8, 128), d=8192)
-TINY_LLAMA = dict(size=dict(vocab_size=50, hidden_size=32, intermediate_size=48, num_hidden_layers=1,
-                            num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=32),
-                  steps=3, batch=(2, 8), d=64)
+SMALL_LLAMA = dict(
+    size=dict(
+        vocab_size=1000,
+        hidden_size=256,
+        intermediate_size=512,
+        num_hidden_layers=4,
+        num_attention_heads=8,
+        num_key_value_heads=8,
+        max_position_embeddings=256,
+    ),
+    steps=50,
+    batch=(8, 128),
+    d=8192,
+)
+TINY_LLAMA = dict(
+    size=dict(
+        vocab_size=50,
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=32,
+    ),
+    steps=3,
+    batch=(2, 8),
+    d=64,
+)
 
 
-@pytest.mark.parametrize("device, dtype_name, tolerance, shape", [
-    on_gpu("float32", 1e-2, SMALL_LLAMA, id="float32"),
-    on_gpu("bfloat16", 3e-2, SMALL_LLAMA, id="bfloat16"),
-    on_cpu("float32", 1e-2, TINY_LLAMA, id="float32-tiny"),
-])
-def test_adamw_loss_curves_of_a_random_llama_agree_between_the_paths(device, dtype_name, tolerance, shape,
-                                                                     record_property):
+@pytest.mark.parametrize(
+    "device, dtype_name, tolerance, shape",
+    [
+        on_gpu("float32", 1e-2, SMALL_LLAMA, id="float32"),
+        on_gpu("bfloat16", 3e-2, SMALL_LLAMA, id="bfloat16"),
+        on_cpu("float32", 1e-2, TINY_LLAMA, id="float32-tiny"),
+    ],
+)
+def test_adamw_loss_curves_of_a_random_llama_agree_between_the_paths(
+    device, dtype_name, tolerance, shape, record_property
+):
     """AdamW steps of a random Llama (q,k,v,o) per backend, same init and batches: the curves agree, the loss falls."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -405,8 +454,9 @@ def test_adamw_loss_curves_of_a_random_llama_agree_between_the_paths(device, dty
     for backend in ("torch", "triton"):
         torch.manual_seed(0)
         model = LlamaForCausalLM(config).to(device, getattr(torch, dtype_name))
-        apply_gpart(model, GPartConfig(d=shape["d"], target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
-                                       backend=backend))
+        apply_gpart(
+            model, GPartConfig(d=shape["d"], target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], backend=backend)
+        )
         optimizer = torch.optim.AdamW([model.gpart_adapter.theta], lr=5e-3)
         curves[backend] = []
         for index in range(shape["steps"]):
@@ -416,8 +466,10 @@ def test_adamw_loss_curves_of_a_random_llama_agree_between_the_paths(device, dty
             optimizer.zero_grad(set_to_none=True)
             curves[backend].append(loss.item())
     worst = max(abs(a - b) / abs(b) for a, b in zip(curves["triton"], curves["torch"]))
-    detail = (f"max relative loss difference {worst:.1e} (allowed {tolerance:g}); "
-              f"loss {curves['torch'][0]:.3f} -> {curves['torch'][-1]:.3f}")
+    detail = (
+        f"max relative loss difference {worst:.1e} (allowed {tolerance:g}); "
+        f"loss {curves['torch'][0]:.3f} -> {curves['torch'][-1]:.3f}"
+    )
     record_property("detail", detail)
     assert worst <= tolerance, detail
     assert curves["torch"][-1] < curves["torch"][0], detail

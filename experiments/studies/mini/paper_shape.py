@@ -12,6 +12,7 @@ split (that lr ÷√10, ×1, ×√10) picks the one used. The head lr is the Min
 1-3 report; FT (at the MiniLM study's FT lr) and the probe run seed 1 only, as level lines. It needs the MiniLM
 study's selection first (`make reproduce-mini`), and about 5 hours of wall on two cores.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,12 +25,12 @@ from experiments.studies.mini import driver
 
 DEFAULT_RESULTS = driver.REPO / "results" / "mini-base"
 MODEL = ("model=mpnet-base",)
-D = 23_040                        # setup.md §2 (RoBERTa-base, q,v)
-CHECKED = ("GPart", "Uni-LoRA")   # claim C1's two arms
+D = 23_040  # setup.md §2 (RoBERTa-base, q,v)
+CHECKED = ("GPart", "Uni-LoRA")  # claim C1's two arms
 LEVEL_LINES = ("FT", "LP")
 REPORT_SEEDS = (1, 2, 3)
 LEVEL_SEEDS = (1,)
-SLOWER = 5.0                      # MPNet-base vs MiniLM-L6 seconds per step on 2 cores: about 5x (the ETA only)
+SLOWER = 5.0  # MPNet-base vs MiniLM-L6 seconds per step on 2 cores: about 5x (the ETA only)
 
 
 def minilm_choices(minilm_results: Path = driver.DEFAULT_RESULTS, tasks=driver.TASKS) -> dict:
@@ -64,16 +65,21 @@ def state(results: Path, minilm: dict, tasks=driver.TASKS) -> driver.State:
         for label in LEVEL_LINES:
             lr = minilm.get((label, task))
             if lr is not None:
-                now.ready += [driver.Run(driver.ARMS[label], task, s, lr, head_lr, None, "report", MODEL)
-                              for s in LEVEL_SEEDS]
+                now.ready += [
+                    driver.Run(driver.ARMS[label], task, s, lr, head_lr, None, "report", MODEL) for s in LEVEL_SEEDS
+                ]
     return now
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
-    parser.add_argument("--minilm-results", type=Path, default=driver.DEFAULT_RESULTS,
-                        help="the MiniLM study whose lr choices this one starts from")
+    parser.add_argument(
+        "--minilm-results",
+        type=Path,
+        default=driver.DEFAULT_RESULTS,
+        help="the MiniLM study whose lr choices this one starts from",
+    )
     sweep.add_worker_options(parser)
     parser.add_argument("--status", action="store_true", help="what has finished and the choices made; writes nothing")
     parser.add_argument("--dry-run", action="store_true", help="the runs known so far and the time estimate")
@@ -84,9 +90,13 @@ def main(argv=None) -> int:
     now = state(results, minilm)
     if args.status or args.dry_run:
         return report(now, results, args.dry_run, args.jobs)
-    failures = sweep.run_until_done(lambda: state(results, minilm), driver.finished_in(results),
-                                    driver.runner(results, args.threads, "reproduce-mini-base"), args.jobs,
-                                    lambda now, todo: driver.progress(now.ready, [], "reproduce-mini-base"))
+    failures = sweep.run_until_done(
+        lambda: state(results, minilm),
+        driver.finished_in(results),
+        driver.runner(results, args.threads, "reproduce-mini-base"),
+        args.jobs,
+        lambda now, todo: driver.progress(now.ready, [], "reproduce-mini-base"),
+    )
     if not failures and not args.no_tables and driver.make_tables(results) != 0:
         failures.append("experiments.report.tables failed")
     for line in failures:
@@ -103,8 +113,10 @@ def report(now: driver.State, results: Path, commands: bool, jobs: int) -> int:
     for line in now.waiting:
         print(f"waiting {line}")
     hours = sum(driver.estimated_seconds(r) for r in now.ready) * SLOWER / 3600
-    print(f"{finished}/{len(now.ready)} runs finished of those known now (~{hours:.1f} run-hours, "
-          f"~{hours / jobs:.1f} h wall with {jobs} jobs)")
+    print(
+        f"{finished}/{len(now.ready)} runs finished of those known now (~{hours:.1f} run-hours, "
+        f"~{hours / jobs:.1f} h wall with {jobs} jobs)"
+    )
     return 0
 
 

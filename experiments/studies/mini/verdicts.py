@@ -25,6 +25,7 @@ The plan (committed before any record; nothing here changes it):
   95% interval lies above 0, with the gap to FT at the largest d beside it (and the same for Uni-LoRA); convergence:
   the share of report runs whose best validation epoch is the last.
 """
+
 from __future__ import annotations
 
 import math
@@ -35,10 +36,10 @@ import pandas as pd
 from scipy import stats
 
 ALPHA = 0.05
-MARGIN = 1.0                 # points: C1, C2 non-inferiority and C5 equivalence margin
-NORMALISED_MARGIN = 0.1      # the same on the normalised scale (a tenth of the FT − LP gap)
-ADMISSION_GAP = 3.0          # points: FT − LP on seed 0's validation split
-PARAM_RATIO = 10.0           # C2: LoRA has at least this many times GPart's trainable parameters
+MARGIN = 1.0  # points: C1, C2 non-inferiority and C5 equivalence margin
+NORMALISED_MARGIN = 0.1  # the same on the normalised scale (a tenth of the FT − LP gap)
+ADMISSION_GAP = 3.0  # points: FT − LP on seed 0's validation split
+PARAM_RATIO = 10.0  # C2: LoRA has at least this many times GPart's trainable parameters
 GPART, UNILORA, LORA, FT, LP = "GPart", "Uni-LoRA", "LoRA", "FT", "LP"
 NON_ISOMETRIC, BALANCED = "GPart (non-isometric)", "GPart (balanced)"
 
@@ -49,36 +50,65 @@ class Claim:
     statement: str
     arm: str
     peer: str
-    kind: str                # "non-inferiority", "superiority" or "equivalence"
-    can: str                 # what this study can decide about it
-    cannot: str              # what it cannot
+    kind: str  # "non-inferiority", "superiority" or "equivalence"
+    can: str  # what this study can decide about it
+    cannot: str  # what it cannot
 
     @property
     def comparison(self) -> str:
         return f"{self.arm} − {self.peer}"
 
 
-SCALE_LIMITS = ("not RoBERTa-base/-large, full training sets or 25–160 epochs; not GLUE tasks beyond SST-2 and "
-                "STS-B, nor math or vision; not differences under about 1–2 points (5 seeds)")
-PRIMARY = (
-    Claim("C1", "GPart ≥ Uni-LoRA at equal d", GPART, UNILORA, "non-inferiority",
-          "whether GPart is within 1 point of Uni-LoRA (or worse by more) at d = 2,880, each at its own tuned lr, "
-          "for MiniLM-L6 after a few hundred steps", "whether GPart is *better* (only non-inferiority is tested); "
-          + SCALE_LIMITS),
-    Claim("C2", "GPart ≈ LoRA with ≥ 10× fewer parameters", GPART, LORA, "non-inferiority",
-          "whether GPart with 25.6× fewer parameters than LoRA r = 8 is within 1 point of it at tuned lrs, at this "
-          "scale", "LoRA at other ranks, or the paper's larger models where the parameter ratio is set differently; "
-          + SCALE_LIMITS),
-    Claim("C3", "isometric ≥ non-isometric", GPART, NON_ISOMETRIC, "superiority",
-          "whether isometry helps when each map has its own tuned lr (under AdamW a lr rescaling absorbs most of "
-          "the √g step-size difference)", "whether isometry helps at one shared lr, the paper's comparison; "
-          "a benefit smaller than the seed noise; " + SCALE_LIMITS),
-    Claim("C5", "the assignment does not matter", GPART, BALANCED, "equivalence",
-          "whether stateless and balanced assignment agree within ±1 point at GPart's lr and d = 2,880",
-          "differences under 1 point; other d or tasks; " + SCALE_LIMITS),
+SCALE_LIMITS = (
+    "not RoBERTa-base/-large, full training sets or 25–160 epochs; not GLUE tasks beyond SST-2 and "
+    "STS-B, nor math or vision; not differences under about 1–2 points (5 seeds)"
 )
-C4_CAN = ("whether score rises from d = 288 to d = 28,800 (lr rescaled by √(2,880/d)) and how far from FT "
-          "d = 28,800 stays, at this scale (3 seeds)")
+PRIMARY = (
+    Claim(
+        "C1",
+        "GPart ≥ Uni-LoRA at equal d",
+        GPART,
+        UNILORA,
+        "non-inferiority",
+        "whether GPart is within 1 point of Uni-LoRA (or worse by more) at d = 2,880, each at its own tuned lr, "
+        "for MiniLM-L6 after a few hundred steps",
+        "whether GPart is *better* (only non-inferiority is tested); " + SCALE_LIMITS,
+    ),
+    Claim(
+        "C2",
+        "GPart ≈ LoRA with ≥ 10× fewer parameters",
+        GPART,
+        LORA,
+        "non-inferiority",
+        "whether GPart with 25.6× fewer parameters than LoRA r = 8 is within 1 point of it at tuned lrs, at this scale",
+        "LoRA at other ranks, or the paper's larger models where the parameter ratio is set differently; "
+        + SCALE_LIMITS,
+    ),
+    Claim(
+        "C3",
+        "isometric ≥ non-isometric",
+        GPART,
+        NON_ISOMETRIC,
+        "superiority",
+        "whether isometry helps when each map has its own tuned lr (under AdamW a lr rescaling absorbs most of "
+        "the √g step-size difference)",
+        "whether isometry helps at one shared lr, the paper's comparison; "
+        "a benefit smaller than the seed noise; " + SCALE_LIMITS,
+    ),
+    Claim(
+        "C5",
+        "the assignment does not matter",
+        GPART,
+        BALANCED,
+        "equivalence",
+        "whether stateless and balanced assignment agree within ±1 point at GPart's lr and d = 2,880",
+        "differences under 1 point; other d or tasks; " + SCALE_LIMITS,
+    ),
+)
+C4_CAN = (
+    "whether score rises from d = 288 to d = 28,800 (lr rescaled by √(2,880/d)) and how far from FT "
+    "d = 28,800 stays, at this scale (3 seeds)"
+)
 C4_CANNOT = "the shape of the curve between the three d; the paper's d range and models; " + SCALE_LIMITS
 
 
@@ -220,12 +250,26 @@ def primary(report: pd.DataFrame, admission: pd.DataFrame, tasks: list[str], see
             _, low90, high90 = interval(differences, 0.90)
             tested = entry.get(task) is True and len(differences) >= 2
             p_sup, p_con = tests(claim.kind, differences, MARGIN) if tested else (math.nan, math.nan)
-            rows.append({"claim": claim.name, "task": task, "comparison": claim.comparison, "test": claim.kind,
-                         "margin": 0.0 if claim.kind == "superiority" else MARGIN, "n": len(differences),
-                         "mean": mean, "low95": low, "high95": high, "low90": low90, "high90": high90,
-                         "p_supported": p_sup, "p_contradicted": p_con, "admitted": entry.get(task),
-                         "parameter_ratio": ratio if claim.name == "C2" else math.nan,
-                         "complete": len(differences) >= seeds})
+            rows.append(
+                {
+                    "claim": claim.name,
+                    "task": task,
+                    "comparison": claim.comparison,
+                    "test": claim.kind,
+                    "margin": 0.0 if claim.kind == "superiority" else MARGIN,
+                    "n": len(differences),
+                    "mean": mean,
+                    "low95": low,
+                    "high95": high,
+                    "low90": low90,
+                    "high90": high90,
+                    "p_supported": p_sup,
+                    "p_contradicted": p_con,
+                    "admitted": entry.get(task),
+                    "parameter_ratio": ratio if claim.name == "C2" else math.nan,
+                    "complete": len(differences) >= seeds,
+                }
+            )
     frame = pd.DataFrame(rows)
     frame["holm_supported"] = holm(frame["p_supported"])
     frame["holm_contradicted"] = holm(frame["p_contradicted"])
@@ -239,8 +283,7 @@ def primary(report: pd.DataFrame, admission: pd.DataFrame, tasks: list[str], see
         elif row.n == 0:
             verdicts.append("not run")
         else:
-            verdicts.append(_verdict(claims[row.claim], row.holm_supported, row.holm_contradicted,
-                                     row.parameter_ratio))
+            verdicts.append(_verdict(claims[row.claim], row.holm_supported, row.holm_contradicted, row.parameter_ratio))
     frame["verdict"] = verdicts
     return frame
 
@@ -281,8 +324,11 @@ def secondary(report: pd.DataFrame, admission: pd.DataFrame, tasks: list[str]) -
     ratio = parameter_ratio(report)
     rows = []
     for claim in PRIMARY:
-        differences = paired(pooled(normal, claim.arm, chosen), pooled(normal, claim.peer, chosen)) if chosen \
+        differences = (
+            paired(pooled(normal, claim.arm, chosen), pooled(normal, claim.peer, chosen))
+            if chosen
             else pd.Series(dtype=float)
+        )
         mean, low, high = interval(differences)
         p_sup, p_con = tests(claim.kind, differences, NORMALISED_MARGIN)
         if not chosen:
@@ -292,10 +338,22 @@ def secondary(report: pd.DataFrame, admission: pd.DataFrame, tasks: list[str]) -
         else:
             ok = p_sup < ALPHA and (claim.name != "C2" or ratio >= PARAM_RATIO)
             outcome = "consistent with" if ok else "not"
-        rows.append({"claim": claim.name, "tasks": ", ".join(chosen), "comparison": claim.comparison,
-                     "test": claim.kind, "margin": 0.0 if claim.kind == "superiority" else NORMALISED_MARGIN,
-                     "n": len(differences), "mean": mean, "low95": low, "high95": high, "p_supported": p_sup,
-                     "p_contradicted": p_con, "outcome": outcome})
+        rows.append(
+            {
+                "claim": claim.name,
+                "tasks": ", ".join(chosen),
+                "comparison": claim.comparison,
+                "test": claim.kind,
+                "margin": 0.0 if claim.kind == "superiority" else NORMALISED_MARGIN,
+                "n": len(differences),
+                "mean": mean,
+                "low95": low,
+                "high95": high,
+                "p_supported": p_sup,
+                "p_contradicted": p_con,
+                "outcome": outcome,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -311,16 +369,33 @@ def c4(report: pd.DataFrame, admission: pd.DataFrame, tasks: list[str], arms=(GP
     ds = sweep_ds(report)
     rows = []
     if ds is None:
-        return pd.DataFrame(rows, columns=["arm", "scope", "comparison", "n", "mean", "low95", "high95", "gap_to_ft",
-                                           "gap_low95", "gap_high95", "outcome"])
+        return pd.DataFrame(
+            rows,
+            columns=[
+                "arm",
+                "scope",
+                "comparison",
+                "n",
+                "mean",
+                "low95",
+                "high95",
+                "gap_to_ft",
+                "gap_low95",
+                "gap_high95",
+                "outcome",
+            ],
+        )
     small, large = ds
     normal = normalised(report, chosen)
     for arm in arms:
         comparison = f"{arm} d = {large:,} − d = {small:,}"
         for task in [*tasks, "pooled"]:
             if task == "pooled":
-                differences = paired(pooled(normal, arm, chosen, large), pooled(normal, arm, chosen, small)) \
-                    if chosen else pd.Series(dtype=float)
+                differences = (
+                    paired(pooled(normal, arm, chosen, large), pooled(normal, arm, chosen, small))
+                    if chosen
+                    else pd.Series(dtype=float)
+                )
                 gap = (1.0 - pooled(normal, arm, chosen, large)) if chosen else pd.Series(dtype=float)
                 scope = "pooled, normalised (" + (", ".join(chosen) or "no admitted task") + ")"
             else:
@@ -329,8 +404,11 @@ def c4(report: pd.DataFrame, admission: pd.DataFrame, tasks: list[str], arms=(GP
                 scope = task
             mean, low, high = interval(differences)
             gap_mean, gap_low, gap_high = interval(gap)
-            status = entry.get(task) if task != "pooled" else \
-                (True if chosen else (False if any(v is False for v in entry.values()) else None))
+            status = (
+                entry.get(task)
+                if task != "pooled"
+                else (True if chosen else (False if any(v is False for v in entry.values()) else None))
+            )
             if status is None:
                 outcome = "pending"
             elif status is False:
@@ -339,17 +417,31 @@ def c4(report: pd.DataFrame, admission: pd.DataFrame, tasks: list[str], arms=(GP
                 outcome = "not run"
             else:
                 outcome = "supported" if low > 0 else "not supported"
-            rows.append({"arm": arm, "scope": scope, "comparison": comparison, "n": len(differences), "mean": mean,
-                         "low95": low, "high95": high, "gap_to_ft": gap_mean, "gap_low95": gap_low,
-                         "gap_high95": gap_high, "outcome": outcome})
+            rows.append(
+                {
+                    "arm": arm,
+                    "scope": scope,
+                    "comparison": comparison,
+                    "n": len(differences),
+                    "mean": mean,
+                    "low95": low,
+                    "high95": high,
+                    "gap_to_ft": gap_mean,
+                    "gap_low95": gap_low,
+                    "gap_high95": gap_high,
+                    "outcome": outcome,
+                }
+            )
     return pd.DataFrame(rows)
 
 
 def convergence(report: pd.DataFrame) -> pd.DataFrame:
     """Per arm (the d sweep's by d): runs, and the share whose best validation epoch is the last one."""
     frame = report.assign(at_last=report["best_epoch"] == report["last_epoch"])
-    frame["row"] = [arm if not sweep else f"{arm} (d = {int(d):,})"
-                    for arm, sweep, d in zip(frame["arm"], frame["sweep"].astype(bool), frame["d"])]
+    frame["row"] = [
+        arm if not sweep else f"{arm} (d = {int(d):,})"
+        for arm, sweep, d in zip(frame["arm"], frame["sweep"].astype(bool), frame["d"])
+    ]
     out = frame.groupby("row", sort=False).agg(runs=("at_last", "size"), at_last=("at_last", "sum")).reset_index()
     out["share"] = out["at_last"] / out["runs"]
     return out
@@ -364,6 +456,9 @@ def convergence_sentence(table: pd.DataFrame) -> str:
     if runs == 0:
         return "No report run has finished yet."
     share = last / runs
-    verdict = ("most of them peak at the last epoch: the study's step budget is short of convergence"
-               if share > 0.5 else "most of them peak before the last epoch")
+    verdict = (
+        "most of them peak at the last epoch: the study's step budget is short of convergence"
+        if share > 0.5
+        else "most of them peak before the last epoch"
+    )
     return f"{last} of {runs} report runs ({100 * share:.0f}%) have their best validation epoch last; {verdict}."

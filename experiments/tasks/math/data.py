@@ -7,6 +7,7 @@ Offline stand-in for MetaMathQA (not in `../shared/data`): GSM8K train rows mapp
 (:func:`gsm8k_as_metamath`): calculator annotations ``<<...>>`` removed and the ``#### 18`` line rewritten as
 MetaMathQA's closing ``The answer is: 18``.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,7 +20,6 @@ from experiments import shared_data_dir
 from experiments.runner.hub import offline_hint
 from experiments.tasks.math.scoring import gsm8k_reference, last_boxed
 
-
 # Prompt templates: `prompt` is what the model sees at evaluation, `response` is appended for training (then EOS).
 # Their concatenation is the full training text. Sources: ../shared/reference/setup.md §4.
 PROMPT_TEMPLATES: dict[str, dict[str, str]] = {
@@ -27,8 +27,10 @@ PROMPT_TEMPLATES: dict[str, dict[str, str]] = {
     "gpart": {"prompt": "Question: {query}\nAnswer:", "response": " {response}"},
     # Uni-LoRA: Alpaca-style, the response opens with "Let's think step by step." (MetaMath's prompt).
     "unilora": {
-        "prompt": ("Below is an instruction that describes a task. Write a response that appropriately completes "
-                   "the request.\n\n### Instruction:\n{query}\n\n### Response: Let's think step by step."),
+        "prompt": (
+            "Below is an instruction that describes a task. Write a response that appropriately completes "
+            "the request.\n\n### Instruction:\n{query}\n\n### Response: Let's think step by step."
+        ),
         "response": " {response}",
     },
 }
@@ -86,8 +88,11 @@ def read_jsonl(path: Path, limit: Optional[int] = None, bad_rows: Optional[list]
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as error:
-                bad_row(f"{path}: line {number} is not valid JSON ({error.msg} at column {error.colno}); "
-                        "expected one JSON object per line", bad_rows)
+                bad_row(
+                    f"{path}: line {number} is not valid JSON ({error.msg} at column {error.colno}); "
+                    "expected one JSON object per line",
+                    bad_rows,
+                )
                 continue
             if not isinstance(row, dict):
                 bad_row(f"{path}: line {number} holds a JSON {type(row).__name__}; expected an object", bad_rows)
@@ -108,21 +113,30 @@ def _hub_rows(hub_id: str, configs: Optional[Iterable[str]], split: str, limit: 
     from datasets import load_dataset
 
     rows: list[dict] = []
-    for config in (list(configs) if configs else [None]):
+    for config in list(configs) if configs else [None]:
         selection = split if limit is None else f"{split}[:{limit}]"
         try:
             dataset = load_dataset(hub_id, config, split=selection)
         except Exception as error:  # the hub is unreachable offline: say which file would have worked instead
-            raise RuntimeError(f"could not load {hub_id!r} (config {config!r}, split {split!r}) from the hub: "
-                               f"{error}. Offline, point the task's local_path at a JSONL copy. "
-                               f"{offline_hint(hub_id)}".rstrip()) from error
+            raise RuntimeError(
+                f"could not load {hub_id!r} (config {config!r}, split {split!r}) from the hub: "
+                f"{error}. Offline, point the task's local_path at a JSONL copy. "
+                f"{offline_hint(hub_id)}".rstrip()
+            ) from error
         rows.extend(dict(row) for row in dataset)
     return rows if limit is None else rows[:limit]
 
 
-def load_rows(hub_id: Optional[str], split: str, *, local_path: Optional[str] = None,
-              hub_configs: Optional[Iterable[str]] = None, limit: Optional[int] = None,
-              sample_seed: Optional[int] = None, bad_rows: Optional[list] = None) -> list[dict]:
+def load_rows(
+    hub_id: Optional[str],
+    split: str,
+    *,
+    local_path: Optional[str] = None,
+    hub_configs: Optional[Iterable[str]] = None,
+    limit: Optional[int] = None,
+    sample_seed: Optional[int] = None,
+    bad_rows: Optional[list] = None,
+) -> list[dict]:
     """Raw rows from `local_path` when that file exists, else from the hub (`hub_id`, each of `hub_configs`).
 
     `limit` keeps the first rows (training: Uni-LoRA's "first 100K"). With `sample_seed` it is instead a seeded
@@ -174,8 +188,11 @@ def training_rows(rows: list[dict], bad_rows: Optional[list] = None) -> list[dic
         elif {"question", "answer"} <= row.keys() and "####" in str(row["answer"]):
             normalised.append(gsm8k_as_metamath(row))
         else:
-            bad_row(f"{_where(row, index)}: training rows need fields query/response (MetaMathQA) or "
-                    f"question/answer with a '#### <answer>' line (GSM8K); got fields {_fields(row)}", bad_rows)
+            bad_row(
+                f"{_where(row, index)}: training rows need fields query/response (MetaMathQA) or "
+                f"question/answer with a '#### <answer>' line (GSM8K); got fields {_fields(row)}",
+                bad_rows,
+            )
     if not normalised:
         raise BadDataError(f"no usable training rows (all {len(rows)} were bad)")
     return normalised
@@ -196,12 +213,14 @@ def evaluation_problems(rows: list[dict], answer_type: str, bad_rows: Optional[l
             question = row["problem"]
             reference = row.get("answer") or last_boxed(row.get("solution", ""))
             if reference is None:
-                bad_row(f"MATH {_where(row, index)} has neither `answer` nor a \\boxed{{}} in its solution",
-                        bad_rows)
+                bad_row(f"MATH {_where(row, index)} has neither `answer` nor a \\boxed{{}} in its solution", bad_rows)
                 continue
         else:
-            bad_row(f"evaluation {_where(row, index)} has fields {_fields(row)}; expected GSM8K (question, answer) "
-                    f"or MATH (problem, answer/solution) with answer_type {answer_type!r}", bad_rows)
+            bad_row(
+                f"evaluation {_where(row, index)} has fields {_fields(row)}; expected GSM8K (question, answer) "
+                f"or MATH (problem, answer/solution) with answer_type {answer_type!r}",
+                bad_rows,
+            )
             continue
         problems.append({"id": str(row.get("unique_id", index)), "question": question, "reference": reference})
     return problems

@@ -5,6 +5,7 @@ the original order. A tqdm bar shows problems done and the ETA. Under DDP (torch
 gather the texts, so every rank returns all of them. The adapter is merged into the weights for the
 duration (:func:`merged`), as in the paper's protocol (setup.md §4), and unmerged afterwards.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -48,8 +49,9 @@ def prepare_tokenizer(tokenizer):
     tokenizers have no EOS: their [SEP] plays it)."""
     if tokenizer.eos_token is None:
         if tokenizer.sep_token is None:
-            raise ValueError(f"tokenizer {type(tokenizer).__name__} has neither an EOS nor a SEP token to end "
-                             "responses with")
+            raise ValueError(
+                f"tokenizer {type(tokenizer).__name__} has neither an EOS nor a SEP token to end responses with"
+            )
         tokenizer.eos_token = tokenizer.sep_token
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -63,14 +65,15 @@ def merged(model: nn.Module) -> Iterator[nn.Module]:
     was_training = model.training
     model.eval()
     unmerge = None
-    if callable(getattr(model, "merge_adapter", None)):          # any PEFT tuner
+    if callable(getattr(model, "merge_adapter", None)):  # any PEFT tuner
         model.merge_adapter()
         unmerge = model.unmerge_adapter
     else:
         from gpart.model import find_adapter
 
         if find_adapter(model) is not None:
-            from gpart import merge, unmerge as gpart_unmerge
+            from gpart import merge
+            from gpart import unmerge as gpart_unmerge
 
             merge(model)
             unmerge = lambda: gpart_unmerge(model)  # noqa: E731
@@ -97,9 +100,17 @@ def _device(model: nn.Module) -> torch.device:
 
 
 @torch.no_grad()
-def generate_transformers(model: nn.Module, tokenizer, prompts: Sequence[str], *, max_new_tokens: int,
-                          batch_size: int = 8, stop_strings: Sequence[str] = (), progress: bool = True,
-                          description: str = "generating") -> list[str]:
+def generate_transformers(
+    model: nn.Module,
+    tokenizer,
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int,
+    batch_size: int = 8,
+    stop_strings: Sequence[str] = (),
+    progress: bool = True,
+    description: str = "generating",
+) -> list[str]:
     """Greedy continuations of `prompts`, batched with left padding. Returns the decoded new text of each prompt
     (special tokens dropped), cut at the first stop string."""
     if batch_size < 1:
@@ -109,28 +120,41 @@ def generate_transformers(model: nn.Module, tokenizer, prompts: Sequence[str], *
     prepare_tokenizer(tokenizer)
     encoded = [encode_prompt(tokenizer, prompt) for prompt in prompts]
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]), reverse=True)
-    batches = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
     # Under DDP each rank generates every N-th of the batches one process would form: the same padded inputs, hence
     # the same greedy texts, gathered afterwards.
     rank, processes = process_group()
     mine = batches[rank::processes]
     outputs: dict[int, str] = {}
     device = _device(model)
-    bar = tqdm(total=sum(map(len, mine)), desc=description, unit="problem", disable=not progress or rank != 0,
-               dynamic_ncols=True)
+    bar = tqdm(
+        total=sum(map(len, mine)),
+        desc=description,
+        unit="problem",
+        disable=not progress or rank != 0,
+        dynamic_ncols=True,
+    )
     for chunk in mine:
         width = max(len(encoded[i]) for i in chunk)
         input_ids = torch.full((len(chunk), width), tokenizer.pad_token_id, dtype=torch.long)
         attention_mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for row, index in enumerate(chunk):      # left padding: the prompts end where generation starts
+        for row, index in enumerate(chunk):  # left padding: the prompts end where generation starts
             ids = encoded[index]
-            input_ids[row, width - len(ids):] = torch.tensor(ids, dtype=torch.long)
-            attention_mask[row, width - len(ids):] = 1
+            input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+            attention_mask[row, width - len(ids) :] = 1
         generated = model.generate(
-            input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), do_sample=False,
-            max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id, use_cache=True, temperature=None, top_p=None, top_k=None,
-            **({"stop_strings": list(stop_strings), "tokenizer": tokenizer} if stop_strings else {}))
+            input_ids=input_ids.to(device),
+            attention_mask=attention_mask.to(device),
+            do_sample=False,
+            max_new_tokens=max_new_tokens,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            use_cache=True,
+            temperature=None,
+            top_p=None,
+            top_k=None,
+            **({"stop_strings": list(stop_strings), "tokenizer": tokenizer} if stop_strings else {}),
+        )
         for row, index in enumerate(chunk):
             text = tokenizer.decode(generated[row, width:], skip_special_tokens=True)
             outputs[index] = cut_at_stop(text, stop_strings)
@@ -165,14 +189,24 @@ def export_merged(model: nn.Module, tokenizer, folder) -> None:
             clean[name] = value
     missing = expected - clean.keys()
     if missing:
-        raise ValueError(f"cannot export the merged model: {len(missing)} weights not found, e.g. {sorted(missing)[:3]}")
+        raise ValueError(
+            f"cannot export the merged model: {len(missing)} weights not found, e.g. {sorted(missing)[:3]}"
+        )
     inner.save_pretrained(folder, state_dict=clean, safe_serialization=True)
     tokenizer.save_pretrained(folder)
 
 
-def generate_vllm(model: nn.Module, tokenizer, prompts: Sequence[str], *, max_new_tokens: int,
-                  stop_strings: Sequence[str] = (), gpu_memory_utilization: float = 0.5,
-                  dtype: str = "bfloat16", **_) -> list[str]:
+def generate_vllm(
+    model: nn.Module,
+    tokenizer,
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int,
+    stop_strings: Sequence[str] = (),
+    gpu_memory_utilization: float = 0.5,
+    dtype: str = "bfloat16",
+    **_,
+) -> list[str]:
     """Greedy generation with vLLM (GPU only): the merged model is exported to a temporary folder
     (:func:`export_merged`), which vLLM loads. Call inside :func:`merged`. vLLM shows its own progress bar."""
     from vllm import LLM, SamplingParams
@@ -183,16 +217,18 @@ def generate_vllm(model: nn.Module, tokenizer, prompts: Sequence[str], *, max_ne
         engine = LLM(model=folder, dtype=dtype, gpu_memory_utilization=gpu_memory_utilization)
         params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens, stop=list(stop_strings) or None)
         rank, processes = process_group()
-        mine = list(range(rank, len(prompts), processes))     # each DDP rank its share, gathered below
+        mine = list(range(rank, len(prompts), processes))  # each DDP rank its share, gathered below
         results = engine.generate([{"prompt_token_ids": encode_prompt(tokenizer, prompts[i])} for i in mine], params)
-        return gather_texts({i: cut_at_stop(r.outputs[0].text, stop_strings) for i, r in zip(mine, results)},
-                            len(prompts))
+        return gather_texts(
+            {i: cut_at_stop(r.outputs[0].text, stop_strings) for i, r in zip(mine, results)}, len(prompts)
+        )
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def generate(model: nn.Module, tokenizer, prompts: Sequence[str], *, backend: str = "transformers",
-             **kwargs) -> tuple[list[str], dict]:
+def generate(
+    model: nn.Module, tokenizer, prompts: Sequence[str], *, backend: str = "transformers", **kwargs
+) -> tuple[list[str], dict]:
     """Greedy continuations with the chosen backend (`transformers`, `vllm`, or `auto`: vLLM when installed and a
     GPU is present). Returns ``(texts, timing)`` with `generation_s` and `problems_per_s`."""
     if backend not in BACKENDS:
@@ -208,5 +244,8 @@ def generate(model: nn.Module, tokenizer, prompts: Sequence[str], *, backend: st
         kwargs.pop("dtype", None)
         texts = generate_transformers(model, tokenizer, prompts, **kwargs)
     seconds = time.perf_counter() - start
-    return texts, {"backend": chosen, "generation_s": seconds,
-                   "problems_per_s": len(prompts) / seconds if seconds > 0 else float("nan")}
+    return texts, {
+        "backend": chosen,
+        "generation_s": seconds,
+        "problems_per_s": len(prompts) / seconds if seconds > 0 else float("nan"),
+    }

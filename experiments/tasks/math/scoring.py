@@ -10,6 +10,7 @@ normalisation as correct; setup.md §4 lists that as the bug to avoid).
 that timeout in the main thread and runs without it elsewhere (math-verify then cannot be interrupted; see
 docs/math.md).
 """
+
 from __future__ import annotations
 
 import math
@@ -45,7 +46,7 @@ def last_boxed(text: str) -> Optional[str]:
         elif text[position] == "}":
             depth -= 1
             if depth == 0:
-                return text[start + 1:position]
+                return text[start + 1 : position]
     return None
 
 
@@ -64,7 +65,7 @@ def extract_answer(text: str) -> Optional[str]:
     unwrapped), else the last ``\\boxed{}``'s content. None when neither is present or the span is empty."""
     triggers = list(ANSWER_TRIGGER.finditer(text))
     if triggers:
-        span = text[triggers[-1].end():]
+        span = text[triggers[-1].end() :]
         boxed = last_boxed(span.split("\n", 1)[0])
         span = _strip_answer(boxed if boxed is not None else span)
         if span:
@@ -82,11 +83,14 @@ def parse_number(span: Optional[str]) -> Optional[Fraction]:
     if span is None:
         return None
     text = span.replace("\\!", "").replace("{,}", ",").replace("\\$", "$").replace("−", "-")
-    text = text.rsplit("=", 1)[-1]     # "2 + 3 = 5": the value is what the last equation sign gives
+    text = text.rsplit("=", 1)[-1]  # "2 + 3 = 5": the value is what the last equation sign gives
     latex_fraction = _LATEX_FRAC.search(text)
     if latex_fraction:
-        text = text[:latex_fraction.start()] + f"{latex_fraction.group(1)}/{latex_fraction.group(2)}" \
-            + text[latex_fraction.end():]
+        text = (
+            text[: latex_fraction.start()]
+            + f"{latex_fraction.group(1)}/{latex_fraction.group(2)}"
+            + text[latex_fraction.end() :]
+        )
     match = _NUMBER.search(text)
     if match is None:
         return None
@@ -124,8 +128,11 @@ def score_gsm8k(generated: str, reference: str) -> Score:
     expected = parse_number(reference)
     if expected is None:
         raise ValueError(f"GSM8K reference {reference!r} is not a number")
-    return Score(correct=predicted is not None and predicted == expected, extracted=extracted,
-                 parsed=None if predicted is None else str(predicted))
+    return Score(
+        correct=predicted is not None and predicted == expected,
+        extracted=extracted,
+        parsed=None if predicted is None else str(predicted),
+    )
 
 
 def _timeout_seconds(seconds: int) -> Optional[int]:
@@ -137,8 +144,11 @@ def _math_parse(latex: str, timeout: int):
     from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
     from sympy import Basic, MatrixBase
 
-    parsed = parse(f"${latex}$", extraction_config=[LatexExtractionConfig(), ExprExtractionConfig()],
-                   parsing_timeout=_timeout_seconds(timeout))
+    parsed = parse(
+        f"${latex}$",
+        extraction_config=[LatexExtractionConfig(), ExprExtractionConfig()],
+        parsing_timeout=_timeout_seconds(timeout),
+    )
     # math-verify appends the raw string as a fallback; a string alone means the parse failed.
     return [item for item in parsed if isinstance(item, (Basic, MatrixBase))], parsed
 
@@ -196,5 +206,10 @@ def accuracy_summary(verdicts: list[bool]) -> dict[str, float]:
     """``exact_match`` (fraction), its 95% Wilson interval, the counts."""
     correct, total = sum(bool(v) for v in verdicts), len(verdicts)
     low, high = wilson_interval(correct, total)
-    return {"exact_match": correct / total if total else float("nan"), "exact_match_ci95_low": low,
-            "exact_match_ci95_high": high, "num_correct": float(correct), "num_problems": float(total)}
+    return {
+        "exact_match": correct / total if total else float("nan"),
+        "exact_match_ci95_low": low,
+        "exact_match_ci95_high": high,
+        "num_correct": float(correct),
+        "num_problems": float(total),
+    }

@@ -7,12 +7,13 @@ horizontal flip for training, Resize + CenterCrop for evaluation. Splits: the da
 otherwise seeded hold-outs of train (`experiments/tasks/vision/data.py`). The best epoch is chosen on validation and test
 accuracy is reported (the runner does both from :meth:`evaluate`).
 """
+
 from __future__ import annotations
 
 from typing import Any, Optional
 
-from experiments.tasks.metrics import classification_metrics
 from experiments.tasks.base import Splits, Task
+from experiments.tasks.metrics import classification_metrics
 from experiments.tasks.vision.data import RawSplit, TransformedImages, load_raw_split, plan_splits
 from experiments.tasks.vision.models import build_image_classifier
 from experiments.tasks.vision.targets import require_target_modules
@@ -37,23 +38,50 @@ class VisionClassificationTask(Task):
     (when set) names where the image processor lives.
     """
 
-    def __init__(self, key: str, metric: str, table: str, num_labels: int, source: str, splits: dict,
-                 path: Optional[str] = None, name: Optional[str] = None, data_dir: Optional[str] = None,
-                 data_files: Optional[dict] = None, image_column: str = "image", label_column: str = "label",
-                 dataset_class: Optional[str] = None,
-                 split_argument: str = "split", download: bool = False, dataset_kwargs: Optional[dict] = None,
-                 validation_fraction: Optional[float] = None, test_fraction: Optional[float] = None,
-                 data_seed: int = 0, train_subset: Optional[int] = None, validation_subset: Optional[int] = None,
-                 test_subset: Optional[int] = None, image_size: Optional[int] = None,
-                 train_crop_scale: tuple = (0.08, 1.0)):
+    def __init__(
+        self,
+        key: str,
+        metric: str,
+        table: str,
+        num_labels: int,
+        source: str,
+        splits: dict,
+        path: Optional[str] = None,
+        name: Optional[str] = None,
+        data_dir: Optional[str] = None,
+        data_files: Optional[dict] = None,
+        image_column: str = "image",
+        label_column: str = "label",
+        dataset_class: Optional[str] = None,
+        split_argument: str = "split",
+        download: bool = False,
+        dataset_kwargs: Optional[dict] = None,
+        validation_fraction: Optional[float] = None,
+        test_fraction: Optional[float] = None,
+        data_seed: int = 0,
+        train_subset: Optional[int] = None,
+        validation_subset: Optional[int] = None,
+        test_subset: Optional[int] = None,
+        image_size: Optional[int] = None,
+        train_crop_scale: tuple = (0.08, 1.0),
+    ):
         super().__init__(key=key, metric=metric, table=table)
         if int(num_labels) < 2:
             raise ValueError(f"num_labels={num_labels!r}: an image classification task needs at least 2 classes")
         self.num_labels, self.splits, self.image_size = int(num_labels), dict(splits), image_size
         self.train_crop_scale = tuple(train_crop_scale)
-        self.source_kwargs = dict(path=path, name=name, data_dir=data_dir, data_files=data_files,
-                                  image_column=image_column, label_column=label_column, dataset_class=dataset_class,
-                                  split_argument=split_argument, download=download, dataset_kwargs=dataset_kwargs)
+        self.source_kwargs = dict(
+            path=path,
+            name=name,
+            data_dir=data_dir,
+            data_files=data_files,
+            image_column=image_column,
+            label_column=label_column,
+            dataset_class=dataset_class,
+            split_argument=split_argument,
+            download=download,
+            dataset_kwargs=dataset_kwargs,
+        )
         self.source = source
         self.holdout = dict(validation_fraction=validation_fraction, test_fraction=test_fraction, data_seed=data_seed)
         self.subsets = dict(train=train_subset, validation=validation_subset, test=test_subset)
@@ -66,19 +94,24 @@ class VisionClassificationTask(Task):
         if split not in self._raw:
             raw = load_raw_split(self.source, split, **self.source_kwargs)
             if len(raw) and (raw.labels.min() < 0 or raw.labels.max() >= self.num_labels):
-                raise ValueError(f"task {self.key}: split {split!r} has labels in [{raw.labels.min()}, "
-                                 f"{raw.labels.max()}] but num_labels={self.num_labels}")
+                raise ValueError(
+                    f"task {self.key}: split {split!r} has labels in [{raw.labels.min()}, "
+                    f"{raw.labels.max()}] but num_labels={self.num_labels}"
+                )
             self._raw[split] = raw
         return self._raw[split]
 
     def build_splits(self, processor: Any, seed: int) -> Splits:
         normalisation = processor_normalisation(processor)
         size = int(self.image_size or normalisation["image_size"])
-        train_transform, eval_transform = build_transforms(size, normalisation["mean"], normalisation["std"],
-                                                           normalisation["interpolation"], self.train_crop_scale)
+        train_transform, eval_transform = build_transforms(
+            size, normalisation["mean"], normalisation["std"], normalisation["interpolation"], self.train_crop_scale
+        )
         planned = plan_splits(self.raw_split, self.splits, seed=seed, subsets=self.subsets, **self.holdout)
-        datasets = {role: TransformedImages(raw, rows, train_transform if role == "train" else eval_transform)
-                    for role, (raw, rows) in planned.items()}
+        datasets = {
+            role: TransformedImages(raw, rows, train_transform if role == "train" else eval_transform)
+            for role, (raw, rows) in planned.items()
+        }
         return Splits(train=datasets["train"], validation=datasets["validation"], test=datasets["test"])
 
     # -- model --------------------------------------------------------------------------------------------------------

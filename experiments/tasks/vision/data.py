@@ -10,6 +10,7 @@ task config's split recipe into train / validation / test datasets of ``{"pixel_
 
 Local MNIST (`../shared/data/mnist`, the 10k test images only) is read straight from its idx.gz files.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -28,8 +29,10 @@ from experiments import shared_data_dir
 from experiments.runner.hub import explain_offline, offline_variables
 
 SOURCES = ("hub", "torchvision", "imagefolder", "mnist_idx")
-MNIST_FILES = {"t10k": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
-               "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")}
+MNIST_FILES = {
+    "t10k": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+}
 
 
 def resolve_data_dir(data_dir: Optional[str], default_subdir: str) -> Path:
@@ -65,7 +68,7 @@ def read_idx(path: Path) -> np.ndarray:
     zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
     if zero != 0 or dtype_code != 0x08:
         raise ValueError(f"{path}: not an unsigned-byte IDX file (header {raw[:4].hex()}); expected 0x0000 08 ..")
-    shape = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
+    shape = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(shape)):
         raise ValueError(f"{path}: header says shape {shape} but holds {data.size} values")
@@ -79,13 +82,19 @@ def load_mnist_split(data_dir: Path, split: str) -> RawSplit:
     image_file, label_file = (Path(data_dir) / name for name in MNIST_FILES[split])
     for file in (image_file, label_file):
         if not file.exists():
-            raise FileNotFoundError(f"MNIST file {file} not found; set data_dir or $GPART_SHARED_DATA "
-                                    "(the repository expects ../shared/data/mnist beside it)")
+            raise FileNotFoundError(
+                f"MNIST file {file} not found; set data_dir or $GPART_SHARED_DATA "
+                "(the repository expects ../shared/data/mnist beside it)"
+            )
     images, labels = read_idx(image_file), read_idx(label_file).astype(np.int64)
     if len(images) != len(labels):
         raise ValueError(f"{image_file}: {len(images)} images but {label_file}: {len(labels)} labels")
-    return RawSplit(lambda i: Image.fromarray(images[i], mode="L"), labels, [str(d) for d in range(10)],
-                    lambda i: f"{image_file}: image {i}")
+    return RawSplit(
+        lambda i: Image.fromarray(images[i], mode="L"),
+        labels,
+        [str(d) for d in range(10)],
+        lambda i: f"{image_file}: image {i}",
+    )
 
 
 def split_files(data_files: Optional[dict], split: str) -> dict:
@@ -94,14 +103,22 @@ def split_files(data_files: Optional[dict], split: str) -> dict:
     if not data_files:
         return {}
     if split not in data_files:
-        raise ValueError(f"data_files={dict(data_files)!r} names no file pattern for split {split!r}; "
-                         f"add one (e.g. {split}: data/{split}-*)")
+        raise ValueError(
+            f"data_files={dict(data_files)!r} names no file pattern for split {split!r}; "
+            f"add one (e.g. {split}: data/{split}-*)"
+        )
     return {"data_files": {split: data_files[split]}}
 
 
-def load_hub_split(path: str, split: str, image_column: str, label_column: str,
-                   name: Optional[str] = None, data_dir: Optional[str] = None,
-                   data_files: Optional[dict] = None) -> RawSplit:
+def load_hub_split(
+    path: str,
+    split: str,
+    image_column: str,
+    label_column: str,
+    name: Optional[str] = None,
+    data_dir: Optional[str] = None,
+    data_files: Optional[dict] = None,
+) -> RawSplit:
     """A split of a Hugging Face dataset: a hub id (`timm/oxford-iiit-pet`), a local data folder or script, or a
     folder written by `DatasetDict.save_to_disk`. `data_files` (split -> file pattern in the repository) limits
     the download to the split asked for."""
@@ -111,17 +128,24 @@ def load_hub_split(path: str, split: str, image_column: str, label_column: str,
         dataset = datasets.load_from_disk(path)[split]
     else:
         with explain_offline(path):
-            dataset = datasets.load_dataset(path, name, split=split, data_dir=data_dir,
-                                            **split_files(data_files, split))
+            dataset = datasets.load_dataset(
+                path, name, split=split, data_dir=data_dir, **split_files(data_files, split)
+            )
     missing = [c for c in (image_column, label_column) if c not in dataset.column_names]
     if missing:
-        raise ValueError(f"dataset {path!r} split {split!r} has no column(s) {missing}; its columns are "
-                         f"{dataset.column_names} (set image_column / label_column in the task config)")
+        raise ValueError(
+            f"dataset {path!r} split {split!r} has no column(s) {missing}; its columns are "
+            f"{dataset.column_names} (set image_column / label_column in the task config)"
+        )
     feature = dataset.features[label_column]
     classes = list(feature.names) if hasattr(feature, "names") else None
     labels = np.asarray(dataset[label_column], dtype=np.int64)
-    return RawSplit(lambda i: dataset[int(i)][image_column], labels, classes,
-                    lambda i: f"dataset {path!r} split {split!r} row {i} (column {image_column!r})")
+    return RawSplit(
+        lambda i: dataset[int(i)][image_column],
+        labels,
+        classes,
+        lambda i: f"dataset {path!r} split {split!r} row {i} (column {image_column!r})",
+    )
 
 
 def _torchvision_labels(dataset) -> np.ndarray:
@@ -132,8 +156,9 @@ def _torchvision_labels(dataset) -> np.ndarray:
     return np.asarray([dataset[i][1] for i in range(len(dataset))], dtype=np.int64)
 
 
-def load_torchvision_split(dataset_class: str, root: Path, split: str, split_argument: str = "split",
-                           download: bool = False, **kwargs: Any) -> RawSplit:
+def load_torchvision_split(
+    dataset_class: str, root: Path, split: str, split_argument: str = "split", download: bool = False, **kwargs: Any
+) -> RawSplit:
     """A `torchvision.datasets.<dataset_class>` split, e.g. FGVCAircraft(split="val", annotation_level="variant").
     `download` fetches the archive when it is missing, except in offline mode (tests, CI): that never goes online."""
     import torchvision
@@ -145,14 +170,23 @@ def load_torchvision_split(dataset_class: str, root: Path, split: str, split_arg
     offline = offline_variables()
     try:
         dataset = cls(root=str(root), download=download and not offline, **split_kwargs, **kwargs)
-    except RuntimeError as error:   # torchvision's "Dataset not found. You can use download=True ..."
-        why = (f"offline mode is on ({', '.join(f'{name}=1' for name in offline)}), so it was not downloaded; run "
-               f"with {' '.join(f'{name}=0' for name in offline)}" if download and offline else
-               "set download: true in the task config")
-        raise FileNotFoundError(f"{dataset_class} files not found under {root} ({error}); {why}, or put the "
-                                f"extracted official archive there (data_dir).") from error
-    return RawSplit(lambda i: dataset[int(i)][0], _torchvision_labels(dataset), list(getattr(dataset, "classes", [])) or None,
-                    lambda i: f"torchvision {dataset_class} under {root} split {split!r} item {i}")
+    except RuntimeError as error:  # torchvision's "Dataset not found. You can use download=True ..."
+        why = (
+            f"offline mode is on ({', '.join(f'{name}=1' for name in offline)}), so it was not downloaded; run "
+            f"with {' '.join(f'{name}=0' for name in offline)}"
+            if download and offline
+            else "set download: true in the task config"
+        )
+        raise FileNotFoundError(
+            f"{dataset_class} files not found under {root} ({error}); {why}, or put the "
+            f"extracted official archive there (data_dir)."
+        ) from error
+    return RawSplit(
+        lambda i: dataset[int(i)][0],
+        _torchvision_labels(dataset),
+        list(getattr(dataset, "classes", [])) or None,
+        lambda i: f"torchvision {dataset_class} under {root} split {split!r} item {i}",
+    )
 
 
 def load_imagefolder_split(root: Path, split: str) -> RawSplit:
@@ -163,8 +197,12 @@ def load_imagefolder_split(root: Path, split: str) -> RawSplit:
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder {folder} not found; expected <data_dir>/<split>/<class>/<image>")
     dataset = ImageFolder(str(folder))
-    return RawSplit(lambda i: dataset[int(i)][0], np.asarray(dataset.targets, dtype=np.int64), list(dataset.classes),
-                    lambda i: dataset.samples[int(i)][0])
+    return RawSplit(
+        lambda i: dataset[int(i)][0],
+        np.asarray(dataset.targets, dtype=np.int64),
+        list(dataset.classes),
+        lambda i: dataset.samples[int(i)][0],
+    )
 
 
 # -- split recipe -------------------------------------------------------------------------------------------------
@@ -210,9 +248,16 @@ class TransformedImages(Dataset):
             if not isinstance(image, Image.Image):
                 image = Image.fromarray(np.asarray(image))
             image = image.convert("RGB")
-        except (OSError, ValueError, TypeError, SyntaxError) as error:  # PIL's decode errors (UnidentifiedImageError is an OSError)
-            raise ImageDecodeError(f"{self.raw.where(index)}: the image could not be decoded ({type(error).__name__}: "
-                                   f"{error}); expected an image file PIL can read (JPEG, PNG, ...)") from error
+        except (
+            OSError,
+            ValueError,
+            TypeError,
+            SyntaxError,
+        ) as error:  # PIL's decode errors (UnidentifiedImageError is an OSError)
+            raise ImageDecodeError(
+                f"{self.raw.where(index)}: the image could not be decoded ({type(error).__name__}: "
+                f"{error}); expected an image file PIL can read (JPEG, PNG, ...)"
+            ) from error
         return {"pixel_values": self.transform(image), "labels": int(self.raw.labels[index])}
 
 
@@ -220,17 +265,28 @@ class ImageDecodeError(ValueError):
     """An image of the dataset cannot be decoded; the message names its file (or dataset row)."""
 
 
-def load_raw_split(source: str, split: str, *, path: Optional[str] = None, name: Optional[str] = None,
-                   data_dir: Optional[str] = None, data_files: Optional[dict] = None,
-                   image_column: str = "image", label_column: str = "label",
-                   dataset_class: Optional[str] = None, split_argument: str = "split", download: bool = False,
-                   dataset_kwargs: Optional[dict] = None) -> RawSplit:
+def load_raw_split(
+    source: str,
+    split: str,
+    *,
+    path: Optional[str] = None,
+    name: Optional[str] = None,
+    data_dir: Optional[str] = None,
+    data_files: Optional[dict] = None,
+    image_column: str = "image",
+    label_column: str = "label",
+    dataset_class: Optional[str] = None,
+    split_argument: str = "split",
+    download: bool = False,
+    dataset_kwargs: Optional[dict] = None,
+) -> RawSplit:
     """Dispatch on `source` (one of `SOURCES`); the keyword arguments are the task config's data keys."""
     if source == "hub":
         if not path:
             raise ValueError("source='hub' needs `path` (a hub id such as 'timm/resisc45' or a local folder)")
-        return load_hub_split(path, split, image_column, label_column, name=name, data_dir=data_dir,
-                              data_files=data_files)
+        return load_hub_split(
+            path, split, image_column, label_column, name=name, data_dir=data_dir, data_files=data_files
+        )
     if source == "torchvision":
         if not dataset_class:
             raise ValueError("source='torchvision' needs `dataset_class` (e.g. 'FGVCAircraft')")
@@ -245,9 +301,16 @@ def load_raw_split(source: str, split: str, *, path: Optional[str] = None, name:
     raise ValueError(f"source={source!r} is not known; allowed: {list(SOURCES)}")
 
 
-def plan_splits(load: Callable[[str], RawSplit], splits: dict, *, seed: int, data_seed: int = 0,
-                validation_fraction: Optional[float] = None, test_fraction: Optional[float] = None,
-                subsets: Optional[dict] = None) -> dict[str, tuple[RawSplit, np.ndarray]]:
+def plan_splits(
+    load: Callable[[str], RawSplit],
+    splits: dict,
+    *,
+    seed: int,
+    data_seed: int = 0,
+    validation_fraction: Optional[float] = None,
+    test_fraction: Optional[float] = None,
+    subsets: Optional[dict] = None,
+) -> dict[str, tuple[RawSplit, np.ndarray]]:
     """Rows of each of train / validation / test as ``(raw split, indices)``.
 
     `splits` maps `train`/`validation`/`test` to the dataset's own split names; ``null`` means "hold out of train":
@@ -272,5 +335,7 @@ def plan_splits(load: Callable[[str], RawSplit], splits: dict, *, seed: int, dat
             train_rows = train_rows[kept]
     planned["train"] = (train, train_rows)
     limits = subsets or {}
-    return {role: (raw, seeded_subset(rows, raw.labels, limits.get(role), data_seed if role == "test" else seed))
-            for role, (raw, rows) in ((r, planned[r]) for r in ("train", "validation", "test"))}
+    return {
+        role: (raw, seeded_subset(rows, raw.labels, limits.get(role), data_seed if role == "test" else seed))
+        for role, (raw, rows) in ((r, planned[r]) for r in ("train", "validation", "test"))
+    }

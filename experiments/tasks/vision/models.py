@@ -6,6 +6,7 @@ config names the same modules. A `timm:<name>` model is loaded with timm and its
 transformers ViT of the same shape (timm fuses q, k and v into one `qkv` Linear, which module-level adapters could
 not target separately); the copy is checked to compute the same features before it is returned.
 """
+
 from __future__ import annotations
 
 from typing import Any, Mapping, Optional
@@ -23,8 +24,11 @@ _RESAMPLE_CODES = {"nearest": 0, "lanczos": 1, "bilinear": 2, "bicubic": 3}
 
 def _labels_kwargs(num_labels: int, class_names: Optional[list[str]]) -> dict:
     names = class_names if class_names and len(class_names) == num_labels else [str(i) for i in range(num_labels)]
-    return {"num_labels": num_labels, "id2label": dict(enumerate(names)),
-            "label2id": {name: i for i, name in enumerate(names)}}
+    return {
+        "num_labels": num_labels,
+        "id2label": dict(enumerate(names)),
+        "label2id": {name: i for i, name in enumerate(names)},
+    }
 
 
 def _vit_processor(image_size: int, mean=None, std=None, interpolation: str = "bilinear"):
@@ -36,8 +40,9 @@ def _vit_processor(image_size: int, mean=None, std=None, interpolation: str = "b
     return ViTImageProcessor(**kwargs)  # defaults: mean = std = 0.5, the in21k checkpoints' normalisation
 
 
-def build_image_classifier(model_cfg: Mapping[str, Any], num_labels: int,
-                           class_names: Optional[list[str]] = None) -> tuple[nn.Module, Any]:
+def build_image_classifier(
+    model_cfg: Mapping[str, Any], num_labels: int, class_names: Optional[list[str]] = None
+) -> tuple[nn.Module, Any]:
     """Return ``(model, image_processor)`` with a fresh `num_labels`-way head.
 
     Model config keys: `name_or_path` (hub id, local folder, or `timm:<timm name>`), `random_init` (ViTConfig
@@ -57,7 +62,7 @@ def build_image_classifier(model_cfg: Mapping[str, Any], num_labels: int,
     if not name:
         raise ValueError("model config needs `name_or_path` (hub id, local folder or 'timm:<name>') or `random_init`")
     if name.startswith(TIMM_PREFIX):
-        return load_timm_as_transformers(name[len(TIMM_PREFIX):], labels, model_cfg.get("checkpoint_file"))
+        return load_timm_as_transformers(name[len(TIMM_PREFIX) :], labels, model_cfg.get("checkpoint_file"))
     with explain_offline(name):
         model = AutoModelForImageClassification.from_pretrained(name, ignore_mismatched_sizes=True, **labels)
     processor_source = model_cfg.get("tokenizer") or name
@@ -82,8 +87,10 @@ def _check_plain_vit(timm_model) -> None:
     if not isinstance(getattr(block.attn, "q_norm", nn.Identity()), nn.Identity):
         problems.append("q/k norm")
     if problems:
-        raise ValueError(f"timm model {type(timm_model).__name__} has {', '.join(problems)}; only plain "
-                         "class-token ViTs (e.g. vit_base_patch16_224.augreg_in21k) convert to transformers' ViT")
+        raise ValueError(
+            f"timm model {type(timm_model).__name__} has {', '.join(problems)}; only plain "
+            "class-token ViTs (e.g. vit_base_patch16_224.augreg_in21k) convert to transformers' ViT"
+        )
 
 
 def timm_vit_to_transformers(timm_model, labels: dict):
@@ -93,19 +100,35 @@ def timm_vit_to_transformers(timm_model, labels: dict):
     _check_plain_vit(timm_model)
     block = timm_model.blocks[0]
     hidden = timm_model.embed_dim
-    config = ViTConfig(hidden_size=hidden, num_hidden_layers=len(timm_model.blocks),
-                       num_attention_heads=block.attn.num_heads, intermediate_size=block.mlp.fc1.out_features,
-                       image_size=timm_model.patch_embed.img_size[0], patch_size=timm_model.patch_embed.patch_size[0],
-                       layer_norm_eps=timm_model.norm.eps, qkv_bias=block.attn.qkv.bias is not None,
-                       hidden_act="gelu", **labels)
+    config = ViTConfig(
+        hidden_size=hidden,
+        num_hidden_layers=len(timm_model.blocks),
+        num_attention_heads=block.attn.num_heads,
+        intermediate_size=block.mlp.fc1.out_features,
+        image_size=timm_model.patch_embed.img_size[0],
+        patch_size=timm_model.patch_embed.patch_size[0],
+        layer_norm_eps=timm_model.norm.eps,
+        qkv_bias=block.attn.qkv.bias is not None,
+        hidden_act="gelu",
+        **labels,
+    )
     model = ViTForImageClassification(config)
     source = timm_model.state_dict()
-    target = {"vit.embeddings.cls_token": source["cls_token"], "vit.embeddings.position_embeddings": source["pos_embed"],
-              "vit.embeddings.patch_embeddings.projection.weight": source["patch_embed.proj.weight"],
-              "vit.embeddings.patch_embeddings.projection.bias": source["patch_embed.proj.bias"],
-              "vit.layernorm.weight": source["norm.weight"], "vit.layernorm.bias": source["norm.bias"]}
-    renames = {"norm1": "layernorm_before", "norm2": "layernorm_after", "attn.proj": "attention.o_proj",
-               "mlp.fc1": "mlp.fc1", "mlp.fc2": "mlp.fc2"}
+    target = {
+        "vit.embeddings.cls_token": source["cls_token"],
+        "vit.embeddings.position_embeddings": source["pos_embed"],
+        "vit.embeddings.patch_embeddings.projection.weight": source["patch_embed.proj.weight"],
+        "vit.embeddings.patch_embeddings.projection.bias": source["patch_embed.proj.bias"],
+        "vit.layernorm.weight": source["norm.weight"],
+        "vit.layernorm.bias": source["norm.bias"],
+    }
+    renames = {
+        "norm1": "layernorm_before",
+        "norm2": "layernorm_after",
+        "attn.proj": "attention.o_proj",
+        "mlp.fc1": "mlp.fc1",
+        "mlp.fc2": "mlp.fc2",
+    }
     for i in range(config.num_hidden_layers):
         prefix, out = f"blocks.{i}.", f"vit.layers.{i}."
         for old, new in renames.items():
@@ -113,7 +136,9 @@ def timm_vit_to_transformers(timm_model, labels: dict):
                 target[f"{out}{new}.{kind}"] = source[f"{prefix}{old}.{kind}"]
         for kind in ("weight", "bias"):
             if f"{prefix}attn.qkv.{kind}" in source:
-                for projection, chunk in zip(("q_proj", "k_proj", "v_proj"), source[f"{prefix}attn.qkv.{kind}"].chunk(3)):
+                for projection, chunk in zip(
+                    ("q_proj", "k_proj", "v_proj"), source[f"{prefix}attn.qkv.{kind}"].chunk(3)
+                ):
                     target[f"{out}attention.{projection}.{kind}"] = chunk
     missing, unexpected = model.load_state_dict(target, strict=False)
     if unexpected or set(missing) - {"classifier.weight", "classifier.bias"}:
@@ -131,8 +156,10 @@ def _check_same_features(timm_model, model) -> None:
     expected = timm_model.forward_head(timm_model.forward_features(pixels), pre_logits=True)
     actual = model.vit(pixels).last_hidden_state[:, 0]
     if not torch.allclose(expected, actual, atol=1e-4, rtol=1e-4):
-        raise ValueError(f"timm -> transformers ViT copy changed the features (max abs diff "
-                         f"{(expected - actual).abs().max().item():.2e}); the timm model is not a plain ViT")
+        raise ValueError(
+            f"timm -> transformers ViT copy changed the features (max abs diff "
+            f"{(expected - actual).abs().max().item():.2e}); the timm model is not a plain ViT"
+        )
 
 
 def load_timm_as_transformers(timm_name: str, labels: dict, checkpoint_file: Optional[str] = None):
@@ -143,6 +170,10 @@ def load_timm_as_transformers(timm_name: str, labels: dict, checkpoint_file: Opt
     overlay = {"file": str(checkpoint_file)} if checkpoint_file else None
     timm_model = timm.create_model(timm_name, pretrained=True, num_classes=0, pretrained_cfg_overlay=overlay)
     data_config = timm.data.resolve_data_config(model=timm_model)
-    processor = _vit_processor(data_config["input_size"][-1], data_config["mean"], data_config["std"],
-                               data_config.get("interpolation", "bilinear"))
+    processor = _vit_processor(
+        data_config["input_size"][-1],
+        data_config["mean"],
+        data_config["std"],
+        data_config.get("interpolation", "bilinear"),
+    )
     return timm_vit_to_transformers(timm_model, labels), processor

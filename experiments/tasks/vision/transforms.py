@@ -3,6 +3,7 @@
 setup.md §3: training uses RandomResizedCrop(224) + horizontal flip, evaluation Resize(224) + CenterCrop(224).
 timm's `create_transform` adds colour jitter (0.4) by default; the paper protocol has none, so it is switched off.
 """
+
 from __future__ import annotations
 
 from typing import Callable, Sequence
@@ -22,13 +23,21 @@ def processor_normalisation(processor) -> dict:
         size = getattr(size, "height", None) or getattr(size, "shortest_edge", None)
     resample = getattr(processor, "resample", 2)
     resample = int(getattr(resample, "value", resample)) if resample is not None else 2
-    return {"image_size": int(size), "mean": tuple(float(m) for m in processor.image_mean),
-            "std": tuple(float(s) for s in processor.image_std),
-            "interpolation": _RESAMPLE_NAMES.get(resample, "bilinear")}
+    return {
+        "image_size": int(size),
+        "mean": tuple(float(m) for m in processor.image_mean),
+        "std": tuple(float(s) for s in processor.image_std),
+        "interpolation": _RESAMPLE_NAMES.get(resample, "bilinear"),
+    }
 
 
-def build_transforms(image_size: int, mean: Sequence[float], std: Sequence[float], interpolation: str = "bilinear",
-                     crop_scale: Sequence[float] = (0.08, 1.0)) -> tuple[Callable, Callable]:
+def build_transforms(
+    image_size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    interpolation: str = "bilinear",
+    crop_scale: Sequence[float] = (0.08, 1.0),
+) -> tuple[Callable, Callable]:
     """(train, eval) transforms taking an RGB PIL image to a normalised float tensor of shape (3, size, size).
     `crop_scale` is RandomResizedCrop's area range; (0.08, 1) is its default, what RandomResizedCrop(224) means."""
     if len(mean) != 3 or len(std) != 3:
