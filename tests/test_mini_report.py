@@ -13,7 +13,7 @@ from mini_fakes import finish, write_fake
 from test_tables_figures import assert_real_png
 
 from experiments.report import tables
-from experiments.studies.mini import driver, report
+from experiments.studies.mini import collect, driver, formatting, report
 
 SCORE = {
     "LP": 0.70,
@@ -67,7 +67,7 @@ def make_tables(results, out=None):
 
 
 def test_make_tables_hands_a_study_folder_to_the_study_report(smoke):
-    assert report.is_study(smoke / "runs") and not report.is_study(smoke / "selection" / "runs")
+    assert collect.is_study(smoke / "runs") and not collect.is_study(smoke / "selection" / "runs")
     folder = make_tables(smoke)
     names = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
     assert names == [
@@ -87,7 +87,7 @@ def test_make_tables_hands_a_study_folder_to_the_study_report(smoke):
 
 
 def test_report_cells_hold_the_planned_report_runs_only(smoke):
-    study = report.collect(smoke)
+    study = collect.collect(smoke)
     assert set(study.report["seed"]) == set(driver.SMOKE.report_seeds)  # no selection seed 0 in the cells
     assert len(study.report) == study.planned == 2 * (4 + 1)  # 4 report arms + 1 sweep run per task
     gpart = study.report[(study.report["arm"] == "GPart") & ~study.report["sweep"]]
@@ -104,7 +104,7 @@ def test_a_running_record_is_not_a_result(tmp_path, smoke):
     path = driver.record_path(run, results)
     record = json.loads(path.read_text())
     path.write_text(json.dumps({**record, "status": "running", "test_metric": None}))
-    assert len(report.collect(results).report) == 2 * (4 + 1) - 1
+    assert len(collect.collect(results).report) == 2 * (4 + 1) - 1
 
 
 def test_tables_depend_on_the_records_only_byte_for_byte(tmp_path, smoke):
@@ -133,7 +133,7 @@ def test_study_tables_show_every_arm_with_its_lr_and_the_claims(study):
     folder = make_tables(study)
     main = pd.read_csv(folder / "main.csv")
     sst2 = main[main["task"] == "sst2"].set_index("arm")
-    assert list(sst2.index) == list(report.ARM_ORDER)
+    assert list(sst2.index) == list(formatting.ARM_ORDER)
     assert (sst2["n"] == len(driver.REPORT_SEEDS)).all()
     assert (
         sst2.loc["GPart", "lr"] == driver.ARMS["GPart"].grid[1]
