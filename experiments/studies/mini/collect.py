@@ -13,6 +13,7 @@ import pandas as pd
 from experiments.runner import records
 from experiments.studies.mini import driver
 from experiments.studies.mini import verdicts as plan
+from experiments.studies.mini.design import MAIN_D, TASKS, Design, Run
 
 REPORT_COLUMNS = [
     "arm",
@@ -41,9 +42,9 @@ def is_study(runs: Path) -> bool:
 
 @dataclass
 class Study:
-    design: driver.Design
+    design: Design
     tasks: list[str]
-    choices: dict  # (arm label, task) -> driver.Choice
+    choices: dict  # (arm label, task) -> design.Choice
     report: pd.DataFrame  # REPORT_COLUMNS, one row per finished planned run
     planned: int  # report + d-sweep runs known so far
     waiting: list[str] = field(default_factory=list)
@@ -72,10 +73,10 @@ class Study:
 
     @property
     def main_d(self) -> int:
-        return driver.MAIN_D
+        return MAIN_D
 
 
-def _row(run: driver.Run, record: dict) -> dict:
+def _row(run: Run, record: dict) -> dict:
     epochs = record.get("epochs") or []
     metric = record["metric"]
     curve = [
@@ -83,7 +84,7 @@ def _row(run: driver.Run, record: dict) -> dict:
         for e in epochs
         if isinstance(e.get("validation"), dict) and e["validation"].get(metric) is not None
     ]
-    main_d = driver.MAIN_D if run.arm.method in ("gpart", "unilora") else math.nan
+    main_d = MAIN_D if run.arm.method in ("gpart", "unilora") else math.nan
     return {
         "arm": run.arm.label,
         "task": run.task,
@@ -103,7 +104,7 @@ def _row(run: driver.Run, record: dict) -> dict:
     }
 
 
-def collect(results: Path, tasks=driver.TASKS) -> Study:
+def collect(results: Path, tasks=TASKS) -> Study:
     """The study as its finished records and the driver's plan define it (read-only)."""
     results = Path(results)
     design = driver.design_of(results)

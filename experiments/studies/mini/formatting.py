@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from experiments.studies.mini import driver
+from experiments.studies.mini import design
 from experiments.studies.mini.collect import Study
 
 TASK_NAMES = {"sst2": "SST-2", "stsb": "STS-B"}
@@ -77,7 +77,7 @@ def file_header(study: Study, title: str, label: str) -> list[str]:
         "edit by hand. **A small-scale replication on CPU (MiniLM-L6), never the paper's numbers.**",
         "",
     ]
-    if study.design is driver.SMOKE:
+    if study.design is design.SMOKE:
         lines += ["**SMOKE**: tiny runs that check the pipeline (`--smoke`). Nothing here is a result.", ""]
     return lines
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from experiments.studies.mini import driver
+from experiments.studies.mini import design, driver
 from experiments.studies.mini import formatting as fmt
 from experiments.studies.mini import verdicts as plan
 from experiments.studies.mini.claims_table import (
@@ -124,12 +124,12 @@ def sweep_frame(study: Study) -> pd.DataFrame:
     """GPart and Uni-LoRA at every d: the sweep's seeds at its d, the report seeds at the main d."""
     report = study.report
     rows = []
-    ds = sorted({*study.design.d_sweep, driver.MAIN_D})
+    ds = sorted({*study.design.d_sweep, design.MAIN_D})
     for arm in study.design.d_sweep_arms:
         source = study.design.arms[arm]
         for task in study.tasks:
             for d in ds:
-                if d == driver.MAIN_D:
+                if d == design.MAIN_D:
                     mine = plan.main_cells(report)
                     mine = mine[(mine["arm"] == arm) & (mine["task"] == task)]
                     lr = study.chosen(source.label, task)
@@ -138,7 +138,7 @@ def sweep_frame(study: Study) -> pd.DataFrame:
                         report["sweep"] & (report["arm"] == arm) & (report["task"] == task) & (report["d"] == d)
                     ]
                     chosen = study.chosen(source.label, task)
-                    lr = None if chosen is None else driver.scaled_lr(chosen, d)
+                    lr = None if chosen is None else design.scaled_lr(chosen, d)
                 mine = mine.sort_values("seed")
                 rows.append(
                     {
@@ -162,9 +162,9 @@ def sweep_markdown(study: Study, frame: pd.DataFrame, label: str) -> str:
     lines = fmt.file_header(study, "The d sweep (claim C4)", label)
     lines += [
         f"GPart and Uni-LoRA at d = {', '.join(f'{d:,}' for d in study.design.d_sweep)} (seeds "
-        f"{', '.join(map(str, study.design.d_sweep_seeds))}) and at the main d = {driver.MAIN_D:,} (the report "
+        f"{', '.join(map(str, study.design.d_sweep_seeds))}) and at the main d = {design.MAIN_D:,} (the report "
         "runs, seeds " + ", ".join(map(str, study.design.report_seeds)) + "). θ lr = the main d's chosen lr × "
-        f"√({driver.MAIN_D:,}/d); head lr: the task's. Test metric × 100: median ± sample std (n).",
+        f"√({design.MAIN_D:,}/d); head lr: the task's. Test metric × 100: median ± sample std (n).",
         "",
     ]
     header = [
