@@ -7,12 +7,13 @@ import json
 from pathlib import Path
 
 from experiments.studies.mini import driver
+from experiments.studies.mini.design import MAIN_D, Design, Run
 
 METRICS = {"sst2": "accuracy", "stsb": "pearson"}
 
 
 def write_fake(
-    run: driver.Run,
+    run: Run,
     results: Path,
     validation: float,
     test: float | None = None,
@@ -30,8 +31,8 @@ def write_fake(
         trainable_params
         if trainable_params is not None
         else {
-            "gpart": run.d or driver.MAIN_D,
-            "unilora": run.d or driver.MAIN_D,
+            "gpart": run.d or MAIN_D,
+            "unilora": run.d or MAIN_D,
             "lora": 73_728,
             "full": 22_565_376,
             "head_only": 0,
@@ -64,7 +65,7 @@ def write_fake(
 
 
 def finish(
-    results: Path, tasks, design: driver.Design, validation, test=None, stages=("selection", "report"), **kwargs
+    results: Path, tasks, design: Design, validation, test=None, stages=("selection", "report"), **kwargs
 ) -> int:
     """Write records for every run the plan makes ready, again and again, until nothing new becomes ready.
     `validation(run)` and `test(run)` give the scores (fractions). Returns the number of records written."""

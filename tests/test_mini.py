@@ -1,4 +1,4 @@
-"""`make reproduce-mini` (experiments/studies/mini/driver.py): the plan docs/mini.md states (grids, choices on seed 0, shared head lr,
+"""`make reproduce-mini` (experiments/studies/mini/design.py and driver.py): the plan docs/mini.md states (grids, choices on seed 0, shared head lr,
 report seeds, d sweep), with fake finished records at the driver's own record paths; `--status` writes nothing;
 (slow) a committed report cell reruns to its committed metric, and the smoke runs the pipeline end to end."""
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from mini_fakes import finish, write_fake
 
-from experiments.studies.mini import driver
+from experiments.studies.mini import design, driver
 
 REPO = Path(__file__).resolve().parents[1]
 COMMITTED = REPO / "results" / "mini"
@@ -36,54 +36,54 @@ def grid_winner(position: int):
 
 
 def test_every_grid_has_four_points_a_factor_sqrt10_apart():
-    for arm in (driver.PROBE, *driver.TUNED_ARMS):
+    for arm in (design.PROBE, *design.TUNED_ARMS):
         assert len(arm.grid) == 4, arm.label
         for low, high in zip(arm.grid, arm.grid[1:]):
             assert high / low == pytest.approx(math.sqrt(10), rel=2e-3), arm.label  # three significant digits
-    assert driver.BALANCED.grid == () and driver.BALANCED.lr_from == "GPart"
-    assert driver.ARMS["GPart"].grid == (5e-3, 1.58e-2, 5e-2, 1.58e-1)
-    assert driver.ARMS["FT"].grid == (5e-6, 1.58e-5, 5e-5, 1.58e-4)
-    assert driver.PROBE.grid == (1e-3, 3.16e-3, 1e-2, 3.16e-2)
-    non_isometric = driver.ARMS["GPart (non-isometric)"].grid
-    assert non_isometric[0] == pytest.approx(5e-3 / math.sqrt(driver.GROUP_SIZE), rel=2e-3)
+    assert design.BALANCED.grid == () and design.BALANCED.lr_from == "GPart"
+    assert design.ARMS["GPart"].grid == (5e-3, 1.58e-2, 5e-2, 1.58e-1)
+    assert design.ARMS["FT"].grid == (5e-6, 1.58e-5, 5e-5, 1.58e-4)
+    assert design.PROBE.grid == (1e-3, 3.16e-3, 1e-2, 3.16e-2)
+    non_isometric = design.ARMS["GPart (non-isometric)"].grid
+    assert non_isometric[0] == pytest.approx(5e-3 / math.sqrt(design.GROUP_SIZE), rel=2e-3)
 
 
 def test_report_seeds_exclude_the_selection_seed_and_the_sweep_seeds_are_report_seeds():
-    assert driver.SELECTION_SEED not in driver.REPORT_SEEDS and len(driver.REPORT_SEEDS) == 5
-    assert set(driver.D_SWEEP_SEEDS) <= set(driver.REPORT_SEEDS)
+    assert design.SELECTION_SEED not in design.REPORT_SEEDS and len(design.REPORT_SEEDS) == 5
+    assert set(design.D_SWEEP_SEEDS) <= set(design.REPORT_SEEDS)
 
 
 def test_d_sweep_lr_keeps_the_step_size_of_the_main_d():
-    assert driver.D_SWEEP == (288, 28800) and driver.MAIN_D == 2880
-    assert driver.scaled_lr(1.58e-2, 288) == pytest.approx(5e-2, rel=2e-3)
-    assert driver.scaled_lr(1.58e-2, 28800) == pytest.approx(5e-3, rel=2e-3)
-    assert driver.scaled_lr(1.58e-2, driver.MAIN_D) == 1.58e-2
+    assert design.D_SWEEP == (288, 28800) and design.MAIN_D == 2880
+    assert design.scaled_lr(1.58e-2, 288) == pytest.approx(5e-2, rel=2e-3)
+    assert design.scaled_lr(1.58e-2, 28800) == pytest.approx(5e-3, rel=2e-3)
+    assert design.scaled_lr(1.58e-2, design.MAIN_D) == 1.58e-2
 
 
 def test_main_d_keeps_the_papers_ratio_for_minilm_q_v(compose):
     cfg = compose(["experiment=glue/base/gpart-sst2", "+experiment/mini=gpart"])
     adapted = 6 * 2 * 384 * 384
-    assert cfg.method.config.d == driver.MAIN_D == adapted * 23_040 // 14_155_776 and driver.ADAPTED_SIZE == adapted
+    assert cfg.method.config.d == design.MAIN_D == adapted * 23_040 // 14_155_776 and design.ADAPTED_SIZE == adapted
     unilora = compose(["experiment=glue/base/unilora-sst2", "+experiment/mini=unilora"])
-    assert unilora.method.config.theta_d_length == driver.MAIN_D and unilora.method.config.unilora_dropout == 0.1
+    assert unilora.method.config.theta_d_length == design.MAIN_D and unilora.method.config.unilora_dropout == 0.1
 
 
 def test_a_run_composes_the_protocol_with_its_own_lrs(compose, tmp_path):
-    run = driver.Run(driver.ARMS["GPart (non-isometric)"], "stsb", 3, 2.02e-4, 3.16e-3)
+    run = design.Run(design.ARMS["GPart (non-isometric)"], "stsb", 3, 2.02e-4, 3.16e-3)
     cfg = compose(run.overrides(tmp_path))
     assert cfg.model.key == "minilm-l6" and cfg.task.key == "stsb" and cfg.task.train_subset == 2500
     assert cfg.trainer.lr == 2.02e-4 and cfg.trainer.head_lr == 3.16e-3 and cfg.seed == 3
     assert cfg.method.config.isometric is False and cfg.method.key == "GPart (non-isometric)"
     assert cfg.trainer.epochs == 5 and cfg.trainer.test_at == "best_epoch" and cfg.task.test_subset is None
-    probe = compose(driver.Run(driver.PROBE, "sst2", 0, 1e-2, 1e-2, stage="selection").overrides(tmp_path))
+    probe = compose(design.Run(design.PROBE, "sst2", 0, 1e-2, 1e-2, stage="selection").overrides(tmp_path))
     assert probe.trainer.head_lr == 1e-2 and probe.method.kind == "head_only"
-    swept = compose(driver.Run(driver.ARMS["Uni-LoRA"], "sst2", 1, 5e-3, 1e-3, d=288).overrides(tmp_path))
+    swept = compose(design.Run(design.ARMS["Uni-LoRA"], "sst2", 1, 5e-3, 1e-3, d=288).overrides(tmp_path))
     assert swept.method.config.theta_d_length == 288
 
 
 def test_run_ids_of_the_study_in_flight_are_unchanged(tmp_path):
     """The first record of the running study (e25df69): any change to a run's config or hash moves it."""
-    run = driver.selection_runs(driver.PROBE, "sst2", None)[0]
+    run = design.selection_runs(design.PROBE, "sst2", None)[0]
     path = driver.record_path(run, tmp_path)
     assert path == tmp_path / "selection" / "runs" / "glue-minilm-l6-lp-sst2-s0-d3a8022c" / "record.json"
 
@@ -92,7 +92,7 @@ def test_run_ids_of_the_study_in_flight_are_unchanged(tmp_path):
 
 
 def test_choose_waits_for_every_grid_point_then_picks_the_best_inside_the_grid(tmp_path):
-    runs = driver.selection_runs(driver.ARMS["GPart"], "sst2", 3.16e-3)
+    runs = design.selection_runs(design.ARMS["GPart"], "sst2", 3.16e-3)
     for run in runs[:3]:
         write_fake(run, tmp_path, grid_winner(1)(run))
     choice, extension = driver.choose(runs, tmp_path)
@@ -104,14 +104,14 @@ def test_choose_waits_for_every_grid_point_then_picks_the_best_inside_the_grid(t
 
 @pytest.mark.parametrize("edge", ["top", "bottom"])
 def test_a_winner_on_the_edge_adds_one_point_beyond_it_then_chooses_among_five(tmp_path, edge):
-    runs = driver.selection_runs(driver.ARMS["LoRA"], "stsb", 1e-2)
+    runs = design.selection_runs(design.ARMS["LoRA"], "stsb", 1e-2)
     position = 3 if edge == "top" else 0
     for run in runs:
         write_fake(run, tmp_path, grid_winner(position)(run))
     choice, extension = driver.choose(runs, tmp_path)
     expected = runs[position].lr * (math.sqrt(10) if edge == "top" else 1 / math.sqrt(10))
     assert choice.lr is None and extension.lr == pytest.approx(expected, rel=2e-3)
-    assert extension.head_lr == 1e-2 and extension.seed == driver.SELECTION_SEED and extension.stage == "selection"
+    assert extension.head_lr == 1e-2 and extension.seed == design.SELECTION_SEED and extension.stage == "selection"
     write_fake(extension, tmp_path, 0.81)  # better still: chosen, and no second extension
     choice, again = driver.choose([*runs, extension], tmp_path)
     assert choice.lr == extension.lr and choice.extended == extension.lr and again is None and choice.at_edge
@@ -121,7 +121,7 @@ def test_a_winner_on_the_edge_adds_one_point_beyond_it_then_chooses_among_five(t
 
 
 def test_probe_extension_moves_the_head_lr_and_ties_go_to_the_smaller_lr(tmp_path):
-    runs = driver.selection_runs(driver.PROBE, "sst2", None)
+    runs = design.selection_runs(design.PROBE, "sst2", None)
     assert all(run.head_lr == run.lr for run in runs)
     for run in runs:  # points 3 and 4 tie: the smaller lr wins, inside the grid, so no extension
         write_fake(run, tmp_path, 0.80 if run.lr in (runs[2].lr, runs[3].lr) else 0.75)
@@ -130,37 +130,37 @@ def test_probe_extension_moves_the_head_lr_and_ties_go_to_the_smaller_lr(tmp_pat
     write_fake(runs[3], tmp_path, 0.81)  # the top point alone best: the extension is a probe run at a higher head lr
     choice, extension = driver.choose(runs, tmp_path)
     assert choice.lr is None and extension.lr == extension.head_lr == pytest.approx(0.1, rel=2e-3)  # 0.0999
-    assert driver.best_lr({1e-3: 0.8, 3e-3: 0.8, 1e-2: 0.7}) == 1e-3
+    assert design.best_lr({1e-3: 0.8, 3e-3: 0.8, 1e-2: 0.7}) == 1e-3
 
 
 @pytest.fixture(scope="module")
 def chosen(tmp_path_factory):
     """SST-2's whole selection finished with the second grid point best everywhere: (results, state)."""
     results = tmp_path_factory.mktemp("selection")
-    finish(results, ("sst2",), driver.STUDY, grid_winner(1), stages=("selection",))
+    finish(results, ("sst2",), design.STUDY, grid_winner(1), stages=("selection",))
     return results, driver.state(results, ("sst2",))
 
 
 def test_the_head_lr_is_the_probes_choice_for_every_arm(chosen):
     results, now = chosen
     head = now.choices[("LP", "sst2")].lr
-    assert head == driver.PROBE.grid[1]
+    assert head == design.PROBE.grid[1]
     tuned = [run for run in now.ready if run.stage == "selection" and not run.arm.is_probe]
-    assert len(tuned) == 4 * len(driver.TUNED_ARMS) and {run.head_lr for run in tuned} == {head}
+    assert len(tuned) == 4 * len(design.TUNED_ARMS) and {run.head_lr for run in tuned} == {head}
     report = [run for run in now.ready if run.stage == "report"]
     assert {run.head_lr for run in report} == {head}
-    assert {run.arm.label for run in report} == set(driver.ARMS)
+    assert {run.arm.label for run in report} == set(design.ARMS)
 
 
 def test_every_tuned_arm_reports_at_its_choice_and_balanced_at_gparts(chosen):
     results, now = chosen
     report = [run for run in now.ready if run.stage == "report" and run.d is None]
-    for label, arm in driver.ARMS.items():
+    for label, arm in design.ARMS.items():
         mine = [run for run in report if run.arm.label == label]
         expected = now.choices[(arm.lr_from or label, "sst2")].lr
         assert {run.lr for run in mine} == {expected} and expected is not None, label
-        assert sorted(run.seed for run in mine) == list(driver.REPORT_SEEDS), label
-    balanced = {run.lr for run in report if run.arm is driver.BALANCED}
+        assert sorted(run.seed for run in mine) == list(design.REPORT_SEEDS), label
+    balanced = {run.lr for run in report if run.arm is design.BALANCED}
     assert balanced == {now.choices[("GPart", "sst2")].lr}
     assert ("GPart (balanced)", "sst2") not in now.choices  # no grid of its own
 
@@ -168,10 +168,10 @@ def test_every_tuned_arm_reports_at_its_choice_and_balanced_at_gparts(chosen):
 def test_the_d_sweep_scales_the_chosen_lr(chosen):
     results, now = chosen
     sweep = [run for run in now.ready if run.d is not None]
-    assert len(sweep) == len(driver.D_SWEEP_ARMS) * len(driver.D_SWEEP) * len(driver.D_SWEEP_SEEDS)
+    assert len(sweep) == len(design.D_SWEEP_ARMS) * len(design.D_SWEEP) * len(design.D_SWEEP_SEEDS)
     for run in sweep:
-        assert run.lr == driver.scaled_lr(now.choices[(run.arm.label, "sst2")].lr, run.d)
-        assert run.seed in driver.D_SWEEP_SEEDS and run.stage == "report"
+        assert run.lr == design.scaled_lr(now.choices[(run.arm.label, "sst2")].lr, run.d)
+        assert run.seed in design.D_SWEEP_SEEDS and run.stage == "report"
 
 
 def test_the_real_plan_counts_match_docs_mini(chosen):
@@ -181,17 +181,17 @@ def test_the_real_plan_counts_match_docs_mini(chosen):
         key = "sweep" if run.d is not None else run.stage
         by_stage[key] = by_stage.get(key, 0) + 1
     assert by_stage == {"selection": 4 + 4 * 5, "report": 7 * 5, "sweep": 2 * 2 * 3}
-    assert len(driver.nominal_plan()) == 2 * (24 + 35 + 12)
+    assert len(design.nominal_plan()) == 2 * (24 + 35 + 12)
     assert all(not run.extra for run in now.ready)  # the study's runs carry no smoke cut
 
 
 def test_the_smoke_design_is_small_and_leaves_the_studys_runs_alone(tmp_path):
-    assert len(driver.nominal_plan(("sst2",), driver.SMOKE)) <= 8
-    smoke = driver.state(tmp_path, ("sst2",), design=driver.SMOKE).ready
-    assert len(smoke) == 1 and smoke[0].extra == driver.SMOKE_CUTS and smoke[0].arm.grid == (1e-3,)
-    assert driver.TRAIN_ROWS == {"sst2": 3500, "stsb": 2500}
+    assert len(design.nominal_plan(("sst2",), design.SMOKE)) <= 8
+    smoke = driver.state(tmp_path, ("sst2",), design=design.SMOKE).ready
+    assert len(smoke) == 1 and smoke[0].extra == design.SMOKE_CUTS and smoke[0].arm.grid == (1e-3,)
+    assert design.TRAIN_ROWS == {"sst2": 3500, "stsb": 2500}
     study = driver.state(tmp_path, ("sst2",)).ready
-    assert [run.lr for run in study] == list(driver.PROBE.grid) and not study[0].extra
+    assert [run.lr for run in study] == list(design.PROBE.grid) and not study[0].extra
 
 
 # ---------------------------------------------------------------- the command line
@@ -219,14 +219,14 @@ def test_a_smoke_folder_and_a_study_folder_are_not_mixed(tmp_path, chosen):
     with pytest.raises(SystemExit):
         driver.main(["--smoke", "--results", str(results)])
     (tmp_path / driver.SMOKE_MARKER).write_text("smoke\n")
-    assert driver.design_of(tmp_path) is driver.SMOKE
+    assert driver.design_of(tmp_path) is design.SMOKE
     with pytest.raises(SystemExit):
         driver.main(["--results", str(tmp_path)])
 
 
 def test_cost_check_reports_measured_over_estimated_per_method_and_task(tmp_path, capsys):
     """--dry-run reports how far the ETA's weights are off: finished records only, grouped by method and task."""
-    estimate = driver.estimated_seconds(driver.Run(driver.Arm("lora", "lora"), "sst2", 0, 0.0, 0.0))
+    estimate = design.estimated_seconds(design.Run(design.Arm("lora", "lora"), "sst2", 0, 0.0, 0.0))
     walls = {"a": ("finished", 2 * estimate), "b": ("finished", 4 * estimate), "c": ("failed", 100 * estimate)}
     for name, (status, wall) in walls.items():
         folder = tmp_path / "runs" / name
@@ -239,14 +239,14 @@ def test_cost_check_reports_measured_over_estimated_per_method_and_task(tmp_path
         }
         (folder / "record.json").write_text(json.dumps(record))
     assert driver.cost_check(tmp_path) == {("lora", "sst2"): (2, pytest.approx(3.0))}
-    assert driver.dry_run(tmp_path, ("sst2",), driver.STUDY, jobs=2) == 0
+    assert driver.dry_run(tmp_path, ("sst2",), design.STUDY, jobs=2) == 0
     assert "lora      sst2  measured/estimated 3.00 over 2 finished runs" in capsys.readouterr().out
 
 
 # ---------------------------------------------------------------- slow: committed records, the smoke
 
 
-def committed_report_runs() -> list[driver.Run]:
+def committed_report_runs() -> list[design.Run]:
     """The planned report runs whose records are committed under results/mini/runs, cheapest first."""
     now = driver.state(COMMITTED)
     finished = [
@@ -254,7 +254,7 @@ def committed_report_runs() -> list[driver.Run]:
         for run in now.ready
         if run.stage == "report" and driver.status_of(driver.record_path(run, COMMITTED)) == "finished"
     ]
-    return sorted(finished, key=lambda run: (driver.estimated_seconds(run), run.name))
+    return sorted(finished, key=lambda run: (design.estimated_seconds(run), run.name))
 
 
 @pytest.mark.slow

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from experiments.studies.mini import driver, paper_shape
+from experiments.studies.mini import design, driver, paper_shape
 
 MINILM = {("LP", "sst2"): 1e-2, ("GPart", "sst2"): 5e-2, ("Uni-LoRA", "sst2"): 1.58e-2, ("FT", "sst2"): 5e-5}
 
 
 def test_the_mpnet_study_keeps_the_minilm_ratio_of_adapted_coordinates_per_theta_entry():
-    assert 14_155_776 / paper_shape.D == driver.ADAPTED_SIZE / driver.MAIN_D
+    assert 14_155_776 / paper_shape.D == design.ADAPTED_SIZE / design.MAIN_D
 
 
 def test_each_method_checks_three_lrs_around_the_minilm_choice_before_reporting(monkeypatch):
@@ -31,10 +31,10 @@ def test_each_method_checks_three_lrs_around_the_minilm_choice_before_reporting(
 
 
 def test_the_runs_compose_to_mpnet_at_d_23040(compose):
-    run = driver.Run(driver.ARMS["Uni-LoRA"], "sst2", 1, 0.0158, 0.01, paper_shape.D, "report", paper_shape.MODEL)
+    run = design.Run(design.ARMS["Uni-LoRA"], "sst2", 1, 0.0158, 0.01, paper_shape.D, "report", paper_shape.MODEL)
     cfg = compose(run.overrides(Path("/tmp/base")))
     assert cfg.model.key == "mpnet-base" and cfg.method.config.theta_d_length == 23_040
-    assert cfg.trainer.test_at == "best_epoch" and cfg.task.train_subset == driver.TRAIN_ROWS["sst2"]
+    assert cfg.trainer.test_at == "best_epoch" and cfg.task.train_subset == design.TRAIN_ROWS["sst2"]
 
 
 def test_nothing_runs_before_the_minilm_study_chose(monkeypatch):

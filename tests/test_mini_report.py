@@ -13,7 +13,7 @@ from mini_fakes import finish, write_fake
 from test_tables_figures import assert_real_png
 
 from experiments.report import tables
-from experiments.studies.mini import driver, report
+from experiments.studies.mini import collect, design, driver, formatting, report
 
 SCORE = {
     "LP": 0.70,
@@ -46,8 +46,8 @@ def smoke(tmp_path_factory):
     """The smoke design's runs on both tasks, all finished, plus a stray record not in the plan."""
     results = tmp_path_factory.mktemp("smoke")
     (results / driver.SMOKE_MARKER).write_text("smoke\n")
-    finish(results, driver.TASKS, driver.SMOKE, validation, test_score)
-    stray = driver.Run(driver.ARMS["GPart"], "sst2", 1, 0.123, 0.00316)  # an lr no choice made
+    finish(results, design.TASKS, design.SMOKE, validation, test_score)
+    stray = design.Run(design.ARMS["GPart"], "sst2", 1, 0.123, 0.00316)  # an lr no choice made
     write_fake(stray, results, 0.99, 0.99)
     return results
 
@@ -56,7 +56,7 @@ def smoke(tmp_path_factory):
 def study(tmp_path_factory):
     """The study's design on SST-2 only: 24 selection, 35 report and 12 d-sweep records."""
     results = tmp_path_factory.mktemp("study")
-    finish(results, ("sst2",), driver.STUDY, validation, test_score)
+    finish(results, ("sst2",), design.STUDY, validation, test_score)
     return results
 
 
@@ -67,7 +67,7 @@ def make_tables(results, out=None):
 
 
 def test_make_tables_hands_a_study_folder_to_the_study_report(smoke):
-    assert report.is_study(smoke / "runs") and not report.is_study(smoke / "selection" / "runs")
+    assert collect.is_study(smoke / "runs") and not collect.is_study(smoke / "selection" / "runs")
     folder = make_tables(smoke)
     names = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
     assert names == [
@@ -87,8 +87,8 @@ def test_make_tables_hands_a_study_folder_to_the_study_report(smoke):
 
 
 def test_report_cells_hold_the_planned_report_runs_only(smoke):
-    study = report.collect(smoke)
-    assert set(study.report["seed"]) == set(driver.SMOKE.report_seeds)  # no selection seed 0 in the cells
+    study = collect.collect(smoke)
+    assert set(study.report["seed"]) == set(design.SMOKE.report_seeds)  # no selection seed 0 in the cells
     assert len(study.report) == study.planned == 2 * (4 + 1)  # 4 report arms + 1 sweep run per task
     gpart = study.report[(study.report["arm"] == "GPart") & ~study.report["sweep"]]
     assert (gpart["lr"] == study.chosen("GPart", "sst2")).all() and (gpart["score"] < 99).all()
@@ -100,11 +100,11 @@ def test_report_cells_hold_the_planned_report_runs_only(smoke):
 def test_a_running_record_is_not_a_result(tmp_path, smoke):
     results = tmp_path / "copy"
     shutil.copytree(smoke, results)
-    run = next(r for r in driver.state(results, ("sst2",), design=driver.SMOKE).ready if r.stage == "report")
+    run = next(r for r in driver.state(results, ("sst2",), design=design.SMOKE).ready if r.stage == "report")
     path = driver.record_path(run, results)
     record = json.loads(path.read_text())
     path.write_text(json.dumps({**record, "status": "running", "test_metric": None}))
-    assert len(report.collect(results).report) == 2 * (4 + 1) - 1
+    assert len(collect.collect(results).report) == 2 * (4 + 1) - 1
 
 
 def test_tables_depend_on_the_records_only_byte_for_byte(tmp_path, smoke):
@@ -133,13 +133,13 @@ def test_study_tables_show_every_arm_with_its_lr_and_the_claims(study):
     folder = make_tables(study)
     main = pd.read_csv(folder / "main.csv")
     sst2 = main[main["task"] == "sst2"].set_index("arm")
-    assert list(sst2.index) == list(report.ARM_ORDER)
-    assert (sst2["n"] == len(driver.REPORT_SEEDS)).all()
+    assert list(sst2.index) == list(formatting.ARM_ORDER)
+    assert (sst2["n"] == len(design.REPORT_SEEDS)).all()
     assert (
-        sst2.loc["GPart", "lr"] == driver.ARMS["GPart"].grid[1]
+        sst2.loc["GPart", "lr"] == design.ARMS["GPart"].grid[1]
         and sst2.loc["GPart (balanced)", "lr"] == sst2.loc["GPart", "lr"]
     )
-    assert sst2.loc["LP", "head_lr"] == driver.PROBE.grid[1] and sst2.loc["LoRA", "trainable_params"] == 73_728
+    assert sst2.loc["LP", "head_lr"] == design.PROBE.grid[1] and sst2.loc["LoRA", "trainable_params"] == 73_728
     assert (main[main["task"] == "stsb"]["n"] == 0).all()  # a task with no run is pending
     claims = pd.read_csv(folder / "claims.csv")
     primary = claims[(claims["analysis"] == "primary")].set_index(["claim", "scope"])
@@ -151,7 +151,7 @@ def test_study_tables_show_every_arm_with_its_lr_and_the_claims(study):
     assert c4.loc["GPart d = 28,800 − d = 288", "verdict"] == "supported"
     sweep = pd.read_csv(folder / "d-sweep.csv")
     row = sweep[(sweep["arm"] == "GPart") & (sweep["task"] == "sst2") & (sweep["d"] == 288)].iloc[0]
-    assert row["n"] == 3 and row["lr"] == driver.scaled_lr(driver.ARMS["GPart"].grid[1], 288)
+    assert row["n"] == 3 and row["lr"] == design.scaled_lr(design.ARMS["GPart"].grid[1], 288)
     text = (folder / "claims.md").read_text()
     assert "Holm" in text and "can decide" in text and "never the paper's" in text
     assert "SMOKE" not in text

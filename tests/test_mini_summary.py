@@ -9,7 +9,7 @@ from mini_fakes import finish
 from test_mini_report import test_score, validation
 
 from experiments.report import tables
-from experiments.studies.mini import driver, summary
+from experiments.studies.mini import design, driver, summary
 
 README = "# Title\n\nabove\n\n{begin}\nold block\n{end}\n\nbelow\n"
 
@@ -19,7 +19,7 @@ def results(tmp_path_factory):
     """`make tables` output for the smoke design's fake records on both tasks."""
     root = tmp_path_factory.mktemp("mini")
     (root / driver.SMOKE_MARKER).write_text("smoke\n")
-    finish(root, driver.TASKS, driver.SMOKE, validation, test_score)
+    finish(root, design.TASKS, design.SMOKE, validation, test_score)
     assert tables.main(["--runs", str(root / "runs"), "--out", str(root), "--no-figures"]) == 0
     return root
 

@@ -9,7 +9,7 @@ import json
 import pytest
 from mini_fakes import finish, write_fake
 
-from experiments.studies.mini import demo, driver
+from experiments.studies.mini import demo, design, driver
 
 
 def test_demo_uses_glue_dir_when_it_holds_sst2(glue_dir, monkeypatch):
@@ -36,7 +36,7 @@ def best_second(run):
 def study(tmp_path_factory):
     """A study whose SST-2 selection has finished (second grid point chosen everywhere)."""
     results = tmp_path_factory.mktemp("study")
-    finish(results, ("sst2",), driver.STUDY, best_second, stages=("selection",))
+    finish(results, ("sst2",), design.STUDY, best_second, stages=("selection",))
     return results
 
 
@@ -52,7 +52,7 @@ def test_before_any_tuning_every_row_is_the_stated_fallback(compose, tmp_path):
         if not arm.is_probe:
             assert cfg.trainer.lr == demo.FALLBACK_LRS[arm.label] and demo.FALLBACK_LRS[arm.label] in arm.grid
         assert cell.record.parent.parent.parent == tmp_path / "demo" / "selection"
-    assert demo.FALLBACK_HEAD_LR in driver.PROBE.grid
+    assert demo.FALLBACK_HEAD_LR in design.PROBE.grid
 
 
 def test_with_the_study_tuned_each_row_is_its_selection_cell_reused_from_the_study(study, tmp_path, compose):
@@ -65,7 +65,7 @@ def test_with_the_study_tuned_each_row_is_its_selection_cell_reused_from_the_stu
         assert cell.run in driver.state(study, ("sst2",)).ready  # exactly one of the study's runs
         assert cell.record == driver.record_path(cell.run, study) and cell.record.is_file()
         cfg = compose(cell.run.overrides(tmp_path))
-        assert cfg.task.train_subset == driver.TRAIN_ROWS["sst2"] and cfg.trainer.epochs == 5
+        assert cfg.task.train_subset == design.TRAIN_ROWS["sst2"] and cfg.trainer.epochs == 5
 
 
 def test_a_tuned_cell_whose_record_is_missing_is_run_as_the_study_cell(study, tmp_path):

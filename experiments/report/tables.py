@@ -63,9 +63,9 @@ def main(argv: list[str] | None = None) -> int:
         help="records of `make reproduce-ablations` (default results/ablation-runs)",
     )
     args = parser.parse_args(argv)
-    from experiments.studies.mini import report
+    from experiments.studies.mini import collect, report
 
-    if report.is_study(args.runs):  # the CPU study (docs/mini.md): its own tables, claims and figures
+    if collect.is_study(args.runs):  # the CPU study (docs/mini.md): its own tables, claims and figures
         try:
             report.write(
                 args.runs.parent, args.out, figures=not args.no_figures, force=args.force, label=_shown(args.runs)

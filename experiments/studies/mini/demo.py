@@ -27,7 +27,7 @@ import experiments  # noqa: F401  (resolvers)
 from experiments import REPO
 from experiments.runner import records, sweep
 from experiments.runner.atomic import write_text_atomic
-from experiments.studies.mini import driver
+from experiments.studies.mini import design, driver
 from experiments.tasks.glue import GlueTask
 
 TASK = "sst2"
@@ -47,7 +47,7 @@ FULL_TABLE = "make reproduce-mini   # every arm, SST-2 and STS-B, lrs tuned, see
 @dataclass(frozen=True)
 class Cell:
     method: str
-    run: driver.Run
+    run: design.Run
     source: str  # "reused", "study cell" or "fallback"
     record: Path  # where its record is (reused) or will be (run now)
 
@@ -90,13 +90,13 @@ def plan_cells(
     head = chosen.get("LP")
     cells = []
     for method in methods:
-        arm = driver.ARMS[ARM_OF[method]]
+        arm = design.ARMS[ARM_OF[method]]
         lr = head if arm.is_probe else chosen.get(arm.label)
         tuned = lr is not None and head is not None
         if not tuned:
             lr = (head or FALLBACK_HEAD_LR) if arm.is_probe else FALLBACK_LRS[arm.label]
-        run = driver.Run(
-            arm, TASK, driver.SELECTION_SEED, lr, lr if arm.is_probe else (head or FALLBACK_HEAD_LR), stage="selection"
+        run = design.Run(
+            arm, TASK, design.SELECTION_SEED, lr, lr if arm.is_probe else (head or FALLBACK_HEAD_LR), stage="selection"
         )
         if not use_glue:
             synthetic = dataclasses.replace(arm, overrides=(*arm.overrides, *SYNTHETIC_TASK))
@@ -117,7 +117,7 @@ def plan_cells(
     return cells
 
 
-def _cell(method: str, run: driver.Run, source: str, results: Path) -> Cell:
+def _cell(method: str, run: design.Run, source: str, results: Path) -> Cell:
     return Cell(method, run, source, driver.record_path(run, results))
 
 

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from experiments.runner import sweep
-from experiments.studies.mini import driver
+from experiments.studies.mini import design, driver
 
 DEFAULT_RESULTS = driver.REPO / "results" / "mini-base"
 MODEL = ("model=mpnet-base",)
@@ -33,17 +33,17 @@ LEVEL_SEEDS = (1,)
 SLOWER = 5.0  # MPNet-base vs MiniLM-L6 seconds per step on 2 cores: about 5x (the ETA only)
 
 
-def minilm_choices(minilm_results: Path = driver.DEFAULT_RESULTS, tasks=driver.TASKS) -> dict:
+def minilm_choices(minilm_results: Path = driver.DEFAULT_RESULTS, tasks=design.TASKS) -> dict:
     """(arm label, task) -> the lr the MiniLM study chose (None while it has not)."""
     return {key: choice.lr for key, choice in driver.state(minilm_results, tasks).choices.items()}
 
 
-def check_runs(arm: driver.Arm, task: str, lr: float, head_lr: float) -> list[driver.Run]:
-    points = [float(f"{lr * factor:.3g}") for factor in (1 / driver.GRID_STEP, 1.0, driver.GRID_STEP)]
-    return [driver.Run(arm, task, driver.SELECTION_SEED, point, head_lr, D, "selection", MODEL) for point in points]
+def check_runs(arm: design.Arm, task: str, lr: float, head_lr: float) -> list[design.Run]:
+    points = [float(f"{lr * factor:.3g}") for factor in (1 / design.GRID_STEP, 1.0, design.GRID_STEP)]
+    return [design.Run(arm, task, design.SELECTION_SEED, point, head_lr, D, "selection", MODEL) for point in points]
 
 
-def state(results: Path, minilm: dict, tasks=driver.TASKS) -> driver.State:
+def state(results: Path, minilm: dict, tasks=design.TASKS) -> driver.State:
     now = driver.State()
     for task in tasks:
         head_lr = minilm.get(("LP", task))
@@ -55,18 +55,18 @@ def state(results: Path, minilm: dict, tasks=driver.TASKS) -> driver.State:
             if lr is None:
                 now.waiting.append(f"{task}: {label} waits for the MiniLM study's lr")
                 continue
-            runs = check_runs(driver.ARMS[label], task, lr, head_lr)
+            runs = check_runs(design.ARMS[label], task, lr, head_lr)
             scores = {run.lr: driver.validation_score(run, results) for run in runs}
             now.ready += runs
-            chosen = None if None in scores.values() else driver.best_lr(scores)
-            now.choices[(label, task)] = driver.Choice(chosen, scores)
+            chosen = None if None in scores.values() else design.best_lr(scores)
+            now.choices[(label, task)] = design.Choice(chosen, scores)
             if chosen is not None:
                 now.ready += [dataclasses.replace(runs[0], seed=s, lr=chosen, stage="report") for s in REPORT_SEEDS]
         for label in LEVEL_LINES:
             lr = minilm.get((label, task))
             if lr is not None:
                 now.ready += [
-                    driver.Run(driver.ARMS[label], task, s, lr, head_lr, None, "report", MODEL) for s in LEVEL_SEEDS
+                    design.Run(design.ARMS[label], task, s, lr, head_lr, None, "report", MODEL) for s in LEVEL_SEEDS
                 ]
     return now
 
@@ -112,7 +112,7 @@ def report(now: driver.State, results: Path, commands: bool, jobs: int) -> int:
         print(f"choice  {task} {label}: {'pending' if choice.lr is None else f'lr {choice.lr:g}'}")
     for line in now.waiting:
         print(f"waiting {line}")
-    hours = sum(driver.estimated_seconds(r) for r in now.ready) * SLOWER / 3600
+    hours = sum(design.estimated_seconds(r) for r in now.ready) * SLOWER / 3600
     print(
         f"{finished}/{len(now.ready)} runs finished of those known now (~{hours:.1f} run-hours, "
         f"~{hours / jobs:.1f} h wall with {jobs} jobs)"

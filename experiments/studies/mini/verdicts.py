@@ -1,10 +1,10 @@
 """docs/mini.md's analysis plan, applied to the CPU study's records: per-task tests with Holm, pooled normalised
 score, C4, convergence — and what each verdict can and cannot mean at this scale.
 
-Pure functions on two DataFrames that experiments/studies/mini/report.py builds from the records:
+Pure functions on two DataFrames that experiments/studies/mini/collect.py builds from the records:
 
 - `report`: one row per finished report or d-sweep run: `arm` (the record's `method`, an arm label of
-  experiments/studies/mini/driver.py), `task`, `seed`, `sweep` (True for the d sweep's runs), `d` (the d sweep's d; the main d
+  experiments/studies/mini/design.py), `task`, `seed`, `sweep` (True for the d sweep's runs), `d` (the d sweep's d; the main d
   otherwise for GPart and Uni-LoRA arms), `score` (test metric × 100), `trainable_params`, `best_epoch`,
   `last_epoch`.
 - `admission`: one row per task: `ft` and `lp` (seed 0's best validation score × 100 at each arm's chosen lr, from
