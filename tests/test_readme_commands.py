@@ -35,6 +35,7 @@ class Command:
     expect: str  # a regular expression one line of its output must match
     needs_data: bool = False  # reads ../shared/data (GLUE, GSM8K, MATH500)
     after_smoke: bool = False  # reads the runs of the study's smoke
+    leaves_clone_unchanged: bool = False  # read-only, or regenerates committed files byte for byte
 
     def __str__(self) -> str:
         return "make " + self.typed
@@ -53,12 +54,14 @@ COMMANDS = [
         r"^MiniLM-L6 \(pretrained, CPU\), seed 0, \d+ s; test = the 872 SST-2 GLUE dev sentences",
         needs_data=True,
     ),
-    Command('reproduce-mini MINI_ARGS="--status"', r"^\d+ of \d+ known runs finished"),
-    Command('reproduce-mini MINI_ARGS="--dry-run"', r"^\d+ runs known now; about \d+ in all"),
+    Command('reproduce-mini MINI_ARGS="--status"', r"^\d+ of \d+ known runs finished", leaves_clone_unchanged=True),
+    Command(
+        'reproduce-mini MINI_ARGS="--dry-run"', r"^\d+ runs known now; about \d+ in all", leaves_clone_unchanged=True
+    ),
     SMOKE,
     Command('reproduce-mini-base BASE_ARGS="--status"', r"runs finished of those known now"),
     Command("reproduce-math MODEL=smoke", r"^read \d+ finished records from results/runs", needs_data=True),
-    Command("tables", r"^replaced results/mini/tables/ \(\d+ files\)"),
+    Command("tables", r"^replaced results/mini/tables/ \(\d+ files\)", leaves_clone_unchanged=True),
     Command(
         f'analysis RUNS={{smoke}}/runs OUT={{smoke}}/analysis ANALYSIS_ARGS="{ANALYSIS_ARGS}"',
         r"^wrote .*/distortion-minilm-l6-sst2\.png$",
@@ -132,8 +135,30 @@ def test_a_documented_command_runs_on_a_fresh_clone(command, request, tmp_path):
         if command.after_smoke:
             result = make(clone, command.typed.format(smoke=folder))
     else:
-        result = make(fresh_clone(tmp_path), command.typed)
+        clone = fresh_clone(tmp_path)
+        result = make(clone, command.typed)
     assert result.returncode == 0, f"{command} exited {result.returncode}:\n{result.stdout[-4000:]}"
     assert re.search(command.expect, result.stdout, re.MULTILINE), (
         f"{command}: no line matches {command.expect!r}:\n{result.stdout[-4000:]}"
     )
+    if command.leaves_clone_unchanged:
+        changed = git_changes(clone)
+        assert not changed, f"{command} changed committed files of the clone:\n{changed}"
+
+
+@pytest.mark.slow
+def test_every_committed_record_of_the_study_is_a_finished_run_in_a_fresh_clone(tmp_path):
+    """Run ids do not depend on the folder the repository sits in: the driver of a fresh clone counts every committed
+    record of the CPU study as a finished run of its plan."""
+    clone = fresh_clone(tmp_path)
+    committed = len(list((clone / "results" / "mini").glob("**/runs/*/record.json")))
+    result = make(clone, 'reproduce-mini MINI_ARGS="--status"')
+    finished = re.search(r"^(\d+) of \d+ known runs finished", result.stdout, re.MULTILINE)
+    assert committed and finished, result.stdout[-4000:]
+    assert int(finished.group(1)) == committed, result.stdout[-4000:]
+
+
+def git_changes(clone: Path) -> str:
+    return subprocess.run(
+        ["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True, check=True
+    ).stdout
