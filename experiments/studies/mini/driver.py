@@ -31,10 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import experiments
-from experiments.runner import records
-from experiments.runner import sweep as executor
+from experiments.runner import executor, records
 from experiments.runner.atomic import write_text_atomic
-from experiments.runner.sweep import status_of
+from experiments.runner.executor import status_of
 
 REPO = experiments.REPO
 DEFAULT_RESULTS = REPO / "results" / "mini"
