@@ -16,6 +16,9 @@ is printed and written as JSON under bench/out/. Models are built from configs; 
 ``gpart-torch`` is the stateless default; ``gpart-torch-cache`` keeps the group ids as int32 within
 GPART_ID_CACHE_MIB (GPartConfig.id_cache_mib). ``--profile`` adds one profiled step per method (torch.profiler,
 GPart's own sections labelled ``gpart: ...``), in a process of its own, after the timing.
+
+The shapes, the methods and the step are bench/workload.py; the profiles bench/profiling.py; the fresh processes
+bench/fresh_process.py. This module measures, prints the table and writes the JSON.
 """
 
 from __future__ import annotations
@@ -26,190 +29,15 @@ import os
 import statistics
 import sys
 import time
-import traceback
 from datetime import datetime, timezone
-from multiprocessing import get_context
 from pathlib import Path
 
+from bench.fresh_process import in_fresh_process
+from bench.profiling import profile_steps
+from bench.workload import METHODS, SHAPES, build_model, make_batch, prepare, prepared, train_step
+
 OUT_DIR = Path(__file__).resolve().parent / "out"
-METHODS = ("floor", "lora", "unilora", "gpart-torch", "gpart-torch-cache", "gpart-triton")
-GPART_ID_CACHE_MIB = 64  # the memory allowed over LoRA; RoBERTa-base q,v ids take 54 MiB as int32
 LLAMA2_7B_QKVO = (1 << 31, 524_288)  # N = 32 layers × 4 × 4096², d for the 7B class (setup.md §4, §5)
-
-# Sizes and method settings per shape; each number's source in ../shared/reference/setup.md.
-SHAPES = {
-    "roberta-base": dict(
-        family="roberta",
-        targets=["query", "value"],
-        head=["classifier"],  # §2: targets query,value
-        d=23_040,  # §2: d = 23,040 for base
-        lora_r=8,
-        lora_alpha=8,  # §2: authors' LoRA baseline r=8, α=8
-        unilora_r=4,
-        unilora_length=23_040,  # §2: Uni-LoRA r=4, θ length 23,040
-        batch=4,
-        seq=32,
-        dtype="float32",  # small, so a shared 2-core CPU finishes in minutes (not a paper setting)
-    ),
-    "llama2-7b": dict(
-        family="llama",
-        targets=["q_proj", "k_proj", "v_proj", "o_proj"],
-        head=[],  # §5: targets q,k,v,o
-        d=524_288,  # §5: GPart d=524,288
-        lora_r=4,
-        lora_alpha=8,  # §5: LoRA r=4 (α not given there; it does not change the cost)
-        unilora_r=4,
-        unilora_length=524_288,  # §5 / §4: Uni-LoRA r=4, θ length 524,288
-        batch=4,
-        seq=512,
-        dtype="bfloat16",  # §5: bf16, batch 4 × 512 tokens
-    ),
-    "tiny": dict(  # smoke tests of this script only
-        family="roberta",
-        tiny=True,
-        targets=["query", "value"],
-        head=["classifier"],
-        d=512,
-        lora_r=2,
-        lora_alpha=2,
-        unilora_r=2,
-        unilora_length=512,
-        batch=2,
-        seq=16,
-        dtype="float32",
-    ),
-    "tiny-llama": dict(  # the llama2-7b code path (causal LM, q,k,v,o, bf16) at toy size, for smoke tests
-        family="llama",
-        tiny=True,
-        targets=["q_proj", "k_proj", "v_proj", "o_proj"],
-        head=[],
-        d=512,
-        lora_r=2,
-        lora_alpha=8,
-        unilora_r=2,
-        unilora_length=512,
-        batch=2,
-        seq=16,
-        dtype="bfloat16",
-    ),
-}
-
-# The same model at the paper's GLUE batch: §2 batch 32; 128 tokens (GLUE sentences are short; §2 caps at 512).
-SHAPES["roberta-base-glue"] = dict(SHAPES["roberta-base"], batch=32, seq=128)
-
-# ------------------------------------------------------------------------------------------------ models
-
-
-def build_model(shape: dict, device: str):
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM, RobertaConfig, RobertaForSequenceClassification
-
-    torch.manual_seed(0)
-    dtype = getattr(torch, shape["dtype"])
-    if shape["family"] == "llama":  # Llama-2-7B: 32 layers, hidden 4096, MLP 11008, 32 heads, vocab 32000
-        size = dict(
-            hidden_size=4096,
-            intermediate_size=11008,
-            num_hidden_layers=32,
-            num_attention_heads=32,
-            num_key_value_heads=32,
-        )
-        if shape.get("tiny"):
-            size = dict(
-                hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4
-            )
-        config = LlamaConfig(vocab_size=32000, max_position_embeddings=4096, **size)
-        model_class = LlamaForCausalLM
-    else:
-        size = (
-            dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128)
-            if shape.get("tiny")
-            else {}
-        )
-        config = RobertaConfig(vocab_size=50265, max_position_embeddings=514, type_vocab_size=1, num_labels=2, **size)
-        model_class = RobertaForSequenceClassification
-    config._attn_implementation = "sdpa"
-    default = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)  # build in the training dtype: no float32 copy of 7B weights
-    try:
-        with torch.device(device):
-            model = model_class(config)
-    finally:
-        torch.set_default_dtype(default)
-    return model
-
-
-def make_batch(model, shape: dict, device: str) -> dict:
-    import torch
-
-    generator = torch.Generator().manual_seed(1)
-    tokens = torch.randint(3, model.config.vocab_size, (shape["batch"], shape["seq"]), generator=generator)
-    batch = {"input_ids": tokens, "attention_mask": torch.ones_like(tokens)}
-    if shape["family"] == "llama":
-        batch["labels"] = tokens
-    else:
-        batch["labels"] = torch.randint(0, 2, (shape["batch"],), generator=generator)
-    return {k: v.to(device) for k, v in batch.items()}
-
-
-def prepare(method: str, model, shape: dict):
-    """Apply the method; return (model, optimizer or None). Raises RuntimeError or ImportError to skip a method.
-
-    ImportError too: a PEFT without ``UniLoraConfig``, or one too old for the installed transformers, skips that row
-    with its reason instead of ending the whole bench.
-    """
-    import torch
-
-    if method == "floor":
-        model.requires_grad_(False)
-        for name, module in model.named_modules():
-            if any(name.endswith("." + t) for t in shape["targets"] + shape["head"]):
-                module.requires_grad_(True)
-        return model, None
-    if method == "lora":
-        from peft import LoraConfig, get_peft_model
-
-        model = get_peft_model(
-            model,
-            LoraConfig(
-                r=shape["lora_r"],
-                lora_alpha=shape["lora_alpha"],
-                target_modules=shape["targets"],
-                modules_to_save=shape["head"] or None,
-            ),
-        )
-    elif method == "unilora":
-        from peft import UniLoraConfig, get_peft_model
-
-        model = get_peft_model(
-            model,
-            UniLoraConfig(
-                r=shape["unilora_r"],
-                theta_d_length=shape["unilora_length"],
-                target_modules=shape["targets"],
-                modules_to_save=shape["head"] or None,
-            ),
-        )
-    else:
-        from gpart import GPartConfig, apply_gpart, triton_ops
-
-        backend, _, cache = method.removeprefix("gpart-").partition("-")
-        device = next(model.parameters()).device
-        if backend == "triton" and not (triton_ops.AVAILABLE and device.type == "cuda"):
-            raise RuntimeError("needs CUDA and triton (the CPU interpreter is for correctness tests, not timing)")
-        config = GPartConfig(
-            d=shape["d"],
-            target_modules=shape["targets"],
-            trainable_modules=shape["head"],
-            backend=backend,
-            id_cache_mib=GPART_ID_CACHE_MIB if cache else 0.0,
-        )
-        model = apply_gpart(model, config)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    return model, torch.optim.AdamW(trainable, lr=1e-5)
-
-
-# ----------------------------------------------------------------------------------------------- one method
 
 
 def run_method(method: str, shape: dict, device: str, steps: int, warmup: int, threads: int) -> dict:
@@ -256,32 +84,12 @@ def run_method(method: str, shape: dict, device: str, steps: int, warmup: int, t
     return result
 
 
-def train_step(model, optimizer, batch, sync) -> tuple[float, float, float]:
-    """One forward + backward (+ AdamW step) + zero_grad; returns (seconds, CPU seconds of this process, loss).
-
-    CPU time is what the step cost, whatever else the machine ran meanwhile: on a loaded shared CPU it is the steadier
-    measure (on CUDA it only counts the host's work).
-    """
-    sync()
-    cpu_start = time.process_time()
-    start = time.perf_counter()
-    loss = model(**batch).loss
-    loss.backward()
-    if optimizer is not None:
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-    else:
-        model.zero_grad(set_to_none=True)
-    sync()
-    return time.perf_counter() - start, time.process_time() - cpu_start, loss.item()
-
-
 def run_interleaved(methods: list[str], shape: dict, device: str, steps: int, warmup: int, threads: int) -> dict:
     """Step times of all methods in one process, round-robin: on a shared machine, load hits every method alike."""
     import torch
 
     torch.set_num_threads(threads)
-    runners = {method: runner for method, *runner in _prepared(methods, shape, device)}
+    runners = {method: runner for method, *runner in prepared(methods, shape, device)}
     times = {method: ([], []) for method in runners}  # (wall seconds, CPU seconds) per step
     order = list(runners)
     for index in range(warmup + steps):
@@ -293,17 +101,6 @@ def run_interleaved(methods: list[str], shape: dict, device: str, steps: int, wa
     return {method: _step_times(*pair) for method, pair in times.items()}
 
 
-def _prepared(methods: list[str], shape: dict, device: str):
-    """(method, model in train mode, optimizer, batch) for each method that is not skipped, built one at a time."""
-    for method in methods:
-        model = build_model(shape, device)
-        try:
-            model, optimizer = prepare(method, model, shape)
-        except (RuntimeError, ImportError):
-            continue
-        yield method, model.train(), optimizer, make_batch(model, shape, device)
-
-
 def _step_times(times: list[float], cpu_times: list[float]) -> dict:
     return {
         "median_step_s": statistics.median(times),
@@ -311,115 +108,6 @@ def _step_times(times: list[float], cpu_times: list[float]) -> dict:
         "median_cpu_step_s": statistics.median(cpu_times),
         "cpu_step_s": cpu_times,
     }
-
-
-def profile_steps(methods: list[str], shape: dict, device: str, threads: int, rows: int) -> str:
-    """One profiled step per method, after one warm-up step: torch.profiler's operations by self time."""
-    import torch
-    from torch.profiler import ProfilerActivity, profile
-
-    torch.set_num_threads(threads)
-    _label_gpart_sections()
-    cuda = device == "cuda"
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-    reports = []
-    for method, model, optimizer, batch in _prepared(methods, shape, device):
-        train_step(model, optimizer, batch, sync)
-        with profile(activities=activities) as profiler:
-            seconds, _, _ = train_step(model, optimizer, batch, sync)
-        table = profiler.key_averages().table(
-            sort_by="self_cuda_time_total" if cuda else "self_cpu_time_total", row_limit=rows, max_name_column_width=40
-        )
-        reports.append(f"--- {method}: one step, {seconds:.3f} s under the profiler\n{table}")
-    return "\n".join(reports)
-
-
-# Kernel (CUDA) or operation (CPU) names by what they compute, for profile_kernels' totals; first match wins.
-KERNEL_KINDS = {
-    "gpart": ("_build_kernel", "_reduce_kernel", "_ids_kernel"),
-    "matmul": ("gemm", "nvjet", "xmma", "cutlass", "cublas", "aten::mm", "aten::addmm", "aten::bmm"),
-    "attention": ("flash", "fmha", "attention", "sdpa", "cudnn"),
-}
-
-
-def profile_kernels(methods: list[str], shape: dict, device: str, threads: int, rows: int) -> dict:
-    """Per method, one profiled step after a warm-up step: where its device time goes, as numbers.
-
-    {method: {"step_s", "total_ms", "by_kind_ms" (KERNEL_KINDS and "other"), "top" ([name, calls, ms] by time)}}.
-    On CUDA the kernels' own times (each kernel once, not again under the operation that launched it); on CPU the
-    operations' self times.
-    """
-    import torch
-    from torch.profiler import ProfilerActivity, profile
-
-    torch.set_num_threads(threads)
-    cuda = device == "cuda"
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-    found = {}
-    for method, model, optimizer, batch in _prepared(methods, shape, device):
-        train_step(model, optimizer, batch, sync)
-        with profile(activities=activities) as profiler:
-            seconds, _, _ = train_step(model, optimizer, batch, sync)
-        found[method] = dict(step_s=seconds, **_kernel_times(profiler.key_averages(), cuda, rows))
-        del model, optimizer
-    return found
-
-
-def _kernel_times(events, cuda: bool, rows: int) -> dict:
-    from torch.autograd import DeviceType
-
-    if cuda:
-        timed = [
-            (e.key, e.count, getattr(e, "self_device_time_total", 0.0) / 1e3)
-            for e in events
-            if e.device_type == DeviceType.CUDA
-        ]
-    else:
-        timed = [(e.key, e.count, e.self_cpu_time_total / 1e3) for e in events]
-    by_kind = {kind: 0.0 for kind in (*KERNEL_KINDS, "other")}
-    for name, _, ms in timed:
-        by_kind[_kernel_kind(name)] += ms
-    top = sorted(timed, key=lambda row: -row[2])[:rows]
-    return {
-        "total_ms": round(sum(ms for _, _, ms in timed), 3),
-        "by_kind_ms": {kind: round(ms, 3) for kind, ms in by_kind.items()},
-        "top": [[name[:90], count, round(ms, 3)] for name, count, ms in top],
-    }
-
-
-def _kernel_kind(name: str) -> str:
-    lowered = name.lower()
-    return next(
-        (kind for kind, marks in KERNEL_KINDS.items() if any(mark.lower() in lowered for mark in marks)), "other"
-    )
-
-
-def _label_gpart_sections(patch=setattr):
-    """Name GPart's per-layer work in the profile (numpy's hashing is no torch operation and is otherwise unseen).
-
-    ``patch`` replaces each function (``setattr``; tests pass pytest's ``monkeypatch.setattr`` to undo it).
-    """
-    from torch.profiler import record_function
-
-    from gpart import layers, partition
-
-    sections = [
-        (partition.Partition, "group_ids", "gpart: hash group ids"),
-        (layers.GPartAdapter, "group_ids", "gpart: group ids (cached or hashed)"),
-        (layers.GPartLayer, "delta", "gpart: ΔW = gather of θ"),
-        (layers.GPartLayer, "theta_grad", "gpart: ∇θ = Pᵀ ∇W"),
-        (layers, "_dropout_mask", "gpart: dropout mask"),
-    ]
-    for owner, name, label in sections:
-        function = getattr(owner, name)
-
-        def labelled(*args, _function=function, _label=label, **kwargs):
-            with record_function(_label):
-                return _function(*args, **kwargs)
-
-        patch(owner, name, labelled)
 
 
 def _rss_gib() -> float:
@@ -530,7 +218,7 @@ def main(argv=None) -> dict:
     results = []
     for method in args.methods:  # a fresh process each: separate peak memory, no allocator state carried over
         steps, warmup = (1, 0) if interleave else (args.steps, args.warmup)  # interleaved: memory only here
-        result = _in_fresh_process(run_method, method, shape, args.device, steps, warmup, threads)
+        result = in_fresh_process(run_method, method, shape, args.device, steps, warmup, threads)
         results.append(result)
         shown = f"{result['median_step_s']:.4f} s" if result["status"] == "ok" else result["note"]
         print(
@@ -538,7 +226,7 @@ def main(argv=None) -> dict:
         )
     if interleave:
         print(f"  timing {args.steps} round-robin steps of each method in one process ...", flush=True)
-        times = _in_fresh_process(run_interleaved, args.methods, shape, args.device, args.steps, args.warmup, threads)
+        times = in_fresh_process(run_interleaved, args.methods, shape, args.device, args.steps, args.warmup, threads)
         for result in results:
             result.update(times.get(result["method"], {}))
     print(table(results, args.device))
@@ -557,7 +245,7 @@ def main(argv=None) -> dict:
     }
     if args.profile:
         print(f"  profiling one step of each method (--profile-rows {args.profile_rows}) ...", flush=True)
-        payload["profile"] = _in_fresh_process(
+        payload["profile"] = in_fresh_process(
             profile_steps, args.methods, shape, args.device, threads, args.profile_rows
         )
         print(payload["profile"])
@@ -571,47 +259,6 @@ def main(argv=None) -> dict:
     write_json(payload, out)
     print(f"wrote {out}")
     return payload
-
-
-def _in_fresh_process(function, *args):
-    """``function(*args)`` in a new (spawned) process: its result, or its exception raised here.
-
-    Interrupted while it waits (Ctrl-C, or ``bench.gpu_check`` stopping a case at its deadline), this kills the
-    child instead of waiting for it: a 7B step loop would otherwise run on past any time budget.
-    """
-    context = get_context("spawn")
-    receive, send = context.Pipe(duplex=False)
-    child = context.Process(target=_run_and_send, args=(send, function, args), daemon=True)
-    child.start()
-    send.close()  # the child holds the only writing end: a child that dies makes recv() raise EOFError
-    try:
-        status, value = receive.recv()
-    except EOFError:
-        child.join()
-        raise RuntimeError(f"the process running {function.__name__} died (exit code {child.exitcode})") from None
-    except BaseException:
-        child.kill()
-        raise
-    finally:
-        child.join()
-        receive.close()
-    if status == "error":
-        raise value
-    return value
-
-
-def _run_and_send(send, function, args):
-    """The child's side of _in_fresh_process: send ("ok", result) or ("error", exception with its traceback)."""
-    try:
-        reply = ("ok", function(*args))
-    except BaseException as error:  # noqa: BLE001 (re-raised in the parent)
-        error.add_note(f"in the fresh process:\n{traceback.format_exc()}")
-        reply = ("error", error)
-    try:
-        send.send(reply)
-    except Exception as unpicklable:  # an exception that cannot be pickled still arrives, as text
-        send.send(("error", RuntimeError(f"{reply[1]!r} (not picklable: {unpicklable})")))
-    send.close()
 
 
 def _device_name(device: str) -> str:

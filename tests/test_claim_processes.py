@@ -16,7 +16,7 @@ from test_run_lock import foreign_owner
 from test_runner import tiny
 
 from experiments.runner import records
-from experiments.tools import fault_injection
+from experiments.tools import fault_scenarios
 
 pytestmark = pytest.mark.slow
 
@@ -80,5 +80,5 @@ def test_a_torchrun_sweep_never_puts_its_ranks_on_two_runs(glue_dir, tmp_path):
 
 
 def test_a_paused_owner_stops_without_touching_the_run_its_successor_finished(glue_dir, tmp_path):
-    row = fault_injection.paused_owner_trial(str(glue_dir), tmp_path)
+    row = fault_scenarios.paused_owner_trial(str(glue_dir), tmp_path)
     assert row["finished"] and row["intact"], row["notes"]

@@ -13,7 +13,7 @@ import pytest
 from conftest import REPO
 from test_runner import tiny
 
-from experiments.tools import fault_injection
+from experiments.tools import fault_harness, fault_injection
 
 pytestmark = pytest.mark.slow
 
@@ -64,11 +64,11 @@ def test_concurrent_sweeps_leave_one_finished_record_per_run_and_split_the_work(
 @pytest.mark.parametrize("fault", ["record_write", "checkpoint_save", "corrupt_checkpoint", "enospc_adapter"])
 def test_a_fault_then_a_resume_gives_the_uninterrupted_result(glue_dir, tmp_path, fault):
     reference_root = tmp_path / "reference"
-    assert fault_injection.launch(fault_injection.overrides(str(glue_dir), reference_root)).returncode == 0
-    reference_dir = fault_injection.run_folder(reference_root)
+    assert fault_harness.launch(fault_harness.overrides(str(glue_dir), reference_root)).returncode == 0
+    reference_dir = fault_harness.run_folder(reference_root)
     reference = {
-        "outcome": fault_injection.outcome(json.loads((reference_dir / "record.json").read_text())),
-        "adapter": fault_injection.adapter_digest(reference_dir),
+        "outcome": fault_harness.outcome(json.loads((reference_dir / "record.json").read_text())),
+        "adapter": fault_harness.adapter_digest(reference_dir),
     }
     nth = {"record_write": 4, "checkpoint_save": 2, "corrupt_checkpoint": 1, "enospc_adapter": 1}[fault]
     row = fault_injection.trial(fault, nth, 0, str(glue_dir), reference, tmp_path)

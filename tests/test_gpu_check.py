@@ -13,7 +13,7 @@ import time
 import pytest
 import torch
 
-from bench import gpu_check
+from bench import check_report, gpu_check, gpu_measurements, pytest_section
 
 
 class FakeClock:
@@ -39,7 +39,7 @@ def test_it_refuses_the_interpreter(monkeypatch):
 
 def test_report_is_on_disk_after_every_case_and_budgets_skip_what_is_left(tmp_path):
     clock, path = FakeClock(), tmp_path / "out" / "report.json"
-    check = gpu_check.Check(path, budget_s=100, clock=clock, meta={"device": "test"})
+    check = check_report.Check(path, budget_s=100, clock=clock, meta={"device": "test"})
 
     def slow(seconds, ok):
         clock.now += seconds
@@ -94,7 +94,7 @@ def sleeps_through_exceptions(seconds):
 
 @needs_alarm
 def test_a_case_running_past_its_section_is_stopped_and_recorded_as_overrun(tmp_path):
-    check = gpu_check.Check(tmp_path / "r.json", budget_s=100)
+    check = check_report.Check(tmp_path / "r.json", budget_s=100)
     check.start_section("slow", 0.5)
     started = time.monotonic()
     entry = check.case("sleeps", sleeps_through_exceptions, 30)
@@ -107,12 +107,12 @@ def test_a_case_running_past_its_section_is_stopped_and_recorded_as_overrun(tmp_
 
 @needs_alarm
 def test_a_bench_row_past_its_section_has_its_child_process_killed(tmp_path):
-    from bench import step_bench
+    from bench import fresh_process
 
-    check = gpu_check.Check(tmp_path / "r.json", budget_s=100)
+    check = check_report.Check(tmp_path / "r.json", budget_s=100)
     check.start_section("bench_7b", 3)
     started = time.monotonic()
-    entry = check.case("a 7B row", step_bench._in_fresh_process, time.sleep, 60)
+    entry = check.case("a 7B row", fresh_process.in_fresh_process, time.sleep, 60)
     assert entry["status"] == "overrun" and time.monotonic() - started < 15
     assert multiprocessing.active_children() == []  # killed and reaped, not left running on the GPU
 
@@ -120,7 +120,7 @@ def test_a_bench_row_past_its_section_has_its_child_process_killed(tmp_path):
 def test_summary_prints_the_table_of_a_report_on_disk_even_one_cut_off(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)  # no GPU needed
     clock, path = FakeClock(), tmp_path / "r.json"
-    check = gpu_check.Check(path, budget_s=100, clock=clock, meta={"device": "H200"})
+    check = check_report.Check(path, budget_s=100, clock=clock, meta={"device": "H200"})
     check.start_section("gpu_tests", 50)
     check.case("fine", lambda: {"ok": True, "detail": "bit-exact"})
     clock.now = 12.5
@@ -145,14 +145,14 @@ def test_summary_table_puts_failures_first_and_ends_with_the_counts():
             {"section": "b", "name": "broken " + "x" * 80, "status": "FAIL", "detail": "∇θ 0.5"},
         ],
     }
-    lines = gpu_check.summary_table(report, width=100).splitlines()
+    lines = check_report.summary_table(report, width=100).splitlines()
     assert lines[2].startswith("FAIL") and "∇θ 0.5" in lines[2] and lines[3].startswith("pass")
     assert all(len(line) <= 100 for line in lines)
     assert lines[-1] == "gpu_check finished in 12.5 s on H200: 1 FAIL, 1 pass"
 
 
 def test_glue_gpu_hours_follow_from_the_measured_step():
-    hours = gpu_check.glue_gpu_hours(0.064, "roberta-base")  # 500 sequences/s
+    hours = gpu_measurements.glue_gpu_hours(0.064, "roberta-base")  # 500 sequences/s
     assert hours["sequences_per_s"] == 500.0
     assert hours["gpu_h_per_method_seed"] == pytest.approx(7.6e6 / 500 / 3600, abs=0.01)
     assert hours["gpu_h_per_table"] == pytest.approx(45 * 7.6e6 / 500 / 3600, abs=0.1)
@@ -208,8 +208,8 @@ def test_bench_methods_choose_the_7b_rows_and_the_profile_follows(tmp_path, monk
     monkeypatch.setenv("TQDM_DISABLE", "1")
     monkeypatch.setattr("torch.cuda.get_device_name", lambda *a: "Fake GPU")
     measured = []
-    monkeypatch.setattr(gpu_check, "case_bench_method", lambda method, rows: measured.append(method))
-    monkeypatch.setattr(gpu_check, "case_profile", lambda: {"ok": None, "detail": "profiled"})
+    monkeypatch.setattr(gpu_measurements, "case_bench_method", lambda method, rows: measured.append(method))
+    monkeypatch.setattr(gpu_measurements, "case_profile", lambda: {"ok": None, "detail": "profiled"})
     gpu_check.main(
         ["--out", str(tmp_path / "r.json"), "--sections", "bench_7b", "--bench-methods", "lora", "gpart-triton"]
     )
@@ -234,20 +234,20 @@ def fake_row(step_s, peak):
 
 
 def test_7b_rows_give_ratios_to_lora_and_the_target_verdict(monkeypatch):
-    from bench import step_bench
+    from bench import fresh_process
 
     measured = {"lora": fake_row(0.2, 26.0), "gpart-triton": fake_row(0.21, 25.0)}
-    monkeypatch.setattr(step_bench, "_in_fresh_process", lambda function, method, *args: measured[method])
+    monkeypatch.setattr(fresh_process, "in_fresh_process", lambda function, method, *args: measured[method])
     rows = {}
     for method in ("lora", "gpart-triton"):
-        gpu_check.case_bench_method(method, rows)
-    assert gpu_check.case_bench_method("gpart-triton", rows)["ratio_to_lora"] == pytest.approx(1.05)
-    assert gpu_check.case_target(rows)["ok"] is True
+        gpu_measurements.case_bench_method(method, rows)
+    assert gpu_measurements.case_bench_method("gpart-triton", rows)["ratio_to_lora"] == pytest.approx(1.05)
+    assert gpu_measurements.case_target(rows)["ok"] is True
     rows["gpart-triton"] = fake_row(0.25, 25.0)  # 1.25× LoRA
-    assert gpu_check.case_target(rows)["ok"] is False
+    assert gpu_measurements.case_target(rows)["ok"] is False
     rows["gpart-triton"] = fake_row(0.2, 27.0)  # more memory than LoRA
-    assert gpu_check.case_target(rows)["ok"] is False
-    assert gpu_check.case_target({"lora": fake_row(0.2, 26.0)})["ok"] is None
+    assert gpu_measurements.case_target(rows)["ok"] is False
+    assert gpu_measurements.case_target({"lora": fake_row(0.2, 26.0)})["ok"] is None
 
 
 # ------------------------------------------------------------------------- gpu_tests, on stand-in tests
@@ -297,9 +297,9 @@ def test_not_marked_gpu():
 
 def run_stand_ins(tmp_path, source, clock=time.monotonic):
     (tmp_path / "test_stand_in.py").write_text(source)
-    check = gpu_check.Check(tmp_path / "r.json", budget_s=100, clock=clock)
+    check = check_report.Check(tmp_path / "r.json", budget_s=100, clock=clock)
     check.start_section("gpu_tests", 60)
-    gpu_check.run_gpu_tests(check, [tmp_path / "test_stand_in.py"], poll_s=0.05)
+    pytest_section.run_gpu_tests(check, [tmp_path / "test_stand_in.py"], poll_s=0.05)
     return [(c["name"], c["status"], c["detail"]) for c in json.loads((tmp_path / "r.json").read_text())["cases"]]
 
 
@@ -353,9 +353,9 @@ def test_gpu_tests_that_cannot_run_are_an_error_not_a_silent_pass(tmp_path, sour
 @pytest.mark.skipif(torch.cuda.is_available(), reason="with CUDA the GPU tests would run, not skip")
 def test_the_real_gpu_tests_are_collected_by_the_command_and_skip_here_saying_why(tmp_path):
     """tests/gpu through the section's own command (no conftest, compiled Triton): only `gpu` tests, none broken."""
-    check = gpu_check.Check(tmp_path / "r.json", budget_s=300)
+    check = check_report.Check(tmp_path / "r.json", budget_s=300)
     check.start_section("gpu_tests", 300)
-    gpu_check.gpu_tests(check)
+    pytest_section.gpu_tests(check)
     cases = json.loads((tmp_path / "r.json").read_text())["cases"]
     assert cases[0]["name"] == "auto_takes_triton_and_its_first_use_check_passes"
     assert {case["status"] for case in cases} == {"skipped"} and len(cases) > 1
@@ -364,11 +364,11 @@ def test_the_real_gpu_tests_are_collected_by_the_command_and_skip_here_saying_wh
 
 
 def test_the_gpu_test_names_drop_the_device_and_keep_their_parameters_in_the_table():
-    name = gpu_check.case_name("tests/gpu/t.py::test_both_paths_agree_with_a_reference[cuda-float32-balanced]")
+    name = pytest_section.case_name("tests/gpu/t.py::test_both_paths_agree_with_a_reference[cuda-float32-balanced]")
     assert name == "both_paths_agree_with_a_reference[float32-balanced]"
-    assert gpu_check.case_name("tests/gpu/t.py::test_nan_reaches_the_output[cuda]") == "nan_reaches_the_output"
+    assert pytest_section.case_name("tests/gpu/t.py::test_nan_reaches_the_output[cuda]") == "nan_reaches_the_output"
     longer = name.replace("reference", "reference_in_float64")
-    assert gpu_check._shortened(longer, 43) == "both_paths_agree_with_a_…[float32-balanced]"
+    assert check_report._shortened(longer, 43) == "both_paths_agree_with_a_…[float32-balanced]"
 
 
 # ------------------------------------------------------------- bench cases, small, on CPU (interpreter)
@@ -381,30 +381,30 @@ def on_cpu(monkeypatch):
     from gpart import triton_ops
 
     assert triton_ops.interpreting()
-    monkeypatch.setattr(gpu_check, "DEVICE", "cpu")
+    monkeypatch.setattr(gpu_measurements, "DEVICE", "cpu")
 
 
 def test_a_peft_without_unilora_gives_a_skipped_row_with_its_reason_not_an_error(on_cpu, monkeypatch):
     """The real bench path (step_bench.run_method, in process): prepare's ImportError becomes a skipped row."""
     import peft
 
-    from bench import step_bench
+    from bench import fresh_process
 
     monkeypatch.delattr(peft, "UniLoraConfig")  # as in a PEFT release that predates Uni-LoRA
-    monkeypatch.setattr(step_bench, "_in_fresh_process", lambda function, *args: function(*args))
+    monkeypatch.setattr(fresh_process, "in_fresh_process", lambda function, *args: function(*args))
     rows = {}
-    result = gpu_check.case_bench_method("unilora", rows, steps=1, warmup=0, shape="tiny-llama")
+    result = gpu_measurements.case_bench_method("unilora", rows, steps=1, warmup=0, shape="tiny-llama")
     assert rows["unilora"]["status"] == "skipped"
     assert result["ok"] is None and result["detail"].startswith("skipped: cannot import name 'UniLoraConfig'")
-    assert gpu_check.case_target(rows)["ok"] is None  # no LoRA or GPart row: no verdict, no crash
+    assert gpu_measurements.case_target(rows)["ok"] is None  # no LoRA or GPart row: no verdict, no crash
 
 
 def test_the_step_profile_sorts_device_time_by_kind_per_method(on_cpu, monkeypatch):
     """The profile case on the tiny Llama on CPU (operations' self times stand in for kernels' device times)."""
-    from bench import step_bench
+    from bench import fresh_process, profiling
 
-    monkeypatch.setattr(step_bench, "_in_fresh_process", lambda function, *args: function(*args))
-    result = gpu_check.case_profile(("floor", "gpart-torch"), shape="tiny-llama", rows=5)
+    monkeypatch.setattr(fresh_process, "in_fresh_process", lambda function, *args: function(*args))
+    result = gpu_measurements.case_profile(("floor", "gpart-torch"), shape="tiny-llama", rows=5)
     profiles = result["profiles"]
     assert list(profiles) == ["floor", "gpart-torch"] and "floor:" in result["detail"]
     for found in profiles.values():
@@ -413,6 +413,6 @@ def test_the_step_profile_sorts_device_time_by_kind_per_method(on_cpu, monkeypat
         assert sum(found["by_kind_ms"].values()) == pytest.approx(found["total_ms"], abs=0.01)
         times = [ms for _, _, ms in found["top"]]
         assert len(times) == 5 and times == sorted(times, reverse=True)
-    assert step_bench._kernel_kind("_reduce_kernel") == "gpart"
-    assert step_bench._kernel_kind("nvjet_tst_128x256_64x4_2x1_v_bz_coopB_TNT") == "matmul"
-    assert step_bench._kernel_kind("void at::native::vectorized_elementwise_kernel<4, ...>") == "other"
+    assert profiling._kernel_kind("_reduce_kernel") == "gpart"
+    assert profiling._kernel_kind("nvjet_tst_128x256_64x4_2x1_v_bz_coopB_TNT") == "matmul"
+    assert profiling._kernel_kind("void at::native::vectorized_elementwise_kernel<4, ...>") == "other"

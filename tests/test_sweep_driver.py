@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from experiments import CONFIGS, REPO
-from experiments.runner import records, sweep
+from experiments.runner import executor, records, sweep
 
 # The lists of the Makefile's loops, as it spelled them.
 GLUE_TASKS = "sst2 mrpc cola qnli rte stsb"
@@ -200,7 +200,7 @@ def test_the_targets_expand_the_runs_of_the_makefile_loops(family, variables):
 
 
 def test_a_dry_run_prints_the_download_plan_then_the_commands(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(sweep, "execute", forbidden)
+    monkeypatch.setattr(executor, "execute", forbidden)
     root = f"paths.root={tmp_path / 'results'}"
     assert (
         sweep.main(
@@ -277,7 +277,7 @@ def test_status_and_dry_run_write_nothing(tmp_path, monkeypatch, capsys):
     argv, extra = narrow_glue(tmp_path)
     write_record(["experiment=glue/base/gpart-rte", "seed=0", *extra])
     write_record(["experiment=glue/base/lora-rte", "seed=1", *extra], status="running")
-    monkeypatch.setattr(sweep, "execute", forbidden)
+    monkeypatch.setattr(executor, "execute", forbidden)
     monkeypatch.chdir(tmp_path)
     outputs = REPO / "outputs"
     before, repo_outputs = files(tmp_path), outputs.exists() and files(outputs)
@@ -312,7 +312,7 @@ def test_finished_runs_are_skipped_and_the_others_run_with_their_seeds(tmp_path,
             progress.finished(launch)
         return []
 
-    monkeypatch.setattr(sweep, "execute", succeed)
+    monkeypatch.setattr(executor, "execute", succeed)
     monkeypatch.setattr(sweep, "tables", lambda args, where: built.append(sweep.table_commands(args, where)) or 0)
     assert sweep.main(argv) == 0
     assert ran == [

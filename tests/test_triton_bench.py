@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from bench import step_bench
+from bench import profiling, step_bench, workload
 
-TINY = step_bench.SHAPES["tiny"]
+TINY = workload.SHAPES["tiny"]
 
 
 def run(method):
@@ -17,7 +17,7 @@ def run(method):
 
 
 def test_floor_trains_exactly_the_adapted_weights_and_the_head():
-    model = step_bench.build_model(TINY, "cpu")
+    model = workload.build_model(TINY, "cpu")
     expected = sum(
         p.numel()
         for n, m in model.named_modules()
@@ -29,7 +29,7 @@ def test_floor_trains_exactly_the_adapted_weights_and_the_head():
 
 
 def test_gpart_trains_d_plus_head_and_triton_is_skipped_on_cpu_with_a_reason():
-    model = step_bench.build_model(TINY, "cpu")
+    model = workload.build_model(TINY, "cpu")
     head = sum(p.numel() for n, p in model.named_parameters() if n.startswith("classifier."))
     assert run("gpart-torch")["trainable_params"] == TINY["d"] + head
     skipped = run("gpart-triton")
@@ -58,7 +58,7 @@ def test_bad_arguments_are_refused_with_the_value():
 
 def test_the_llama_code_path_runs_in_bfloat16_with_qkvo_targets():
     """The GPU command's code path (causal LM, q,k,v,o, bf16), at toy size on CPU."""
-    shape = step_bench.SHAPES["tiny-llama"]
+    shape = workload.SHAPES["tiny-llama"]
     floor = step_bench.run_method("floor", shape, "cpu", steps=1, warmup=0, threads=1)
     gpart = step_bench.run_method("gpart-torch", shape, "cpu", steps=1, warmup=0, threads=1)
     assert floor["trainable_params"] == 2 * 4 * 64 * 64  # 2 layers × q,k,v,o of 64×64, nothing else
@@ -66,10 +66,10 @@ def test_the_llama_code_path_runs_in_bfloat16_with_qkvo_targets():
 
 
 def test_the_id_cache_method_trains_the_same_parameters_and_removes_hashing_from_later_steps(monkeypatch):
-    label = step_bench._label_gpart_sections
-    monkeypatch.setattr(step_bench, "_label_gpart_sections", lambda: label(patch=monkeypatch.setattr))
+    label = profiling._label_gpart_sections
+    monkeypatch.setattr(profiling, "_label_gpart_sections", lambda: label(patch=monkeypatch.setattr))
     assert run("gpart-torch-cache")["trainable_params"] == run("gpart-torch")["trainable_params"]
-    report = step_bench.profile_steps(["gpart-torch", "gpart-torch-cache"], TINY, "cpu", threads=1, rows=40)
+    report = profiling.profile_steps(["gpart-torch", "gpart-torch-cache"], TINY, "cpu", threads=1, rows=40)
     stateless, cached = report.split("--- gpart-torch-cache")
     assert "gpart: hash group ids" in stateless and "gpart: ΔW = gather of θ" in stateless
     assert "gpart: hash group ids" not in cached, "the profiled step follows a warm-up step that filled the cache"

@@ -1,1 +1,1 @@
-"""The runner's parts below `experiments.run`: records and resume, the run claim, trackers (wandb), hub and model stores, config checks, distributed set-up, and the end-of-sweep summary."""
+"""The runner's parts below `experiments.run`: records and resume, the run claim, trackers (wandb), hub and model stores, config checks, distributed set-up, the end-of-sweep summary, the executor every sweep shares (executor.py) and the `make reproduce-*` families (sweep.py)."""

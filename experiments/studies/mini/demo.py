@@ -25,7 +25,7 @@ from pathlib import Path
 
 import experiments  # noqa: F401  (resolvers)
 from experiments import REPO
-from experiments.runner import records, sweep
+from experiments.runner import executor, records
 from experiments.runner.atomic import write_text_atomic
 from experiments.studies.mini import design, driver
 from experiments.tasks.glue import GlueTask
@@ -108,7 +108,7 @@ def plan_cells(
                     results,
                 )
             )
-        elif tuned and sweep.status_of(driver.record_path(run, study)) == "finished":
+        elif tuned and executor.status_of(driver.record_path(run, study)) == "finished":
             cells.append(Cell(method, run, "reused", driver.record_path(run, study)))
         elif tuned:
             cells.append(_cell(method, run, "study cell", results))
@@ -184,7 +184,7 @@ def main(argv=None) -> int:
         help="the study whose choices and selection records the demo reuses (default results/mini)",
     )
     parser.add_argument("--synthetic", action="store_true", help="use the synthetic task even if GLUE is reachable")
-    sweep.add_worker_options(parser)
+    executor.add_worker_options(parser)
     args = parser.parse_args(argv)
     methods = [m for m in args.methods.split(",") if m]
     unknown = [m for m in methods if m not in METHODS]
@@ -208,7 +208,7 @@ def main(argv=None) -> int:
     cells = plan_cells(methods, use_glue, results, args.study, chosen)
     for cell in cells:
         print(f"demo: {ARM_OF[cell.method]:9s} lr {cell.run.lr:g}, head lr {cell.run.head_lr:g}: {cell.note}")
-    todo = [c for c in cells if c.source != "reused" and sweep.status_of(c.record) != "finished"]
+    todo = [c for c in cells if c.source != "reused" and executor.status_of(c.record) != "finished"]
     print(
         f"demo: {len(cells)} rows, {len(todo)} to train (finished ones reused; delete {args.results} to rerun); "
         f"per-run logs under {results}",
@@ -217,7 +217,7 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     if todo:
         progress = driver.progress([c.run for c in todo], [], "demo")
-        failures = sweep.execute(
+        failures = executor.execute(
             [c.run for c in todo], driver.runner(results, args.threads, "demo"), args.jobs, progress
         )
         progress.close()

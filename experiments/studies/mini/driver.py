@@ -33,10 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import experiments
-from experiments.runner import records
-from experiments.runner import sweep as executor
+from experiments.runner import executor, records
 from experiments.runner.atomic import write_text_atomic
-from experiments.runner.sweep import status_of
+from experiments.runner.executor import status_of
 from experiments.studies.mini.design import (
     GRID_STEP,
     SMOKE,

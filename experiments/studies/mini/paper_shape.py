@@ -20,7 +20,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from experiments.runner import sweep
+from experiments.runner import executor
 from experiments.studies.mini import design, driver
 
 DEFAULT_RESULTS = driver.REPO / "results" / "mini-base"
@@ -80,7 +80,7 @@ def main(argv=None) -> int:
         default=driver.DEFAULT_RESULTS,
         help="the MiniLM study whose lr choices this one starts from",
     )
-    sweep.add_worker_options(parser)
+    executor.add_worker_options(parser)
     parser.add_argument("--status", action="store_true", help="what has finished and the choices made; writes nothing")
     parser.add_argument("--dry-run", action="store_true", help="the runs known so far and the time estimate")
     parser.add_argument("--no-tables", action="store_true")
@@ -90,7 +90,7 @@ def main(argv=None) -> int:
     now = state(results, minilm)
     if args.status or args.dry_run:
         return report(now, results, args.dry_run, args.jobs)
-    failures = sweep.run_until_done(
+    failures = executor.run_until_done(
         lambda: state(results, minilm),
         driver.finished_in(results),
         driver.runner(results, args.threads, "reproduce-mini-base"),
