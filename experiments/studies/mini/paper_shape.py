@@ -44,7 +44,7 @@ def check_runs(arm: design.Arm, task: str, lr: float, head_lr: float) -> list[de
 
 
 def state(results: Path, minilm: dict, tasks=design.TASKS) -> driver.State:
-    now = driver.State()
+    now, level_lines = driver.State(), []
     for task in tasks:
         head_lr = minilm.get(("LP", task))
         if head_lr is None:
@@ -65,9 +65,10 @@ def state(results: Path, minilm: dict, tasks=design.TASKS) -> driver.State:
         for label in LEVEL_LINES:
             lr = minilm.get((label, task))
             if lr is not None:
-                now.ready += [
+                level_lines += [
                     design.Run(design.ARMS[label], task, s, lr, head_lr, None, "report", MODEL) for s in LEVEL_SEEDS
                 ]
+    now.ready += level_lines  # last: nothing waits on them, while the checks gate the report runs
     return now
 
 
