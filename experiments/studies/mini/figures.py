@@ -21,7 +21,8 @@ def _save(figure, path: Path) -> None:
 
 
 def score_vs_d_figure(study: Study, sweep: pd.DataFrame, main: pd.DataFrame, path: Path) -> bool:
-    """Per task: GPart and Uni-LoRA median ± std against d (log x), FT and LP as level lines (median, band ± std).
+    """Per task: GPart and Uni-LoRA against d (log x), the median with whiskers from the lowest to the highest seed (a
+    collapsed seed would send a ± std bar past the metric's range), FT and LP as level lines (median, band ± std).
 
     `sweep` and `main` are the d-sweep and main tables' frames (experiments/studies/mini/report.py)."""
     import matplotlib
@@ -39,7 +40,7 @@ def score_vs_d_figure(study: Study, sweep: pd.DataFrame, main: pd.DataFrame, pat
             axis.errorbar(
                 group["d"],
                 group["median"],
-                yerr=group["std"].fillna(0),
+                yerr=[(group["median"] - group["min"]).fillna(0), (group["max"] - group["median"]).fillna(0)],
                 marker="o",
                 capsize=3,
                 color=colours.get(arm),
@@ -76,7 +77,7 @@ def score_vs_d_figure(study: Study, sweep: pd.DataFrame, main: pd.DataFrame, pat
         if axis.get_legend_handles_labels()[0]:
             axis.legend(fontsize=7)
     figure.suptitle(
-        "MiniLM-L6 (CPU study, not the paper's numbers): score vs d, median ± std over seeds; FT and LP "
+        "MiniLM-L6 (CPU study, not the paper's numbers): score vs d, median and range over seeds; FT and LP "
         "as level lines (band ± std)",
         fontsize=9,
     )

@@ -146,13 +146,15 @@ def sweep_frame(study: Study) -> pd.DataFrame:
                         "task": task,
                         "d": d,
                         **fmt.cell_stats(mine["score"]),
+                        "min": mine["score"].min() if len(mine) else None,
+                        "max": mine["score"].max() if len(mine) else None,
                         "lr": lr,
                         "trainable_params": int(mine["trainable_params"].median()) if len(mine) else None,
                         "seeds": " ".join(str(s) for s in mine["seed"]),
                     }
                 )
     frame = pd.DataFrame(
-        rows, columns=["arm", "task", "d", "n", "median", "std", "mean", "lr", "trainable_params", "seeds"]
+        rows, columns=["arm", "task", "d", "n", "median", "std", "mean", "min", "max", "lr", "trainable_params", "seeds"]
     )
     frame["trainable_params"] = frame["trainable_params"].astype("Int64")
     return frame
