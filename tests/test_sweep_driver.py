@@ -345,3 +345,16 @@ def test_runs_not_finished_are_listed_and_the_exit_is_1_without_tables(tmp_path,
     assert "experiment=glue/base/gpart-rte seed=0: pending" in out
     log = (tmp_path / "outputs" / "sweeps" / "glue" / "experiment-glue-base-gpart-rte.log").read_text()
     assert f"$ true python -m experiments.run -m experiment=glue/base/gpart-rte seed=0,1 {' '.join(extra)}" in log
+
+
+def test_the_bar_grows_with_a_plan_that_grows_instead_of_passing_its_total(capsys):
+    """A round can add runs the first plan did not know (an lr grid's edge extension): the count never reads n/m
+    with n > m and the bar never exceeds its total."""
+    progress = executor.Progress(["a", "b"], [], "study", cost=lambda job: 10.0)
+    for job in ("a", "b", "edge"):
+        progress.finished(job)
+        assert progress.done <= progress.total
+        assert progress.bar.n <= progress.bar.total
+    assert (progress.done, progress.total) == (3, 3)
+    assert progress._desc() == "study 3/3 runs"
+    progress.close()

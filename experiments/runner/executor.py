@@ -131,6 +131,8 @@ class Progress:
 
     def finished(self, job) -> None:
         self.done += self.count(job)
+        self.total = max(self.total, self.done)  # a plan that grew as it ran (an edge extension): never n/m with n > m
+        self.bar.total = max(self.bar.total, self.bar.n + round(self.cost(job)))
         self.bar.set_description_str(self._desc(), refresh=False)
         self.bar.update(round(self.cost(job)))
 
