@@ -154,7 +154,8 @@ def sweep_frame(study: Study) -> pd.DataFrame:
                     }
                 )
     frame = pd.DataFrame(
-        rows, columns=["arm", "task", "d", "n", "median", "std", "mean", "min", "max", "lr", "trainable_params", "seeds"]
+        rows,
+        columns=["arm", "task", "d", "n", "median", "std", "mean", "min", "max", "lr", "trainable_params", "seeds"],
     )
     frame["trainable_params"] = frame["trainable_params"].astype("Int64")
     return frame
