@@ -4,7 +4,7 @@
     python -m experiments.studies.mini.paper_shape --status    # what has finished and the choices made; writes nothing
     python -m experiments.studies.mini.paper_shape --dry-run   # the runs known so far and the time estimate
 
-The CPU study's protocol (docs/mini.md: head, rows, epochs, test once at the validation-picked epoch, analysis plan)
+Protocol and analysis plan: docs/mini-base.md. The CPU study's protocol (docs/mini.md: head, rows, epochs, test once at the validation-picked epoch, analysis plan)
 with all-mpnet-base-v2 (configs/model/mpnet-base.yaml) in place of MiniLM-L6, GPart and Uni-LoRA at setup.md §2's
 d = 23,040. N/d = 614.4 equals the MiniLM study's, so under AdamW the same θ lr moves each weight by the same step:
 each method starts from the lr the MiniLM study chose for it on that task, and a 3-point check on seed 0's validation
