@@ -30,6 +30,7 @@ CHECKED = ("GPart", "Uni-LoRA")  # claim C1's two arms
 LEVEL_LINES = ("FT", "LP")
 REPORT_SEEDS = (1, 2, 3)
 LEVEL_SEEDS = (1,)
+MARKER = "PAPER_SHAPE.txt"  # in the results folder: `make tables` reads it as this study's (paper_shape_report.py)
 SLOWER = 5.0  # MPNet-base vs MiniLM-L6 seconds per step on 2 cores: about 5x (the ETA only)
 
 
@@ -43,7 +44,10 @@ def check_runs(arm: design.Arm, task: str, lr: float, head_lr: float) -> list[de
     return [design.Run(arm, task, design.SELECTION_SEED, point, head_lr, D, "selection", MODEL) for point in points]
 
 
-def state(results: Path, minilm: dict, tasks=design.TASKS) -> driver.State:
+def state(results: Path, minilm: dict, tasks=design.TASKS, validation=None) -> driver.State:
+    """The runs the finished records allow. `validation(run, results)`: a finished run's validation score, or None
+    (default: read at the run's id, which needs the model; the report reads the records instead)."""
+    validation = validation or driver.validation_score
     now, level_lines = driver.State(), []
     for task in tasks:
         head_lr = minilm.get(("LP", task))
@@ -56,7 +60,7 @@ def state(results: Path, minilm: dict, tasks=design.TASKS) -> driver.State:
                 now.waiting.append(f"{task}: {label} waits for the MiniLM study's lr")
                 continue
             runs = check_runs(design.ARMS[label], task, lr, head_lr)
-            scores = {run.lr: driver.validation_score(run, results) for run in runs}
+            scores = {run.lr: validation(run, results) for run in runs}
             now.ready += runs
             chosen = None if None in scores.values() else design.best_lr(scores)
             now.choices[(label, task)] = design.Choice(chosen, scores)
@@ -91,6 +95,11 @@ def main(argv=None) -> int:
     now = state(results, minilm)
     if args.status or args.dry_run:
         return report(now, results, args.dry_run, args.jobs)
+    results.mkdir(parents=True, exist_ok=True)
+    (results / MARKER).write_text(
+        "A paper-shape study folder (make reproduce-mini-base, docs/mini-base.md): `make tables` reads it with "
+        "experiments/studies/mini/paper_shape_report.py.\n"
+    )
     failures = executor.run_until_done(
         lambda: state(results, minilm),
         driver.finished_in(results),
