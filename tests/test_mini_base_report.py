@@ -61,7 +61,7 @@ def study_folder(tmp_path_factory) -> Path:
     (results / paper_shape.MARKER).write_text("paper-shape study\n")
     choices = paper_shape.minilm_choices(MINILM_RESULTS)
     for round_ in range(2):  # the checks first, then the report runs the choices make ready
-        found = paper_shape_report.FinishedRecords(results)
+        found = paper_shape.FinishedRecords(results)
         now = paper_shape.state(results, choices, validation=found.validation)
         for run in now.ready:
             if found.get(run) is not None:
@@ -117,8 +117,21 @@ def test_the_files_are_a_function_of_the_records(study_folder, tmp_path):
 def test_a_record_is_matched_by_what_it_ran_not_by_its_folder():
     run = design.Run(design.ARMS["GPart"], "sst2", 2, 0.158, 0.01, paper_shape.D, "report", paper_shape.MODEL)
     record = _record(run, 0.8, 0.8)
-    assert paper_shape_report.record_key(record) == paper_shape_report.run_key(run)
+    assert paper_shape.record_key(record) == paper_shape.run_key(run)
     other_lr = design.Run(design.ARMS["GPart"], "sst2", 2, 0.05, 0.01, paper_shape.D, "report", paper_shape.MODEL)
-    assert paper_shape_report.record_key(record) != paper_shape_report.run_key(other_lr)
+    assert paper_shape.record_key(record) != paper_shape.run_key(other_lr)
     probe = design.Run(design.ARMS["LP"], "stsb", 1, 0.0999, 0.0999, None, "report", paper_shape.MODEL)
-    assert paper_shape_report.record_key(_record(probe, 0.5, 0.4)) == paper_shape_report.run_key(probe)
+    assert paper_shape.record_key(_record(probe, 0.5, 0.4)) == paper_shape.run_key(probe)
+
+
+def test_status_reads_the_records_without_the_model(study_folder, monkeypatch, capsys):
+    from experiments.runner import model_store
+
+    def no_model(*_):
+        raise AssertionError("--status must not fetch or hash the model")
+
+    monkeypatch.setattr(model_store, "ensure", no_model)
+    assert paper_shape.main(["--status", "--results", str(study_folder)]) == 0
+    out = capsys.readouterr().out
+    assert "choice  stsb Uni-LoRA: lr 0.05" in out
+    assert "28/28 runs finished of those known now" in out

@@ -20,11 +20,12 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from experiments.runner import executor
+from experiments.runner import executor, records
 from experiments.studies.mini import design, driver
 
 DEFAULT_RESULTS = driver.REPO / "results" / "mini-base"
-MODEL = ("model=mpnet-base",)
+MODEL_KEY = "mpnet-base"
+MODEL = (f"model={MODEL_KEY}",)
 D = 23_040  # setup.md §2 (RoBERTa-base, q,v)
 CHECKED = ("GPart", "Uni-LoRA")  # claim C1's two arms
 LEVEL_LINES = ("FT", "LP")
@@ -32,6 +33,66 @@ REPORT_SEEDS = (1, 2, 3)
 LEVEL_SEEDS = (1,)
 MARKER = "PAPER_SHAPE.txt"  # in the results folder: `make tables` reads it as this study's (paper_shape_report.py)
 SLOWER = 5.0  # MPNet-base vs MiniLM-L6 seconds per step on 2 cores: about 5x (the ETA only)
+
+
+def _number(value) -> str | None:
+    return None if value is None else f"{float(value):.6g}"
+
+
+def _d_of(config: dict) -> int | None:
+    method = (config.get("method") or {}).get("config") or {}
+    value = method.get("d", method.get("theta_d_length"))
+    return None if value is None else int(value)
+
+
+def record_key(record: dict) -> tuple:
+    trainer = record["config"]["trainer"]
+    probe = record["method"] == "LP"
+    return (
+        record["method"],
+        record["task"],
+        int(record["seed"]),
+        None if probe else _number(trainer.get("lr")),
+        _number(trainer.get("head_lr")),
+        _d_of(record["config"]),
+    )
+
+
+def run_key(run: design.Run) -> tuple:
+    return (
+        run.arm.label,
+        run.task,
+        run.seed,
+        None if run.arm.is_probe else _number(run.lr),
+        _number(run.head_lr),
+        run.d,
+    )
+
+
+class FinishedRecords:
+    """The finished records of one study folder (`runs/` and `selection/runs/`), found by what they ran (arm, task,
+    seed, lrs, d, model key) rather than at their run ids, which hash the model's files: `--status`, `--dry-run` and
+    the tables work without the model installed."""
+
+    def __init__(self, results: Path, model: str = MODEL_KEY):
+        self.by_stage: dict[str, dict[tuple, dict]] = {}
+        for stage, folder in (("report", results / "runs"), ("selection", results / "selection" / "runs")):
+            found = {}
+            for path in sorted(folder.glob("*/record.json")):
+                record = records.read(path) or {}
+                if record.get("status") == "finished" and record.get("model") == model:
+                    found[record_key(record)] = record
+            self.by_stage[stage] = found
+
+    def get(self, run: design.Run) -> dict | None:
+        return self.by_stage.get(run.stage, {}).get(run_key(run))
+
+    def validation(self, run: design.Run, results: Path | None = None) -> float | None:
+        record = self.get(run)
+        return None if record is None else record.get("validation_metric")
+
+    def run_ids(self, stage: str) -> set[str]:
+        return {r.get("run_id") for r in self.by_stage.get(stage, {}).values()}
 
 
 def minilm_choices(minilm_results: Path = driver.DEFAULT_RESULTS, tasks=design.TASKS) -> dict:
@@ -92,9 +153,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     results = args.results.resolve()
     minilm = minilm_choices(args.minilm_results.resolve())
-    now = state(results, minilm)
-    if args.status or args.dry_run:
-        return report(now, results, args.dry_run, args.jobs)
+    if args.status or args.dry_run:  # from the records alone: no model needed
+        found = FinishedRecords(results)
+        now = state(results, minilm, validation=found.validation)
+        return report(now, results, args.dry_run, args.jobs, lambda run: found.get(run) is not None)
     results.mkdir(parents=True, exist_ok=True)
     (results / MARKER).write_text(
         "A paper-shape study folder (make reproduce-mini-base, docs/mini-base.md): `make tables` reads it with "
@@ -105,7 +167,7 @@ def main(argv=None) -> int:
         driver.finished_in(results),
         driver.runner(results, args.threads, "reproduce-mini-base"),
         args.jobs,
-        lambda now, todo: driver.progress(now.ready, [], "reproduce-mini-base"),
+        lambda now, todo: driver.progress(now.ready, [r for r in now.ready if r not in todo], "reproduce-mini-base"),
     )
     if not failures and not args.no_tables and driver.make_tables(results) != 0:
         failures.append("experiments.report.tables failed")
@@ -114,8 +176,8 @@ def main(argv=None) -> int:
     return 1 if failures else 0
 
 
-def report(now: driver.State, results: Path, commands: bool, jobs: int) -> int:
-    finished = sum(map(driver.finished_in(results), now.ready))
+def report(now: driver.State, results: Path, commands: bool, jobs: int, finished_run) -> int:
+    finished = sum(map(finished_run, now.ready))
     for run in now.ready if commands else []:
         print(f"{run.name:60s} python -m experiments.run " + " ".join(run.overrides(results)))
     for (label, task), choice in now.choices.items():

@@ -21,13 +21,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from experiments.runner import records
 from experiments.studies.mini import design, driver, paper_shape
 from experiments.studies.mini import formatting as fmt
 from experiments.studies.mini import verdicts as plan
 from experiments.studies.mini.collect import REPORT_COLUMNS, _row
 
-MODEL_KEY = "mpnet-base"
 MINILM_LABEL = "MiniLM-L6 (d = 2,880, CPU study)"
 BASE_LABEL = "MPNet-base (d = 23,040, this study)"
 ARMS = (plan.GPART, plan.UNILORA, plan.FT, plan.LP)
@@ -35,67 +33,6 @@ ARMS = (plan.GPART, plan.UNILORA, plan.FT, plan.LP)
 
 def is_paper_shape(results: Path) -> bool:
     return (Path(results) / paper_shape.MARKER).is_file()
-
-
-# ---------------------------------------------------------------- the records, matched to the plan
-
-
-def _number(value) -> str | None:
-    return None if value is None else f"{float(value):.6g}"
-
-
-def _d_of(config: dict) -> int | None:
-    method = (config.get("method") or {}).get("config") or {}
-    value = method.get("d", method.get("theta_d_length"))
-    return None if value is None else int(value)
-
-
-def record_key(record: dict) -> tuple:
-    trainer = record["config"]["trainer"]
-    probe = record["method"] == plan.LP
-    return (
-        record["method"],
-        record["task"],
-        int(record["seed"]),
-        None if probe else _number(trainer.get("lr")),
-        _number(trainer.get("head_lr")),
-        _d_of(record["config"]),
-    )
-
-
-def run_key(run: design.Run) -> tuple:
-    return (
-        run.arm.label,
-        run.task,
-        run.seed,
-        None if run.arm.is_probe else _number(run.lr),
-        _number(run.head_lr),
-        run.d,
-    )
-
-
-class FinishedRecords:
-    """The finished records of one study folder (`runs/` and `selection/runs/`), found by what they ran."""
-
-    def __init__(self, results: Path, model: str = MODEL_KEY):
-        self.by_stage: dict[str, dict[tuple, dict]] = {}
-        for stage, folder in (("report", results / "runs"), ("selection", results / "selection" / "runs")):
-            found = {}
-            for path in sorted(folder.glob("*/record.json")):
-                record = records.read(path) or {}
-                if record.get("status") == "finished" and record.get("model") == model:
-                    found[record_key(record)] = record
-            self.by_stage[stage] = found
-
-    def get(self, run: design.Run) -> dict | None:
-        return self.by_stage.get(run.stage, {}).get(run_key(run))
-
-    def validation(self, run: design.Run, results: Path | None = None) -> float | None:
-        record = self.get(run)
-        return None if record is None else record.get("validation_metric")
-
-    def run_ids(self, stage: str) -> set[str]:
-        return {r.get("run_id") for r in self.by_stage.get(stage, {}).values()}
 
 
 @dataclass
@@ -115,7 +52,7 @@ def collect(results: Path, minilm_results: Path = driver.DEFAULT_RESULTS, tasks=
     from experiments.studies.mini import collect as minilm_collect
 
     results = Path(results)
-    found = FinishedRecords(results)
+    found = paper_shape.FinishedRecords(results)
     minilm = minilm_collect.collect(minilm_results, tasks)
     choices = {key: choice.lr for key, choice in minilm.choices.items()}
     now = paper_shape.state(results, choices, tasks, validation=found.validation)
