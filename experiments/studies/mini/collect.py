@@ -76,7 +76,7 @@ class Study:
         return MAIN_D
 
 
-def _row(run: Run, record: dict) -> dict:
+def report_row(run: Run, record: dict) -> dict:
     epochs = record.get("epochs") or []
     metric = record["metric"]
     curve = [
@@ -118,7 +118,7 @@ def collect(results: Path, tasks=TASKS) -> Study:
         planned_ids.add(path.parent.name)
         record = records.read(path) or {}
         if record.get("status") == "finished" and record.get("test_metric") is not None:
-            rows.append(_row(run, record))
+            rows.append(report_row(run, record))
     report = pd.DataFrame(rows, columns=REPORT_COLUMNS)
     report["sweep"] = report["sweep"].astype(bool)
     present = sorted(p.parent.name for p in (results / "runs").glob("*/record.json"))

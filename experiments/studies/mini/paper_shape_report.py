@@ -24,7 +24,7 @@ import pandas as pd
 from experiments.studies.mini import design, driver, paper_shape
 from experiments.studies.mini import formatting as fmt
 from experiments.studies.mini import verdicts as plan
-from experiments.studies.mini.collect import REPORT_COLUMNS, _row
+from experiments.studies.mini.collect import REPORT_COLUMNS, report_row
 
 MINILM_LABEL = "MiniLM-L6 (d = 2,880, CPU study)"
 BASE_LABEL = "MPNet-base (d = 23,040, this study)"
@@ -64,7 +64,7 @@ def collect(results: Path, minilm_results: Path = driver.DEFAULT_RESULTS, tasks=
         record = found.get(run)
         if record is None or record.get("test_metric") is None:
             continue
-        rows.append({**_row(run, record), "sweep": False})
+        rows.append({**report_row(run, record), "sweep": False})
         if run.arm.label in paper_shape.LEVEL_LINES and record.get("validation_metric") is not None:
             levels[(run.arm.label, run.task)] = 100.0 * float(record["validation_metric"])
     report = pd.DataFrame(rows, columns=REPORT_COLUMNS)
