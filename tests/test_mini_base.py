@@ -41,3 +41,24 @@ def test_nothing_runs_before_the_minilm_study_chose(monkeypatch):
     monkeypatch.setattr(driver, "validation_score", lambda run, results: None)
     now = paper_shape.state(Path("/tmp/unused"), {}, tasks=("sst2", "stsb"))
     assert now.ready == [] and len(now.waiting) == 2
+
+
+def _extended(scores_by_lr: dict) -> tuple[list[float], float | None]:
+    runs = paper_shape.check_runs(design.ARMS["Uni-LoRA"], "sst2", 0.158, 0.01)
+    runs, chosen, _ = paper_shape.checked_lr(runs, Path("/unused"), lambda run, _: scores_by_lr.get(run.lr))
+    return sorted(r.lr for r in runs), chosen
+
+
+def test_a_check_whose_points_all_collapse_extends_downward_at_most_three_times():
+    collapsed = dict.fromkeys([0.05, 0.158, 0.5], 0.5581)
+    assert _extended(collapsed) == ([0.0158, 0.05, 0.158, 0.5], None)  # the new point is pending
+    assert _extended({**collapsed, 0.0158: 0.90}) == ([0.005, 0.0158, 0.05, 0.158, 0.5], None)
+    learning = {**collapsed, 0.0158: 0.90, 0.005: 0.88}
+    assert _extended(learning) == ([0.005, 0.0158, 0.05, 0.158, 0.5], 0.0158)
+    still_collapsed = {**collapsed, 0.0158: 0.5581, 0.005: 0.5581, 0.00158: 0.5581}
+    assert _extended(still_collapsed) == ([0.00158, 0.005, 0.0158, 0.05, 0.158, 0.5], 0.00158)
+
+
+def test_a_check_extends_past_the_upper_edge_and_not_from_the_middle():
+    assert _extended({0.05: 0.80, 0.158: 0.85, 0.5: 0.82}) == ([0.05, 0.158, 0.5], 0.158)
+    assert _extended({0.05: 0.80, 0.158: 0.85, 0.5: 0.88, 1.58: 0.70}) == ([0.05, 0.158, 0.5, 1.58], 0.5)

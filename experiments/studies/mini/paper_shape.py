@@ -32,6 +32,8 @@ LEVEL_LINES = ("FT", "LP")
 REPORT_SEEDS = (1, 2, 3)
 LEVEL_SEEDS = (1,)
 MARKER = "PAPER_SHAPE.txt"  # in the results folder: `make tables` reads it as this study's (paper_shape_report.py)
+CHECK_POINTS = 3  # the lr carried from MiniLM, ÷√10 and ×√10
+MAX_EXTENSIONS = 3  # more points past a winning edge, one at a time (docs/mini-base.md, "Deviations")
 SLOWER = 5.0  # MPNet-base vs MiniLM-L6 seconds per step on 2 cores: about 5x (the ETA only)
 
 
@@ -105,6 +107,25 @@ def check_runs(arm: design.Arm, task: str, lr: float, head_lr: float) -> list[de
     return [design.Run(arm, task, design.SELECTION_SEED, point, head_lr, D, "selection", MODEL) for point in points]
 
 
+def checked_lr(runs: list[design.Run], results: Path, validation) -> tuple[list[design.Run], float | None, dict]:
+    """The check's runs (its edge extensions added), the chosen lr (None while pending) and the scores by lr.
+
+    While the winner sits on an edge of the points run so far (ties go to the smaller lr, so a check where every
+    point collapses to the constant prediction extends downward), one more point √10 beyond that edge is run, at
+    most MAX_EXTENSIONS times: an lr carried over from another model can be off by more than one grid step
+    (docs/mini-base.md, "Deviations")."""
+    runs = list(runs)
+    while True:
+        scores = {run.lr: validation(run, results) for run in runs}
+        if None in scores.values():
+            return runs, None, scores
+        chosen, edges = design.best_lr(scores), (min(scores), max(scores))
+        if chosen not in edges or len(runs) - CHECK_POINTS >= MAX_EXTENSIONS:
+            return runs, chosen, scores
+        step = 1 / design.GRID_STEP if chosen == edges[0] else design.GRID_STEP
+        runs.append(dataclasses.replace(runs[0], lr=float(f"{chosen * step:.3g}")))
+
+
 def state(results: Path, minilm: dict, tasks=design.TASKS, validation=None) -> driver.State:
     """The runs the finished records allow. `validation(run, results)`: a finished run's validation score, or None
     (default: read at the run's id, which needs the model; the report reads the records instead)."""
@@ -120,10 +141,8 @@ def state(results: Path, minilm: dict, tasks=design.TASKS, validation=None) -> d
             if lr is None:
                 now.waiting.append(f"{task}: {label} waits for the MiniLM study's lr")
                 continue
-            runs = check_runs(design.ARMS[label], task, lr, head_lr)
-            scores = {run.lr: validation(run, results) for run in runs}
+            runs, chosen, scores = checked_lr(check_runs(design.ARMS[label], task, lr, head_lr), results, validation)
             now.ready += runs
-            chosen = None if None in scores.values() else design.best_lr(scores)
             now.choices[(label, task)] = design.Choice(chosen, scores)
             if chosen is not None:
                 now.ready += [dataclasses.replace(runs[0], seed=s, lr=chosen, stage="report") for s in REPORT_SEEDS]

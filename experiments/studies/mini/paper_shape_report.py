@@ -338,52 +338,59 @@ def claims_markdown(study: ShapeStudy, frame: pd.DataFrame, pooled: dict, label:
 # ---------------------------------------------------------------- figure
 
 
+COLOURS = {plan.GPART: "black", plan.UNILORA: "tab:blue", plan.FT: "tab:green", plan.LP: "tab:red"}
+LEVEL_STYLES = {plan.FT: "--", plan.LP: ":"}
+
+
+def _draw_task(axis, task: str, models) -> None:
+    """One task's panel: per model, each seed's score and the median of GPart and Uni-LoRA, FT and LP as marks."""
+    for x, (_, report) in enumerate(models):
+        for offset, arm in ((-0.12, plan.GPART), (0.12, plan.UNILORA)):
+            values = plan.scores(report, arm, task)
+            if not values.empty:
+                axis.scatter([x + offset] * len(values), values, s=14, color=COLOURS[arm], alpha=0.45)
+                axis.scatter([x + offset], [values.median()], s=70, marker="_", color=COLOURS[arm], linewidths=2.5)
+        for arm, style in LEVEL_STYLES.items():
+            values = plan.scores(report, arm, task)
+            if not values.empty:
+                axis.hlines(values.median(), x - 0.35, x + 0.35, colors=COLOURS[arm], linestyles=style)
+    axis.set_xticks(range(len(models)), [label.replace(" (", "\n(") for label, _ in models], fontsize=8)
+    axis.set_xlim(-0.6, len(models) - 0.4)
+    axis.set_title(fmt.task_label(task), fontsize=10)
+    axis.set_ylabel("test score × 100", fontsize=8)
+    axis.grid(True, axis="y", alpha=0.3)
+
+
 def c1_figure(study: ShapeStudy, path: Path) -> bool:
     """Per task: GPart and Uni-LoRA test scores (each seed, and the median) on MiniLM-L6 and on MPNet-base, each
-    model's FT and LP median as level marks across its group."""
+    model's FT and LP median as level marks across its group; one legend below the panels."""
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.lines
     import matplotlib.pyplot as plt
 
     if study.report.empty:
         return False
     models = ((MINILM_LABEL, study.minilm_report), (BASE_LABEL, study.report))
-    colours = {plan.GPART: "black", plan.UNILORA: "tab:blue", plan.FT: "tab:green", plan.LP: "tab:red"}
-    figure, axes = plt.subplots(1, len(study.tasks), figsize=(5.0 * len(study.tasks), 4.2), squeeze=False)
+    figure, axes = plt.subplots(1, len(study.tasks), figsize=(5.0 * len(study.tasks), 4.4), squeeze=False)
     for axis, task in zip(axes[0], study.tasks):
-        for x, (_, report) in enumerate(models):
-            for offset, arm in ((-0.12, plan.GPART), (0.12, plan.UNILORA)):
-                values = plan.scores(report, arm, task)
-                if values.empty:
-                    continue
-                axis.scatter([x + offset] * len(values), values, s=14, color=colours[arm], alpha=0.45)
-                axis.scatter([x + offset], [values.median()], s=70, marker="_", color=colours[arm], linewidths=2.5)
-            for arm, style in ((plan.FT, "--"), (plan.LP, ":")):
-                values = plan.scores(report, arm, task)
-                if not values.empty:
-                    axis.hlines(values.median(), x - 0.35, x + 0.35, colors=colours[arm], linestyles=style)
-        for arm in ARMS:
-            axis.plot(
-                [],
-                [],
-                color=colours[arm],
-                marker="o" if arm in (plan.GPART, plan.UNILORA) else None,
-                linestyle={plan.FT: "--", plan.LP: ":"}.get(arm, ""),
-                label=arm,
-            )
-        axis.set_xticks(range(len(models)), [m.replace(" (", "\n(") for m, _ in models], fontsize=8)
-        axis.set_xlim(-0.6, len(models) - 0.4)
-        axis.set_title(fmt.task_label(task), fontsize=10)
-        axis.set_ylabel("test score × 100", fontsize=8)
-        axis.grid(True, axis="y", alpha=0.3)
-        axis.legend(fontsize=7)
+        _draw_task(axis, task, models)
+    handles = [
+        matplotlib.lines.Line2D(
+            [], [], color=COLOURS[arm], marker="o", linestyle="", label=f"{arm} (seed; bar: median)"
+        )
+        for arm in (plan.GPART, plan.UNILORA)
+    ] + [
+        matplotlib.lines.Line2D([], [], color=COLOURS[arm], linestyle=style, label=f"{arm} (median)")
+        for arm, style in LEVEL_STYLES.items()
+    ]
+    figure.legend(handles=handles, loc="lower center", ncol=4, fontsize=8, frameon=False)
     figure.suptitle(
-        "C1 at two shapes (CPU, not the paper's numbers): GPart vs Uni-LoRA per seed (dots) and median (bar); "
-        "FT and LP medians as level marks",
+        "C1 at two shapes (CPU, not the paper's numbers): GPart vs Uni-LoRA at equal d, test scores per seed",
         fontsize=9,
     )
-    figure.tight_layout(rect=(0, 0, 1, 0.93))
+    figure.tight_layout(rect=(0, 0.07, 1, 0.94))
     figure.savefig(path, dpi=110, metadata={"Software": None})
     plt.close(figure)
     return True
