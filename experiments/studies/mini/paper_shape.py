@@ -130,7 +130,7 @@ def state(results: Path, minilm: dict, tasks=design.TASKS, validation=None) -> d
     """The runs the finished records allow. `validation(run, results)`: a finished run's validation score, or None
     (default: read at the run's id, which needs the model; the report reads the records instead)."""
     validation = validation or driver.validation_score
-    now, level_lines = driver.State(), []
+    now, reports, level_lines = driver.State(), [], []
     for task in tasks:
         head_lr = minilm.get(("LP", task))
         if head_lr is None:
@@ -145,14 +145,16 @@ def state(results: Path, minilm: dict, tasks=design.TASKS, validation=None) -> d
             now.ready += runs
             now.choices[(label, task)] = design.Choice(chosen, scores)
             if chosen is not None:
-                now.ready += [dataclasses.replace(runs[0], seed=s, lr=chosen, stage="report") for s in REPORT_SEEDS]
+                reports += [dataclasses.replace(runs[0], seed=s, lr=chosen, stage="report") for s in REPORT_SEEDS]
         for label in LEVEL_LINES:
             lr = minilm.get((label, task))
             if lr is not None:
                 level_lines += [
                     design.Run(design.ARMS[label], task, s, lr, head_lr, None, "report", MODEL) for s in LEVEL_SEEDS
                 ]
-    now.ready += level_lines  # last: nothing waits on them, while the checks gate the report runs
+    now.ready += (
+        reports + level_lines
+    )  # the checks first (they gate the reports, and an extension runs after its check)
     return now
 
 
