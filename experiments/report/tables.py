@@ -66,17 +66,14 @@ def main(argv: list[str] | None = None) -> int:
     from experiments.studies.mini import collect, paper_shape_report, report
 
     if paper_shape_report.is_paper_shape(args.runs.parent):  # C1 at the paper's shape (docs/mini-base.md)
+        study_writer = paper_shape_report.write
+    elif collect.is_study(args.runs):  # the CPU study (docs/mini.md): its own tables, claims and figures
+        study_writer = report.write
+    else:
+        study_writer = None
+    if study_writer is not None:
         try:
-            paper_shape_report.write(
-                args.runs.parent, args.out, figures=not args.no_figures, force=args.force, label=_shown(args.runs)
-            )
-        except FileExistsError as error:
-            print(f"make tables: {error}", file=sys.stderr)
-            return 2
-        return 0
-    if collect.is_study(args.runs):  # the CPU study (docs/mini.md): its own tables, claims and figures
-        try:
-            report.write(
+            study_writer(
                 args.runs.parent, args.out, figures=not args.no_figures, force=args.force, label=_shown(args.runs)
             )
         except FileExistsError as error:

@@ -138,10 +138,6 @@ def claims_csv(primary: pd.DataFrame, secondary: pd.DataFrame, c4: pd.DataFrame)
     return fmt.rounded(pd.DataFrame(rows, columns=columns), 4)
 
 
-def _interval(low: float, high: float) -> str:
-    return "—" if math.isnan(low) else f"[{fmt.num(low, sign=True)}, {fmt.num(high, sign=True)}]"
-
-
 def _verdict_text(verdict: str, complete: bool = True, n: int = 0) -> str:
     text = f"**{verdict}**"
     if verdict in ("supported", "contradicted", "inconclusive") and not complete:
@@ -231,7 +227,7 @@ def claims_markdown(
     ]
     rows = []
     for row in primary.itertuples():
-        interval90 = f" (90%: {_interval(row.low90, row.high90)})" if row.test == "equivalence" else ""
+        interval90 = f" (90%: {fmt.interval(row.low90, row.high90)})" if row.test == "equivalence" else ""
         note = (
             f"LoRA/GPart parameters {row.parameter_ratio:.1f}×"
             if row.claim == "C2" and not math.isnan(row.parameter_ratio)
@@ -245,7 +241,7 @@ def claims_markdown(
                 row.test,
                 str(row.n),
                 fmt.num(row.mean, sign=True),
-                _interval(row.low95, row.high95) + interval90,
+                fmt.interval(row.low95, row.high95) + interval90,
                 f"{fmt.p_value(row.p_supported)} / {fmt.p_value(row.holm_supported)}",
                 f"{fmt.p_value(row.p_contradicted)} / {fmt.p_value(row.holm_contradicted)}",
                 _verdict_text(row.verdict, row.complete, row.n),
@@ -312,7 +308,7 @@ def claims_markdown(
             fmt.TASK_NAMES.get(row.scope, row.scope),
             str(row.n),
             fmt.num(row.mean, 3 if row.scope not in study.tasks else 2, sign=True),
-            _interval(row.low95, row.high95)
+            fmt.interval(row.low95, row.high95)
             if row.scope in study.tasks
             else (
                 "—"

@@ -98,3 +98,26 @@ def cell_text(stat: dict, pending: bool = True) -> str:
         return "— (pending)" if pending else "—"
     spread = f" ± {num(stat['std'])}" if stat["n"] > 1 else ""
     return f"{num(stat['median'])}{spread} (n={stat['n']})"
+
+
+def main_rows(frame: pd.DataFrame, arms, tasks) -> list[list[str]]:
+    """Main-table rows: arm, trainable parameters, each task's cell, each task's lr, runs whose best epoch is last."""
+    rows = []
+    for arm in arms:
+        mine = frame[frame["arm"] == arm].set_index("task")
+        params_of_arm = mine["trainable_params"].dropna()
+        runs, last = int(mine["n"].sum()), int(mine["best_epoch_last"].sum())
+        rows.append(
+            [
+                arm,
+                params(params_of_arm.iloc[0]) if len(params_of_arm) else "—",
+                *(cell_text(mine.loc[t].to_dict()) for t in tasks),
+                *(lr(mine.loc[t, "lr"]) for t in tasks),
+                f"{last}/{runs}" if runs else "—",
+            ]
+        )
+    return rows
+
+
+def interval(low: float, high: float) -> str:
+    return "—" if math.isnan(low) else f"[{num(low, sign=True)}, {num(high, sign=True)}]"

@@ -197,20 +197,7 @@ def main_markdown(study: ShapeStudy, frame: pd.DataFrame, label: str) -> str:
     ]
     header = ["Arm", "Trainable params", *map(fmt.task_label, study.tasks)]
     header += [f"lr {fmt.TASK_NAMES.get(t, t)}" for t in study.tasks] + ["last"]
-    rows = []
-    for arm in ARMS:
-        mine = frame[frame["arm"] == arm].set_index("task")
-        params = mine["trainable_params"].dropna()
-        runs, last = int(mine["n"].sum()), int(mine["best_epoch_last"].sum())
-        rows.append(
-            [
-                arm,
-                fmt.params(params.iloc[0]) if len(params) else "—",
-                *(fmt.cell_text(mine.loc[t].to_dict()) for t in study.tasks),
-                *(fmt.lr(mine.loc[t, "lr"]) for t in study.tasks),
-                f"{last}/{runs}" if runs else "—",
-            ]
-        )
+    rows = fmt.main_rows(frame, ARMS, study.tasks)
     return "\n".join(lines + fmt.table(header, rows) + [""])
 
 
@@ -264,10 +251,6 @@ def claims_frame(study: ShapeStudy) -> pd.DataFrame:
     return pd.concat([f[columns] for f in frames], ignore_index=True)
 
 
-def _interval(low: float, high: float) -> str:
-    return "—" if math.isnan(low) else f"[{fmt.num(low, sign=True)}, {fmt.num(high, sign=True)}]"
-
-
 def claims_markdown(study: ShapeStudy, frame: pd.DataFrame, pooled: dict, label: str) -> str:
     lines = _header("Claim C1 at the paper's shape: GPart ≥ Uni-LoRA at equal d", label)
     lines += ["## Admission", ""]
@@ -302,7 +285,7 @@ def claims_markdown(study: ShapeStudy, frame: pd.DataFrame, pooled: dict, label:
             fmt.TASK_NAMES.get(r.task, r.task),
             str(r.n),
             fmt.num(r.mean, sign=True),
-            _interval(r.low95, r.high95),
+            fmt.interval(r.low95, r.high95),
             f"{fmt.p_value(r.p_supported)} / {fmt.p_value(r.holm_supported)}",
             f"{fmt.p_value(r.p_contradicted)} / {fmt.p_value(r.holm_contradicted)}",
             f"**{r.verdict}**" + ("" if r.complete or r.n == 0 else f" (interim, n = {r.n})"),
@@ -321,7 +304,7 @@ def claims_markdown(study: ShapeStudy, frame: pd.DataFrame, pooled: dict, label:
         pooled["tasks"] or "—",
         str(pooled["n"]),
         fmt.num(pooled["mean"], 3, sign=True),
-        _interval(pooled["low95"], pooled["high95"]),
+        fmt.interval(pooled["low95"], pooled["high95"]),
         fmt.p_value(pooled["p_supported"]),
         f"**{pooled['outcome']}**",
     ]

@@ -87,20 +87,7 @@ def main_markdown(study: Study, frame: pd.DataFrame, label: str) -> str:
         *(f"lr {fmt.TASK_NAMES.get(t, t)}" for t in study.tasks),
         "last",
     ]
-    rows = []
-    for arm in fmt.arms(study):
-        mine = frame[frame["arm"] == arm].set_index("task")
-        params = mine["trainable_params"].dropna()
-        runs, last = int(mine["n"].sum()), int(mine["best_epoch_last"].sum())
-        rows.append(
-            [
-                arm,
-                fmt.params(params.iloc[0]) if len(params) else "—",
-                *(fmt.cell_text(mine.loc[t].to_dict()) for t in study.tasks),
-                *(fmt.lr(mine.loc[t, "lr"]) for t in study.tasks),
-                f"{last}/{runs}" if runs else "—",
-            ]
-        )
+    rows = fmt.main_rows(frame, fmt.arms(study), study.tasks)
     if study.zero_shot:
         rows.append(
             [
