@@ -198,19 +198,27 @@ def main(argv=None) -> int:
 
 
 def report(now: driver.State, results: Path, commands: bool, jobs: int, finished_run) -> int:
-    finished = sum(map(finished_run, now.ready))
+    todo = [run for run in now.ready if not finished_run(run)]
     for run in now.ready if commands else []:
         print(f"{run.name:60s} python -m experiments.run " + " ".join(run.overrides(results)))
     for (label, task), choice in now.choices.items():
-        print(f"choice  {task} {label}: {'pending' if choice.lr is None else f'lr {choice.lr:g}'}")
+        print(f"choice  {task} {label}: {'pending' if choice.lr is None else f'lr {choice.lr:g}'}  {_scores(choice)}")
     for line in now.waiting:
         print(f"waiting {line}")
-    hours = sum(design.estimated_seconds(r) for r in now.ready) * SLOWER / 3600
+    hours = sum(design.estimated_seconds(r) for r in todo) * SLOWER / 3600
     print(
-        f"{finished}/{len(now.ready)} runs finished of those known now (~{hours:.1f} run-hours, "
-        f"~{hours / jobs:.1f} h wall with {jobs} jobs)"
+        f"{len(now.ready) - len(todo)}/{len(now.ready)} runs finished of those known now; the {len(todo)} left: "
+        f"~{hours:.1f} run-hours, ~{hours / jobs:.1f} h wall with {jobs} jobs"
     )
     return 0
+
+
+def _scores(choice: design.Choice) -> str:
+    """The check's seed-0 validation scores × 100 by lr, '…' where a run has not finished."""
+    points = (
+        f"{lr:g}: {'…' if score is None else f'{100 * score:.2f}'}" for lr, score in sorted(choice.scores.items())
+    )
+    return f"({', '.join(points)})"
 
 
 if __name__ == "__main__":

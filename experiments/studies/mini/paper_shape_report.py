@@ -215,7 +215,9 @@ def checks_markdown(study: ShapeStudy, frame: pd.DataFrame, label: str) -> str:
     lines += [
         "Each method starts from the θ lr the MiniLM study chose for it on the task (N/d is the same, so under "
         "AdamW the same lr moves each adapted weight by the same step) and checks that lr ÷ √10, × 1 and × √10 on "
-        "seed 0's validation split (best epoch; ties to the smaller lr). Scores × 100; **bold**: chosen.",
+        "seed 0's validation split (best epoch; ties to the smaller lr). While the winner sits on an edge of the "
+        "points run so far, one more point √10 beyond it, at most three (docs/mini-base.md, \"Deviations\"). "
+        "Scores × 100; **bold**: chosen.",
         "",
     ]
     rows = []
