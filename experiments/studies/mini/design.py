@@ -156,6 +156,12 @@ class Choice:
     scores: dict  # lr -> best validation score (None: not finished)
     extended: float | None = None  # the point added beyond the grid's edge, if any
 
+    def scores_text(self) -> str:
+        """'lr: validation score × 100' for each point run, '…' where a run has not finished."""
+        return ", ".join(
+            f"{lr:g}: {'…' if score is None else f'{100 * score:.2f}'}" for lr, score in sorted(self.scores.items())
+        )
+
     @property
     def at_edge(self) -> bool:
         finished = {lr: s for lr, s in self.scores.items() if s is not None}

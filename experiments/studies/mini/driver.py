@@ -227,9 +227,7 @@ def selection_summary(now: State) -> str:
         "|---|---|---|---:|---|",
     ]
     for (label, task), choice in now.choices.items():
-        cells = ", ".join(
-            f"{lr:g}: {'…' if score is None else f'{100 * score:.2f}'}" for lr, score in sorted(choice.scores.items())
-        )
+        cells = choice.scores_text()
         note = "edge extended" if choice.extended is not None else ""
         note += "; chosen at the edge" if choice.lr is not None and choice.at_edge else ""
         lines.append(

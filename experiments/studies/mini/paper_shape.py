@@ -202,7 +202,9 @@ def report(now: driver.State, results: Path, commands: bool, jobs: int, finished
     for run in now.ready if commands else []:
         print(f"{run.name:60s} python -m experiments.run " + " ".join(run.overrides(results)))
     for (label, task), choice in now.choices.items():
-        print(f"choice  {task} {label}: {'pending' if choice.lr is None else f'lr {choice.lr:g}'}  {_scores(choice)}")
+        print(
+            f"choice  {task} {label}: {'pending' if choice.lr is None else f'lr {choice.lr:g}'}  ({choice.scores_text()})"
+        )
     for line in now.waiting:
         print(f"waiting {line}")
     hours = sum(design.estimated_seconds(r) for r in todo) * SLOWER / 3600
@@ -211,14 +213,6 @@ def report(now: driver.State, results: Path, commands: bool, jobs: int, finished
         f"~{hours:.1f} run-hours, ~{hours / jobs:.1f} h wall with {jobs} jobs"
     )
     return 0
-
-
-def _scores(choice: design.Choice) -> str:
-    """The check's seed-0 validation scores × 100 by lr, '…' where a run has not finished."""
-    points = (
-        f"{lr:g}: {'…' if score is None else f'{100 * score:.2f}'}" for lr, score in sorted(choice.scores.items())
-    )
-    return f"({', '.join(points)})"
 
 
 if __name__ == "__main__":
