@@ -3,6 +3,8 @@ exists), and only that block changes."""
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 from mini_fakes import finish
@@ -111,3 +113,33 @@ def test_the_committed_readme_block_is_what_the_generator_writes(tmp_path, glue_
         ]
     )
     assert copy.read_text() == (summary.experiments.REPO / "README.md").read_text()
+
+
+def _attempts_record(folder, name, attempts):
+    path = folder / "runs" / name / "record.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"run_id": name, "status": "finished", "attempts": attempts}))
+
+
+def test_in_flight_wall_is_the_union_of_attempts_not_their_sum(tmp_path):
+    hour = 3600.0
+    _attempts_record(tmp_path, "a", [{"started_at": "2026-12-05T10:00:00+00:00", "wall_s": 2 * hour}])
+    _attempts_record(tmp_path, "b", [{"started_at": "2026-12-05T11:00:00+00:00", "wall_s": 2 * hour}])
+    _attempts_record(
+        tmp_path,
+        "c",  # killed at 16:30 and resumed at 18:00: the gap between attempts is not in flight
+        [
+            {"started_at": "2026-12-05T16:00:00+00:00", "wall_s": 0.5 * hour},
+            {"started_at": "2026-12-05T18:00:00+00:00", "wall_s": 1 * hour},
+        ],
+    )
+    _attempts_record(tmp_path, "no-start", [{"wall_s": 5 * hour}])
+    hours, first, last = summary.in_flight_span(tmp_path)
+    assert hours == pytest.approx(3 + 0.5 + 1)
+    assert (first, last) == ("2026-12-05 10:00", "2026-12-05 19:00")
+    assert "4 finished runs, 10.5 h of run wall time" in summary.compute_line(tmp_path)
+
+
+def test_no_started_attempt_gives_no_span(tmp_path):
+    _attempts_record(tmp_path, "a", [{"wall_s": 60.0}])
+    assert summary.in_flight_span(tmp_path) is None

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from experiments.studies.mini import design, driver, paper_shape
+from experiments.studies.mini import design, driver, paper_shape, summary
 from experiments.studies.mini import formatting as fmt
 from experiments.studies.mini import verdicts as plan
 from experiments.studies.mini.collect import REPORT_COLUMNS, report_row
@@ -384,11 +384,21 @@ def c1_figure(study: ShapeStudy, path: Path) -> bool:
 # ---------------------------------------------------------------- writing
 
 
-def index_markdown(study: ShapeStudy, label: str, files: list[str], figures: list[str]) -> str:
+def compute_text(results: Path) -> str:
+    """Runs, run-hours and the wall time with a run in flight, from every finished record's attempts."""
+    span = summary.in_flight_span(results)
+    if span is None:
+        return summary.compute_line(results)
+    hours, first, last = span
+    return f"{summary.compute_line(results)} {hours:.1f} h of wall with a run in flight, {first} to {last} UTC."
+
+
+def index_markdown(study: ShapeStudy, label: str, files: list[str], figures: list[str], compute: str = "") -> str:
     finished = len(study.report)
     state = "complete" if finished == study.planned and not study.waiting and finished else "in progress"
     lines = _header("Paper-shape study: generated tables", label)
     lines += [f"{finished} of {study.planned} report runs known so far have finished ({state}).", ""]
+    lines += [f"Compute (checks, report runs and level lines): {compute}", ""] if compute else []
     lines += [f"- [{name}]({name})" for name in files if name.endswith(".md")]
     lines += [f"- figure: [`../figures/{name}`](../figures/{name})" for name in figures]
     if study.waiting:
@@ -426,7 +436,7 @@ def write(
     }
     with staged_outputs(out, figures, force, shown=driver.shown) as staged:
         drawn = ["c1-by-model.png"] if figures and c1_figure(study, staged["figures"] / "c1-by-model.png") else []
-        texts["README.md"] = index_markdown(study, label, list(texts), drawn)
+        texts["README.md"] = index_markdown(study, label, list(texts), drawn, compute_text(results))
         for name, text in texts.items():
             (staged["tables"] / name).write_text(text)
     return staged.written

@@ -142,15 +142,40 @@ def claims_summary(claims_markdown: str) -> str:
     return "\n".join(line for line in section.splitlines() if line.startswith("|"))
 
 
-def compute_line(results: Path) -> str:
-    """How many runs the records hold and the wall time they took (every attempt, resumed ones included)."""
-    finished = [
+def _finished_records(results: Path) -> list[dict]:
+    return [
         record
         for path in sorted(results.glob("**/runs/*/record.json"))
         if (record := records.read(path)) and record.get("status") == "finished"
     ]
+
+
+def compute_line(results: Path) -> str:
+    """How many runs the records hold and the wall time they took (every attempt, resumed ones included)."""
+    finished = _finished_records(results)
     hours = sum(a.get("wall_s", 0.0) for r in finished for a in r.get("attempts", [])) / 3600
     return f"{len(finished)} finished runs, {hours:.1f} h of run wall time in all (two runs at a time on 2 cores)."
+
+
+def in_flight_span(results: Path) -> tuple[float, str, str] | None:
+    """Hours with at least one run in flight (the union of every attempt's [start, start + wall]), with the first
+    start and the last end in UTC; None when no attempt says when it started."""
+    spans = sorted(
+        (start, start + pd.Timedelta(seconds=float(attempt.get("wall_s") or 0.0)))
+        for record in _finished_records(results)
+        for attempt in record.get("attempts") or []
+        if pd.notna(start := pd.to_datetime(attempt.get("started_at"), utc=True, errors="coerce"))
+    )
+    if not spans:
+        return None
+    busy, (open_start, open_end) = pd.Timedelta(0), spans[0]
+    for start, end in spans[1:]:
+        if start > open_end:
+            busy, open_start = busy + (open_end - open_start), start
+        open_end = max(open_end, end)
+    busy += open_end - open_start
+    stamp = "%Y-%m-%d %H:%M"
+    return busy.total_seconds() / 3600, spans[0][0].strftime(stamp), max(e for _, e in spans).strftime(stamp)
 
 
 def block(results: Path, glue_dir: Path | None = None) -> str:
