@@ -34,6 +34,10 @@ LEVEL_SEEDS = (1,)
 MARKER = "PAPER_SHAPE.txt"  # in the results folder: `make tables` reads it as this study's (paper_shape_report.py)
 CHECK_POINTS = 3  # the lr carried from MiniLM, ÷√10 and ×√10
 MAX_EXTENSIONS = 3  # more points past a winning edge, one at a time (docs/mini-base.md, "Deviations")
+SENSITIVITY_TASKS = (
+    "sst2",
+)  # post hoc, chosen by the outcome: each arm's runner-up lr too (docs/mini-base.md, "Deviations")
+SENSITIVITY = "sensitivity"  # those runs' stage: records under <results>/runs, never in the main table or C1
 SLOWER = 5.0  # MPNet-base vs MiniLM-L6 seconds per step on 2 cores: about 5x (the ETA only)
 
 
@@ -87,7 +91,8 @@ class FinishedRecords:
             self.by_stage[stage] = found
 
     def get(self, run: design.Run) -> dict | None:
-        return self.by_stage.get(run.stage, {}).get(run_key(run))
+        folder = "selection" if run.stage == "selection" else "report"
+        return self.by_stage.get(folder, {}).get(run_key(run))
 
     def validation(self, run: design.Run, results: Path | None = None) -> float | None:
         record = self.get(run)
@@ -130,7 +135,7 @@ def state(results: Path, minilm: dict, tasks=design.TASKS, validation=None) -> d
     """The runs the finished records allow. `validation(run, results)`: a finished run's validation score, or None
     (default: read at the run's id, which needs the model; the report reads the records instead)."""
     validation = validation or driver.validation_score
-    now, reports, level_lines = driver.State(), [], []
+    now, reports, level_lines, sensitivity = driver.State(), [], [], []
     for task in tasks:
         head_lr = minilm.get(("LP", task))
         if head_lr is None:
@@ -146,16 +151,25 @@ def state(results: Path, minilm: dict, tasks=design.TASKS, validation=None) -> d
             now.choices[(label, task)] = design.Choice(chosen, scores)
             if chosen is not None:
                 reports += [dataclasses.replace(runs[0], seed=s, lr=chosen, stage="report") for s in REPORT_SEEDS]
+            if chosen is not None and task in SENSITIVITY_TASKS:
+                second = runner_up(scores, chosen)
+                sensitivity += [
+                    dataclasses.replace(runs[0], seed=s, lr=second, stage=SENSITIVITY) for s in REPORT_SEEDS
+                ]
         for label in LEVEL_LINES:
             lr = minilm.get((label, task))
             if lr is not None:
                 level_lines += [
                     design.Run(design.ARMS[label], task, s, lr, head_lr, None, "report", MODEL) for s in LEVEL_SEEDS
                 ]
-    now.ready += (
-        reports + level_lines
-    )  # the checks first (they gate the reports, and an extension runs after its check)
+    # the checks first (they gate the reports, and an extension runs after its check), the post-hoc runs last
+    now.ready += reports + level_lines + sensitivity
     return now
+
+
+def runner_up(scores: dict, chosen: float) -> float:
+    """The check's second choice: the best of its other points by the same rule (ties to the smaller lr)."""
+    return design.best_lr({lr: score for lr, score in scores.items() if lr != chosen})
 
 
 def main(argv=None) -> int:
