@@ -47,10 +47,14 @@ def _write(folder: Path, record: dict) -> None:
     path.write_text(json.dumps(record))
 
 
+SENSITIVITY_GAIN = 2.0  # GPart at its runner-up lr scores this many points more than at its chosen one
+
+
 def _test_score(run: design.Run) -> float:
     base = BASE_SCORE[run.task] + 0.002 * run.seed
     if run.arm.label == "GPart":
-        return base + DIFFERENCES[run.task][run.seed - 1] / 100
+        runner_up = SENSITIVITY_GAIN / 100 if run.stage == paper_shape.SENSITIVITY else 0.0
+        return base + DIFFERENCES[run.task][run.seed - 1] / 100 + runner_up
     return {"Uni-LoRA": base, "FT": base + 0.05, "LP": base - 0.10}[run.arm.label]
 
 
@@ -90,6 +94,9 @@ def test_the_report_reads_the_checks_the_report_runs_and_c1_per_task(study_folde
         "claims.md",
         "main.csv",
         "main.md",
+        "sensitivity-pairs.csv",
+        "sensitivity.csv",
+        "sensitivity.md",
     ]
     assert (study_folder / "figures" / "c1-by-model.png").stat().st_size > 10_000
     assert "16 of 16 report runs known so far have finished (complete)" in (folder / "README.md").read_text()
@@ -134,4 +141,25 @@ def test_status_reads_the_records_without_the_model(study_folder, monkeypatch, c
     assert paper_shape.main(["--status", "--results", str(study_folder)]) == 0
     out = capsys.readouterr().out
     assert "choice  stsb Uni-LoRA: lr 0.05" in out
-    assert "28/28 runs finished of those known now" in out
+    assert "34/34 runs finished of those known now" in out
+
+
+def test_the_sensitivity_runs_sit_beside_c1_and_never_in_it(study_folder):
+    tables.main(["--runs", str(study_folder / "runs"), "--out", str(study_folder), "--no-figures"])
+    folder = study_folder / "tables"
+    assert "6 of 6 lr-sensitivity runs finished" in (folder / "README.md").read_text()
+    scores = pd.read_csv(folder / "sensitivity.csv").set_index(["arm", "role"])
+    chosen, second = scores.loc[("GPart", "chosen"), "lr"], scores.loc[("GPart", "runner-up"), "lr"]
+    assert second == pytest.approx(chosen / design.GRID_STEP, rel=1e-2)  # the tie among the other points: smaller lr
+    assert scores.loc[("GPart", "runner-up"), "median"] == pytest.approx(
+        scores.loc[("GPart", "chosen"), "median"] + SENSITIVITY_GAIN, abs=1e-3
+    )
+    pairs = pd.read_csv(folder / "sensitivity-pairs.csv").set_index(["gpart_role", "unilora_role"])
+    primary = sum(DIFFERENCES["sst2"]) / 3
+    assert pairs.loc[("chosen", "chosen"), "mean"] == pytest.approx(primary, abs=1e-3)
+    assert pairs.loc[("runner-up", "chosen"), "mean"] == pytest.approx(primary + SENSITIVITY_GAIN, abs=1e-3)
+    assert set(pairs["n"]) == {3}
+    claims = pd.read_csv(folder / "claims.csv").set_index(["model", "task"])
+    assert claims.loc[(paper_shape_report.BASE_LABEL, "sst2"), "mean"] == pytest.approx(primary, abs=1e-3)
+    main = pd.read_csv(folder / "main.csv").set_index(["arm", "task"])
+    assert main.loc[("GPart", "sst2"), "n"] == 3

@@ -9,12 +9,14 @@ says it ran (arm, task, seed, lrs, d, model), so the tables need neither the mod
 clone regenerates them byte for byte. The MiniLM study's C1 rows are read from its records (results/mini) for the
 comparison the plan asks for.
 
-Writes `<out>/tables/`: `README.md`, `main.{md,csv}`, `checks.{md,csv}`, `claims.{md,csv}`; and `<out>/figures/`:
+Writes `<out>/tables/`: `README.md`, `main.{md,csv}`, `checks.{md,csv}`, `claims.{md,csv}`, `sensitivity.md`, `sensitivity.csv` and
+`sensitivity-pairs.csv` (the post-hoc SST-2 lr-sensitivity runs); and `<out>/figures/`:
 `c1-by-model.png`.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +48,8 @@ class ShapeStudy:
     minilm_report: pd.DataFrame
     waiting: list[str] = field(default_factory=list)
     left_out: list[str] = field(default_factory=list)
+    sensitivity: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=REPORT_COLUMNS))  # post hoc
+    sensitivity_planned: int = 0
 
 
 def collect(results: Path, minilm_results: Path = driver.DEFAULT_RESULTS, tasks=design.TASKS) -> ShapeStudy:
@@ -56,33 +60,41 @@ def collect(results: Path, minilm_results: Path = driver.DEFAULT_RESULTS, tasks=
     minilm = minilm_collect.collect(minilm_results, tasks)
     choices = {key: choice.lr for key, choice in minilm.choices.items()}
     now = paper_shape.state(results, choices, tasks, validation=found.validation)
-    rows, levels, planned = [], {}, 0
+    rows, levels = {"report": [], paper_shape.SENSITIVITY: []}, {}
+    planned = dict.fromkeys(rows, 0)
     for run in now.ready:
-        if run.stage != "report":
+        if run.stage not in rows:
             continue
-        planned += 1
+        planned[run.stage] += 1
         record = found.get(run)
         if record is None or record.get("test_metric") is None:
             continue
-        rows.append({**report_row(run, record), "sweep": False})
+        rows[run.stage].append({**report_row(run, record), "sweep": False})
         if run.arm.label in paper_shape.LEVEL_LINES and record.get("validation_metric") is not None:
             levels[(run.arm.label, run.task)] = 100.0 * float(record["validation_metric"])
-    report = pd.DataFrame(rows, columns=REPORT_COLUMNS)
-    report["sweep"] = report["sweep"].astype(bool)
-    used = {r["run_id"] for r in rows}
+    report, sensitivity = (_report_frame(rows[stage]) for stage in rows)
+    used = {r["run_id"] for stage_rows in rows.values() for r in stage_rows}
     left_out = sorted(found.run_ids("report") - used)
     minilm_c1 = plan.primary(minilm.report, minilm.admission, minilm.tasks)
     return ShapeStudy(
         list(tasks),
         now.choices,
         report,
-        planned,
+        planned["report"],
         levels,
         minilm_c1[minilm_c1["claim"] == "C1"].reset_index(drop=True),
         minilm.report,
         list(now.waiting),
         left_out,
+        sensitivity,
+        planned[paper_shape.SENSITIVITY],
     )
+
+
+def _report_frame(rows: list[dict]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=REPORT_COLUMNS)
+    frame["sweep"] = frame["sweep"].astype(bool)
+    return frame
 
 
 # ---------------------------------------------------------------- analysis (docs/mini-base.md's plan)
@@ -231,6 +243,101 @@ def checks_markdown(study: ShapeStudy, frame: pd.DataFrame, label: str) -> str:
         rows.append([fmt.TASK_NAMES.get(task, task), arm_label, ", ".join(cells), fmt.lr(choice.lr)])
     lines += fmt.table(["task", "arm", "validation score × 100 by θ lr", "chosen lr"], rows)
     return "\n".join(lines + [""])
+
+
+# ---------------------------------------------------------------- post hoc: SST-2 lr sensitivity
+
+
+def _test_scores(report: pd.DataFrame, arm: str, task: str, lr: float) -> pd.Series:
+    mine = report[(report["arm"] == arm) & (report["task"] == task) & (report["lr"] == lr)]
+    return mine.set_index("seed")["score"].sort_index()
+
+
+def sensitivity_cells(study: ShapeStudy) -> dict:
+    """(arm, task, role) -> (lr, test score per seed): each checked arm at its chosen and its runner-up lr."""
+    cells = {}
+    for task in paper_shape.SENSITIVITY_TASKS:
+        for arm in paper_shape.CHECKED:
+            choice = study.choices.get((arm, task))
+            if choice is None or choice.lr is None:
+                continue
+            second = paper_shape.runner_up(choice.scores, choice.lr)
+            cells[(arm, task, "chosen")] = (choice.lr, _test_scores(study.report, arm, task, choice.lr))
+            cells[(arm, task, "runner-up")] = (second, _test_scores(study.sensitivity, arm, task, second))
+    return cells
+
+
+def sensitivity_frames(study: ShapeStudy) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The scores at each (arm, lr role), and GPart − Uni-LoRA for the four pairings of roles (no test)."""
+    cells = sensitivity_cells(study)
+    scores = pd.DataFrame(
+        [
+            {
+                "task": task,
+                "arm": arm,
+                "role": role,
+                "lr": lr,
+                "validation_seed0": study.choices[(arm, task)].scores.get(lr),
+                **{f"test_s{s}": values.get(s, math.nan) for s in paper_shape.REPORT_SEEDS},
+                "median": values.median() if len(values) else math.nan,
+            }
+            for (arm, task, role), (lr, values) in cells.items()
+        ]
+    )
+    pairs = []
+    for task in paper_shape.SENSITIVITY_TASKS:
+        for g_role, u_role in itertools.product(("chosen", "runner-up"), repeat=2):
+            g, u = cells.get((plan.GPART, task, g_role)), cells.get((plan.UNILORA, task, u_role))
+            if g is None or u is None:
+                continue
+            differences = plan.paired(g[1], u[1])
+            mean, low, high = plan.interval(differences)
+            pairs.append(
+                {"task": task, "gpart_lr": g[0], "unilora_lr": u[0], "n": len(differences)}
+                | {"mean": mean, "low95": low, "high95": high}
+                | {"gpart_role": g_role, "unilora_role": u_role}
+            )
+    return scores, pd.DataFrame(pairs)
+
+
+def sensitivity_markdown(study: ShapeStudy, scores: pd.DataFrame, pairs: pd.DataFrame, label: str) -> str:
+    lines = _header("Post hoc: how C1's SST-2 reading depends on the lr choice (exploratory)", label)
+    seeds = ", ".join(map(str, paper_shape.REPORT_SEEDS))
+    lines += [
+        "Chosen by the outcome, after every report run's test score was known (docs/mini-base.md, \"Deviations\"): "
+        f"each checked arm also runs seeds {seeds} at its check's runner-up lr (the best of its other points, ties "
+        "to the smaller lr). No test, no Holm, no verdict: the primary C1 rows in `claims.md` stand. "
+        f"{len(study.sensitivity)} of {study.sensitivity_planned} runs finished.",
+        "",
+        "## Test scores × 100 by lr",
+        "",
+    ]
+    seed_columns = [f"test_s{s}" for s in paper_shape.REPORT_SEEDS]
+    rows = [
+        [fmt.TASK_NAMES.get(r.task, r.task), r.arm, r.role, fmt.lr(r.lr), _score(r.validation_seed0)]
+        + [fmt.num(getattr(r, c)) for c in seed_columns]
+        + [fmt.num(r.median)]
+        for r in scores.itertuples()
+    ]
+    header = ["task", "arm", "lr role", "θ lr", "seed-0 validation"] + [f"seed {s}" for s in paper_shape.REPORT_SEEDS]
+    lines += fmt.table(header + ["median"], rows) + ["", "## GPart − Uni-LoRA, paired by seed", ""]
+    rows = [
+        [
+            fmt.TASK_NAMES.get(r.task, r.task),
+            f"{fmt.lr(r.gpart_lr)} ({r.gpart_role})",
+            f"{fmt.lr(r.unilora_lr)} ({r.unilora_role})",
+            str(r.n),
+            fmt.num(r.mean, sign=True),
+            fmt.interval(r.low95, r.high95),
+        ]
+        for r in pairs.itertuples()
+    ]
+    lines += fmt.table(["task", "GPart lr", "Uni-LoRA lr", "pairs", "mean Δ", "95% interval"], rows)
+    return "\n".join(lines + [""])
+
+
+def _score(validation: float | None) -> str:
+    return "—" if validation is None else fmt.num(100 * validation)
 
 
 # ---------------------------------------------------------------- claim C1
@@ -398,7 +505,13 @@ def index_markdown(study: ShapeStudy, label: str, files: list[str], figures: lis
     state = "complete" if finished == study.planned and not study.waiting and finished else "in progress"
     lines = _header("Paper-shape study: generated tables", label)
     lines += [f"{finished} of {study.planned} report runs known so far have finished ({state}).", ""]
-    lines += [f"Compute (checks, report runs and level lines): {compute}", ""] if compute else []
+    if study.sensitivity_planned:
+        done = len(study.sensitivity)
+        lines += [
+            f"Post hoc (`sensitivity.md`): {done} of {study.sensitivity_planned} lr-sensitivity runs finished.",
+            "",
+        ]
+    lines += [f"Compute (every finished record): {compute}", ""] if compute else []
     lines += [f"- [{name}]({name})" for name in files if name.endswith(".md")]
     lines += [f"- figure: [`../figures/{name}`](../figures/{name})" for name in figures]
     if study.waiting:
@@ -425,6 +538,7 @@ def write(
     label = label or driver.shown(results / "runs")
     study = collect(results, minilm_results)
     main, checks, claims = main_frame(study), checks_frame(study), claims_frame(study)
+    sensitivity, pairings = sensitivity_frames(study)
     pooled = pooled_c1(study)
     texts = {
         "main.md": main_markdown(study, main, label),
@@ -433,6 +547,9 @@ def write(
         "checks.csv": fmt.rounded(checks, keep=("lr",)).to_csv(index=False),
         "claims.md": claims_markdown(study, claims, pooled, label),
         "claims.csv": fmt.rounded(claims).to_csv(index=False),
+        "sensitivity.md": sensitivity_markdown(study, sensitivity, pairings, label),
+        "sensitivity.csv": fmt.rounded(sensitivity).to_csv(index=False),
+        "sensitivity-pairs.csv": fmt.rounded(pairings, keep=("gpart_lr", "unilora_lr")).to_csv(index=False),
     }
     with staged_outputs(out, figures, force, shown=driver.shown) as staged:
         drawn = ["c1-by-model.png"] if figures and c1_figure(study, staged["figures"] / "c1-by-model.png") else []
