@@ -34,9 +34,8 @@ LEVEL_SEEDS = (1,)
 MARKER = "PAPER_SHAPE.txt"  # in the results folder: `make tables` reads it as this study's (paper_shape_report.py)
 CHECK_POINTS = 3  # the lr carried from MiniLM, ÷√10 and ×√10
 MAX_EXTENSIONS = 3  # more points past a winning edge, one at a time (docs/mini-base.md, "Deviations")
-SENSITIVITY_TASKS = (
-    "sst2",
-)  # post hoc, chosen by the outcome: each arm's runner-up lr too (docs/mini-base.md, "Deviations")
+# Post hoc, the task chosen by the outcome: each checked arm's runner-up lr too (docs/mini-base.md, "Deviations").
+SENSITIVITY_TASKS = ("sst2",)
 SENSITIVITY = "sensitivity"  # those runs' stage: records under <results>/runs, never in the main table or C1
 SLOWER = 5.0  # MPNet-base vs MiniLM-L6 seconds per step on 2 cores: about 5x (the ETA only)
 

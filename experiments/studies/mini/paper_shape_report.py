@@ -9,9 +9,8 @@ says it ran (arm, task, seed, lrs, d, model), so the tables need neither the mod
 clone regenerates them byte for byte. The MiniLM study's C1 rows are read from its records (results/mini) for the
 comparison the plan asks for.
 
-Writes `<out>/tables/`: `README.md`, `main.{md,csv}`, `checks.{md,csv}`, `claims.{md,csv}`, `sensitivity.md`, `sensitivity.csv` and
-`sensitivity-pairs.csv` (the post-hoc SST-2 lr-sensitivity runs); and `<out>/figures/`:
-`c1-by-model.png`.
+Writes `<out>/tables/`: `README.md`, `main.{md,csv}`, `checks.{md,csv}`, `claims.{md,csv}`, and for the post-hoc
+SST-2 lr-sensitivity runs `sensitivity.{md,csv}` and `sensitivity-pairs.csv`; and `<out>/figures/`: `c1-by-model.png`.
 """
 
 from __future__ import annotations
@@ -293,9 +292,17 @@ def sensitivity_frames(study: ShapeStudy) -> tuple[pd.DataFrame, pd.DataFrame]:
             differences = plan.paired(g[1], u[1])
             mean, low, high = plan.interval(differences)
             pairs.append(
-                {"task": task, "gpart_lr": g[0], "unilora_lr": u[0], "n": len(differences)}
-                | {"mean": mean, "low95": low, "high95": high}
-                | {"gpart_role": g_role, "unilora_role": u_role}
+                {
+                    "task": task,
+                    "gpart_role": g_role,
+                    "unilora_role": u_role,
+                    "gpart_lr": g[0],
+                    "unilora_lr": u[0],
+                    "n": len(differences),
+                    "mean": mean,
+                    "low95": low,
+                    "high95": high,
+                }
             )
     return scores, pd.DataFrame(pairs)
 
