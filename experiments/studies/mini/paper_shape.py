@@ -148,9 +148,10 @@ def state(results: Path, minilm: dict, tasks=design.TASKS, validation=None) -> d
             runs, chosen, scores = checked_lr(check_runs(design.ARMS[label], task, lr, head_lr), results, validation)
             now.ready += runs
             now.choices[(label, task)] = design.Choice(chosen, scores)
-            if chosen is not None:
-                reports += [dataclasses.replace(runs[0], seed=s, lr=chosen, stage="report") for s in REPORT_SEEDS]
-            if chosen is not None and task in SENSITIVITY_TASKS:
+            if chosen is None:
+                continue
+            reports += [dataclasses.replace(runs[0], seed=s, lr=chosen, stage="report") for s in REPORT_SEEDS]
+            if task in SENSITIVITY_TASKS:
                 second = runner_up(scores, chosen)
                 sensitivity += [
                     dataclasses.replace(runs[0], seed=s, lr=second, stage=SENSITIVITY) for s in REPORT_SEEDS

@@ -247,13 +247,9 @@ def checks_markdown(study: ShapeStudy, frame: pd.DataFrame, label: str) -> str:
 # ---------------------------------------------------------------- post hoc: SST-2 lr sensitivity
 
 
-def _test_scores(report: pd.DataFrame, arm: str, task: str, lr: float) -> pd.Series:
-    mine = report[(report["arm"] == arm) & (report["task"] == task) & (report["lr"] == lr)]
-    return mine.set_index("seed")["score"].sort_index()
-
-
 def sensitivity_cells(study: ShapeStudy) -> dict:
-    """(arm, task, role) -> (lr, test score per seed): each checked arm at its chosen and its runner-up lr."""
+    """(arm, task, role) -> (lr, test score per seed): each checked arm at its chosen and its runner-up lr (the report
+    and the sensitivity frames each hold one lr per arm and task)."""
     cells = {}
     for task in paper_shape.SENSITIVITY_TASKS:
         for arm in paper_shape.CHECKED:
@@ -261,8 +257,8 @@ def sensitivity_cells(study: ShapeStudy) -> dict:
             if choice is None or choice.lr is None:
                 continue
             second = paper_shape.runner_up(choice.scores, choice.lr)
-            cells[(arm, task, "chosen")] = (choice.lr, _test_scores(study.report, arm, task, choice.lr))
-            cells[(arm, task, "runner-up")] = (second, _test_scores(study.sensitivity, arm, task, second))
+            cells[(arm, task, "chosen")] = (choice.lr, plan.scores(study.report, arm, task))
+            cells[(arm, task, "runner-up")] = (second, plan.scores(study.sensitivity, arm, task))
     return cells
 
 

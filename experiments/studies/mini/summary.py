@@ -175,7 +175,7 @@ def in_flight_span(results: Path) -> tuple[float, str, str] | None:
         open_end = max(open_end, end)
     busy += open_end - open_start
     stamp = "%Y-%m-%d %H:%M"
-    return busy.total_seconds() / 3600, spans[0][0].strftime(stamp), max(e for _, e in spans).strftime(stamp)
+    return busy.total_seconds() / 3600, spans[0][0].strftime(stamp), open_end.strftime(stamp)  # the last end
 
 
 def block(results: Path, glue_dir: Path | None = None) -> str:
